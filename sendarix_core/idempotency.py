@@ -1,0 +1,61 @@
+"""Idempotency decisions for message submission.
+
+Within 24 hours, a request with a key already used by the same API key returns
+the original response and queues nothing. The same key with a different body
+is a conflict. After the window the key may be used again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "IDEMPOTENCY_WINDOW",
+    "IdempotencyDecision",
+    "IdempotencyRecord",
+    "decide_idempotency",
+    "request_fingerprint",
+]
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+class IdempotencyDecision(StrEnum):
+    PROCEED = "proceed"
+    REPLAY = "replay"
+    CONFLICT = "conflict"
+
+
+@attrs.frozen(kw_only=True)
+class IdempotencyRecord:
+    """The first response given for a key, stored to be replayed."""
+
+    api_key_id: str
+    key: str
+    fingerprint: str
+    status_code: int
+    response: Mapping[str, Any]
+    created_at: datetime
+
+
+def request_fingerprint(body: Mapping[str, Any]) -> str:
+    """Return a digest of a request body that ignores key order and spacing."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def decide_idempotency(
+    record: IdempotencyRecord | None, fingerprint: str, now: datetime
+) -> IdempotencyDecision:
+    if record is None or now - record.created_at >= IDEMPOTENCY_WINDOW:
+        return IdempotencyDecision.PROCEED
+    if record.fingerprint != fingerprint:
+        return IdempotencyDecision.CONFLICT
+    return IdempotencyDecision.REPLAY

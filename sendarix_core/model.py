@@ -1,0 +1,136 @@
+"""Value objects of the message lifecycle.
+
+All of them are frozen: a lifecycle transition returns a new ``Message`` and
+the ``Event`` it caused, and storage persists both together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from sendarix_core.states import EventType, MessageStatus, Priority
+
+__all__ = [
+    "Address",
+    "Attachment",
+    "Event",
+    "Message",
+    "MessageContent",
+    "SmtpReply",
+]
+
+
+@attrs.frozen
+class Address:
+    """A mailbox: optional display name, local part and domain.
+
+    ``domain`` is always ASCII (IDNs are stored as A-labels), so it can be
+    used for DNS lookups and the SMTP envelope as it is. ``smtputf8`` is true
+    when the local part is not ASCII, which requires the SMTPUTF8 extension.
+    """
+
+    local_part: str
+    domain: str
+    display_name: str = ""
+
+    @property
+    def email(self) -> str:
+        """The addr-spec (``local@domain``) used in the envelope."""
+        return f"{self.local_part}@{self.domain}"
+
+    @property
+    def smtputf8(self) -> bool:
+        return not self.local_part.isascii()
+
+    def __str__(self) -> str:
+        if not self.display_name:
+            return self.email
+        return f"{self.display_name} <{self.email}>"
+
+
+@attrs.frozen
+class Attachment:
+    """A file carried by a message; ``content_id`` marks an inline part."""
+
+    filename: str
+    content_type: str
+    content: bytes = attrs.field(repr=lambda value: f"<{len(value)} bytes>")
+    content_id: str | None = None
+    inline: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class MessageContent:
+    """What the recipient reads, before MIME encoding.
+
+    ``headers`` keeps the caller's order; their names and values were checked
+    for CR, LF and reserved names at acceptance.
+    """
+
+    subject: str
+    text: str | None = None
+    html: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    template: str | None = None
+    template_data: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class SmtpReply:
+    """The reply of a remote SMTP server (or a local stand-in for DNS errors)."""
+
+    code: int | None
+    enhanced_code: str | None
+    text: str
+    mx_host: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Message:
+    """One message to one recipient, as the lifecycle sees it.
+
+    ``version`` grows by one on every persisted change, including a claim by a
+    worker. Storage updates a message only where the stored version matches,
+    so a worker that lost its lease can't overwrite the work of another.
+    """
+
+    id: str
+    status: MessageStatus
+    priority: Priority
+    sender: Address
+    recipient: Address
+    content: MessageContent
+    created_at: datetime
+    updated_at: datetime
+    scheduled_at: datetime | None = None
+    expires_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    attempts: int = 0
+    last_reply: SmtpReply | None = None
+    metadata: Mapping[str, str] = attrs.field(factory=dict)
+    tags: tuple[str, ...] = ()
+    api_key_id: str | None = None
+    test_mode: bool = False
+    message_id_header: str = ""
+    version: int = 0
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """A state change or observation, in the order it happened per message."""
+
+    event_id: str
+    type: EventType
+    created_at: datetime
+    message_id: str
+    recipient: str
+    data: Mapping[str, Any] = attrs.field(factory=dict)

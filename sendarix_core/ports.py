@@ -1,0 +1,219 @@
+"""The interfaces backends implement: storage, queue, transport and webhooks.
+
+Plugins return objects with these async methods from the hooks in
+``sendarix_backends.hookspecs``. Every method translates its library's
+exceptions into ``StorageError`` or ``DeliveryError`` subclasses at the
+boundary; no driver exception escapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Generic, Protocol, TypeVar
+
+import attrs
+
+from sendarix_core.idempotency import IdempotencyRecord
+from sendarix_core.keys import ApiKey
+from sendarix_core.lifecycle import Transition
+from sendarix_core.model import Event, Message, SmtpReply
+from sendarix_core.states import MessageStatus
+from sendarix_core.suppression import Suppression, SuppressionReason
+
+__all__ = [
+    "Envelope",
+    "MessageQuery",
+    "MessageQueue",
+    "MessageStore",
+    "Page",
+    "Submission",
+    "SubmitOutcome",
+    "SuppressionQuery",
+    "Transport",
+    "WebhookResponse",
+    "WebhookSender",
+]
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Page(Generic[T]):
+    """One page of a listing; ``next_cursor`` is ``None`` on the last page."""
+
+    items: Sequence[T]
+    next_cursor: str | None
+
+
+@attrs.frozen(kw_only=True)
+class MessageQuery:
+    status: MessageStatus | None = None
+    recipient: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    limit: int = 25
+    cursor: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SuppressionQuery:
+    reasons: frozenset[SuppressionReason] | None = None
+    limit: int = 25
+    cursor: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Submission:
+    """A validated message to store, with the idempotency record to claim.
+
+    ``idempotency.response`` is the response a replay will return.
+    """
+
+    transition: Transition
+    idempotency: IdempotencyRecord | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SubmitOutcome:
+    """What storage did with one ``Submission``.
+
+    Exactly one of ``message`` (stored now) and ``replay`` (the record of an
+    earlier request with the same key) is set, unless ``conflict`` is true:
+    the key was used with another body within the window.
+    """
+
+    message: Message | None = None
+    replay: IdempotencyRecord | None = None
+    conflict: bool = False
+
+
+class MessageStore(Protocol):
+    """Durable storage for messages, events, suppressions and API keys."""
+
+    async def create_messages(
+        self, submissions: Sequence[Submission], now: datetime
+    ) -> list[SubmitOutcome]:
+        """Store messages and their first events in one commit.
+
+        Idempotency keys are claimed atomically: of concurrent submissions
+        with one key, exactly one is stored. Returns one outcome per
+        submission, in order. Returns only after the data is durable.
+        """
+        ...
+
+    async def get_message(self, message_id: str) -> Message | None: ...
+
+    async def list_messages(self, query: MessageQuery) -> Page[Message]:
+        """List messages newest first."""
+        ...
+
+    async def list_message_events(self, message_id: str) -> list[Event]:
+        """Return a message's events, oldest first."""
+        ...
+
+    async def save_transitions(self, transitions: Sequence[Transition]) -> list[str]:
+        """Persist transitions, their events and suppressions in one commit.
+
+        A transition is applied only where the stored version still equals
+        ``before.version``. Returns the ids of messages that were skipped
+        because another writer changed them first.
+        """
+        ...
+
+    async def get_suppressions(
+        self, recipients: Sequence[str]
+    ) -> Mapping[str, Suppression]:
+        """Return the entries for those normalized recipients that have one."""
+        ...
+
+    async def add_suppression(self, suppression: Suppression) -> Suppression:
+        """Add an entry, or return the one already stored for the recipient."""
+        ...
+
+    async def list_suppressions(self, query: SuppressionQuery) -> Page[Suppression]: ...
+
+    async def remove_suppression(self, recipient: str) -> bool:
+        """Remove an entry; return whether one existed."""
+        ...
+
+    async def create_api_key(self, key: ApiKey) -> None: ...
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None: ...
+
+    async def count_request(self, api_key_id: str, window_start: int) -> int:
+        """Count one request in a rate-limit window and return the new total."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class MessageQueue(Protocol):
+    """Hands due messages to workers, each to one worker at a time."""
+
+    async def claim_due(
+        self, worker_id: str, now: datetime, limit: int, lease: timedelta
+    ) -> list[Message]:
+        """Lease up to ``limit`` due messages, highest priority first, FIFO
+        within a priority.
+
+        A claim bumps each message's version, which fences off the worker
+        that held an earlier, expired lease.
+        """
+        ...
+
+    async def renew_leases(
+        self, messages: Sequence[Message], now: datetime, lease: timedelta
+    ) -> None:
+        """Extend the leases of messages still being delivered."""
+        ...
+
+    async def next_due_at(self) -> datetime | None:
+        """Return when the earliest message becomes due, if any is waiting."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@attrs.frozen(kw_only=True)
+class Envelope:
+    """What the transport hands to SMTP: envelope addresses and the bytes."""
+
+    message_id: str
+    mail_from: str
+    rcpt_to: str
+    data: bytes = attrs.field(repr=lambda value: f"<{len(value)} bytes>")
+    smtputf8: bool = False
+    test_mode: bool = False
+
+
+class Transport(Protocol):
+    """Delivers one message to its recipient's mail server."""
+
+    async def deliver(self, envelope: Envelope) -> SmtpReply:
+        """Return the reply to DATA when the server accepted the message.
+
+        Raises ``TemporaryDeliveryError`` or ``PermanentDeliveryError`` with
+        the reply code, enhanced code and MX host when it did not.
+        """
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@attrs.frozen(kw_only=True)
+class WebhookResponse:
+    status_code: int | None
+    body_excerpt: str
+    elapsed: timedelta
+    error: str | None = None
+
+
+class WebhookSender(Protocol):
+    """Posts signed event payloads to subscriber endpoints."""
+
+    async def post(
+        self, url: str, headers: Mapping[str, str], body: bytes
+    ) -> WebhookResponse: ...
+
+    async def aclose(self) -> None: ...
