@@ -145,6 +145,7 @@ def defer_or_bounce(
 ) -> Transition:
     """Record a temporary failure: defer for the next attempt or, when the
     attempts are exhausted, bounce with ``retries_exhausted``."""
+    _require_edge(message, S.DEFERRED)
     delay = policy.delay_after(message.attempts)
     if delay is None:
         return bounce(
@@ -275,13 +276,17 @@ def _move(
     data: Mapping[str, Any] | None = None,
     **changes: Any,
 ) -> Transition:
-    if target not in ALLOWED_TRANSITIONS[message.status]:
-        raise InvalidTransitionError(message.id, message.status, target)
+    _require_edge(message, target)
     after = attrs.evolve(
         message, status=target, updated_at=now, version=message.version + 1, **changes
     )
     event = _event(after, target, now, event_id, data or {})
     return Transition(before=message, after=after, event=event)
+
+
+def _require_edge(message: Message, target: MessageStatus) -> None:
+    if target not in ALLOWED_TRANSITIONS[message.status]:
+        raise InvalidTransitionError(message.id, message.status, target)
 
 
 def _event(

@@ -1,0 +1,410 @@
+"""The engine: submission, queries and delivery workers over the backends.
+
+``Engine`` is what an integrator embeds and what ``sendarix serve`` runs. It
+composes a store, a queue and a transport chosen by the plugin hooks, and
+applies the core's decisions; it holds no state that a restart would lose.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import attrs
+import pluggy
+
+from sendarix_backends.batching import GroupCommitter
+from sendarix_backends.delivery import DeliveryWorker
+from sendarix_backends.settings import Settings
+from sendarix_core import lifecycle
+from sendarix_core.clock import Clock, SystemClock
+from sendarix_core.errors import (
+    FieldError,
+    IdempotencyConflictError,
+    MessageNotCancellableError,
+    NotFoundError,
+    StorageError,
+    ValidationError,
+)
+from sendarix_core.idempotency import IdempotencyRecord, request_fingerprint
+from sendarix_core.ids import new_id
+from sendarix_core.keys import (
+    ApiKey,
+    Environment,
+    Scope,
+    check_key,
+    format_key,
+    hash_key,
+)
+from sendarix_core.model import Event, Message
+from sendarix_core.ports import (
+    MessageQuery,
+    MessageQueue,
+    MessageStore,
+    Page,
+    Submission,
+    SubmitOutcome,
+    SuppressionQuery,
+    Transport,
+)
+from sendarix_core.ratelimit import RateLimitDecision, decide_rate_limit, window_start
+from sendarix_core.representation import accepted_response
+from sendarix_core.submission import new_message
+from sendarix_core.suppression import (
+    Suppression,
+    SuppressionReason,
+    normalize_recipient,
+)
+from sendarix_core.validation import validate_send_request
+
+__all__ = ["Engine", "SendResult"]
+
+logger = logging.getLogger("sendarix.engine")
+
+# The owner of idempotency keys submitted through the library without an API key.
+LIBRARY_KEY_ID = "library"
+
+
+@attrs.frozen(kw_only=True)
+class SendResult:
+    """The answer to a submission: the ``202`` body, and whether it is a replay."""
+
+    message_id: str
+    status: str
+    response: Mapping[str, Any]
+    replayed: bool = False
+
+
+class Engine:
+    """Accepts, stores, queues and delivers messages.
+
+    Use it as an async context manager. With ``workers=True`` (the default)
+    delivery workers run in the background until the context exits::
+
+        settings = Settings(database_url="sqlite:///app.db")
+        async with Engine.from_settings(settings) as engine:
+            result = await engine.send({"recipient": ..., "from": ..., ...})
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: MessageStore,
+        queue: MessageQueue,
+        transport: Transport,
+        sink: Transport,
+        clock: Clock | None = None,
+        workers: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.queue = queue
+        self.clock = clock or SystemClock()
+        self._run_workers = workers
+        self._submissions: GroupCommitter[Submission, SubmitOutcome] = GroupCommitter(
+            self._create_batch
+        )
+        self.worker = DeliveryWorker(
+            store=store,
+            queue=queue,
+            transport=transport,
+            sink=sink,
+            clock=self.clock,
+            new_id=self.new_id,
+            settings=settings,
+        )
+        self._task_group: anyio.abc.TaskGroup | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings | None = None,
+        *,
+        plugin_manager: pluggy.PluginManager | None = None,
+        clock: Clock | None = None,
+        workers: bool = True,
+    ) -> Engine:
+        """Build an engine whose backends the plugin hooks choose."""
+        from sendarix_backends.plugins import get_plugin_manager
+        from sendarix_backends.smtp import SinkTransport
+
+        settings = settings or Settings()
+        manager = plugin_manager or get_plugin_manager()
+        store = manager.hook.sendarix_storage(settings=settings)
+        if store is None:
+            raise StorageError(
+                f"no storage plugin handles {settings.database_url!r}; "
+                "use sqlite:///path or postgresql://… or install a plugin"
+            )
+        queue = manager.hook.sendarix_queue(settings=settings, storage=store)
+        if queue is None:
+            raise StorageError(
+                f"no queue plugin works with the storage {type(store).__name__}"
+            )
+        transport = manager.hook.sendarix_transport(settings=settings)
+        return cls(
+            settings=settings,
+            store=store,
+            queue=queue,
+            transport=transport,
+            sink=SinkTransport(),
+            clock=clock,
+            workers=workers,
+        )
+
+    async def __aenter__(self) -> Self:
+        opener = getattr(self.store, "open", None)
+        if opener is not None:
+            await opener()
+        if self._run_workers:
+            self._task_group = anyio.create_task_group()
+            await self._task_group.__aenter__()
+            await self._task_group.start(self.worker.run)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if self._task_group is not None:
+                self._task_group.cancel_scope.cancel()
+                await self._task_group.__aexit__(exc_type, exc, traceback)
+                self._task_group = None
+        finally:
+            await self.worker.aclose()
+            await self.store.aclose()
+            if self.queue is not self.store:
+                await self.queue.aclose()
+
+    def new_id(self, prefix: str) -> str:
+        return new_id(prefix, self.clock.now(), os.urandom(10))
+
+    # Submission
+
+    async def send(
+        self,
+        body: Mapping[str, Any],
+        *,
+        api_key: ApiKey | None = None,
+        idempotency_key: str | None = None,
+    ) -> SendResult:
+        """Validate and durably queue one message.
+
+        ``idempotency_key`` is the ``Idempotency-Key`` HTTP header, if any;
+        ``headers["X-Idempotency-Key"]`` in the body works the same way.
+        Raises ``ValidationError`` (every invalid field at once) or
+        ``IdempotencyConflictError``. Returns only after the commit.
+        """
+        now = self.clock.now()
+        request = validate_send_request(
+            body, now=now, default_sender=self.settings.default_sender
+        )
+        key = _merge_idempotency_keys(idempotency_key, request.idempotency_key)
+        self._check_sender_domain(api_key, request.sender.domain)
+        if request.template is not None:
+            raise ValidationError(
+                [
+                    FieldError(
+                        "template",
+                        "template_not_found",
+                        f"template {request.template!r} does not exist; "
+                        "send text or html instead",
+                    )
+                ]
+            )
+
+        transition = new_message(
+            request,
+            message_id=self.new_id("msg"),
+            event_id=self.new_id("evt"),
+            now=now,
+            api_key=api_key,
+        )
+        response = accepted_response(transition.after)
+        record = None
+        if key is not None:
+            record = IdempotencyRecord(
+                api_key_id=api_key.id if api_key else LIBRARY_KEY_ID,
+                key=key,
+                fingerprint=request_fingerprint(body),
+                status_code=202,
+                response=response,
+                created_at=now,
+            )
+        outcome = await self._submissions.submit(
+            Submission(transition=transition, idempotency=record)
+        )
+
+        if outcome.conflict:
+            raise IdempotencyConflictError(key or "", None)
+        if outcome.replay is not None:
+            replayed = outcome.replay.response
+            return SendResult(
+                message_id=str(replayed["message_id"]),
+                status=str(replayed["status"]),
+                response=replayed,
+                replayed=True,
+            )
+        self.worker.wake()
+        return SendResult(
+            message_id=transition.after.id,
+            status=str(transition.after.status),
+            response=response,
+        )
+
+    async def _create_batch(
+        self, submissions: Sequence[Submission]
+    ) -> list[SubmitOutcome]:
+        return await self.store.create_messages(submissions, self.clock.now())
+
+    def _check_sender_domain(self, api_key: ApiKey | None, domain: str) -> None:
+        if api_key is None or not api_key.sender_domains:
+            return
+        if domain.lower() in api_key.sender_domains:
+            return
+        allowed = ", ".join(api_key.sender_domains)
+        raise ValidationError(
+            [
+                FieldError(
+                    "from",
+                    "sender_domain_not_allowed",
+                    f"the API key may send only from {allowed}, not from {domain!r}",
+                )
+            ]
+        )
+
+    # Messages
+
+    async def get_message(self, message_id: str) -> Message:
+        message = await self.store.get_message(message_id)
+        if message is None:
+            raise NotFoundError("message", message_id)
+        return message
+
+    async def list_messages(self, query: MessageQuery) -> Page[Message]:
+        return await self.store.list_messages(query)
+
+    async def list_events(self, message_id: str) -> list[Event]:
+        await self.get_message(message_id)
+        return await self.store.list_message_events(message_id)
+
+    async def cancel(self, message_id: str) -> Message:
+        """Cancel a scheduled or queued message.
+
+        Raises ``MessageNotCancellableError`` once a worker has started it.
+        A worker may claim the message while this runs; the version check
+        then makes one side lose, and the loop reads the message again.
+        """
+        for _ in range(5):
+            message = await self.get_message(message_id)
+            transition = lifecycle.cancel(
+                message, now=self.clock.now(), event_id=self.new_id("evt")
+            )
+            stale = await self.store.save_transitions([transition])
+            if not stale:
+                return transition.after
+        raise MessageNotCancellableError(message_id, "accepted")
+
+    # Suppressions
+
+    async def suppress(
+        self,
+        recipient: str,
+        reason: SuppressionReason = SuppressionReason.MANUAL,
+    ) -> Suppression:
+        entry = Suppression(
+            recipient=normalize_recipient(recipient),
+            reason=reason,
+            created_at=self.clock.now(),
+        )
+        return await self.store.add_suppression(entry)
+
+    async def get_suppression(self, recipient: str) -> Suppression:
+        normalized = normalize_recipient(recipient)
+        found = await self.store.get_suppressions([normalized])
+        if normalized not in found:
+            raise NotFoundError("suppression", recipient)
+        return found[normalized]
+
+    async def list_suppressions(self, query: SuppressionQuery) -> Page[Suppression]:
+        return await self.store.list_suppressions(query)
+
+    async def unsuppress(self, recipient: str) -> None:
+        if not await self.store.remove_suppression(normalize_recipient(recipient)):
+            raise NotFoundError("suppression", recipient)
+
+    # API keys
+
+    async def create_api_key(
+        self,
+        name: str,
+        *,
+        scopes: frozenset[Scope] | None = None,
+        environment: Environment = Environment.LIVE,
+        rate_limit: int | None = None,
+        sender_domains: Sequence[str] = (),
+    ) -> tuple[str, ApiKey]:
+        """Create a key; return the secret (shown once) and the stored record."""
+        secret = format_key(environment, os.urandom(32))
+        key = ApiKey(
+            id=self.new_id("key"),
+            name=name,
+            key_hash=hash_key(secret),
+            prefix=secret[:12],
+            scopes=scopes if scopes is not None else frozenset(Scope),
+            environment=environment,
+            created_at=self.clock.now(),
+            sender_domains=tuple(domain.lower() for domain in sender_domains),
+            **({"rate_limit": rate_limit} if rate_limit is not None else {}),
+        )
+        await self.store.create_api_key(key)
+        return secret, key
+
+    async def authenticate(self, secret: str) -> ApiKey:
+        """Return the key for ``secret``; raise ``AuthenticationError`` if unusable."""
+        presented = hash_key(secret)
+        key = await self.store.find_api_key(presented)
+        return check_key(key, presented, self.clock.now())
+
+    async def check_rate_limit(self, key: ApiKey) -> RateLimitDecision:
+        now = self.clock.now()
+        count = await self.store.count_request(key.id, window_start(now))
+        return decide_rate_limit(count, key.rate_limit, now)
+
+    # Delivery
+
+    async def deliver_due(self) -> int:
+        """Claim one batch of due messages and deliver it to the end.
+
+        For tests and scripts that drive time with a manual clock; the
+        background workers do the same continuously.
+        """
+        return await self.worker.run_once()
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.lease_seconds)
+
+
+def _merge_idempotency_keys(header_key: str | None, body_key: str | None) -> str | None:
+    if header_key is not None and body_key is not None and header_key != body_key:
+        raise ValidationError(
+            [
+                FieldError(
+                    "headers.X-Idempotency-Key",
+                    "idempotency_key_mismatch",
+                    "the Idempotency-Key HTTP header and headers.X-Idempotency-Key "
+                    "differ; send one key",
+                )
+            ]
+        )
+    return header_key if header_key is not None else body_key

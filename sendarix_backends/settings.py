@@ -1,0 +1,216 @@
+"""Settings, read from defaults, a TOML file, the environment and flags.
+
+Later sources win: a flag overrides an environment variable, which overrides
+the TOML file, which overrides the default. The environment variable names
+are part of the public contract; the TOML keys are the same names in lower
+case without the ``SENDARIX_`` prefix (``database_url = "sqlite:///x.db"``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from sendarix_core.errors import ConfigurationError
+
+__all__ = ["DeliveryMode", "SenderVerification", "Settings", "load_settings"]
+
+logger = logging.getLogger("sendarix.settings")
+
+
+class DeliveryMode(StrEnum):
+    MX = "mx"
+    SMARTHOST = "smarthost"
+    SINK = "sink"
+
+
+class SenderVerification(StrEnum):
+    REQUIRED = "required"
+    OFF = "off"
+
+
+def _nameservers(
+    value: str | list[str] | tuple[tuple[str, int], ...],
+) -> tuple[tuple[str, int], ...]:
+    if isinstance(value, tuple):
+        return value
+    items = value if isinstance(value, list) else value.split(",")
+    servers = []
+    for raw in items:
+        item = raw.strip()
+        if not item:
+            continue
+        host, port = _split_host_port(item, default_port=53)
+        servers.append((host, port))
+    return tuple(servers)
+
+
+def _split_host_port(item: str, *, default_port: int) -> tuple[str, int]:
+    if item.startswith("["):
+        host, _, rest = item[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    elif item.count(":") == 1:
+        host, port_text = item.split(":")
+    else:
+        host, port_text = item, ""
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigurationError(f"invalid port in {item!r}; expected host[:port]")
+    return host, int(port_text)
+
+
+def _boolean(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"invalid boolean {value!r}; expected true or false")
+
+
+def _port(value: str | int) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise ConfigurationError(f"invalid port {value!r}; expected 0-65535") from None
+    if not 0 <= port < 65536:
+        raise ConfigurationError(f"invalid port {value!r}; expected 0-65535")
+    return port
+
+
+def _positive_int(value: str | int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigurationError(
+            f"invalid number {value!r}; expected a positive integer"
+        ) from None
+    if number < 1:
+        raise ConfigurationError(
+            f"invalid number {value!r}; expected a positive integer"
+        )
+    return number
+
+
+def _positive_float(value: str | float) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigurationError(
+            f"invalid number {value!r}; expected seconds"
+        ) from None
+    if number <= 0:
+        raise ConfigurationError(f"invalid number {value!r}; expected seconds above 0")
+    return number
+
+
+def _optional_str(value: str | None) -> str | None:
+    return value or None
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """Every setting of a Sendarix process, with its default."""
+
+    database_url: str = "sqlite:///sendarix.db"
+    http_host: str = "127.0.0.1"
+    http_port: int = attrs.field(default=8080, converter=_port)
+    relay_host: str = "127.0.0.1"
+    relay_port: int = attrs.field(default=2525, converter=_port)
+    delivery_mode: DeliveryMode = attrs.field(
+        default=DeliveryMode.MX, converter=DeliveryMode
+    )
+    smarthost: str | None = attrs.field(default=None, converter=_optional_str)
+    dns_nameservers: tuple[tuple[str, int], ...] = attrs.field(
+        default=(), converter=_nameservers
+    )
+    destination_port: int = attrs.field(default=25, converter=_port)
+    default_sender: str | None = attrs.field(default=None, converter=_optional_str)
+    webhook_allow_private: bool = attrs.field(default=False, converter=_boolean)
+    sender_verification: SenderVerification | None = attrs.field(
+        default=None, converter=attrs.converters.optional(SenderVerification)
+    )
+    helo_name: str | None = attrs.field(default=None, converter=_optional_str)
+    """Name sent in EHLO; the machine's fully qualified name when unset."""
+    worker_concurrency: int = attrs.field(default=50, converter=_positive_int)
+    """Deliveries in flight at once per worker process."""
+    claim_batch: int = attrs.field(default=100, converter=_positive_int)
+    lease_seconds: float = attrs.field(default=60.0, converter=_positive_float)
+    """How long a claimed message stays with one worker before another may take
+    it over; renewed while the delivery runs."""
+    poll_interval: float = attrs.field(default=1.0, converter=_positive_float)
+    """Seconds between queue polls when no local submission wakes the worker."""
+    smtp_timeout: float = attrs.field(default=30.0, converter=_positive_float)
+
+    def __attrs_post_init__(self) -> None:
+        if self.delivery_mode == DeliveryMode.SMARTHOST and not self.smarthost:
+            raise ConfigurationError(
+                "SENDARIX_DELIVERY_MODE is smarthost but SENDARIX_SMARTHOST is not "
+                "set; set it to smtp://user:pass@host:port"
+            )
+
+
+_FIELDS = tuple(field.name for field in attrs.fields(Settings))
+
+
+def environment_name(field: str) -> str:
+    return f"SENDARIX_{field.upper()}"
+
+
+def load_settings(
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge the TOML file, the environment and flag ``overrides``.
+
+    ``overrides`` holds flag values; ``None`` values are ignored, so unset
+    flags do not mask the environment.
+    """
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(_read_toml(Path(config_file)))
+    environ = os.environ if environ is None else environ
+    for field in _FIELDS:
+        name = environment_name(field)
+        if name in environ:
+            values[field] = environ[name]
+    for field, value in (overrides or {}).items():
+        if value is not None:
+            values[field] = value
+    try:
+        return Settings(**values)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"invalid settings: {exc}") from exc
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read the config file {str(path)!r}: {exc}"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(
+            f"the config file {str(path)!r} is not valid TOML: {exc}"
+        ) from exc
+    unknown = sorted(set(data) - set(_FIELDS))
+    if unknown:
+        known = ", ".join(_FIELDS)
+        raise ConfigurationError(
+            f"unknown setting {unknown[0]!r} in {str(path)!r}; known settings: {known}"
+        )
+    return data

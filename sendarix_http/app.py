@@ -1,0 +1,165 @@
+"""The ASGI application of the v1 HTTP API."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sendarix_backends.engine import Engine
+from sendarix_core.errors import SendarixError
+from sendarix_core.ratelimit import (
+    DEFAULT_RATE_LIMIT,
+    RateLimitDecision,
+    decide_rate_limit,
+    window_start,
+)
+from sendarix_http.errors import HttpError, error_body, status_and_code
+from sendarix_http.http_io import JsonResponse
+from sendarix_http.routes import messages, suppressions
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("sendarix.http")
+
+
+def create_app(engine: Engine, *, manage_engine: bool = False) -> Starlette:
+    """Build the API around ``engine``.
+
+    With ``manage_engine`` the app's lifespan opens and closes the engine
+    (and so runs its delivery workers), as ``sendarix serve`` does. Without
+    it, the caller owns the engine's lifetime.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if manage_engine:
+            async with engine:
+                yield
+        else:
+            yield
+
+    app = Starlette(
+        routes=[*messages.routes, *suppressions.routes],
+        exception_handlers={
+            SendarixError: _handle_sendarix_error,
+            HTTPException: _handle_http_exception,
+            Exception: _handle_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.engine = engine
+    app.add_middleware(ResponseHeadersMiddleware)
+    return app
+
+
+async def _handle_sendarix_error(request: Request, exc: Exception) -> Response:
+    exc = cast(SendarixError, exc)
+    status, code = status_and_code(exc)
+    headers = dict(getattr(exc, "headers", {}) or {})
+    decision: RateLimitDecision | None = getattr(request.state, "rate_limit", None)
+    if status == 429 and decision is not None:
+        now = int(datetime.now(UTC).timestamp())
+        headers["Retry-After"] = str(max(decision.reset_at - now, 1))
+    if status >= 500:
+        logger.error(
+            "request failed",
+            exc_info=exc,
+            extra={"action": "request_failed", "code": code, "path": request.url.path},
+        )
+    return JsonResponse(error_body(exc), status_code=status, headers=headers)
+
+
+async def _handle_http_exception(request: Request, exc: Exception) -> Response:
+    exc = cast(HTTPException, exc)
+    if exc.status_code == 405:
+        error = HttpError(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.url.path}",
+            headers=dict(exc.headers or {}),
+        )
+    elif exc.status_code == 404:
+        error = HttpError(404, "route_not_found", f"no endpoint at {request.url.path}")
+    else:
+        error = HttpError(exc.status_code, "http_error", str(exc.detail))
+    return await _handle_sendarix_error(request, error)
+
+
+async def _handle_unexpected(request: Request, exc: Exception) -> Response:
+    logger.error(
+        "unexpected error",
+        exc_info=exc,
+        extra={"action": "request_crashed", "path": request.url.path},
+    )
+    error = HttpError(
+        500, "internal_error", "internal server error; retry with backoff"
+    )
+    return JsonResponse(error_body(error), status_code=500)
+
+
+class ResponseHeadersMiddleware:
+    """Add ``X-Request-Id`` and the ``X-RateLimit-*`` headers to every response.
+
+    An authenticated request reports its key's window. Any other request
+    (a missing or unknown key, an unknown route) is counted per client
+    address in this process, so those responses carry the headers too.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._anonymous: dict[tuple[str, int], int] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or f"req_{secrets.token_hex(12)}"
+        state: dict[str, Any] = scope.setdefault("state", {})
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                decision = state.get("rate_limit") or self._anonymous_decision(scope)
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                headers.append((b"x-ratelimit-limit", str(decision.limit).encode()))
+                headers.append(
+                    (b"x-ratelimit-remaining", str(decision.remaining).encode())
+                )
+                headers.append((b"x-ratelimit-reset", str(decision.reset_at).encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    def _anonymous_decision(self, scope: Scope) -> RateLimitDecision:
+        now = datetime.now(UTC)
+        client = scope.get("client") or ("unknown", 0)
+        window = window_start(now)
+        slot = (str(client[0]), window)
+        if len(self._anonymous) > 10_000:
+            self._anonymous = {
+                k: v for k, v in self._anonymous.items() if k[1] == window
+            }
+        self._anonymous[slot] = self._anonymous.get(slot, 0) + 1
+        return decide_rate_limit(self._anonymous[slot], DEFAULT_RATE_LIMIT, now)
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            # Echo a caller's id only when it is short and printable, so a
+            # header can't be used to inject into logs.
+            if 0 < len(text) <= 128 and text.isprintable():
+                return text
+    return None

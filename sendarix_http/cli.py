@@ -1,0 +1,222 @@
+"""The ``sendarix`` command: serve, worker, migrate and keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import uvicorn
+
+from sendarix_backends.engine import Engine
+from sendarix_backends.settings import (
+    DeliveryMode,
+    SenderVerification,
+    Settings,
+    load_settings,
+)
+from sendarix_core.errors import ConfigurationError, SendarixError
+from sendarix_core.keys import Environment, Scope, parse_scopes
+from sendarix_http.app import create_app
+from sendarix_http.logs import configure_logging
+
+__all__ = ["main"]
+
+logger = logging.getLogger("sendarix.cli")
+
+# Flags that map to settings: (flag, setting, help).
+_SETTING_FLAGS = (
+    ("--database-url", "database_url", "sqlite:///path or postgresql://user@host/db"),
+    ("--http-host", "http_host", "address the HTTP API listens on"),
+    ("--http-port", "http_port", "port the HTTP API listens on"),
+    ("--relay-host", "relay_host", "address the SMTP relay listens on"),
+    ("--relay-port", "relay_port", "port the SMTP relay listens on (0 turns it off)"),
+    ("--delivery-mode", "delivery_mode", "mx, smarthost or sink"),
+    (
+        "--smarthost",
+        "smarthost",
+        "smtp://user:pass@host:port, or smtps:// for implicit TLS",
+    ),
+    (
+        "--dns-nameservers",
+        "dns_nameservers",
+        "comma-separated host[:port] the resolver asks",
+    ),
+    ("--destination-port", "destination_port", "port used to connect to MX hosts"),
+    ("--default-sender", "default_sender", "from address used when a request has none"),
+    ("--worker-concurrency", "worker_concurrency", "deliveries in flight per process"),
+    (
+        "--lease-seconds",
+        "lease_seconds",
+        "seconds a claimed message stays with one worker",
+    ),
+    ("--poll-interval", "poll_interval", "seconds between queue polls"),
+)
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", help="TOML file with settings (flags and environment win)"
+    )
+    for flag, dest, help_text in _SETTING_FLAGS:
+        parser.add_argument(flag, dest=dest, help=help_text)
+    parser.add_argument(
+        "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR"
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sendarix", description="Transactional email engine."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP API and delivery workers")
+    _add_setting_flags(serve)
+    worker = commands.add_parser("worker", help="run delivery workers only")
+    _add_setting_flags(worker)
+    migrate = commands.add_parser(
+        "migrate", help="bring the database schema up to date"
+    )
+    _add_setting_flags(migrate)
+
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="key_command", required=True)
+    create = key_commands.add_parser("create", help="create a key and print it")
+    _add_setting_flags(create)
+    create.add_argument(
+        "--name", required=True, help="a label such as 'production' or 'ci'"
+    )
+    create.add_argument(
+        "--scope",
+        action="append",
+        dest="scopes",
+        metavar="SCOPE",
+        help=f"repeat for each scope: {', '.join(Scope)} (default: all)",
+    )
+    create.add_argument(
+        "--test", action="store_true", help="a sk_test_ key: delivers to the sink"
+    )
+    create.add_argument(
+        "--rate-limit", type=int, help="requests per minute (default 1000)"
+    )
+    create.add_argument(
+        "--sender-domain",
+        action="append",
+        dest="sender_domains",
+        default=[],
+        metavar="DOMAIN",
+        help="repeat for each domain the key may send from (default: any)",
+    )
+    return parser
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {dest: getattr(args, dest, None) for _, dest, _ in _SETTING_FLAGS}
+    return load_settings(config_file=args.config, overrides=overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        settings = _settings_from(args)
+        if args.command == "serve":
+            _serve(settings)
+        elif args.command == "worker":
+            anyio.run(_run_worker, settings)
+        elif args.command == "migrate":
+            _migrate(settings)
+        elif args.command == "keys":
+            anyio.run(_create_key, settings, args)
+    except ConfigurationError as exc:
+        print(f"sendarix: {exc}", file=sys.stderr)
+        return 2
+    except SendarixError as exc:
+        print(f"sendarix: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _warn_about_settings(settings: Settings) -> None:
+    if settings.sender_verification == SenderVerification.OFF:
+        logger.warning(
+            "sender verification is off: any from address is accepted; use this only "
+            "in development",
+            extra={"action": "sender_verification_off"},
+        )
+    if settings.delivery_mode == DeliveryMode.SINK:
+        logger.warning(
+            "delivery mode is sink: no message leaves this process",
+            extra={"action": "sink_mode"},
+        )
+    if settings.relay_port != 0:
+        # NOTE: the SMTP relay listener is not built yet; relay_port is accepted
+        # so configurations written for it keep working.
+        logger.warning(
+            "the SMTP relay is not available in this version; submit over HTTP",
+            extra={"action": "relay_unavailable"},
+        )
+
+
+def _serve(settings: Settings) -> None:
+    _warn_about_settings(settings)
+    engine = Engine.from_settings(settings)
+    app = create_app(engine, manage_engine=True)
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    logger.info(
+        "serving",
+        extra={
+            "action": "serve_started",
+            "http": f"{settings.http_host}:{settings.http_port}",
+            "delivery_mode": str(settings.delivery_mode),
+        },
+    )
+    asyncio.run(uvicorn.Server(config).serve())
+
+
+async def _run_worker(settings: Settings) -> None:
+    _warn_about_settings(settings)
+    async with Engine.from_settings(settings):
+        await anyio.sleep_forever()
+
+
+def _migrate(settings: Settings) -> None:
+    from sendarix_backends.sql.migrate import upgrade
+
+    upgrade(settings.database_url)
+    logger.info("schema is up to date", extra={"action": "migrated"})
+
+
+async def _create_key(settings: Settings, args: Any) -> None:
+    try:
+        scopes = parse_scopes(args.scopes) if args.scopes else None
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    environment = Environment.TEST if args.test else Environment.LIVE
+    async with Engine.from_settings(settings, workers=False) as engine:
+        secret, _ = await engine.create_api_key(
+            args.name,
+            scopes=scopes,
+            environment=environment,
+            rate_limit=args.rate_limit,
+            sender_domains=args.sender_domains,
+        )
+    print(secret)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

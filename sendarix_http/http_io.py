@@ -1,0 +1,149 @@
+"""Reading requests and writing responses: bodies, queries, keys, JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from sendarix_backends.engine import Engine
+from sendarix_core.errors import (
+    AuthenticationError,
+    FieldError,
+    RateLimitedError,
+    ValidationError,
+)
+from sendarix_core.keys import ApiKey, Scope, require_scope
+from sendarix_http.errors import HttpError
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "WARN_BODY_BYTES",
+    "JsonResponse",
+    "authorize",
+    "query_int",
+    "query_time",
+    "read_json_object",
+]
+
+MAX_BODY_BYTES = 50 * 1024 * 1024
+# Many receiving servers refuse messages above 25 MB (Gmail's limit, among others).
+WARN_BODY_BYTES = 25 * 1024 * 1024
+
+
+class JsonResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def engine_of(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+async def authorize(request: Request, scope: Scope) -> ApiKey:
+    """Authenticate the bearer key, count it against its rate limit, check ``scope``."""
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise AuthenticationError(
+            "missing API key; send the header 'Authorization: Bearer sk_live_…'"
+        )
+    engine = engine_of(request)
+    key = await engine.authenticate(secret.strip())
+    decision = await engine.check_rate_limit(key)
+    request.state.rate_limit = decision
+    if not decision.allowed:
+        raise RateLimitedError(decision.limit, decision.reset_at)
+    require_scope(key, scope)
+    return key
+
+
+async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
+    """Read the body as a JSON object, refusing more than 50 MB as it streams.
+
+    Returns the object and the body size in bytes.
+    """
+    content_type = request.headers.get("content-type", "application/json")
+    if content_type.split(";")[0].strip().lower() not in {"application/json", ""}:
+        raise HttpError(
+            415,
+            "unsupported_media_type",
+            f"content type {content_type!r} is not supported; send application/json",
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large()
+        chunks.append(chunk)
+    try:
+        body = orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError as exc:
+        raise HttpError(
+            400, "invalid_json", f"the body is not valid JSON: {exc}"
+        ) from exc
+    if not isinstance(body, dict):
+        raise HttpError(
+            400,
+            "invalid_body",
+            f"the body must be a JSON object, not {type(body).__name__}",
+        )
+    return body, size
+
+
+def _too_large() -> HttpError:
+    return HttpError(
+        413,
+        "payload_too_large",
+        "the request is larger than 50 MB; host large files and send links instead",
+    )
+
+
+def query_int(
+    params: Mapping[str, str], name: str, *, default: int, low: int, high: int
+) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise _query_error(
+            name,
+            "invalid_number",
+            f"{raw!r} is not a whole number from {low} to {high}",
+        )
+    return int(raw)
+
+
+def query_time(params: Mapping[str, str], name: str) -> datetime | None:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    try:
+        # A "+" of an offset arrives as a space when the client did not escape it.
+        value = datetime.fromisoformat(raw.replace(" ", "+").replace("Z", "+00:00"))
+    except ValueError:
+        raise _query_error(
+            name,
+            "invalid_time",
+            f"{raw!r} is not an ISO 8601 time such as 2026-04-19T14:30:00Z",
+        ) from None
+    if value.tzinfo is None:
+        raise _query_error(
+            name, "missing_timezone", f"{raw!r} has no timezone; add Z or an offset"
+        )
+    return value.astimezone(UTC)
+
+
+def _query_error(name: str, code: str, message: str) -> ValidationError:
+    return ValidationError([FieldError(name, code, message)])

@@ -1,0 +1,118 @@
+"""``/v1/suppressions`` and ``/v1/unsubscribes``.
+
+The unsubscribe endpoints are a view of the suppression list restricted to
+the unsubscribe reasons; an entry created there has ``user_unsubscribed``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sendarix_core.addresses import AddressError, parse_address
+from sendarix_core.errors import FieldError, NotFoundError, ValidationError
+from sendarix_core.keys import Scope
+from sendarix_core.ports import SuppressionQuery
+from sendarix_core.representation import suppression_to_dict
+from sendarix_core.suppression import UNSUBSCRIBE_REASONS, SuppressionReason
+from sendarix_http.http_io import (
+    JsonResponse,
+    authorize,
+    engine_of,
+    query_int,
+    read_json_object,
+)
+
+__all__ = ["routes"]
+
+
+def _recipient_of(body: dict[str, Any]) -> str:
+    value = body.get("recipient")
+    if not isinstance(value, str):
+        message = "recipient is required: an email address such as user@example.com"
+        raise ValidationError([FieldError("recipient", "missing_field", message)])
+    try:
+        return parse_address(value).email
+    except AddressError as exc:
+        raise ValidationError([FieldError("recipient", exc.code, str(exc))]) from exc
+
+
+def _reason_of(body: dict[str, Any], default: SuppressionReason) -> SuppressionReason:
+    value = body.get("reason", str(default))
+    try:
+        return SuppressionReason(value)
+    except ValueError:
+        allowed = ", ".join(SuppressionReason)
+        message = f"{value!r} is not a suppression reason; expected one of {allowed}"
+        raise ValidationError(
+            [FieldError("reason", "invalid_reason", message)]
+        ) from None
+
+
+def _reasons_query(
+    request: Request, unsubscribes: bool
+) -> frozenset[SuppressionReason] | None:
+    if unsubscribes:
+        return frozenset(UNSUBSCRIBE_REASONS)
+    raw = request.query_params.get("reason")
+    if raw is None:
+        return None
+    return frozenset({_reason_of({"reason": raw}, SuppressionReason.MANUAL)})
+
+
+def _make_handlers(unsubscribes: bool) -> list[Route]:
+    prefix = "/v1/unsubscribes" if unsubscribes else "/v1/suppressions"
+    default_reason = (
+        SuppressionReason.USER_UNSUBSCRIBED
+        if unsubscribes
+        else SuppressionReason.MANUAL
+    )
+
+    async def create(request: Request) -> Response:
+        await authorize(request, Scope.SUPPRESSIONS_WRITE)
+        body, _ = await read_json_object(request)
+        reason = default_reason if unsubscribes else _reason_of(body, default_reason)
+        entry = await engine_of(request).suppress(_recipient_of(body), reason)
+        return JsonResponse(suppression_to_dict(entry), status_code=201)
+
+    async def list_entries(request: Request) -> Response:
+        await authorize(request, Scope.MESSAGES_READ)
+        query = SuppressionQuery(
+            reasons=_reasons_query(request, unsubscribes),
+            limit=query_int(request.query_params, "limit", default=25, low=1, high=100),
+            cursor=request.query_params.get("cursor"),
+        )
+        page = await engine_of(request).list_suppressions(query)
+        data = [suppression_to_dict(entry) for entry in page.items]
+        return JsonResponse({"data": data, "next_cursor": page.next_cursor})
+
+    async def read(request: Request) -> Response:
+        await authorize(request, Scope.MESSAGES_READ)
+        entry = await _visible_entry(request)
+        return JsonResponse(suppression_to_dict(entry))
+
+    async def remove(request: Request) -> Response:
+        await authorize(request, Scope.SUPPRESSIONS_WRITE)
+        entry = await _visible_entry(request)
+        await engine_of(request).unsuppress(entry.recipient)
+        return Response(status_code=204)
+
+    async def _visible_entry(request: Request) -> Any:
+        recipient = request.path_params["recipient"]
+        entry = await engine_of(request).get_suppression(recipient)
+        if unsubscribes and entry.reason not in UNSUBSCRIBE_REASONS:
+            raise NotFoundError("unsubscribe", recipient)
+        return entry
+
+    return [
+        Route(prefix, create, methods=["POST"]),
+        Route(prefix, list_entries, methods=["GET"]),
+        Route(prefix + "/{recipient}", read, methods=["GET"]),
+        Route(prefix + "/{recipient}", remove, methods=["DELETE"]),
+    ]
+
+
+routes = _make_handlers(unsubscribes=False) + _make_handlers(unsubscribes=True)
