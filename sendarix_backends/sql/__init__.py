@@ -1,0 +1,10 @@
+"""The built-in storage and queue backend on SQLite or PostgreSQL.
+
+``SqlStore`` implements both ``MessageStore`` and ``MessageQueue`` from
+``sendarix_core.ports``. ``upgrade`` brings a database schema up to date.
+"""
+
+from sendarix_backends.sql.migrate import current_revision, head_revision, upgrade
+from sendarix_backends.sql.store import SqlStore
+
+__all__ = ["SqlStore", "current_revision", "head_revision", "upgrade"]

@@ -1,0 +1,125 @@
+"""The queue: claiming due messages, renewing leases, the next due time.
+
+``messages.due_at`` is the only claim key: it is when a message may next be
+claimed, and NULL once it is terminal. The partial index on
+``(priority, due_at, id) WHERE due_at IS NOT NULL`` makes each tier's claim
+an index range scan, however many messages are waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sendarix_backends.sql import codec
+from sendarix_backends.sql.schema import messages
+from sendarix_core.model import Message
+from sendarix_core.states import Priority
+
+__all__ = ["claim_due", "next_due_at", "renew_leases"]
+
+_TIERS = sorted(priority.rank for priority in Priority)
+
+_DUE_IDS = (
+    sa.select(messages.c.id)
+    .where(
+        messages.c.priority == sa.bindparam("rank"),
+        messages.c.due_at.is_not(None),
+        messages.c.due_at <= sa.bindparam("now", type_=messages.c.due_at.type),
+    )
+    .order_by(messages.c.due_at, messages.c.id)
+    .limit(sa.bindparam("limit"))
+    # PostgreSQL: rows another claimer holds are passed over, never waited
+    # for. SQLite has no row locks; its single writer gives the same result.
+    .with_for_update(skip_locked=True)
+)
+
+_RENEW = (
+    sa.update(messages)
+    .where(
+        messages.c.id == sa.bindparam("match_id"),
+        messages.c.version == sa.bindparam("match_version"),
+    )
+    .values(due_at=sa.bindparam("new_due_at", type_=messages.c.due_at.type))
+)
+
+
+def claim_due(
+    connection: Connection,
+    worker_id: str,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+) -> list[Message]:
+    """Lease up to ``limit`` due messages to ``worker_id`` until ``now + lease``.
+
+    Returns them highest priority first, by due time then id within a tier,
+    each with its version raised by one.
+    """
+    if limit < 1:
+        raise ValueError(f"claim limit must be at least 1, not {limit}")
+    if lease <= timedelta(0):
+        raise ValueError(f"lease must be positive, not {lease}")
+
+    ids: list[str] = []
+    for rank in _TIERS:
+        remaining = limit - len(ids)
+        if remaining == 0:
+            break
+        params = {"rank": rank, "now": now, "limit": remaining}
+        ids.extend(connection.scalars(_DUE_IDS, params))
+    if not ids:
+        return []
+
+    statement = (
+        sa.update(messages)
+        .where(messages.c.id.in_(ids))
+        .values(
+            due_at=now + lease,
+            lease_owner=worker_id,
+            version=messages.c.version + 1,
+        )
+        .returning(*messages.c)
+    )
+    rows = connection.execute(statement).mappings().all()
+    position = {message_id: index for index, message_id in enumerate(ids)}
+    claimed = [codec.message_from_row(row) for row in rows]
+    claimed.sort(key=lambda message: position[message.id])
+    return claimed
+
+
+def renew_leases(
+    connection: Connection,
+    messages_held: Sequence[Message],
+    now: datetime,
+    lease: timedelta,
+) -> None:
+    """Move the lease expiry of each message whose version still matches."""
+    if not messages_held:
+        return
+    new_due_at = now + lease
+    params = [
+        {
+            "match_id": message.id,
+            "match_version": message.version,
+            "new_due_at": new_due_at,
+        }
+        for message in sorted(messages_held, key=lambda message: message.id)
+    ]
+    connection.execute(_RENEW, params)
+
+
+def next_due_at(connection: Connection) -> datetime | None:
+    """Return the earliest ``due_at``, one index lookup per priority tier."""
+    earliest = [
+        sa.select(sa.func.min(messages.c.due_at))
+        .where(messages.c.priority == rank, messages.c.due_at.is_not(None))
+        .scalar_subquery()
+        for rank in _TIERS
+    ]
+    values = connection.execute(sa.select(*earliest)).one()
+    due = [value for value in values if value is not None]
+    return min(due, default=None)

@@ -1,0 +1,131 @@
+"""Engines for ``sqlite:///path`` and ``postgresql://`` URLs.
+
+SQLite runs in WAL mode with ``synchronous=FULL``. WAL with ``NORMAL``
+commits without syncing the log, so a power loss can drop transactions that
+were already reported committed, and a ``202`` must mean the message survives
+that. With ``FULL`` every commit syncs the WAL (SQLite docs, "PRAGMA
+synchronous"). Write transactions start with ``BEGIN IMMEDIATE``: the write
+lock is taken up front, so two writers never both read and then fail with
+SQLITE_BUSY when they try to upgrade; other processes wait up to
+``busy_timeout`` for the lock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Engine
+
+from sendarix_core.errors import ConfigurationError
+
+__all__ = [
+    "BEGIN_OPTION",
+    "describe_error",
+    "dialect_insert",
+    "make_engine",
+    "normalize_url",
+]
+
+BUSY_TIMEOUT_MS = 30_000
+
+# Execution option: true makes a SQLite transaction start with BEGIN IMMEDIATE.
+BEGIN_OPTION = "sendarix_begin_immediate"
+
+
+def normalize_url(database_url: str) -> URL:
+    """Return the URL with the driver Sendarix uses for its database."""
+    try:
+        url = sa.make_url(database_url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigurationError(
+            f"invalid database URL {database_url!r}; "
+            "expected sqlite:///path or postgresql://user@host/name"
+        ) from exc
+
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if url.database in {None, "", ":memory:"}:
+            raise ConfigurationError(
+                "an in-memory SQLite database cannot be shared between threads; "
+                "use a file path such as sqlite:///sendarix.db"
+            )
+        return url.set(drivername="sqlite+pysqlite")
+    if backend in {"postgresql", "postgres"}:
+        return url.set(drivername="postgresql+psycopg")
+    raise ConfigurationError(
+        f"unsupported database {backend!r} in "
+        f"{url.render_as_string(hide_password=True)}; "
+        "expected sqlite:///path or postgresql://user@host/name"
+    )
+
+
+def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
+    """Create an engine; ``pool_size`` connections are kept open."""
+    url = normalize_url(database_url)
+    options: dict[str, Any] = {
+        "pool_size": pool_size,
+        "max_overflow": 0,
+        "pool_pre_ping": True,
+        "hide_parameters": True,
+        "json_serializer": _dump_json,
+        "json_deserializer": orjson.loads,
+    }
+    if url.get_backend_name() == "sqlite":
+        options["connect_args"] = {"check_same_thread": False}
+    engine = sa.create_engine(url, **options)
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def _dump_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the sqlite3 module, which would
+        # otherwise issue a deferred BEGIN of its own before each write.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get(BEGIN_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def dialect_insert(
+    connection: Connection, table: sa.Table
+) -> postgresql.Insert | sqlite.Insert:
+    """Return an INSERT that supports ``ON CONFLICT`` on this connection's database."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def describe_error(operation: str, engine: Engine, exc: sa.exc.SQLAlchemyError) -> str:
+    """Return a one-line message for a failed operation, without row values.
+
+    Only the first line of the driver's message is kept: later lines of a
+    PostgreSQL error can quote row values, such as a key hash.
+    """
+    cause: BaseException = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    reason = lines[0] if lines else "no message"
+    where = engine.url.render_as_string(hide_password=True)
+    return (
+        f"{operation} failed on {where}: {type(cause).__name__}: {reason}; "
+        "check that the database is reachable and its schema is current "
+        "(sendarix migrate)"
+    )

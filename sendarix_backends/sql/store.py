@@ -1,0 +1,274 @@
+"""``SqlStore``: the built-in message store and queue on SQLite or PostgreSQL.
+
+Every method runs one transaction in a worker thread, on a blocking
+SQLAlchemy engine. Batching happens by passing many items to one call: the
+HTTP layer hands concurrent submissions to ``create_messages`` together, and
+workers claim and save in batches, so one commit covers many messages.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import anyio
+import anyio.to_thread
+import sqlalchemy as sa
+
+from sendarix_backends.sql import (
+    api_keys,
+    claims,
+    listings,
+    submissions,
+    suppressions,
+    transitions,
+)
+from sendarix_backends.sql.engine import BEGIN_OPTION, describe_error, make_engine
+from sendarix_backends.sql.migrate import engine_revision, head_revision, upgrade_engine
+from sendarix_core.errors import StorageError
+from sendarix_core.keys import ApiKey
+from sendarix_core.lifecycle import Transition
+from sendarix_core.model import Event, Message
+from sendarix_core.ports import (
+    MessageQuery,
+    Page,
+    Submission,
+    SubmitOutcome,
+    SuppressionQuery,
+)
+from sendarix_core.suppression import Suppression
+
+__all__ = ["SqlStore"]
+
+logger = logging.getLogger("sendarix.storage")
+
+T = TypeVar("T")
+
+# PostgreSQL SQLSTATEs after which the whole transaction can simply run again.
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization, deadlock
+_ATTEMPTS = 3
+
+
+class SqlStore:
+    """Messages, events, suppressions, API keys and the queue in one database.
+
+    ``database_url`` is ``sqlite:///path`` or ``postgresql://…``; the pool
+    keeps ``pool_size`` connections, and at most that many calls run at once.
+    """
+
+    def __init__(self, database_url: str, *, pool_size: int = 10) -> None:
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be at least 1, not {pool_size}")
+        self._engine = make_engine(database_url, pool_size=pool_size)
+        self._limiter = anyio.CapacityLimiter(pool_size)
+        self._is_sqlite = self._engine.dialect.name == "sqlite"
+        # SQLite allows one writer. Queuing writers of this process on a lock
+        # is fairer and faster than letting them poll busy_timeout.
+        self._write_lock = threading.Lock()
+        self._pruned_window: int | None = None
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return str(self._engine.dialect.name)
+
+    async def open(self, *, create: bool = True) -> None:
+        """Check the schema; with ``create``, build it in an empty database.
+
+        Raises ``StorageError`` when the schema is missing and ``create`` is
+        false, or when it is older than this version of Sendarix.
+        """
+        await anyio.to_thread.run_sync(self._open, create, limiter=self._limiter)
+
+    def _open(self, create: bool) -> None:
+        head = head_revision()
+        try:
+            current = engine_revision(self._engine)
+            if current is None and create:
+                upgrade_engine(self._engine)
+                current = engine_revision(self._engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(describe_error("open", self._engine, exc)) from exc
+        if current != head:
+            where = self._engine.url.render_as_string(hide_password=True)
+            found = "no schema" if current is None else f"schema revision {current}"
+            raise StorageError(
+                f"database {where} has {found}, expected {head}; "
+                "run `sendarix migrate` to bring it up to date"
+            )
+
+    async def aclose(self) -> None:
+        await anyio.to_thread.run_sync(self._engine.dispose)
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # MessageStore
+
+    async def create_messages(
+        self, submissions_: Sequence[Submission], now: datetime
+    ) -> list[SubmitOutcome]:
+        if not submissions_:
+            return []
+        return await self._write(
+            "create_messages", submissions.create_messages, submissions_, now
+        )
+
+    async def get_message(self, message_id: str) -> Message | None:
+        return await self._read("get_message", listings.get_message, message_id)
+
+    async def list_messages(self, query: MessageQuery) -> Page[Message]:
+        return await self._read("list_messages", listings.list_messages, query)
+
+    async def list_message_events(self, message_id: str) -> list[Event]:
+        return await self._read(
+            "list_message_events", listings.list_message_events, message_id
+        )
+
+    async def save_transitions(self, transitions_: Sequence[Transition]) -> list[str]:
+        if not transitions_:
+            return []
+        return await self._write(
+            "save_transitions", transitions.save_transitions, transitions_
+        )
+
+    async def get_suppressions(
+        self, recipients: Sequence[str]
+    ) -> Mapping[str, Suppression]:
+        if not recipients:
+            return {}
+        return await self._read(
+            "get_suppressions", suppressions.get_suppressions, recipients
+        )
+
+    async def add_suppression(self, suppression: Suppression) -> Suppression:
+        return await self._write(
+            "add_suppression", suppressions.add_suppression, suppression
+        )
+
+    async def list_suppressions(self, query: SuppressionQuery) -> Page[Suppression]:
+        return await self._read(
+            "list_suppressions", suppressions.list_suppressions, query
+        )
+
+    async def remove_suppression(self, recipient: str) -> bool:
+        return await self._write(
+            "remove_suppression", suppressions.remove_suppression, recipient
+        )
+
+    async def create_api_key(self, key: ApiKey) -> None:
+        await self._write("create_api_key", api_keys.create_api_key, key)
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        return await self._read("find_api_key", api_keys.find_api_key, key_hash)
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        return await self._read("get_api_key", api_keys.get_api_key, key_id)
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """Return every key, revoked ones included, oldest first."""
+        return await self._read("list_api_keys", api_keys.list_api_keys)
+
+    async def revoke_api_key(self, key_id: str, now: datetime) -> ApiKey | None:
+        """Revoke a key from ``now`` on; return it, or None if it is unknown."""
+        return await self._write("revoke_api_key", api_keys.revoke_api_key, key_id, now)
+
+    async def touch_api_key(self, key_id: str, now: datetime) -> None:
+        """Record the key's last use (at most one write per key a minute)."""
+        await self._write("touch_api_key", api_keys.touch_api_key, key_id, now)
+
+    async def count_request(self, api_key_id: str, window_start: int) -> int:
+        # Old windows are deleted by the first request this process counts in
+        # each new window.
+        prune = self._pruned_window is None or window_start > self._pruned_window
+        count = await self._write(
+            "count_request",
+            functools.partial(api_keys.count_request, prune=prune),
+            api_key_id,
+            window_start,
+        )
+        if prune:
+            self._pruned_window = max(window_start, self._pruned_window or 0)
+        return count
+
+    # MessageQueue
+
+    async def claim_due(
+        self, worker_id: str, now: datetime, limit: int, lease: timedelta
+    ) -> list[Message]:
+        return await self._write(
+            "claim_due", claims.claim_due, worker_id, now, limit, lease
+        )
+
+    async def renew_leases(
+        self, messages: Sequence[Message], now: datetime, lease: timedelta
+    ) -> None:
+        if messages:
+            await self._write("renew_leases", claims.renew_leases, messages, now, lease)
+
+    async def next_due_at(self) -> datetime | None:
+        return await self._read("next_due_at", claims.next_due_at)
+
+    # Transactions
+
+    async def _write(self, operation: str, function: Callable[..., T], *args: Any) -> T:
+        run = functools.partial(self._transaction, operation, True, function, *args)
+        return await anyio.to_thread.run_sync(run, limiter=self._limiter)
+
+    async def _read(self, operation: str, function: Callable[..., T], *args: Any) -> T:
+        run = functools.partial(self._transaction, operation, False, function, *args)
+        return await anyio.to_thread.run_sync(run, limiter=self._limiter)
+
+    def _transaction(
+        self,
+        operation: str,
+        write: bool,
+        function: Callable[..., T],
+        *args: Any,
+    ) -> T:
+        """Run ``function(connection, *args)`` in one transaction and commit."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                with self._writer(write), self._engine.connect() as connection:
+                    connection.execution_options(**{BEGIN_OPTION: write})
+                    with connection.begin():
+                        return function(connection, *args)
+            except sa.exc.DBAPIError as exc:
+                if attempt < _ATTEMPTS and _is_retryable(exc):
+                    logger.warning(
+                        "transaction retried",
+                        extra={"action": "retry", "operation": operation},
+                    )
+                    continue
+                raise StorageError(
+                    describe_error(operation, self._engine, exc)
+                ) from exc
+            except sa.exc.SQLAlchemyError as exc:
+                raise StorageError(
+                    describe_error(operation, self._engine, exc)
+                ) from exc
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _writer(self, write: bool) -> AbstractContextManager[Any]:
+        if write and self._is_sqlite:
+            return self._write_lock
+        return nullcontext()
+
+
+def _is_retryable(exc: sa.exc.DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
