@@ -5,6 +5,7 @@ Every exception derives from one root, so an integrator can catch
 
     SendarixError
     ├── ValidationError             a request failed field validation
+    ├── AddressError                an address failed to parse (sendarix_core.addresses)
     ├── InvalidTransitionError      a lifecycle move the state machine forbids
     ├── NotFoundError
     │   └── MessageNotCancellableError

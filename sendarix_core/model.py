@@ -49,7 +49,20 @@ class Address:
     def __str__(self) -> str:
         if not self.display_name:
             return self.email
-        return f"{self.display_name} <{self.email}>"
+        return f"{_quote_display_name(self.display_name)} <{self.email}>"
+
+
+# RFC 5322 atext plus space: a phrase made only of these needs no quotes.
+_PHRASE_SAFE = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~ "
+)
+
+
+def _quote_display_name(name: str) -> str:
+    if all(char in _PHRASE_SAFE or not char.isascii() for char in name):
+        return name
+    escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
 
 
 @attrs.frozen
