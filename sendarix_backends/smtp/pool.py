@@ -1,0 +1,256 @@
+"""Reuse of SMTP sessions across deliveries.
+
+Opening a session costs a TCP handshake, a greeting, EHLO and often a TLS
+handshake and AUTH, several round trips before the first byte of mail. The
+pool keeps sessions open after a delivery and hands them to the next
+delivery to the same host, within limits on their number, age and use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
+
+import attrs
+
+from sendarix_backends.smtp.connection import SmtpConnection
+
+__all__ = ["ConnectionPool", "PoolSettings"]
+
+logger = logging.getLogger("sendarix.smtp")
+
+Opener = Callable[[], Awaitable[SmtpConnection]]
+
+# Seconds; keeps a clock that runs behind the event loop's from spinning.
+_MIN_REAPER_DELAY = 0.1
+
+
+@attrs.frozen(kw_only=True)
+class PoolSettings:
+    """Limits of the connection pool.
+
+    ``max_connections_per_host`` caps open sessions to one host, busy and
+    idle together; further deliveries wait for one to come free.
+    ``max_messages_per_connection`` closes a session after that many
+    transactions. ``max_idle`` (seconds) closes a session left unused for
+    that long, and a session idle longer than ``probe_after`` seconds is
+    checked with NOOP before it is reused.
+    """
+
+    max_connections_per_host: int = attrs.field(
+        default=10, validator=attrs.validators.gt(0)
+    )
+    max_messages_per_connection: int = attrs.field(
+        default=100, validator=attrs.validators.gt(0)
+    )
+    max_idle: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    probe_after: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
+
+
+@attrs.define(eq=False)
+class _HostConnections:
+    condition: asyncio.Condition = attrs.field(factory=asyncio.Condition)
+    idle: list[SmtpConnection] = attrs.field(factory=list)
+    open_count: int = 0
+    # Deliveries waiting for or holding a session. The record leaves the map
+    # only when this and open_count are zero, so no delivery keeps a stale one.
+    users: int = 0
+
+
+class ConnectionPool:
+    """Open SMTP sessions keyed by host, reused by later deliveries.
+
+    Keys are whatever identifies a destination, ``(host, port)`` for the
+    transports here. ``clock`` returns seconds on a monotonic scale.
+    """
+
+    def __init__(
+        self,
+        settings: PoolSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings or PoolSettings()
+        self._clock = clock
+        self._hosts: dict[Hashable, _HostConnections] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self._reaper: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    @property
+    def settings(self) -> PoolSettings:
+        return self._settings
+
+    def open_count(self, key: Hashable) -> int:
+        """Return the number of sessions to ``key``, busy or idle."""
+        host = self._hosts.get(key)
+        return host.open_count if host is not None else 0
+
+    @asynccontextmanager
+    async def connection(
+        self, key: Hashable, opener: Opener
+    ) -> AsyncIterator[SmtpConnection]:
+        """Lend a session to ``key``, opened with ``opener`` when none is idle.
+
+        The session goes back to the pool on exit when it is still open and
+        ``clean``; otherwise it is closed.
+        """
+        if self._closed:
+            raise RuntimeError("the connection pool is closed")
+        host = self._hosts.setdefault(key, _HostConnections())
+        host.users += 1
+        try:
+            connection = await self._acquire(host, opener)
+            try:
+                yield connection
+            finally:
+                await self._release(host, connection)
+        finally:
+            host.users -= 1
+            self._drop_if_unused(key, host)
+
+    async def aclose(self) -> None:
+        """Close idle sessions now; busy ones close when they are returned."""
+        self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+
+        idle = []
+        for host in self._hosts.values():
+            idle.extend(host.idle)
+            host.open_count -= len(host.idle)
+            host.idle.clear()
+        await asyncio.gather(*(connection.quit() for connection in idle))
+        await asyncio.gather(*self._closing)
+
+    async def _acquire(self, host: _HostConnections, opener: Opener) -> SmtpConnection:
+        while True:
+            connection = await self._take_or_reserve(host)
+            if connection is None:
+                return await self._open(host, opener)
+            if await self._is_usable(connection):
+                connection.uses += 1
+                return connection
+            await self._forget(host, connection)
+
+    async def _take_or_reserve(self, host: _HostConnections) -> SmtpConnection | None:
+        """Pop an idle session, or reserve a slot for a new one (``None``)."""
+        limit = self._settings.max_connections_per_host
+        async with host.condition:
+            await host.condition.wait_for(
+                lambda: bool(host.idle) or host.open_count < limit
+            )
+            if host.idle:
+                return host.idle.pop()
+            host.open_count += 1
+            return None
+
+    async def _open(self, host: _HostConnections, opener: Opener) -> SmtpConnection:
+        try:
+            connection = await opener()
+        except BaseException:
+            async with host.condition:
+                host.open_count -= 1
+                host.condition.notify()
+            raise
+        connection.uses = 1
+        return connection
+
+    async def _is_usable(self, connection: SmtpConnection) -> bool:
+        if not connection.is_open:
+            return False
+        idle_for = self._clock() - connection.last_used
+        if idle_for >= self._settings.max_idle:
+            return False
+        if idle_for >= self._settings.probe_after:
+            return await connection.probe()
+        return True
+
+    async def _release(
+        self, host: _HostConnections, connection: SmtpConnection
+    ) -> None:
+        connection.last_used = self._clock()
+        reusable = (
+            not self._closed
+            and connection.is_open
+            and connection.clean
+            and connection.transactions < self._settings.max_messages_per_connection
+        )
+        if not reusable:
+            await self._forget(host, connection)
+            return
+
+        async with host.condition:
+            host.idle.append(connection)
+            host.condition.notify()
+        self._schedule_reaper()
+
+    async def _forget(self, host: _HostConnections, connection: SmtpConnection) -> None:
+        """Close a session taken out of the pool and free its slot.
+
+        The slot is freed only once the session is closed, so a closing
+        session still counts against the cap.
+        """
+        try:
+            await connection.quit()
+        finally:
+            async with host.condition:
+                host.open_count -= 1
+                host.condition.notify()
+
+    def _drop_if_unused(self, key: Hashable, host: _HostConnections) -> None:
+        if host.open_count == 0 and host.users == 0 and self._hosts.get(key) is host:
+            del self._hosts[key]
+
+    async def close_idle(self) -> int:
+        """Close sessions idle for ``max_idle`` seconds or more; return how many.
+
+        A timer runs this while sessions are idle. It is public so tests can
+        drive it with their own clock.
+        """
+        now = self._clock()
+        expired: list[tuple[Hashable, _HostConnections, SmtpConnection]] = []
+        for key, host in self._hosts.items():
+            for connection in list(host.idle):
+                if now - connection.last_used >= self._settings.max_idle:
+                    host.idle.remove(connection)
+                    expired.append((key, host, connection))
+
+        await asyncio.gather(
+            *(self._forget(host, connection) for _, host, connection in expired)
+        )
+        for key, host, _ in expired:
+            self._drop_if_unused(key, host)
+        return len(expired)
+
+    def _schedule_reaper(self) -> None:
+        if self._reaper is not None or self._closed:
+            return
+        idle_since = [
+            connection.last_used
+            for host in self._hosts.values()
+            for connection in host.idle
+        ]
+        if not idle_since:
+            return
+        delay = min(idle_since) + self._settings.max_idle - self._clock()
+        loop = asyncio.get_running_loop()
+        self._reaper = loop.call_later(
+            max(delay, _MIN_REAPER_DELAY), self._on_reaper_timer
+        )
+
+    def _on_reaper_timer(self) -> None:
+        self._reaper = None
+        task = asyncio.get_running_loop().create_task(self._reap())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _reap(self) -> None:
+        closed = await self.close_idle()
+        if closed:
+            logger.debug("closed %d idle SMTP sessions", closed)
+        self._schedule_reaper()

@@ -1,0 +1,128 @@
+"""Direct delivery to the recipient domain's MX hosts."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Callable, Sequence
+
+from sendarix_backends.smtp.connection import ConnectionSettings
+from sendarix_backends.smtp.delivery import PooledSender, default_helo_name
+from sendarix_backends.smtp.pool import PoolSettings
+from sendarix_backends.smtp.replies import HostFailure, copy_with_recipient
+from sendarix_backends.smtp.resolver import MxHost, MxResolver
+from sendarix_backends.smtp.tls import TlsMode, unverified_context
+from sendarix_core.errors import (
+    DeliveryError,
+    PermanentDeliveryError,
+    TemporaryDeliveryError,
+)
+from sendarix_core.model import SmtpReply
+from sendarix_core.ports import Envelope
+from sendarix_core.retry import parse_enhanced_code
+
+__all__ = ["MxTransport"]
+
+logger = logging.getLogger("sendarix.smtp")
+
+
+class MxTransport:
+    """Delivers each message straight to its recipient domain's MX hosts.
+
+    Hosts are tried in preference order, and each host's addresses in
+    order. When a host refuses the connection, times out, fails the TLS
+    handshake or drops the session, the next host gets the message.
+    Sessions are reused through a pool (see ``PoolSettings``).
+
+    With ``tls="opportunistic"`` and no ``tls_context``, certificates are
+    not verified: see ``unverified_context``.
+    """
+
+    def __init__(
+        self,
+        resolver: MxResolver,
+        *,
+        port: int = 25,
+        helo_name: str | None = None,
+        timeout: float = 30.0,
+        tls: TlsMode | str = TlsMode.OPPORTUNISTIC,
+        tls_context: ssl.SSLContext | None = None,
+        pool: PoolSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        settings = ConnectionSettings(
+            helo_name=default_helo_name(helo_name),
+            timeout=timeout,
+            tls=TlsMode(tls),
+            tls_context=tls_context or unverified_context(),
+        )
+        self._resolver = resolver
+        self._sender = PooledSender(settings, port=port, pool=pool, clock=clock)
+
+    async def deliver(self, envelope: Envelope) -> SmtpReply:
+        domain = _recipient_domain(envelope.rcpt_to)
+        try:
+            hosts = await self._resolver.resolve(domain)
+        except DeliveryError as exc:
+            raise copy_with_recipient(exc, envelope.rcpt_to) from exc
+
+        failures: list[tuple[MxHost, HostFailure]] = []
+        for host in hosts:
+            try:
+                return await self._sender.send(host.host, host.addresses, envelope)
+            except HostFailure as failure:
+                logger.info(
+                    "MX host %s of %s failed, %d left to try: %s",
+                    host.host,
+                    domain,
+                    len(hosts) - len(failures) - 1,
+                    failure,
+                    extra={"action": "mx_host_failed", "mx_host": host.host},
+                )
+                failures.append((host, failure))
+
+        raise _every_host_failed(domain, failures, envelope) from failures[-1][1]
+
+    async def aclose(self) -> None:
+        await self._sender.aclose()
+
+
+def _recipient_domain(recipient: str) -> str:
+    local_part, at, domain = recipient.rpartition("@")
+    if not at or not local_part or not domain:
+        raise PermanentDeliveryError(
+            f"the recipient {recipient!r} is not an address of the form "
+            "local-part@domain",
+            reply_code=553,
+            enhanced_code="5.1.3",
+            recipient=recipient,
+        )
+    if domain.startswith("["):
+        raise PermanentDeliveryError(
+            f"the recipient {recipient!r} names an address literal; only "
+            "domain names are delivered to",
+            reply_code=550,
+            enhanced_code="5.1.2",
+            recipient=recipient,
+        )
+    return domain
+
+
+def _every_host_failed(
+    domain: str,
+    failures: Sequence[tuple[MxHost, HostFailure]],
+    envelope: Envelope,
+) -> TemporaryDeliveryError:
+    tried = "; ".join(f"{host.host}: {failure}" for host, failure in failures)
+    last_host, last = failures[-1]
+    code = last.reply_code if last.reply_code and 400 <= last.reply_code < 500 else None
+    enhanced_code = parse_enhanced_code(last.reply_text or "") if code else None
+    return TemporaryDeliveryError(
+        f"no MX host of {domain} took the message: {tried}",
+        reply_code=code,
+        enhanced_code=enhanced_code or "4.4.1",
+        mx_host=last_host.host,
+        recipient=envelope.rcpt_to,
+        details={"hosts_tried": [host.host for host, _ in failures]},
+    )

@@ -1,0 +1,1 @@
+"""Real servers on loopback for tests: DNS, SMTP, and TLS certificates."""

@@ -1,0 +1,213 @@
+"""Session reuse through the connection pool, counted by a real server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from sendarix_backends.smtp import MxResolver, MxTransport, PoolSettings, TlsMode
+from sendarix_backends.smtp.connection import (
+    ConnectionSettings,
+    SmtpConnection,
+    open_connection,
+)
+from sendarix_backends.smtp.pool import ConnectionPool
+from sendarix_backends.smtp.tls import unverified_context
+from sendarix_core.errors import TemporaryDeliveryError
+from tests.support.smtp_server import SmtpServer
+from tests.transport.conftest import FakeClock, make_envelope
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def pooled(
+    resolver: MxResolver, routed_server: SmtpServer, clock: FakeClock
+) -> AsyncIterator[MxTransport]:
+    transport = MxTransport(
+        resolver,
+        port=routed_server.port,
+        helo_name="sender.example.test",
+        pool=PoolSettings(max_connections_per_host=3, max_messages_per_connection=10),
+        clock=clock,
+    )
+    yield transport
+    await transport.aclose()
+
+
+async def test_sequential_messages_share_session(
+    routed_server: SmtpServer, transport: MxTransport
+) -> None:
+    for number in range(100):
+        await transport.deliver(make_envelope(number=number))
+
+    assert len(routed_server.messages) == 100
+    assert routed_server.connections == 1
+
+
+async def test_concurrent_messages_share_sessions(
+    routed_server: SmtpServer, transport: MxTransport
+) -> None:
+    count = 10_000
+
+    await asyncio.gather(
+        *(transport.deliver(make_envelope(number=number)) for number in range(count))
+    )
+
+    # At most 10 sessions at once (the default cap), each used for at most
+    # 100 messages before it is replaced.
+    assert len(routed_server.messages) == count
+    assert routed_server.connections <= 10 + count // 100
+
+
+async def test_sessions_per_host_capped(
+    routed_server: SmtpServer, resolver: MxResolver
+) -> None:
+    transport = MxTransport(
+        resolver,
+        port=routed_server.port,
+        helo_name="sender.example.test",
+        pool=PoolSettings(max_connections_per_host=3),
+    )
+    try:
+        await asyncio.gather(
+            *(transport.deliver(make_envelope(number=number)) for number in range(30))
+        )
+    finally:
+        await transport.aclose()
+
+    assert len(routed_server.messages) == 30
+    assert routed_server.connections <= 3
+    assert routed_server.peak_sessions <= 3
+
+
+async def test_session_replaced_after_message_limit(
+    routed_server: SmtpServer, pooled: MxTransport
+) -> None:
+    for number in range(25):
+        await pooled.deliver(make_envelope(number=number))
+
+    assert routed_server.connections == 3
+
+
+async def test_idle_session_probed_with_noop(
+    routed_server: SmtpServer, pooled: MxTransport, clock: FakeClock
+) -> None:
+    await pooled.deliver(make_envelope(number=1))
+
+    clock.now += 6
+    await pooled.deliver(make_envelope(number=2))
+
+    assert routed_server.command_count("NOOP") == 1
+    assert routed_server.connections == 1
+
+
+async def test_recent_session_not_probed(
+    routed_server: SmtpServer, pooled: MxTransport, clock: FakeClock
+) -> None:
+    await pooled.deliver(make_envelope(number=1))
+
+    clock.now += 1
+    await pooled.deliver(make_envelope(number=2))
+
+    assert routed_server.command_count("NOOP") == 0
+
+
+async def test_idle_session_expires(
+    routed_server: SmtpServer, pooled: MxTransport, clock: FakeClock
+) -> None:
+    await pooled.deliver(make_envelope(number=1))
+
+    clock.now += 31
+    await pooled.deliver(make_envelope(number=2))
+
+    assert routed_server.connections == 2
+    assert routed_server.command_count("NOOP") == 0
+
+
+async def test_session_closed_by_server_replaced(
+    routed_server: SmtpServer, transport: MxTransport
+) -> None:
+    await transport.deliver(make_envelope(number=1))
+    routed_server.take_down()
+    routed_server.bring_up()
+
+    await transport.deliver(make_envelope(number=2))
+
+    assert len(routed_server.messages) == 2
+    assert routed_server.connections == 2
+
+
+async def test_failed_session_not_reused(
+    routed_server: SmtpServer, transport: MxTransport
+) -> None:
+    routed_server.reply_with("421 4.3.2 closing", at="RCPT")
+    with pytest.raises(TemporaryDeliveryError):
+        await transport.deliver(make_envelope(number=1))
+
+    await transport.deliver(make_envelope(number=2))
+
+    assert routed_server.connections == 2
+
+
+async def test_aclose_ends_sessions(
+    routed_server: SmtpServer, resolver: MxResolver
+) -> None:
+    transport = MxTransport(
+        resolver, port=routed_server.port, helo_name="sender.example.test"
+    )
+    await asyncio.gather(
+        *(transport.deliver(make_envelope(number=number)) for number in range(20))
+    )
+
+    await transport.aclose()
+
+    routed_server.wait_until_idle()
+    assert routed_server.active_sessions == 0
+
+
+async def test_deliver_after_aclose(
+    routed_server: SmtpServer, transport: MxTransport
+) -> None:
+    await transport.aclose()
+
+    with pytest.raises(TemporaryDeliveryError) as caught:
+        await transport.deliver(make_envelope())
+
+    assert "closed" in caught.value.reply_text
+
+
+async def test_close_idle_ends_expired_sessions(
+    routed_server: SmtpServer, clock: FakeClock
+) -> None:
+    settings = ConnectionSettings(
+        helo_name="sender.example.test",
+        timeout=5.0,
+        tls=TlsMode.NONE,
+        tls_context=unverified_context(),
+    )
+    pool = ConnectionPool(PoolSettings(max_idle=30), clock=clock)
+    key = ("mx1.example.test", routed_server.port)
+
+    async def opener() -> SmtpConnection:
+        return await open_connection(
+            "mx1.example.test", "127.0.0.1", routed_server.port, settings, clock
+        )
+
+    async with pool.connection(key, opener):
+        pass
+    clock.now += 29
+    assert await pool.close_idle() == 0
+
+    clock.now += 1
+    assert await pool.close_idle() == 1
+    assert pool.open_count(key) == 0
+    routed_server.wait_until_idle()
+    await pool.aclose()
+
+
+def test_pool_settings_reject_zero() -> None:
+    with pytest.raises(ValueError, match="max_connections_per_host"):
+        PoolSettings(max_connections_per_host=0)
