@@ -107,7 +107,8 @@ class DeliveryWorker:
     async def run_once(self) -> int:
         """Claim one batch and deliver it completely; return how many were claimed."""
         async with anyio.create_task_group() as task_group:
-            return await self._claim_and_start(task_group, self._claim_batch)
+            claimed = await self._claim_and_start(task_group, self._claim_batch)
+        return claimed
 
     async def aclose(self) -> None:
         await self._transport.aclose()

@@ -52,7 +52,12 @@ from sendarix_core.ports import (
     SuppressionQuery,
     Transport,
 )
-from sendarix_core.ratelimit import RateLimitDecision, decide_rate_limit, window_start
+from sendarix_core.ratelimit import (
+    DEFAULT_RATE_LIMIT,
+    RateLimitDecision,
+    decide_rate_limit,
+    window_start,
+)
 from sendarix_core.representation import accepted_response
 from sendarix_core.submission import new_message
 from sendarix_core.suppression import (
@@ -182,7 +187,7 @@ class Engine:
         finally:
             await self.worker.aclose()
             await self.store.aclose()
-            if self.queue is not self.store:
+            if self.queue is not self.store:  # type: ignore[comparison-overlap]
                 await self.queue.aclose()
 
     def new_id(self, prefix: str) -> str:
@@ -364,7 +369,7 @@ class Engine:
             environment=environment,
             created_at=self.clock.now(),
             sender_domains=tuple(domain.lower() for domain in sender_domains),
-            **({"rate_limit": rate_limit} if rate_limit is not None else {}),
+            rate_limit=rate_limit if rate_limit is not None else DEFAULT_RATE_LIMIT,
         )
         await self.store.create_api_key(key)
         return secret, key

@@ -85,10 +85,10 @@ class InvalidTransitionError(SendarixError):
 
     def __init__(self, message_id: str, current: str, target: str) -> None:
         self.message_id = message_id
-        self.current = current
-        self.target = target
+        self.current = str(current)
+        self.target = str(target)
         super().__init__(
-            f"message {message_id} cannot move from {current!r} to {target!r}"
+            f"message {message_id} cannot move from {self.current!r} to {self.target!r}"
         )
 
 

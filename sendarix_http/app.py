@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sendarix_backends.engine import Engine
@@ -49,7 +50,11 @@ def create_app(engine: Engine, *, manage_engine: bool = False) -> Starlette:
             yield
 
     app = Starlette(
-        routes=[*messages.routes, *suppressions.routes],
+        routes=[
+            Route("/healthz", _health, methods=["GET"]),
+            *messages.routes,
+            *suppressions.routes,
+        ],
         exception_handlers={
             SendarixError: _handle_sendarix_error,
             HTTPException: _handle_http_exception,
@@ -60,6 +65,11 @@ def create_app(engine: Engine, *, manage_engine: bool = False) -> Starlette:
     app.state.engine = engine
     app.add_middleware(ResponseHeadersMiddleware)
     return app
+
+
+async def _health(request: Request) -> Response:
+    """Answer liveness probes; needs no key."""
+    return JsonResponse({"status": "ok"})
 
 
 async def _handle_sendarix_error(request: Request, exc: Exception) -> Response:
@@ -157,7 +167,7 @@ class ResponseHeadersMiddleware:
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
-            text = value.decode("latin-1")
+            text = bytes(value).decode("latin-1")
             # Echo a caller's id only when it is short and printable, so a
             # header can't be used to inject into logs.
             if 0 < len(text) <= 128 and text.isprintable():
