@@ -32,7 +32,7 @@ from sendarix_core.errors import (
     ValidationError,
 )
 from sendarix_core.idempotency import IdempotencyRecord, request_fingerprint
-from sendarix_core.ids import new_id
+from sendarix_core.ids import MonotonicIds
 from sendarix_core.keys import (
     ApiKey,
     Environment,
@@ -112,6 +112,7 @@ class Engine:
         self.queue = queue
         self.clock = clock or SystemClock()
         self._run_workers = workers
+        self._ids = MonotonicIds()
         self._submissions: GroupCommitter[Submission, SubmitOutcome] = GroupCommitter(
             self._create_batch
         )
@@ -191,7 +192,7 @@ class Engine:
                 await self.queue.aclose()
 
     def new_id(self, prefix: str) -> str:
-        return new_id(prefix, self.clock.now(), os.urandom(10))
+        return self._ids.new_id(prefix, self.clock.now(), os.urandom(10))
 
     # Submission
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-__all__ = ["new_id"]
+__all__ = ["MonotonicIds", "new_id"]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _RANDOM_BYTES = 10
@@ -22,10 +22,39 @@ def new_id(prefix: str, now: datetime, random_bytes: bytes) -> str:
         raise ValueError(
             f"new_id needs {_RANDOM_BYTES} random bytes, got {len(random_bytes)}"
         )
-    milliseconds = int(now.timestamp() * 1000)
-    value = (milliseconds << 80) | int.from_bytes(random_bytes, "big")
+    return _encode(
+        prefix, int(now.timestamp() * 1000), int.from_bytes(random_bytes, "big")
+    )
+
+
+def _encode(prefix: str, milliseconds: int, random_part: int) -> str:
+    value = (milliseconds << 80) | random_part
     chars = []
     for _ in range(26):
         chars.append(_ALPHABET[value & 31])
         value >>= 5
     return f"{prefix}_{''.join(reversed(chars)).lower()}"
+
+
+class MonotonicIds:
+    """Ids that also sort by creation order within one millisecond.
+
+    When two ids of one prefix fall in the same millisecond, the second
+    reuses the first's random part plus one (the ULID monotonic rule), so
+    messages created in a burst by this process list in submission order.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[int, int]] = {}
+
+    def new_id(self, prefix: str, now: datetime, random_bytes: bytes) -> str:
+        milliseconds = int(now.timestamp() * 1000)
+        random_part = int.from_bytes(random_bytes, "big")
+        last = self._last.get(prefix)
+        if last is not None and last[0] >= milliseconds:
+            milliseconds, random_part = last[0], last[1] + 1
+            if random_part >= 1 << 80:
+                # The random part overflowed: borrow the next millisecond.
+                milliseconds, random_part = milliseconds + 1, 0
+        self._last[prefix] = (milliseconds, random_part)
+        return _encode(prefix, milliseconds, random_part)

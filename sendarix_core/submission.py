@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sendarix_core.keys import ApiKey, Environment
 from sendarix_core.lifecycle import Transition, create
+from sendarix_core.mime import make_message_id_header
 from sendarix_core.model import Message, MessageContent
 from sendarix_core.states import MessageStatus
 from sendarix_core.validation import SendRequest
@@ -51,6 +52,6 @@ def new_message(
         tags=request.tags,
         api_key_id=api_key.id if api_key else None,
         test_mode=api_key is not None and api_key.environment == Environment.TEST,
-        message_id_header=f"<{message_id}@{request.sender.domain}>",
+        message_id_header=make_message_id_header(message_id, request.sender.domain),
     )
     return create(message, event_id=event_id)

@@ -161,3 +161,12 @@ def test_claimed_past_deadline_expires() -> None:
 def test_claimed_accepted_resumes() -> None:
     message = make_message(status=MessageStatus.ACCEPTED, attempts=1)
     assert lifecycle.decide_claimed(message, None, now=T0, event_id="e") is None
+
+
+def test_monotonic_ids_sort_in_one_millisecond() -> None:
+    from sendarix_core.ids import MonotonicIds
+
+    ids = MonotonicIds()
+    made = [ids.new_id("msg", T0, bytes([255 - n] * 10)) for n in range(50)]
+    assert made == sorted(made)
+    assert len(set(made)) == 50

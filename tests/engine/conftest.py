@@ -6,7 +6,7 @@ test drives delivery with ``engine.deliver_due()`` and moves time itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psycopg
@@ -16,14 +16,13 @@ from sendarix_backends.engine import Engine
 from sendarix_backends.settings import Settings
 from sendarix_backends.sql.schema import metadata
 from sendarix_core.clock import ManualClock
+from tests.conftest import DOMAIN
 from tests.core.factories import T0
 from tests.storage.conftest import POSTGRESQL_URL, postgresql_schema, schema_url
 from tests.support.dns_server import DnsServer
 from tests.support.smtp_server import SmtpServer
 
 __all__ = ["postgresql_schema"]
-
-DOMAIN = "example.test"
 
 
 @pytest.fixture(
@@ -37,20 +36,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     with psycopg.connect(POSTGRESQL_URL, autocommit=True) as connection:
         connection.execute(f"TRUNCATE {tables} RESTART IDENTITY")
     return schema_url(schema)
-
-
-@pytest.fixture
-def dns_server() -> Iterator[DnsServer]:
-    with DnsServer() as server:
-        server.add_mx(DOMAIN, 10, "mx1.example.test")
-        server.add_a("mx1.example.test", "127.0.0.1")
-        yield server
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
 
 
 @pytest.fixture

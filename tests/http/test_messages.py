@@ -1,0 +1,252 @@
+"""``/v1/messages`` through the real ASGI app."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import anyio
+import httpx
+import pytest
+
+from sendarix_backends.engine import Engine
+from sendarix_core.clock import ManualClock
+from sendarix_core.keys import Scope
+from tests.http.conftest import key_with_scopes, message_body
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_post_returns_202(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/messages", json=message_body())
+    assert response.status_code == 202
+    body = response.json()
+    assert body["message_id"].startswith("msg_")
+    assert body["status"] == "queued"
+    assert body["recipient"] == "user@example.com"
+    assert body["created_at"].endswith("Z")
+
+
+async def test_every_response_has_headers(client: httpx.AsyncClient) -> None:
+    for response in (
+        await client.post("/v1/messages", json=message_body()),
+        await client.get("/v1/messages/msg_missing"),
+        await client.get("/v1/nowhere"),
+        await client.get("/v1/messages", headers={"Authorization": ""}),
+    ):
+        assert response.headers["x-request-id"]
+        assert response.headers["x-ratelimit-limit"] == "1000"
+        assert int(response.headers["x-ratelimit-remaining"]) <= 1000
+        assert int(response.headers["x-ratelimit-reset"]) % 60 == 0
+
+
+async def test_get_shows_state_and_timeline(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    created = (await client.post("/v1/messages", json=message_body())).json()
+    await engine.deliver_due()
+
+    message = (await client.get(f"/v1/messages/{created['message_id']}")).json()
+    assert message["status"] == "delivered"
+    assert message["attempts"] == 1
+    assert message["last_smtp_reply"]["code"] == 250
+    assert message["from"] == "Acme <no-reply@acme.example>"
+
+    events = (await client.get(f"/v1/messages/{created['message_id']}/events")).json()
+    types = [event["type"] for event in events["data"]]
+    assert types == ["message.queued", "message.accepted", "message.delivered"]
+    assert all(event["event_id"].startswith("evt_") for event in events["data"])
+
+
+async def test_list_filters_and_pages(client: httpx.AsyncClient) -> None:
+    for number in range(5):
+        await client.post(
+            "/v1/messages", json=message_body(recipient=f"u{number}@x.example")
+        )
+    seen = []
+    cursor = None
+    while True:
+        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/v1/messages", params=params)).json()
+        seen += [message["recipient"] for message in page["data"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [f"u{number}@x.example" for number in reversed(range(5))]
+
+    only = await client.get("/v1/messages", params={"recipient": "u3@x.example"})
+    assert [m["recipient"] for m in only.json()["data"]] == ["u3@x.example"]
+    delivered = await client.get("/v1/messages", params={"status": "delivered"})
+    assert delivered.json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"status": "sent"}, "status"),
+        ({"created_after": "2026-04-19T14:30:00"}, "created_after"),
+        ({"cursor": "!!!"}, "cursor"),
+    ],
+)
+async def test_list_rejects_bad_query(
+    client: httpx.AsyncClient, params: dict[str, str], field: str
+) -> None:
+    response = await client.get("/v1/messages", params=params)
+    assert response.status_code == 422
+    assert response.json()["error"]["errors"][0]["field"] == field
+
+
+async def test_cancel_scheduled(client: httpx.AsyncClient, clock: ManualClock) -> None:
+    later = (clock.now() + timedelta(hours=1)).isoformat()
+    created = (
+        await client.post("/v1/messages", json=message_body(scheduled_time=later))
+    ).json()
+    assert created["status"] == "scheduled"
+
+    response = await client.delete(f"/v1/messages/{created['message_id']}")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+
+
+async def test_cancel_after_delivery_404(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    created = (await client.post("/v1/messages", json=message_body())).json()
+    await engine.deliver_due()
+    response = await client.delete(f"/v1/messages/{created['message_id']}")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "message_not_cancellable"
+
+
+async def test_unknown_message_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/messages/msg_nope")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "message_not_found"
+
+
+async def test_idempotent_replay(client: httpx.AsyncClient) -> None:
+    headers = {"Idempotency-Key": "9b1d4a"}
+    first = await client.post("/v1/messages", json=message_body(), headers=headers)
+    second = await client.post("/v1/messages", json=message_body(), headers=headers)
+    assert second.status_code == 202
+    assert second.json() == first.json()
+    assert second.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+
+    other = await client.post(
+        "/v1/messages", json=message_body(subject="x"), headers=headers
+    )
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+
+
+async def test_concurrent_replays_queue_one(client: httpx.AsyncClient) -> None:
+    statuses = []
+
+    async def post() -> None:
+        response = await client.post(
+            "/v1/messages", json=message_body(), headers={"Idempotency-Key": "k"}
+        )
+        statuses.append((response.status_code, response.json()["message_id"]))
+
+    async with anyio.create_task_group() as task_group:
+        for _ in range(20):
+            task_group.start_soon(post)
+    assert {status for status, _ in statuses} == {202}
+    assert len({message_id for _, message_id in statuses}) == 1
+    listed = (await client.get("/v1/messages")).json()["data"]
+    assert len(listed) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (b"{not json", "invalid_json"),
+        (b"[1, 2]", "invalid_body"),
+        (b"", "invalid_json"),
+    ],
+)
+async def test_bad_json_400(
+    client: httpx.AsyncClient, content: bytes, code: str
+) -> None:
+    response = await client.post(
+        "/v1/messages", content=content, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+
+
+async def test_invalid_fields_422(client: httpx.AsyncClient) -> None:
+    body = message_body(
+        recipient="bob@",
+        subject="Hi\r\nBcc: victim@example.com",
+        headers={"X-Campaign": "a\nb", "Bcc": "x@example.com"},
+        scheduled_time="2026-04-19T14:30:00",
+    )
+    response = await client.post("/v1/messages", json=body)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "validation_failed"
+    fields = {item["field"] for item in error["errors"]}
+    assert {"recipient", "subject", "headers.X-Campaign", "headers.Bcc"} <= fields
+    assert "scheduled_time" in fields
+    assert "'bob@'" in next(
+        e["message"] for e in error["errors"] if e["field"] == "recipient"
+    )
+    assert (await client.get("/v1/messages")).json()["data"] == []
+
+
+async def test_oversized_body_413(client: httpx.AsyncClient) -> None:
+    padding = "x" * (50 * 1024 * 1024)
+    response = await client.post("/v1/messages", json=message_body(text=padding))
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+async def test_wrong_content_type_415(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/messages", content=b"recipient=x", headers={"Content-Type": "text/plain"}
+    )
+    assert response.status_code == 415
+
+
+@pytest.mark.parametrize(
+    "authorization", ["", "Bearer", "Bearer sk_live_wrong", "Basic dXNlcjpwYXNz"]
+)
+async def test_bad_key_401(client: httpx.AsyncClient, authorization: str) -> None:
+    response = await client.post(
+        "/v1/messages", json=message_body(), headers={"Authorization": authorization}
+    )
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+async def test_missing_scope_403(client: httpx.AsyncClient, engine: Engine) -> None:
+    reader = await key_with_scopes(engine, Scope.MESSAGES_READ)
+    response = await client.post(
+        "/v1/messages",
+        json=message_body(),
+        headers={"Authorization": f"Bearer {reader}"},
+    )
+    assert response.status_code == 403
+    assert response.json()["error"]["scope"] == "messages:send"
+
+
+async def test_unknown_method_405(client: httpx.AsyncClient) -> None:
+    response = await client.put("/v1/messages")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_rate_limit_429(client: httpx.AsyncClient, engine: Engine) -> None:
+    secret, _ = await engine.create_api_key("slow", rate_limit=3)
+    headers = {"Authorization": f"Bearer {secret}"}
+    statuses = [
+        (await client.get("/v1/messages", headers=headers)).status_code
+        for _ in range(4)
+    ]
+    assert statuses == [200, 200, 200, 429]
+    limited = await client.get("/v1/messages", headers=headers)
+    assert limited.headers["x-ratelimit-remaining"] == "0"
+    assert int(limited.headers["retry-after"]) >= 1

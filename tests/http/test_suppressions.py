@@ -1,0 +1,69 @@
+"""``/v1/suppressions`` and ``/v1/unsubscribes`` through the real ASGI app."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from sendarix_backends.engine import Engine
+from tests.http.conftest import message_body
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_suppression_blocks_sends(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    created = await client.post(
+        "/v1/suppressions",
+        json={"recipient": "User@Example.com", "reason": "user_unsubscribed"},
+    )
+    assert created.status_code == 201
+    assert created.json()["recipient"] == "user@example.com"
+
+    sent = (await client.post("/v1/messages", json=message_body())).json()
+    await engine.deliver_due()
+    message = (await client.get(f"/v1/messages/{sent['message_id']}")).json()
+    assert message["status"] == "suppressed"
+
+
+async def test_suppression_crud(client: httpx.AsyncClient) -> None:
+    await client.post("/v1/suppressions", json={"recipient": "a@example.com"})
+    await client.post(
+        "/v1/suppressions", json={"recipient": "b@example.com", "reason": "complaint"}
+    )
+
+    found = await client.get("/v1/suppressions/a@example.com")
+    assert found.json()["reason"] == "manual"
+    listed = await client.get("/v1/suppressions", params={"reason": "complaint"})
+    assert [entry["recipient"] for entry in listed.json()["data"]] == ["b@example.com"]
+
+    assert (await client.delete("/v1/suppressions/a@example.com")).status_code == 204
+    assert (await client.get("/v1/suppressions/a@example.com")).status_code == 404
+
+
+async def test_unsubscribes_view(client: httpx.AsyncClient) -> None:
+    await client.post("/v1/unsubscribes", json={"recipient": "u@example.com"})
+    await client.post("/v1/suppressions", json={"recipient": "m@example.com"})
+
+    listed = (await client.get("/v1/unsubscribes")).json()["data"]
+    assert [(e["recipient"], e["reason"]) for e in listed] == [
+        ("u@example.com", "user_unsubscribed")
+    ]
+    assert (await client.get("/v1/unsubscribes/m@example.com")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "recipient"),
+        ({"recipient": "not-an-address"}, "recipient"),
+        ({"recipient": "a@example.com", "reason": "bored"}, "reason"),
+    ],
+)
+async def test_suppression_rejects_bad_input(
+    client: httpx.AsyncClient, body: dict[str, str], field: str
+) -> None:
+    response = await client.post("/v1/suppressions", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"]["errors"][0]["field"] == field
