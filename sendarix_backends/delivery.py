@@ -21,6 +21,7 @@ import anyio
 import anyio.abc
 
 from sendarix_backends.batching import GroupCommitter
+from sendarix_backends.outbound import Outbound
 from sendarix_backends.settings import Settings
 from sendarix_core import lifecycle
 from sendarix_core.clock import Clock
@@ -31,9 +32,8 @@ from sendarix_core.errors import (
     TemporaryDeliveryError,
 )
 from sendarix_core.lifecycle import Transition
-from sendarix_core.mime import build_message_bytes
 from sendarix_core.model import Message, SmtpReply
-from sendarix_core.ports import Envelope, MessageQueue, MessageStore, Transport
+from sendarix_core.ports import MessageQueue, MessageStore
 from sendarix_core.states import MessageStatus
 from sendarix_core.suppression import normalize_recipient
 
@@ -48,16 +48,14 @@ class DeliveryWorker:
         *,
         store: MessageStore,
         queue: MessageQueue,
-        transport: Transport,
-        sink: Transport,
+        outbound: Outbound,
         clock: Clock,
         new_id: Callable[[str], str],
         settings: Settings,
     ) -> None:
         self._store = store
         self._queue = queue
-        self._transport = transport
-        self._sink = sink
+        self._outbound = outbound
         self._clock = clock
         self._new_id = new_id
         self._concurrency = settings.worker_concurrency
@@ -111,8 +109,7 @@ class DeliveryWorker:
         return claimed
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
-        await self._sink.aclose()
+        await self._outbound.aclose()
 
     async def _claim_and_start(
         self, task_group: anyio.abc.TaskGroup, limit: int
@@ -180,15 +177,8 @@ class DeliveryWorker:
     async def _attempt(self, message: Message) -> Transition:
         now = self._clock.now
         try:
-            envelope = Envelope(
-                message_id=message.id,
-                mail_from=message.sender.email,
-                rcpt_to=message.recipient.email,
-                data=build_message_bytes(message, date=message.created_at),
-                smtputf8=message.recipient.smtputf8 or message.sender.smtputf8,
-                test_mode=message.test_mode,
-            )
-            transport = self._sink if message.test_mode else self._transport
+            envelope = await self._outbound.prepare(message)
+            transport = self._outbound.transport_for(message)
             reply = await transport.deliver(envelope)
         except TemporaryDeliveryError as error:
             return lifecycle.defer_or_bounce(

@@ -20,6 +20,7 @@ import pluggy
 
 from sendarix_backends.batching import GroupCommitter
 from sendarix_backends.delivery import DeliveryWorker
+from sendarix_backends.outbound import Outbound
 from sendarix_backends.settings import Settings
 from sendarix_core import lifecycle
 from sendarix_core.clock import Clock, SystemClock
@@ -113,14 +114,14 @@ class Engine:
         self.clock = clock or SystemClock()
         self._run_workers = workers
         self._ids = MonotonicIds()
+        self.outbound = Outbound(transport=transport, sink=sink)
         self._submissions: GroupCommitter[Submission, SubmitOutcome] = GroupCommitter(
             self._create_batch
         )
         self.worker = DeliveryWorker(
             store=store,
             queue=queue,
-            transport=transport,
-            sink=sink,
+            outbound=self.outbound,
             clock=self.clock,
             new_id=self.new_id,
             settings=settings,

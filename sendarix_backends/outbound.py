@@ -1,0 +1,43 @@
+"""From a claimed message to what the transport sends, and which transport.
+
+``Outbound`` is the one place that decides the bytes, the envelope and the
+transport of an attempt, so signing, return paths and routing rules extend
+it rather than the worker loop.
+"""
+
+from __future__ import annotations
+
+from sendarix_core.mime import build_message_bytes
+from sendarix_core.model import Message
+from sendarix_core.ports import Envelope, Transport
+
+__all__ = ["Outbound"]
+
+
+class Outbound:
+    def __init__(self, *, transport: Transport, sink: Transport) -> None:
+        self.transport = transport
+        self.sink = sink
+
+    async def prepare(self, message: Message) -> Envelope:
+        """Build the envelope of one attempt.
+
+        The ``Date`` header is the creation time, so every attempt sends
+        the same bytes under the same ``Message-ID``.
+        """
+        return Envelope(
+            message_id=message.id,
+            mail_from=message.sender.email,
+            rcpt_to=message.recipient.email,
+            data=build_message_bytes(message, date=message.created_at),
+            smtputf8=message.recipient.smtputf8 or message.sender.smtputf8,
+            test_mode=message.test_mode,
+        )
+
+    def transport_for(self, message: Message) -> Transport:
+        """Return the transport of an attempt; test keys always get the sink."""
+        return self.sink if message.test_mode else self.transport
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+        await self.sink.aclose()
