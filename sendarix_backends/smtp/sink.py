@@ -40,4 +40,4 @@ class SinkTransport:
         return _ACCEPTED
 
     async def aclose(self) -> None:
-        self._envelopes.clear()
+        """Release nothing: kept envelopes stay readable after the engine stops."""
