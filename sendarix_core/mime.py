@@ -107,6 +107,13 @@ def make_message_id_header(message_id: str, sender_domain: str) -> str:
     return f"<{message_id}@{sender_domain}>"
 
 
+def _prepend_headers(headers: Sequence[tuple[str, str]], raw: bytes) -> bytes:
+    if not headers:
+        return raw
+    lines = [_custom_header(name, value) for name, value in headers]
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8") + raw
+
+
 def build_message_bytes(
     message: Message,
     *,
@@ -123,12 +130,18 @@ def build_message_bytes(
     be timezone-aware and is written in UTC. Text bodies get CRLF line ends
     and a final line break. The output depends only on the arguments.
 
+    A message submitted as finished bytes (``content.raw``, from the SMTP
+    relay) is sent unchanged after ``extra_headers``, so re-encoding can't
+    break a signature it already carries.
+
     Raises ``ValueError`` for a date without timezone and for values that
     can't go into a header: line breaks in a subject or display name, an
     invalid header name, media type or Content-ID, text that is not valid
     Unicode (lone surrogates).
     """
     content = message.content
+    if content.raw is not None:
+        return _prepend_headers(extra_headers, content.raw)
     boundary_prefix = _boundary_prefix(message.id)
     root = _build_root(content, boundary_prefix)
 

@@ -91,6 +91,9 @@ class MessageContent:
     headers: tuple[tuple[str, str], ...] = ()
     template: str | None = None
     template_data: Mapping[str, Any] = attrs.field(factory=dict)
+    raw: bytes | None = attrs.field(default=None, repr=False)
+    """The finished RFC 5322 message, with CRLF line ends, when it was
+    submitted as bytes (SMTP relay); the fields above then only describe it."""
 
 
 @attrs.frozen(kw_only=True)

@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser, Parser
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -688,3 +689,14 @@ def test_round_trip_property(
     # get_filename() strips whitespace, so the parameter is read directly.
     filenames = [a["Content-Disposition"].params.get("filename", "") for a in received]
     assert filenames == [a.filename for a in attachments]
+
+
+def test_raw_content_sent_unchanged() -> None:
+    raw = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nbody\r\n"
+    message = attrs.evolve(
+        make_message(), content=MessageContent(subject="hi", raw=raw)
+    )
+    built = build_message_bytes(
+        message, date=NOW, extra_headers=[("X-Sendarix-Message-Id", "msg_1")]
+    )
+    assert built == b"X-Sendarix-Message-Id: msg_1\r\n" + raw
