@@ -8,20 +8,23 @@ an index range scan, however many messages are waiting.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sendarix_backends.sql import codec
-from sendarix_backends.sql.schema import messages
+from sendarix_backends.sql import bulk, codec
+from sendarix_backends.sql.schema import messages, to_micros
 from sendarix_core.model import Message
 from sendarix_core.states import Priority
 
 __all__ = ["claim_due", "next_due_at", "renew_leases"]
 
 _TIERS = sorted(priority.rank for priority in Priority)
+_COLUMNS = tuple(column.name for column in messages.columns)
 
 _DUE_IDS = (
     sa.select(messages.c.id)
@@ -74,21 +77,33 @@ def claim_due(
     if not ids:
         return []
 
-    statement = (
-        sa.update(messages)
-        .where(messages.c.id.in_(ids))
-        .values(
-            due_at=now + lease,
-            lease_owner=worker_id,
-            version=messages.c.version + 1,
-        )
-        .returning(*messages.c)
+    id_list: list[str] | str = ids
+    if connection.dialect.name == "sqlite":
+        id_list = orjson.dumps(ids).decode()
+    result = connection.exec_driver_sql(
+        _claim_sql(connection.dialect),
+        (to_micros(now + lease), worker_id, id_list),
     )
-    rows = connection.execute(statement).mappings().all()
+    rows = bulk.decode_rows(messages, _COLUMNS, result)
     position = {message_id: index for index, message_id in enumerate(ids)}
-    claimed = [codec.message_from_row(row) for row in rows]
-    claimed.sort(key=lambda message: position[message.id])
-    return claimed
+    rows.sort(key=lambda row: position[row["id"]])
+    return [codec.message_from_row(row) for row in rows]
+
+
+@functools.cache
+def _claim_sql(dialect: sa.Dialect) -> str:
+    quote = dialect.identifier_preparer.quote
+    columns = ", ".join(quote(name) for name in _COLUMNS)
+    if dialect.name == "postgresql":
+        return (
+            "UPDATE messages SET due_at = %s, lease_owner = %s, "  # noqa: S608
+            f"version = version + 1 WHERE id = ANY(%s) RETURNING {columns}"
+        )
+    # json_each expands one JSON array parameter, so any number of ids fits.
+    return (
+        "UPDATE messages SET due_at = ?, lease_owner = ?, version = version + 1 "  # noqa: S608
+        f"WHERE id IN (SELECT value FROM json_each(?)) RETURNING {columns}"
+    )
 
 
 def renew_leases(

@@ -7,11 +7,11 @@ strings. Rows come back as SQLAlchemy ``RowMapping`` objects.
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import cattrs
-from sqlalchemy.engine import RowMapping
 
 from sendarix_core.idempotency import IdempotencyRecord
 from sendarix_core.keys import ApiKey, Environment, Scope
@@ -38,7 +38,8 @@ __all__ = [
     "suppression_row",
 ]
 
-Row = RowMapping
+# A row as SQLAlchemy returns it, or as a dict built from driver values.
+Row = Mapping[Any, Any]
 
 _converter = cattrs.Converter()
 _converter.register_unstructure_hook(

@@ -120,7 +120,6 @@ messages = sa.Table(
         sqlite_where=sa.text("due_at IS NOT NULL"),
     ),
     sa.Index("ix_messages_recipient", "recipient", "id"),
-    sa.Index("ix_messages_status", "status", "id"),
 )
 
 events = sa.Table(

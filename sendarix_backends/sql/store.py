@@ -258,6 +258,14 @@ class SqlStore:
                 raise StorageError(
                     describe_error(operation, self._engine, exc)
                 ) from exc
+            except sa.exc.StatementError as exc:
+                # A value the column type rejected, such as a naive datetime,
+                # is the caller's error, as it is on the bulk paths.
+                if isinstance(exc.orig, ValueError):
+                    raise exc.orig from None
+                raise StorageError(
+                    describe_error(operation, self._engine, exc)
+                ) from exc
             except sa.exc.SQLAlchemyError as exc:
                 raise StorageError(
                     describe_error(operation, self._engine, exc)

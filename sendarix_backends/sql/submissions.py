@@ -17,7 +17,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sendarix_backends.sql import codec
+from sendarix_backends.sql import bulk, codec
 from sendarix_backends.sql.engine import dialect_insert
 from sendarix_backends.sql.schema import events, idempotency_keys, messages
 from sendarix_core.idempotency import (
@@ -152,19 +152,12 @@ def _overwrite_keys(
 
 
 def _insert_messages(connection: Connection, transitions: Sequence[Transition]) -> None:
-    if not transitions:
-        return
-    connection.execute(
-        sa.insert(messages),
-        [codec.message_row(transition.after) for transition in transitions],
-    )
+    rows = [codec.message_row(transition.after) for transition in transitions]
+    bulk.insert_rows(connection, messages, rows)
     insert_events(connection, transitions)
 
 
 def insert_events(connection: Connection, transitions: Sequence[Transition]) -> None:
     """Insert the event of each transition, in order."""
-    if transitions:
-        connection.execute(
-            sa.insert(events),
-            [codec.event_row(transition.event) for transition in transitions],
-        )
+    rows = [codec.event_row(transition.event) for transition in transitions]
+    bulk.insert_rows(connection, events, rows)

@@ -1,124 +1,144 @@
 """Persisting lifecycle transitions with optimistic version checks.
 
-The stored versions are read first, locking the rows on PostgreSQL in id
-order so two concurrent batches cannot deadlock, then every transition whose
-``before.version`` still matches is written with one executemany per
-statement shape. A message may appear more than once in a batch; each
-transition is checked against the version the previous one left.
+A transition is written only where the stored version still equals
+``before.version``. A message may appear more than once in a batch, so the
+n-th transition of each message goes into round n and rounds run in order;
+once a message's transition is stale, its later ones are stale too.
+
+A transition into ``accepted`` keeps the lease the claim set (``due_at`` and
+``lease_owner``). Every other one derives ``due_at`` from the new state and
+releases the lease.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sendarix_backends.sql import codec
+from sendarix_backends.sql import bulk, codec
 from sendarix_backends.sql.engine import dialect_insert
 from sendarix_backends.sql.schema import messages, suppressions
-from sendarix_backends.sql.submissions import CHUNK_ROWS, insert_events
+from sendarix_backends.sql.submissions import insert_events
 from sendarix_core.lifecycle import Transition
 from sendarix_core.states import MessageStatus
 
 __all__ = ["save_transitions"]
 
-# A transition into ``accepted`` keeps the lease that the claim set
-# (``due_at`` and ``lease_owner``); every other one derives ``due_at`` from
-# the new state and releases the lease.
-
-
-def _update_statement(*, keep_lease: bool) -> sa.Update:
-    columns = list(codec.STATE_COLUMNS)
-    if not keep_lease:
-        columns += ["due_at", "lease_owner"]
-    return (
-        sa.update(messages)
-        .where(
-            messages.c.id == sa.bindparam("match_id"),
-            messages.c.version == sa.bindparam("match_version"),
-        )
-        .values({name: sa.bindparam(f"new_{name}") for name in columns})
-    )
-
-
-_KEEP_LEASE_UPDATE = _update_statement(keep_lease=True)
-_RELEASE_UPDATE = _update_statement(keep_lease=False)
+_RELEASED = (*codec.STATE_COLUMNS, "due_at")
 
 
 def save_transitions(
     connection: Connection, transitions: Sequence[Transition]
 ) -> list[str]:
     """Apply the transitions whose version still matches; return the stale ids."""
-    if not transitions:
-        return []
-    versions = _lock_versions(connection, {t.after.id for t in transitions})
-
-    applied: list[Transition] = []
-    stale: list[str] = []
+    rounds: list[list[Transition]] = []
+    occurrences: dict[str, int] = {}
     for transition in transitions:
         if transition.before is None:
             raise ValueError(
                 f"transition of message {transition.after.id} has no previous "
                 "state; store new messages with create_messages"
             )
-        message_id = transition.after.id
-        if versions.get(message_id) != transition.before.version:
-            stale.append(message_id)
-            continue
-        versions[message_id] = transition.after.version
-        applied.append(transition)
+        position = occurrences.get(transition.after.id, 0)
+        occurrences[transition.after.id] = position + 1
+        if position == len(rounds):
+            rounds.append([])
+        rounds[position].append(transition)
 
-    _update_messages(connection, applied)
-    insert_events(connection, applied)
-    _insert_suppressions(connection, applied)
-    return stale
+    applied: set[int] = set()
+    stale_ids: set[str] = set()
+    for round_ in rounds:
+        candidates = [t for t in round_ if t.after.id not in stale_ids]
+        updated = _apply_round(connection, candidates)
+        for transition in candidates:
+            if transition.after.id in updated:
+                applied.add(id(transition))
+            else:
+                stale_ids.add(transition.after.id)
 
-
-def _lock_versions(connection: Connection, message_ids: set[str]) -> dict[str, int]:
-    ordered = sorted(message_ids)
-    versions: dict[str, int] = {}
-    for start in range(0, len(ordered), CHUNK_ROWS):
-        statement = (
-            sa.select(messages.c.id, messages.c.version)
-            .where(messages.c.id.in_(ordered[start : start + CHUNK_ROWS]))
-            .order_by(messages.c.id)
-            .with_for_update()
-        )
-        for message_id, version in connection.execute(statement):
-            versions[message_id] = version
-    return versions
+    written = [t for t in transitions if id(t) in applied]
+    insert_events(connection, written)
+    _insert_suppressions(connection, written)
+    return [t.after.id for t in transitions if id(t) not in applied]
 
 
-def _update_messages(connection: Connection, transitions: list[Transition]) -> None:
-    updates = [_update_for(transition) for transition in transitions]
-    if len({transition.after.id for transition in transitions}) == len(transitions):
-        updates.sort(key=lambda update: update[0] is _RELEASE_UPDATE)
+def _apply_round(connection: Connection, transitions: list[Transition]) -> set[str]:
+    """Update each message at most once; return the ids whose version matched."""
+    if not transitions:
+        return set()
+    rows = [_update_row(transition) for transition in transitions]
+    if connection.dialect.name == "postgresql":
+        sql = _postgresql_update(connection.dialect)
+        result = connection.exec_driver_sql(sql, (bulk.dump_rows(rows),))
+        return set(result.scalars())
 
-    # executemany runs its rows in order. Only consecutive updates of one
-    # shape are grouped, so a message that moves twice in one batch is
-    # matched against the version its first move wrote.
-    start = 0
-    for end in range(1, len(updates) + 1):
-        if end == len(updates) or updates[end][0] is not updates[start][0]:
-            statement = updates[start][0]
-            connection.execute(statement, [params for _, params in updates[start:end]])
-            start = end
+    # SQLite runs one write transaction at a time, so the versions read here
+    # cannot change before the update.
+    versions = _stored_versions(connection, [row["match_id"] for row in rows])
+    matching = [
+        row for row in rows if versions.get(row["match_id"]) == row["match_version"]
+    ]
+    if matching:
+        sql = _sqlite_update(connection.dialect)
+        connection.exec_driver_sql(sql, bulk.sqlite_rows(messages, matching))
+    return {row["match_id"] for row in matching}
 
 
-def _update_for(transition: Transition) -> tuple[sa.Update, dict[str, Any]]:
+def _update_row(transition: Transition) -> dict[str, Any]:
     after = transition.after
-    params = {
-        f"new_{name}": value for name, value in codec.message_state_row(after).items()
-    }
-    params["match_id"] = after.id
-    params["match_version"] = transition.before.version if transition.before else None
-    if after.status is MessageStatus.ACCEPTED:
-        return _KEEP_LEASE_UPDATE, params
-    params["new_due_at"] = codec.due_at(after)
-    params["new_lease_owner"] = None
-    return _RELEASE_UPDATE, params
+    row = codec.message_state_row(after)
+    keep_lease = after.status is MessageStatus.ACCEPTED
+    row["due_at"] = None if keep_lease else codec.due_at(after)
+    row["keep_lease"] = keep_lease
+    row["match_id"] = after.id
+    row["match_version"] = transition.before.version if transition.before else None
+    return row
+
+
+def _stored_versions(connection: Connection, message_ids: list[str]) -> dict[str, int]:
+    # json_each expands one JSON array parameter, so any number of ids fits.
+    result = connection.exec_driver_sql(
+        "SELECT id, version FROM messages WHERE id IN (SELECT value FROM json_each(?))",
+        (orjson.dumps(message_ids).decode(),),
+    )
+    return dict(result.all())
+
+
+@functools.cache
+def _postgresql_update(dialect: sa.Dialect) -> str:
+    quote = dialect.identifier_preparer.quote
+    source = bulk.recordset(
+        dialect,
+        messages,
+        _RELEASED,
+        extra={"keep_lease": "boolean", "match_id": "text", "match_version": "integer"},
+    )
+    assignments = [f"{quote(name)} = v.{quote(name)}" for name in codec.STATE_COLUMNS]
+    return (
+        f"UPDATE messages AS t SET {', '.join(assignments)}, "  # noqa: S608
+        "due_at = CASE WHEN v.keep_lease THEN t.due_at ELSE v.due_at END, "
+        "lease_owner = CASE WHEN v.keep_lease THEN t.lease_owner END "
+        f"FROM {source} "
+        "WHERE t.id = v.match_id AND t.version = v.match_version "
+        "RETURNING t.id"
+    )
+
+
+@functools.cache
+def _sqlite_update(dialect: sa.Dialect) -> str:
+    quote = dialect.identifier_preparer.quote
+    assignments = [f"{quote(name)} = :{name}" for name in codec.STATE_COLUMNS]
+    return (
+        f"UPDATE messages SET {', '.join(assignments)}, "  # noqa: S608
+        "due_at = CASE WHEN :keep_lease THEN due_at ELSE :due_at END, "
+        "lease_owner = CASE WHEN :keep_lease THEN lease_owner END "
+        "WHERE id = :match_id AND version = :match_version"
+    )
 
 
 def _insert_suppressions(connection: Connection, transitions: list[Transition]) -> None:
@@ -129,6 +149,7 @@ def _insert_suppressions(connection: Connection, transitions: list[Transition]) 
     }
     if not rows:
         return
+    # Sorted, so concurrent batches insert shared recipients in one order.
     statement = (
         dialect_insert(connection, suppressions)
         .values([rows[recipient] for recipient in sorted(rows)])

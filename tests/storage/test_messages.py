@@ -141,14 +141,14 @@ async def test_create_empty_batch(store: SqlStore) -> None:
     assert await store.create_messages([], T0) == []
 
 
-async def test_naive_time_raises_storage_error(
-    store: SqlStore, factory: Factory
-) -> None:
+async def test_naive_time_raises(store: SqlStore, factory: Factory) -> None:
     naive = datetime(2026, 4, 19, 14, 30)
     message = factory.message(created_at=naive, updated_at=naive)
 
-    with pytest.raises(StorageError, match="naive datetime"):
+    with pytest.raises(ValueError, match="naive datetime"):
         await store.create_messages([factory.submission(message)], T0)
+    with pytest.raises(ValueError, match="naive datetime"):
+        await store.claim_due("w1", naive, 10, timedelta(minutes=1))
 
 
 async def test_duplicate_id_raises_storage_error(

@@ -76,7 +76,6 @@ def create_messages() -> None:
         sqlite_where=sa.text("due_at IS NOT NULL"),
     )
     op.create_index("ix_messages_recipient", "messages", ["recipient", "id"])
-    op.create_index("ix_messages_status", "messages", ["status", "id"])
 
 
 def create_events() -> None:

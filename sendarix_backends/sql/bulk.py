@@ -1,0 +1,200 @@
+"""Batch writes that cost one statement per batch, not one per row.
+
+The queue writes thousands of rows a second, and SQLAlchemy's per-row
+parameter processing would take much of that time. On SQLite a batch is one
+``executemany`` of a prepared statement, whose loop runs in C. On PostgreSQL
+a batch is one statement with one parameter: the rows as a JSON array,
+encoded by orjson and expanded on the server by ``json_to_recordset``.
+
+The SQL text is built only from the table definitions in ``schema``; every
+value travels as a bound parameter.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sendarix_backends.sql.schema import UtcTimestamp, from_micros, to_micros
+
+__all__ = [
+    "decode_rows",
+    "dump_rows",
+    "insert_rows",
+    "recordset",
+    "sqlite_rows",
+]
+
+Row = Mapping[str, Any]
+Converter = Callable[[Any], Any]
+
+
+def insert_rows(connection: Connection, table: sa.Table, rows: Sequence[Row]) -> None:
+    """Insert ``rows``, which all have the same keys, in one statement."""
+    if not rows:
+        return
+    names = tuple(rows[0])
+    dialect = connection.dialect
+    quote = dialect.identifier_preparer.quote
+    columns = ", ".join(quote(name) for name in names)
+    if dialect.name == "postgresql":
+        source = recordset(dialect, table, names, ordinality=True)
+        sql = (
+            f"INSERT INTO {quote(table.name)} ({columns}) "  # noqa: S608
+            f"SELECT {columns} FROM {source} ORDER BY position"
+        )
+        connection.exec_driver_sql(sql, (dump_rows(rows),))
+        return
+
+    placeholders = ", ".join(f":{name}" for name in names)
+    sql = f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({placeholders})"  # noqa: S608
+    connection.exec_driver_sql(sql, sqlite_rows(table, rows))
+
+
+def dump_rows(rows: Iterable[Row]) -> str:
+    """Return ``rows`` as one JSON array, with times as epoch microseconds."""
+    try:
+        document = orjson.dumps(
+            list(rows), default=_json_default, option=orjson.OPT_PASSTHROUGH_DATETIME
+        )
+    except TypeError as exc:
+        # orjson wraps what the default function raised, such as the
+        # ValueError for a naive datetime.
+        if isinstance(exc.__cause__, ValueError):
+            raise exc.__cause__ from None
+        raise
+    return document.decode()
+
+
+def recordset(
+    dialect: sa.Dialect,
+    table: sa.Table,
+    names: Sequence[str],
+    *,
+    extra: Mapping[str, str] | None = None,
+    ordinality: bool = False,
+) -> str:
+    """Return a PostgreSQL ``FROM`` item ``v`` over the JSON rows parameter.
+
+    ``names`` are columns of ``table``, typed as the table types them;
+    ``extra`` maps further names to SQL types. With ``ordinality``, the
+    item also has ``position``, the row's place in the array.
+    """
+    return _recordset(
+        dialect, table, tuple(names), tuple((extra or {}).items()), ordinality
+    )
+
+
+def sqlite_rows(table: sa.Table, rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """Return ``rows`` with values as SQLite stores them in ``table``."""
+    if not rows:
+        return []
+    conversions = _sqlite_conversions(table, tuple(rows[0]))
+    encoded = []
+    for row in rows:
+        values = dict(row)
+        for name, convert in conversions:
+            values[name] = convert(values[name])
+        encoded.append(values)
+    return encoded
+
+
+def decode_rows(
+    table: sa.Table, names: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> list[dict[str, Any]]:
+    """Return driver rows of ``table`` columns as dicts of Python values."""
+    decoders = [(name, _decoder(table.c[name])) for name in names]
+    return [
+        {
+            name: decode(value)
+            for (name, decode), value in zip(decoders, row, strict=True)
+        }
+        for row in rows
+    ]
+
+
+@functools.cache
+def _recordset(
+    dialect: sa.Dialect,
+    table: sa.Table,
+    names: tuple[str, ...],
+    extra: tuple[tuple[str, str], ...],
+    ordinality: bool,
+) -> str:
+    quote = dialect.identifier_preparer.quote
+    definitions = [
+        f"{quote(name)} {table.c[name].type.compile(dialect=dialect)}" for name in names
+    ]
+    definitions += [f"{quote(name)} {sql_type}" for name, sql_type in extra]
+    columns = ", ".join(definitions)
+    if not ordinality:
+        return f"json_to_recordset(%s::json) AS v({columns})"
+
+    aliases = ", ".join(quote(name) for name in (*names, *(n for n, _ in extra)))
+    return (
+        f"ROWS FROM (json_to_recordset(%s::json) AS ({columns})) "
+        f"WITH ORDINALITY AS v({aliases}, position)"
+    )
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return to_micros(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+@functools.cache
+def _sqlite_conversions(
+    table: sa.Table, names: tuple[str, ...]
+) -> tuple[tuple[str, Converter], ...]:
+    conversions: list[tuple[str, Converter]] = []
+    for name in names:
+        column_type = table.c[name].type if name in table.c else None
+        if isinstance(column_type, UtcTimestamp):
+            conversions.append((name, _encode_time))
+        elif isinstance(column_type, sa.JSON):
+            conversions.append((name, _encode_json))
+    return tuple(conversions)
+
+
+@functools.cache
+def _decoder(column: sa.Column[Any]) -> Converter:
+    if isinstance(column.type, UtcTimestamp):
+        return _decode_time
+    if isinstance(column.type, sa.JSON):
+        return _decode_json
+    if isinstance(column.type, sa.Boolean):
+        return _decode_bool
+    return _identity
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _encode_time(value: datetime | None) -> int | None:
+    return None if value is None else to_micros(value)
+
+
+def _decode_time(value: int | None) -> datetime | None:
+    return None if value is None else from_micros(value)
+
+
+def _encode_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _decode_json(value: Any) -> Any:
+    # psycopg parses json and jsonb itself; SQLite returns the text. Every
+    # document stored here is an object or an array, never a bare string.
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _decode_bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)

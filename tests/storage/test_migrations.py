@@ -1,0 +1,76 @@
+"""Migrations against the SQLAlchemy tables, and opening a store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from sendarix_backends.sql import SqlStore, current_revision, head_revision, upgrade
+from sendarix_backends.sql.engine import make_engine
+from sendarix_backends.sql.schema import metadata
+from sendarix_core.errors import ConfigurationError, StorageError
+
+pytestmark = pytest.mark.anyio
+
+
+def test_migration_matches_tables(database_url: str) -> None:
+    upgrade(database_url)
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True}
+            )
+            differences = compare_metadata(context, metadata)
+    finally:
+        engine.dispose()
+
+    assert differences == []
+
+
+def test_upgrade_sets_head(database_url: str) -> None:
+    upgrade(database_url)
+    upgrade(database_url)
+
+    assert current_revision(database_url) == head_revision()
+
+
+def test_fresh_database_has_no_revision(tmp_path: Path) -> None:
+    assert current_revision(f"sqlite:///{tmp_path / 'new.db'}") is None
+
+
+async def test_open_creates_schema(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+
+    async with SqlStore(url) as store:
+        assert await store.next_due_at() is None
+
+    assert current_revision(url) == head_revision()
+
+
+async def test_open_without_create_raises(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'new.db'}")
+
+    with pytest.raises(StorageError, match="sendarix migrate"):
+        await store.open(create=False)
+    await store.aclose()
+
+
+async def test_unreachable_server_raises() -> None:
+    store = SqlStore("postgresql://postgres@127.0.0.1:1/test")
+
+    with pytest.raises(StorageError, match="open failed"):
+        await store.open()
+    await store.aclose()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite://", "sqlite:///:memory:", "mysql://root@127.0.0.1/test", "not a url"],
+)
+def test_unsupported_url_raises(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        SqlStore(url)
