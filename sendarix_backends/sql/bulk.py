@@ -26,6 +26,8 @@ from sendarix_backends.sql.schema import UtcTimestamp, from_micros, to_micros
 __all__ = [
     "decode_rows",
     "dump_rows",
+    "encode_rows",
+    "insert_encoded",
     "insert_rows",
     "recordset",
     "sqlite_rows",
@@ -37,6 +39,24 @@ Converter = Callable[[Any], Any]
 
 def insert_rows(connection: Connection, table: sa.Table, rows: Sequence[Row]) -> None:
     """Insert ``rows``, which all have the same keys, in one statement."""
+    insert_encoded(connection, table, encode_rows(connection.dialect, table, rows))
+
+
+def encode_rows(dialect: sa.Dialect, table: sa.Table, rows: Sequence[Row]) -> list[Row]:
+    """Return ``rows`` ready for ``insert_encoded`` on ``dialect``.
+
+    Encoding needs no connection, so callers can do it before they take
+    SQLite's write lock.
+    """
+    if dialect.name == "sqlite":
+        return sqlite_rows(table, rows)
+    return list(rows)
+
+
+def insert_encoded(
+    connection: Connection, table: sa.Table, rows: Sequence[Row]
+) -> None:
+    """Insert rows returned by ``encode_rows``, in one statement."""
     if not rows:
         return
     names = tuple(rows[0])
@@ -54,7 +74,7 @@ def insert_rows(connection: Connection, table: sa.Table, rows: Sequence[Row]) ->
 
     placeholders = ", ".join(f":{name}" for name in names)
     sql = f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({placeholders})"  # noqa: S608
-    connection.exec_driver_sql(sql, sqlite_rows(table, rows))
+    connection.exec_driver_sql(sql, list(rows))
 
 
 def dump_rows(rows: Iterable[Row]) -> str:
@@ -91,12 +111,12 @@ def recordset(
     )
 
 
-def sqlite_rows(table: sa.Table, rows: Sequence[Row]) -> list[dict[str, Any]]:
+def sqlite_rows(table: sa.Table, rows: Sequence[Row]) -> list[Row]:
     """Return ``rows`` with values as SQLite stores them in ``table``."""
     if not rows:
         return []
     conversions = _sqlite_conversions(table, tuple(rows[0]))
-    encoded = []
+    encoded: list[Row] = []
     for row in rows:
         values = dict(row)
         for name, convert in conversions:

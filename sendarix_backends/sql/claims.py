@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -21,9 +22,10 @@ from sendarix_backends.sql.schema import messages, to_micros
 from sendarix_core.model import Message
 from sendarix_core.states import Priority
 
-__all__ = ["claim_due", "next_due_at", "renew_leases"]
+__all__ = ["claim_due", "decode_claimed", "next_due_at", "renew_leases"]
 
 _TIERS = sorted(priority.rank for priority in Priority)
+# ``id`` comes first: claim_due sorts the rows by it.
 _COLUMNS = tuple(column.name for column in messages.columns)
 
 _DUE_IDS = (
@@ -56,11 +58,12 @@ def claim_due(
     now: datetime,
     limit: int,
     lease: timedelta,
-) -> list[Message]:
+) -> list[Sequence[Any]]:
     """Lease up to ``limit`` due messages to ``worker_id`` until ``now + lease``.
 
-    Returns them highest priority first, by due time then id within a tier,
-    each with its version raised by one.
+    Returns their rows, each with its version raised by one, highest priority
+    first and by due time then id within a tier; ``decode_claimed`` turns them
+    into messages once the transaction is over.
     """
     if limit < 1:
         raise ValueError(f"claim limit must be at least 1, not {limit}")
@@ -84,10 +87,14 @@ def claim_due(
         _claim_sql(connection.dialect),
         (to_micros(now + lease), worker_id, id_list),
     )
-    rows = bulk.decode_rows(messages, _COLUMNS, result)
     position = {message_id: index for index, message_id in enumerate(ids)}
-    rows.sort(key=lambda row: position[row["id"]])
-    return [codec.message_from_row(row) for row in rows]
+    return sorted(result.all(), key=lambda row: position[row[0]])
+
+
+def decode_claimed(rows: Sequence[Sequence[Any]]) -> list[Message]:
+    """Return the messages in rows returned by ``claim_due``."""
+    decoded = bulk.decode_rows(messages, _COLUMNS, rows)
+    return [codec.message_from_row(row) for row in decoded]
 
 
 @functools.cache

@@ -125,9 +125,19 @@ class SqlStore:
     ) -> list[SubmitOutcome]:
         if not submissions_:
             return []
-        return await self._write(
-            "create_messages", submissions.create_messages, submissions_, now
-        )
+
+        def run() -> list[SubmitOutcome]:
+            encoded = submissions.encode_submissions(self._engine.dialect, submissions_)
+            return self._transaction(
+                "create_messages",
+                True,
+                submissions.create_messages,
+                submissions_,
+                encoded,
+                now,
+            )
+
+        return await self._in_thread(run)
 
     async def get_message(self, message_id: str) -> Message | None:
         return await self._read("get_message", listings.get_message, message_id)
@@ -143,9 +153,18 @@ class SqlStore:
     async def save_transitions(self, transitions_: Sequence[Transition]) -> list[str]:
         if not transitions_:
             return []
-        return await self._write(
-            "save_transitions", transitions.save_transitions, transitions_
-        )
+
+        def run() -> list[str]:
+            encoded = transitions.encode_transitions(self._engine.dialect, transitions_)
+            return self._transaction(
+                "save_transitions",
+                True,
+                transitions.save_transitions,
+                transitions_,
+                encoded,
+            )
+
+        return await self._in_thread(run)
 
     async def get_suppressions(
         self, recipients: Sequence[str]
@@ -211,9 +230,14 @@ class SqlStore:
     async def claim_due(
         self, worker_id: str, now: datetime, limit: int, lease: timedelta
     ) -> list[Message]:
-        return await self._write(
-            "claim_due", claims.claim_due, worker_id, now, limit, lease
-        )
+
+        def run() -> list[Message]:
+            rows = self._transaction(
+                "claim_due", True, claims.claim_due, worker_id, now, limit, lease
+            )
+            return claims.decode_claimed(rows)
+
+        return await self._in_thread(run)
 
     async def renew_leases(
         self, messages: Sequence[Message], now: datetime, lease: timedelta
@@ -225,6 +249,12 @@ class SqlStore:
         return await self._read("next_due_at", claims.next_due_at)
 
     # Transactions
+    #
+    # Rows are encoded before and decoded after ``_transaction``, in the same
+    # worker thread, so SQLite's write lock is held only for database work.
+
+    async def _in_thread(self, function: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(function, limiter=self._limiter)
 
     async def _write(self, operation: str, function: Callable[..., T], *args: Any) -> T:
         run = functools.partial(self._transaction, operation, True, function, *args)

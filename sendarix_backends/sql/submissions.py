@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -25,10 +26,9 @@ from sendarix_core.idempotency import (
     IdempotencyRecord,
     decide_idempotency,
 )
-from sendarix_core.lifecycle import Transition
 from sendarix_core.ports import Submission, SubmitOutcome
 
-__all__ = ["create_messages", "insert_events"]
+__all__ = ["EncodedSubmissions", "create_messages", "encode_submissions"]
 
 Key = tuple[str, str]
 
@@ -36,8 +36,31 @@ Key = tuple[str, str]
 CHUNK_ROWS = 1000
 
 
+@attrs.frozen
+class EncodedSubmissions:
+    """The message and first-event row of each submission, encoded for insert."""
+
+    messages: list[bulk.Row]
+    events: list[bulk.Row]
+
+
+def encode_submissions(
+    dialect: sa.Dialect, submissions: Sequence[Submission]
+) -> EncodedSubmissions:
+    transitions = [submission.transition for submission in submissions]
+    message_rows = [codec.message_row(t.after) for t in transitions]
+    event_rows = [codec.event_row(t.event) for t in transitions]
+    return EncodedSubmissions(
+        messages=bulk.encode_rows(dialect, messages, message_rows),
+        events=bulk.encode_rows(dialect, events, event_rows),
+    )
+
+
 def create_messages(
-    connection: Connection, submissions: Sequence[Submission], now: datetime
+    connection: Connection,
+    submissions: Sequence[Submission],
+    encoded: EncodedSubmissions,
+    now: datetime,
 ) -> list[SubmitOutcome]:
     """Store the messages that idempotency lets through; one outcome each."""
     first_claims = _first_claims(submissions)
@@ -47,7 +70,7 @@ def create_messages(
     current = _lock_existing_keys(connection, first_claims.keys() - inserted)
 
     outcomes: list[SubmitOutcome] = []
-    stored: list[Transition] = []
+    stored: list[int] = []
     overwritten: dict[Key, IdempotencyRecord] = {}
     for index, submission in enumerate(submissions):
         record = submission.idempotency
@@ -67,11 +90,12 @@ def create_messages(
                 overwritten[key] = record
             current[key] = record
 
-        stored.append(submission.transition)
+        stored.append(index)
         outcomes.append(SubmitOutcome(message=submission.transition.after))
 
     _overwrite_keys(connection, overwritten.values())
-    _insert_messages(connection, stored)
+    bulk.insert_encoded(connection, messages, [encoded.messages[i] for i in stored])
+    bulk.insert_encoded(connection, events, [encoded.events[i] for i in stored])
     return outcomes
 
 
@@ -149,15 +173,3 @@ def _overwrite_keys(
             },
         )
         connection.execute(statement)
-
-
-def _insert_messages(connection: Connection, transitions: Sequence[Transition]) -> None:
-    rows = [codec.message_row(transition.after) for transition in transitions]
-    bulk.insert_rows(connection, messages, rows)
-    insert_events(connection, transitions)
-
-
-def insert_events(connection: Connection, transitions: Sequence[Transition]) -> None:
-    """Insert the event of each transition, in order."""
-    rows = [codec.event_row(transition.event) for transition in transitions]
-    bulk.insert_rows(connection, events, rows)

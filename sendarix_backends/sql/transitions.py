@@ -16,62 +16,86 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sendarix_backends.sql import bulk, codec
 from sendarix_backends.sql.engine import dialect_insert
-from sendarix_backends.sql.schema import messages, suppressions
-from sendarix_backends.sql.submissions import insert_events
+from sendarix_backends.sql.schema import events, messages, suppressions
 from sendarix_core.lifecycle import Transition
 from sendarix_core.states import MessageStatus
 
-__all__ = ["save_transitions"]
+__all__ = ["EncodedTransitions", "encode_transitions", "save_transitions"]
 
 _RELEASED = (*codec.STATE_COLUMNS, "due_at")
 
 
-def save_transitions(
-    connection: Connection, transitions: Sequence[Transition]
-) -> list[str]:
-    """Apply the transitions whose version still matches; return the stale ids."""
-    rounds: list[list[Transition]] = []
-    occurrences: dict[str, int] = {}
+@attrs.frozen
+class EncodedTransitions:
+    """The update row and event row of each transition, encoded for one dialect."""
+
+    updates: list[bulk.Row]
+    events: list[bulk.Row]
+
+
+def encode_transitions(
+    dialect: sa.Dialect, transitions: Sequence[Transition]
+) -> EncodedTransitions:
+    """Encode the rows ``save_transitions`` writes; no connection is needed."""
     for transition in transitions:
         if transition.before is None:
             raise ValueError(
                 f"transition of message {transition.after.id} has no previous "
                 "state; store new messages with create_messages"
             )
+    update_rows = [_update_row(transition) for transition in transitions]
+    event_rows = [codec.event_row(transition.event) for transition in transitions]
+    return EncodedTransitions(
+        updates=bulk.encode_rows(dialect, messages, update_rows),
+        events=bulk.encode_rows(dialect, events, event_rows),
+    )
+
+
+def save_transitions(
+    connection: Connection,
+    transitions: Sequence[Transition],
+    encoded: EncodedTransitions,
+) -> list[str]:
+    """Apply the transitions whose version still matches; return the stale ids."""
+    rounds: list[list[int]] = []
+    occurrences: dict[str, int] = {}
+    for index, transition in enumerate(transitions):
         position = occurrences.get(transition.after.id, 0)
         occurrences[transition.after.id] = position + 1
         if position == len(rounds):
             rounds.append([])
-        rounds[position].append(transition)
+        rounds[position].append(index)
 
-    applied: set[int] = set()
+    applied: list[int] = []
     stale_ids: set[str] = set()
     for round_ in rounds:
-        candidates = [t for t in round_ if t.after.id not in stale_ids]
-        updated = _apply_round(connection, candidates)
-        for transition in candidates:
-            if transition.after.id in updated:
-                applied.add(id(transition))
+        candidates = [i for i in round_ if transitions[i].after.id not in stale_ids]
+        updated = _apply_round(connection, [encoded.updates[i] for i in candidates])
+        for index in candidates:
+            message_id = transitions[index].after.id
+            if message_id in updated:
+                applied.append(index)
             else:
-                stale_ids.add(transition.after.id)
+                stale_ids.add(message_id)
 
-    written = [t for t in transitions if id(t) in applied]
-    insert_events(connection, written)
-    _insert_suppressions(connection, written)
-    return [t.after.id for t in transitions if id(t) not in applied]
+    applied.sort()
+    bulk.insert_encoded(connection, events, [encoded.events[i] for i in applied])
+    _insert_suppressions(connection, [transitions[i] for i in applied])
+    applied_set = set(applied)
+    return [t.after.id for i, t in enumerate(transitions) if i not in applied_set]
 
 
-def _apply_round(connection: Connection, transitions: list[Transition]) -> set[str]:
+def _apply_round(connection: Connection, rows: list[bulk.Row]) -> set[str]:
     """Update each message at most once; return the ids whose version matched."""
-    if not transitions:
+    if not rows:
         return set()
-    rows = [_update_row(transition) for transition in transitions]
     if connection.dialect.name == "postgresql":
         sql = _postgresql_update(connection.dialect)
         result = connection.exec_driver_sql(sql, (bulk.dump_rows(rows),))
@@ -84,8 +108,7 @@ def _apply_round(connection: Connection, transitions: list[Transition]) -> set[s
         row for row in rows if versions.get(row["match_id"]) == row["match_version"]
     ]
     if matching:
-        sql = _sqlite_update(connection.dialect)
-        connection.exec_driver_sql(sql, bulk.sqlite_rows(messages, matching))
+        connection.exec_driver_sql(_sqlite_update(connection.dialect), matching)
     return {row["match_id"] for row in matching}
 
 
