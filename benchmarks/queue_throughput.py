@@ -4,8 +4,8 @@ Each run starts from an empty database: a temporary SQLite file, or a
 temporary schema on the PostgreSQL server given by ``--database-url``.
 Messages are enqueued with ``create_messages`` in batches, then workers
 claim batches with ``claim_due`` and save an ``accepted`` and a
-``delivered`` transition for each (a 250 reply stands in for SMTP, as with
-a no-op transport). Only store calls and the lifecycle functions are timed;
+``delivered`` transition for each. A fixed 250 reply replaces SMTP, as a
+no-op transport would. Only store calls and the lifecycle functions are timed;
 building the submissions is not.
 
     python benchmarks/queue_throughput.py --count 100000 --batch 500

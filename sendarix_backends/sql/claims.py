@@ -37,8 +37,9 @@ _DUE_IDS = (
     )
     .order_by(messages.c.due_at, messages.c.id)
     .limit(sa.bindparam("limit"))
-    # PostgreSQL: rows another claimer holds are passed over, never waited
-    # for. SQLite has no row locks; its single writer gives the same result.
+    # PostgreSQL skips rows that another claimer has locked instead of
+    # waiting for them. SQLite has no row locks, and its single writer gives
+    # the same result.
     .with_for_update(skip_locked=True)
 )
 
@@ -62,8 +63,8 @@ def claim_due(
     """Lease up to ``limit`` due messages to ``worker_id`` until ``now + lease``.
 
     Returns their rows, each with its version raised by one, highest priority
-    first and by due time then id within a tier; ``decode_claimed`` turns them
-    into messages once the transaction is over.
+    first and by due time then id within a tier. ``decode_claimed`` turns
+    them into messages after the transaction.
     """
     if limit < 1:
         raise ValueError(f"claim limit must be at least 1, not {limit}")

@@ -57,7 +57,7 @@ def due_at(message: Message) -> datetime | None:
 
     A message with an ``expires_at`` is due no later than that, so a worker
     picks it up in time to expire it. An ``accepted`` message is due when its
-    lease runs out, which only the queue knows, so it raises ValueError.
+    lease runs out, which only the claim sets, so it raises ValueError.
     """
     status = message.status
     if status.is_terminal:

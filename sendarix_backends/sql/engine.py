@@ -3,11 +3,11 @@
 SQLite runs in WAL mode with ``synchronous=FULL``. WAL with ``NORMAL``
 commits without syncing the log, so a power loss can drop transactions that
 were already reported committed, and a ``202`` must mean the message survives
-that. With ``FULL`` every commit syncs the WAL (SQLite docs, "PRAGMA
-synchronous"). Write transactions start with ``BEGIN IMMEDIATE``: the write
-lock is taken up front, so two writers never both read and then fail with
-SQLITE_BUSY when they try to upgrade; other processes wait up to
-``busy_timeout`` for the lock.
+that. With ``FULL`` every commit syncs the WAL (see "PRAGMA synchronous" in
+https://www.sqlite.org/pragma.html). Write transactions start with
+``BEGIN IMMEDIATE``, which takes the write lock up front. Two writers
+therefore never both read and then fail with SQLITE_BUSY when they try to
+upgrade. Other processes wait up to ``busy_timeout`` for the lock.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A key is claimed with ``INSERT … ON CONFLICT DO NOTHING``: on PostgreSQL a
 second transaction inserting the same key waits for the first to commit and
-then sees the conflict, so of concurrent submissions with one key exactly one
+then finds the conflict, so of concurrent submissions with one key exactly one
 is stored. Existing records are read ``FOR UPDATE`` before one past its
 window is overwritten. Keys are written in sorted order, so two batches that
 share keys lock them in the same order and cannot deadlock. SQLite runs one

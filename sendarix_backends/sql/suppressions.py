@@ -1,6 +1,6 @@
 """The suppression list: recipients that must not be sent to.
 
-Listings are newest first; the cursor holds the creation time, in epoch
+Listings are newest first; the cursor contains the creation time, in epoch
 microseconds, and the recipient of the last entry on the page.
 """
 

@@ -2,8 +2,8 @@
 
 A transition is written only where the stored version still equals
 ``before.version``. A message may appear more than once in a batch, so the
-n-th transition of each message goes into round n and rounds run in order;
-once a message's transition is stale, its later ones are stale too.
+n-th transition of each message goes into round n, and rounds run in order.
+Once a transition of a message is stale, its later ones are stale too.
 
 A transition into ``accepted`` keeps the lease the claim set (``due_at`` and
 ``lease_owner``). Every other one derives ``due_at`` from the new state and

@@ -2,7 +2,7 @@
 
 SQLite tests get a new database file each. PostgreSQL tests share one
 schema per test session (``sx_<random>``, dropped at the end), so they can
-run beside other users of the database; its tables are emptied before each
+run beside other users of the database. Its tables are emptied before each
 test. Without a server on 127.0.0.1:5432 the PostgreSQL cases are skipped,
 unless ``CI=true``, where they fail.
 """
@@ -92,7 +92,7 @@ async def second_store(database_url: str, store: SqlStore) -> AsyncIterator[SqlS
 
 
 class Factory:
-    """Builds messages and submissions through the lifecycle functions."""
+    """Builder of messages and submissions, made with the lifecycle functions."""
 
     def __init__(self) -> None:
         self._numbers = count()
