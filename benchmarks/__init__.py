@@ -1,0 +1,1 @@
+"""Benchmarks of Sendarix beside reference runs; ``benchmarks/run`` runs them."""

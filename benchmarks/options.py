@@ -1,0 +1,50 @@
+"""Counts, durations and the environment one benchmark run uses."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import attrs
+
+
+@attrs.frozen(kw_only=True)
+class Options:
+    """What ``benchmarks/run`` measures, and with how much load.
+
+    ``postgresql_url`` is None when no PostgreSQL server answered; the
+    ``*_missing_reason`` strings say why a reference cannot run, and are
+    empty when it can.
+    """
+
+    workdir: Path
+    runs: int
+    smoke: bool
+    postgresql_url: str | None
+    postgresql_missing_reason: str = ""
+    procrastinate_missing_reason: str = ""
+    queue_count: int
+    procrastinate_count: int
+    http_seconds: float
+    http_connections: int
+    delivery_count: int
+    smtp_connections: int
+    e2e_seconds: float
+    postfix_count: int
+    growth_counts: tuple[int, int]
+    growth_claims: int
+    growth_postgresql: bool
+    memory_count: int
+    memory_seconds: float
+    started: float = attrs.field(factory=time.monotonic)
+
+    @property
+    def procrastinate_unavailable(self) -> str:
+        """Why procrastinate cannot run, or an empty string when it can."""
+        return self.postgresql_missing_reason or self.procrastinate_missing_reason
+
+    def progress(self, text: str) -> None:
+        """Print a progress line on standard error, with the elapsed time."""
+        elapsed = time.monotonic() - self.started
+        print(f"[{elapsed:6.1f} s] {text}", file=sys.stderr, flush=True)
