@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -18,6 +18,7 @@ import anyio
 import attrs
 import pluggy
 
+from sendarix_backends.batch import BatchResult, send_batch
 from sendarix_backends.batching import GroupCommitter
 from sendarix_backends.delivery import DeliveryWorker
 from sendarix_backends.outbound import Outbound
@@ -211,7 +212,60 @@ class Engine:
         Raises ``ValidationError`` (every invalid field at once) or
         ``IdempotencyConflictError``. Returns only after the commit.
         """
-        now = self.clock.now()
+        submission = await self.prepare_submission(
+            body,
+            api_key=api_key,
+            idempotency_key=idempotency_key,
+            now=self.clock.now(),
+        )
+        outcome = await self._submissions.submit(submission)
+
+        if outcome.conflict:
+            key = submission.idempotency.key if submission.idempotency else ""
+            raise IdempotencyConflictError(key, None)
+        if outcome.replay is not None:
+            replayed = outcome.replay.response
+            return SendResult(
+                message_id=str(replayed["message_id"]),
+                status=str(replayed["status"]),
+                response=replayed,
+                replayed=True,
+            )
+        self.worker.wake()
+        message = submission.transition.after
+        return SendResult(
+            message_id=message.id,
+            status=str(message.status),
+            response=accepted_response(message),
+        )
+
+    async def send_batch(
+        self,
+        body: Mapping[str, Any],
+        *,
+        api_key: ApiKey | None = None,
+        idempotency_key: str | None = None,
+    ) -> BatchResult:
+        """Validate and durably queue up to 500 messages in one commit.
+
+        See ``sendarix_backends.batch.send_batch`` for the modes and results.
+        """
+        return await send_batch(
+            self, body, api_key=api_key, idempotency_key=idempotency_key
+        )
+
+    async def prepare_submission(
+        self,
+        body: Mapping[str, Any],
+        *,
+        api_key: ApiKey | None,
+        idempotency_key: str | None,
+        now: datetime,
+    ) -> Submission:
+        """Validate one message body and build the submission that stores it.
+
+        Raises ``ValidationError`` listing the invalid fields. Stores nothing.
+        """
         request = validate_send_request(
             body, now=now, default_sender=self.settings.default_sender
         )
@@ -236,7 +290,6 @@ class Engine:
             now=now,
             api_key=api_key,
         )
-        response = accepted_response(transition.after)
         record = None
         if key is not None:
             record = IdempotencyRecord(
@@ -244,29 +297,10 @@ class Engine:
                 key=key,
                 fingerprint=request_fingerprint(body),
                 status_code=202,
-                response=response,
+                response=accepted_response(transition.after),
                 created_at=now,
             )
-        outcome = await self._submissions.submit(
-            Submission(transition=transition, idempotency=record)
-        )
-
-        if outcome.conflict:
-            raise IdempotencyConflictError(key or "", None)
-        if outcome.replay is not None:
-            replayed = outcome.replay.response
-            return SendResult(
-                message_id=str(replayed["message_id"]),
-                status=str(replayed["status"]),
-                response=replayed,
-                replayed=True,
-            )
-        self.worker.wake()
-        return SendResult(
-            message_id=transition.after.id,
-            status=str(transition.after.status),
-            response=response,
-        )
+        return Submission(transition=transition, idempotency=record)
 
     async def _create_batch(
         self, submissions: Sequence[Submission]
@@ -359,6 +393,7 @@ class Engine:
         environment: Environment = Environment.LIVE,
         rate_limit: int | None = None,
         sender_domains: Sequence[str] = (),
+        expires_at: datetime | None = None,
     ) -> tuple[str, ApiKey]:
         """Create a key; return the secret (shown once) and the stored record."""
         secret = format_key(environment, os.urandom(32))
@@ -372,9 +407,30 @@ class Engine:
             created_at=self.clock.now(),
             sender_domains=tuple(domain.lower() for domain in sender_domains),
             rate_limit=rate_limit if rate_limit is not None else DEFAULT_RATE_LIMIT,
+            expires_at=expires_at,
         )
         await self.store.create_api_key(key)
         return secret, key
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """Return every key, revoked and expired ones included, oldest first."""
+        return await self.store.list_api_keys()
+
+    async def get_api_key(self, key_id: str) -> ApiKey:
+        key = await self.store.get_api_key(key_id)
+        if key is None:
+            raise NotFoundError("api_key", key_id)
+        return key
+
+    async def revoke_api_key(self, key_id: str) -> ApiKey:
+        """Revoke a key; every node refuses it from its next request on.
+
+        Revoking a revoked key changes nothing and returns it.
+        """
+        key = await self.store.revoke_api_key(key_id, self.clock.now())
+        if key is None:
+            raise NotFoundError("api_key", key_id)
+        return key
 
     async def authenticate(self, secret: str) -> ApiKey:
         """Return the key for ``secret``; raise ``AuthenticationError`` if unusable."""
@@ -383,8 +439,15 @@ class Engine:
         return check_key(key, presented, self.clock.now())
 
     async def check_rate_limit(self, key: ApiKey) -> RateLimitDecision:
+        """Count a request of ``key`` and decide it.
+
+        The first request of each window also records the key's last use,
+        which costs one write per key a minute rather than one per request.
+        """
         now = self.clock.now()
         count = await self.store.count_request(key.id, window_start(now))
+        if count == 1:
+            await self.store.touch_api_key(key.id, now)
         return decide_rate_limit(count, key.rate_limit, now)
 
     # Delivery

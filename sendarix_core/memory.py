@@ -25,6 +25,8 @@ from sendarix_core.keys import ApiKey
 from sendarix_core.lifecycle import Transition
 from sendarix_core.model import Event, Message
 from sendarix_core.ports import (
+    BatchOutcome,
+    BatchSubmission,
     MessageQuery,
     Page,
     Submission,
@@ -37,6 +39,13 @@ from sendarix_core.suppression import Suppression, normalize_recipient
 __all__ = ["MemoryStore", "due_at"]
 
 T = TypeVar("T")
+
+_SavedState = tuple[
+    dict[str, Message],
+    dict[str, datetime],
+    dict[str, list[Event]],
+    dict[tuple[str, str], IdempotencyRecord],
+]
 
 
 def due_at(message: Message) -> datetime | None:
@@ -84,6 +93,40 @@ class MemoryStore:
             self._events[message.id] = [submission.transition.event]
             outcomes.append(SubmitOutcome(message=message))
         return outcomes
+
+    async def create_batch(self, batch: BatchSubmission, now: datetime) -> BatchOutcome:
+        claim = batch.idempotency
+        if claim is not None:
+            existing = self._idempotency.get((claim.api_key_id, claim.key))
+            decision = decide_idempotency(existing, claim.fingerprint, now)
+            if decision == IdempotencyDecision.REPLAY:
+                return BatchOutcome(replay=existing)
+            if decision == IdempotencyDecision.CONFLICT:
+                return BatchOutcome(conflict=True)
+
+        saved = self._save_state() if batch.all_or_nothing else None
+        outcomes = await self.create_messages(batch.submissions, now)
+        if saved is not None and any(outcome.conflict for outcome in outcomes):
+            self._restore_state(saved)
+            return BatchOutcome(outcomes=outcomes, rolled_back=True)
+
+        response = batch.respond(outcomes)
+        if claim is not None:
+            slot = (claim.api_key_id, claim.key)
+            self._idempotency[slot] = attrs.evolve(claim, response=response)
+        return BatchOutcome(outcomes=outcomes, response=response)
+
+    def _save_state(self) -> _SavedState:
+        # Shallow copies suffice: create_messages only adds entries.
+        return (
+            dict(self._messages),
+            dict(self._due),
+            dict(self._events),
+            dict(self._idempotency),
+        )
+
+    def _restore_state(self, saved: _SavedState) -> None:
+        self._messages, self._due, self._events, self._idempotency = saved
 
     async def get_message(self, message_id: str) -> Message | None:
         return self._messages.get(message_id)
@@ -153,6 +196,24 @@ class MemoryStore:
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
         return self._keys.get(key_hash)
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        return next((key for key in self._keys.values() if key.id == key_id), None)
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        return sorted(self._keys.values(), key=lambda key: (key.created_at, key.id))
+
+    async def revoke_api_key(self, key_id: str, now: datetime) -> ApiKey | None:
+        key = await self.get_api_key(key_id)
+        if key is not None and key.revoked_at is None:
+            key = attrs.evolve(key, revoked_at=now)
+            self._keys[key.key_hash] = key
+        return key
+
+    async def touch_api_key(self, key_id: str, now: datetime) -> None:
+        key = await self.get_api_key(key_id)
+        if key is not None:
+            self._keys[key.key_hash] = attrs.evolve(key, last_used_at=now)
 
     async def count_request(self, api_key_id: str, window_start: int) -> int:
         slot = (api_key_id, window_start)

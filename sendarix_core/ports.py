@@ -8,9 +8,9 @@ boundary; no driver exception escapes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
@@ -22,6 +22,8 @@ from sendarix_core.states import MessageStatus
 from sendarix_core.suppression import Suppression, SuppressionReason
 
 __all__ = [
+    "BatchOutcome",
+    "BatchSubmission",
     "Envelope",
     "MessageQuery",
     "MessageQueue",
@@ -88,6 +90,43 @@ class SubmitOutcome:
     conflict: bool = False
 
 
+@attrs.frozen(kw_only=True)
+class BatchSubmission:
+    """Messages submitted in one request, to be stored in one transaction.
+
+    ``idempotency`` claims a key for the batch as a whole; its ``response``
+    is ignored, because the response stored with the key is
+    ``respond(outcomes)``, computed inside the transaction. A replay then
+    returns what the first request returned, per-item replays included.
+    With ``all_or_nothing``, nothing is stored, the batch key included, when
+    any submission conflicts with an earlier use of its own key.
+    """
+
+    submissions: Sequence[Submission]
+    respond: Callable[[Sequence[SubmitOutcome]], Mapping[str, Any]]
+    idempotency: IdempotencyRecord | None = None
+    all_or_nothing: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class BatchOutcome:
+    """What storage did with a ``BatchSubmission``.
+
+    ``replay`` (an earlier batch with the same key and body) and ``conflict``
+    (the batch key used with another body) mean nothing was stored and
+    ``outcomes`` is empty. Otherwise ``outcomes`` has one entry per
+    submission, in order. ``rolled_back`` means ``all_or_nothing`` found a
+    conflict, so nothing was stored and ``response`` is None; else
+    ``response`` is what ``respond`` returned.
+    """
+
+    outcomes: Sequence[SubmitOutcome] = ()
+    response: Mapping[str, Any] | None = None
+    replay: IdempotencyRecord | None = None
+    conflict: bool = False
+    rolled_back: bool = False
+
+
 class MessageStore(Protocol):
     """Durable storage for messages, events, suppressions and API keys."""
 
@@ -99,6 +138,17 @@ class MessageStore(Protocol):
         Idempotency keys are claimed atomically: of concurrent submissions
         with one key, exactly one is stored. Returns one outcome per
         submission, in order. Returns only after the data is durable.
+        """
+        ...
+
+    async def create_batch(self, batch: BatchSubmission, now: datetime) -> BatchOutcome:
+        """Store the messages of one batch request in one commit.
+
+        Claims ``batch.idempotency`` (if set) in the same transaction as the
+        messages, so of concurrent batches with one key exactly one is
+        stored and the others replay its response or conflict. Per-item
+        idempotency keys work as in ``create_messages``. Returns only after
+        the data is durable.
         """
         ...
 
@@ -140,6 +190,23 @@ class MessageStore(Protocol):
     async def create_api_key(self, key: ApiKey) -> None: ...
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None: ...
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None: ...
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """Return every key, revoked ones included, oldest first."""
+        ...
+
+    async def revoke_api_key(self, key_id: str, now: datetime) -> ApiKey | None:
+        """Set ``revoked_at`` to ``now`` unless it is set; return the key.
+
+        Returns None for an unknown key.
+        """
+        ...
+
+    async def touch_api_key(self, key_id: str, now: datetime) -> None:
+        """Record that the key was used at ``now``."""
+        ...
 
     async def count_request(self, api_key_id: str, window_start: int) -> int:
         """Count one request in a rate-limit window and return the new total."""

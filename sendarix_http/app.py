@@ -13,7 +13,6 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sendarix_backends.engine import Engine
@@ -24,11 +23,18 @@ from sendarix_core.ratelimit import (
     decide_rate_limit,
     window_start,
 )
+from sendarix_http import openapi
 from sendarix_http.errors import HttpError, error_body, status_and_code
 from sendarix_http.http_io import JsonResponse
-from sendarix_http.routes import messages, suppressions
+from sendarix_http.registry import Operation, Reply, build_routes, operation
+from sendarix_http.routes import (
+    api_keys,
+    batch,
+    messages,
+    suppressions,
+)
 
-__all__ = ["create_app"]
+__all__ = ["OPERATIONS", "create_app"]
 
 logger = logging.getLogger("sendarix.http")
 
@@ -50,11 +56,7 @@ def create_app(engine: Engine, *, manage_engine: bool = False) -> Starlette:
             yield
 
     app = Starlette(
-        routes=[
-            Route("/healthz", _health, methods=["GET"]),
-            *messages.routes,
-            *suppressions.routes,
-        ],
+        routes=build_routes(OPERATIONS),
         exception_handlers={
             SendarixError: _handle_sendarix_error,
             HTTPException: _handle_http_exception,
@@ -63,6 +65,7 @@ def create_app(engine: Engine, *, manage_engine: bool = False) -> Starlette:
         lifespan=lifespan,
     )
     app.state.engine = engine
+    app.state.operations = OPERATIONS
     app.add_middleware(ResponseHeadersMiddleware)
     return app
 
@@ -72,13 +75,43 @@ async def _health(request: Request) -> Response:
     return JsonResponse({"status": "ok"})
 
 
+# Every endpoint, in the order the router tries them and the OpenAPI
+# document lists them. A resource module adds its ``operations`` here.
+OPERATIONS: tuple[Operation, ...] = (
+    operation(
+        "GET",
+        "/healthz",
+        _health,
+        operation_id="get_health",
+        summary="Liveness probe",
+        description="For load balancers and process supervisors.",
+        tag="meta",
+        scope=None,
+        replies=Reply(
+            status=200,
+            description="the process is up",
+            schema={
+                "type": "object",
+                "properties": {"status": {"const": "ok"}},
+                "required": ["status"],
+            },
+        ),
+    ),
+    *openapi.operations,
+    *messages.operations,
+    *batch.operations,
+    *suppressions.operations,
+    *api_keys.operations,
+)
+
+
 async def _handle_sendarix_error(request: Request, exc: Exception) -> Response:
     exc = cast(SendarixError, exc)
     status, code = status_and_code(exc)
     headers = dict(getattr(exc, "headers", {}) or {})
     decision: RateLimitDecision | None = getattr(request.state, "rate_limit", None)
     if status == 429 and decision is not None:
-        now = int(datetime.now(UTC).timestamp())
+        now = int(request.app.state.engine.clock.now().timestamp())
         headers["Retry-After"] = str(max(decision.reset_at - now, 1))
     if status >= 500:
         logger.error(

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -22,6 +23,8 @@ from sendarix_backends.settings import (
 from sendarix_core.errors import ConfigurationError, SendarixError
 from sendarix_core.keys import Environment, Scope, parse_scopes
 from sendarix_http.app import create_app
+from sendarix_http.key_commands import add_key_commands, list_keys, revoke_key
+from sendarix_http.limits import MAX_HEADER_BLOCK_BYTES
 from sendarix_http.logs import configure_logging
 
 __all__ = ["main"]
@@ -112,6 +115,12 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="DOMAIN",
         help="repeat for each domain the key may send from (default: any)",
     )
+    create.add_argument(
+        "--expires-at",
+        help="ISO 8601 time with a timezone after which the key stops working",
+    )
+    for key_parser in add_key_commands(key_commands):
+        _add_setting_flags(key_parser)
     return parser
 
 
@@ -131,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             anyio.run(_run_worker, settings)
         elif args.command == "migrate":
             _migrate(settings)
+        elif args.command == "keys" and args.key_command == "list":
+            anyio.run(list_keys, settings)
+        elif args.command == "keys" and args.key_command == "revoke":
+            anyio.run(revoke_key, settings, args.key_id)
         elif args.command == "keys":
             anyio.run(_create_key, settings, args)
     except ConfigurationError as exc:
@@ -176,6 +189,10 @@ def _serve(settings: Settings) -> None:
         log_config=None,
         access_log=False,
         lifespan="on",
+        # h11 explicitly, so the header block limit holds even where
+        # httptools is installed.
+        http="h11",
+        h11_max_incomplete_event_size=MAX_HEADER_BLOCK_BYTES,
     )
     logger.info(
         "serving",
@@ -207,6 +224,7 @@ async def _create_key(settings: Settings, args: Any) -> None:
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from exc
     environment = Environment.TEST if args.test else Environment.LIVE
+    expires_at = _parse_expiry(args.expires_at)
     async with Engine.from_settings(settings, workers=False) as engine:
         secret, _ = await engine.create_api_key(
             args.name,
@@ -214,8 +232,24 @@ async def _create_key(settings: Settings, args: Any) -> None:
             environment=environment,
             rate_limit=args.rate_limit,
             sender_domains=args.sender_domains,
+            expires_at=expires_at,
         )
     print(secret)
+
+
+def _parse_expiry(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        expires_at = datetime.fromisoformat(value)
+    except ValueError:
+        expires_at = None
+    if expires_at is None or expires_at.tzinfo is None:
+        raise ConfigurationError(
+            f"invalid --expires-at {value!r}; expected an ISO 8601 time with a "
+            "timezone, such as 2027-01-01T00:00:00Z"
+        )
+    return expires_at.astimezone(UTC)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,16 @@ from sendarix_core.errors import (
     ValidationError,
 )
 from sendarix_core.keys import ApiKey, Scope, require_scope
+from sendarix_core.validation import _IDEMPOTENCY_KEY
 from sendarix_http.errors import HttpError
+from sendarix_http.limits import check_json_depth
 
 __all__ = [
     "MAX_BODY_BYTES",
     "WARN_BODY_BYTES",
     "JsonResponse",
     "authorize",
+    "idempotency_key_of",
     "query_int",
     "query_time",
     "read_json_object",
@@ -48,7 +51,17 @@ def engine_of(request: Request) -> Engine:
 
 
 async def authorize(request: Request, scope: Scope) -> ApiKey:
-    """Authenticate the bearer key, count it against its rate limit, check ``scope``."""
+    """Authenticate the bearer key, count it against its rate limit, check ``scope``.
+
+    The key is looked up on every request, never cached across requests, so a
+    revoked key is refused from the next request on. A second call within
+    one request reuses the key and only checks ``scope``.
+    """
+    authorized: ApiKey | None = getattr(request.state, "api_key", None)
+    if authorized is not None:
+        require_scope(authorized, scope)
+        return authorized
+
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
@@ -61,6 +74,7 @@ async def authorize(request: Request, scope: Scope) -> ApiKey:
     request.state.rate_limit = decision
     if not decision.allowed:
         raise RateLimitedError(decision.limit, decision.reset_at)
+    request.state.api_key = key
     require_scope(key, scope)
     return key
 
@@ -99,6 +113,7 @@ async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
             "invalid_body",
             f"the body must be a JSON object, not {type(body).__name__}",
         )
+    check_json_depth(body)
     return body, size
 
 
@@ -107,6 +122,20 @@ def _too_large() -> HttpError:
         413,
         "payload_too_large",
         "the request is larger than 50 MB; host large files and send links instead",
+    )
+
+
+def idempotency_key_of(request: Request) -> str | None:
+    """Return the ``Idempotency-Key`` header, checked like the body's key."""
+    key = request.headers.get("idempotency-key")
+    if key is None or _IDEMPOTENCY_KEY.fullmatch(key):
+        return key
+    message = (
+        f"{key[:60]!r} is not a valid idempotency key; expected 1 to 255 printable "
+        "ASCII characters without spaces, such as a UUID"
+    )
+    raise ValidationError(
+        [FieldError("Idempotency-Key", "invalid_idempotency_key", message)]
     )
 
 

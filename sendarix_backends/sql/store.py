@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from sendarix_backends.sql import (
     api_keys,
+    batches,
     claims,
     listings,
     submissions,
@@ -36,6 +37,8 @@ from sendarix_core.keys import ApiKey
 from sendarix_core.lifecycle import Transition
 from sendarix_core.model import Event, Message
 from sendarix_core.ports import (
+    BatchOutcome,
+    BatchSubmission,
     MessageQuery,
     Page,
     Submission,
@@ -138,6 +141,20 @@ class SqlStore:
             )
 
         return await self._in_thread(run)
+
+    async def create_batch(self, batch: BatchSubmission, now: datetime) -> BatchOutcome:
+        def run() -> BatchOutcome:
+            encoded = submissions.encode_submissions(
+                self._engine.dialect, batch.submissions
+            )
+            return self._transaction(
+                "create_batch", True, batches.create_batch, batch, encoded, now
+            )
+
+        try:
+            return await self._in_thread(run)
+        except batches.BatchRolledBackError as rolled_back:
+            return rolled_back.outcome
 
     async def get_message(self, message_id: str) -> Message | None:
         return await self._read("get_message", listings.get_message, message_id)

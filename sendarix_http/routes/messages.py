@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.keys import Scope
@@ -16,19 +15,34 @@ from sendarix_http.http_io import (
     JsonResponse,
     authorize,
     engine_of,
+    idempotency_key_of,
     query_int,
     query_time,
     read_json_object,
 )
+from sendarix_http.registry import (
+    IDEMPOTENCY_KEY_PARAMETER,
+    Parameter,
+    Reply,
+    operation,
+)
+from sendarix_http.schemas import (
+    ACCEPTED,
+    EVENT,
+    MESSAGE,
+    SEND_REQUEST,
+    list_of,
+    time,
+)
 
-__all__ = ["routes"]
+__all__ = ["operations"]
 
 
 async def create_message(request: Request) -> Response:
     key = await authorize(request, Scope.MESSAGES_SEND)
     body, size = await read_json_object(request)
     result = await engine_of(request).send(
-        body, api_key=key, idempotency_key=request.headers.get("idempotency-key")
+        body, api_key=key, idempotency_key=idempotency_key_of(request)
     )
     headers = {}
     content = dict(result.response)
@@ -89,10 +103,134 @@ async def cancel_message(request: Request) -> Response:
     return JsonResponse(message_to_dict(message))
 
 
-routes = [
-    Route("/v1/messages", create_message, methods=["POST"]),
-    Route("/v1/messages", list_messages, methods=["GET"]),
-    Route("/v1/messages/{message_id}", get_message, methods=["GET"]),
-    Route("/v1/messages/{message_id}", cancel_message, methods=["DELETE"]),
-    Route("/v1/messages/{message_id}/events", list_message_events, methods=["GET"]),
+_MESSAGE_ID = Parameter(
+    name="message_id",
+    location="path",
+    description="the id returned at submission, such as msg_01kpk2byj0f6exkfg4w47cc66n",
+    required=True,
+)
+
+_SEND_EXAMPLE = {
+    "recipient": "user@example.com",
+    "from": "Acme <no-reply@acme.example>",
+    "subject": "Your verification code",
+    "text": "Your code is 847291.",
+    "headers": {"X-Idempotency-Key": "9b1d6f0e-signup-42"},
+    "priority": "high",
+    "metadata": {"user_id": "42"},
+    "tags": ["otp"],
+}
+
+_LIST_PARAMETERS = (
+    Parameter(
+        name="status",
+        location="query",
+        description="only messages in this state",
+        schema={"enum": [str(status) for status in MessageStatus]},
+    ),
+    Parameter(
+        name="recipient", location="query", description="only messages to this address"
+    ),
+    Parameter(
+        name="created_after",
+        location="query",
+        description="ISO 8601 time with a timezone",
+        schema=time(),
+    ),
+    Parameter(
+        name="created_before",
+        location="query",
+        description="ISO 8601 time with a timezone",
+        schema=time(),
+    ),
+    Parameter(
+        name="limit",
+        location="query",
+        description="page size, 1 to 100 (default 25)",
+        schema={"type": "integer", "minimum": 1, "maximum": 100},
+    ),
+    Parameter(
+        name="cursor", location="query", description="`next_cursor` of the last page"
+    ),
+)
+
+operations = [
+    operation(
+        "POST",
+        "/v1/messages",
+        create_message,
+        summary="Submit a message",
+        description="Validates, stores and queues one message. `202` means "
+        "queued, never delivered. The `Idempotency-Key` header or "
+        "`headers.X-Idempotency-Key` makes a retry return the first response.",
+        tag="messages",
+        scope=Scope.MESSAGES_SEND,
+        request_schema=SEND_REQUEST,
+        request_example=_SEND_EXAMPLE,
+        parameters=(IDEMPOTENCY_KEY_PARAMETER,),
+        replies=Reply(
+            status=202,
+            description="stored and queued (or a replay of the first response)",
+            schema=ACCEPTED,
+            example={
+                "message_id": "msg_01kpk2byj0f6exkfg4w47cc66n",
+                "status": "queued",
+                "recipient": "user@example.com",
+                "created_at": "2026-04-19T14:30:00.000Z",
+            },
+            headers=("Idempotent-Replayed", "Warning"),
+        ),
+        errors=(409,),
+    ),
+    operation(
+        "GET",
+        "/v1/messages",
+        list_messages,
+        summary="List messages, newest first",
+        tag="messages",
+        scope=Scope.MESSAGES_READ,
+        parameters=_LIST_PARAMETERS,
+        replies=Reply(
+            status=200,
+            description="one page",
+            schema=list_of("MessagePage", MESSAGE, paged=True),
+        ),
+    ),
+    operation(
+        "GET",
+        "/v1/messages/{message_id}",
+        get_message,
+        summary="Read a message's current state",
+        tag="messages",
+        scope=Scope.MESSAGES_READ,
+        parameters=(_MESSAGE_ID,),
+        replies=Reply(status=200, description="the message", schema=MESSAGE),
+    ),
+    operation(
+        "DELETE",
+        "/v1/messages/{message_id}",
+        cancel_message,
+        summary="Cancel a scheduled or queued message",
+        description="`404 message_not_cancellable` once delivery has started.",
+        tag="messages",
+        scope=Scope.MESSAGES_SEND,
+        parameters=(_MESSAGE_ID,),
+        replies=Reply(
+            status=200, description="the message, now cancelled", schema=MESSAGE
+        ),
+    ),
+    operation(
+        "GET",
+        "/v1/messages/{message_id}/events",
+        list_message_events,
+        summary="List a message's events, oldest first",
+        tag="messages",
+        scope=Scope.MESSAGES_READ,
+        parameters=(_MESSAGE_ID,),
+        replies=Reply(
+            status=200,
+            description="the timeline",
+            schema=list_of("EventList", EVENT, paged=False),
+        ),
+    ),
 ]

@@ -10,7 +10,6 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from sendarix_core.addresses import AddressError, parse_address
 from sendarix_core.errors import FieldError, NotFoundError, ValidationError
@@ -25,8 +24,36 @@ from sendarix_http.http_io import (
     query_int,
     read_json_object,
 )
+from sendarix_http.registry import Endpoint, Operation, Parameter, Reply, operation
+from sendarix_http.schemas import SUPPRESSION, define, list_of
 
-__all__ = ["routes"]
+__all__ = ["operations"]
+
+SUPPRESSION_REQUEST = define(
+    "SuppressionRequest",
+    {
+        "type": "object",
+        "properties": {
+            "recipient": {"type": "string", "examples": ["user@example.com"]},
+            "reason": {
+                "enum": [str(reason) for reason in SuppressionReason],
+                "default": str(SuppressionReason.MANUAL),
+            },
+        },
+        "required": ["recipient"],
+    },
+)
+
+UNSUBSCRIBE_REQUEST = define(
+    "UnsubscribeRequest",
+    {
+        "type": "object",
+        "properties": {
+            "recipient": {"type": "string", "examples": ["user@example.com"]},
+        },
+        "required": ["recipient"],
+    },
+)
 
 
 def _recipient_of(body: dict[str, Any]) -> str:
@@ -63,7 +90,7 @@ def _reasons_query(
     return frozenset({_reason_of({"reason": raw}, SuppressionReason.MANUAL)})
 
 
-def _make_handlers(unsubscribes: bool) -> list[Route]:
+def _make_handlers(unsubscribes: bool) -> list[Operation]:
     prefix = "/v1/unsubscribes" if unsubscribes else "/v1/suppressions"
     default_reason = (
         SuppressionReason.USER_UNSUBSCRIBED
@@ -107,12 +134,96 @@ def _make_handlers(unsubscribes: bool) -> list[Route]:
             raise NotFoundError("unsubscribe", recipient)
         return entry
 
+    return _declare(prefix, unsubscribes, (create, list_entries, read, remove))
+
+
+def _declare(
+    prefix: str, unsubscribes: bool, handlers: tuple[Endpoint, ...]
+) -> list[Operation]:
+    create, list_entries, read, remove = handlers
+    noun = "unsubscribe" if unsubscribes else "suppression"
+    tag = "unsubscribes" if unsubscribes else "suppressions"
+    recipient = Parameter(
+        name="recipient",
+        location="path",
+        description="the address, compared case-insensitively",
+        required=True,
+    )
+    page: tuple[Parameter, ...] = (
+        Parameter(
+            name="limit",
+            location="query",
+            description="page size, 1 to 100 (default 25)",
+            schema={"type": "integer", "minimum": 1, "maximum": 100},
+        ),
+        Parameter(
+            name="cursor",
+            location="query",
+            description="`next_cursor` of the last page",
+        ),
+    )
+    if not unsubscribes:
+        page = (
+            Parameter(
+                name="reason",
+                location="query",
+                description="only entries with this reason",
+                schema={"enum": [str(reason) for reason in SuppressionReason]},
+            ),
+            *page,
+        )
     return [
-        Route(prefix, create, methods=["POST"]),
-        Route(prefix, list_entries, methods=["GET"]),
-        Route(prefix + "/{recipient}", read, methods=["GET"]),
-        Route(prefix + "/{recipient}", remove, methods=["DELETE"]),
+        operation(
+            "POST",
+            prefix,
+            create,
+            operation_id=f"create_{noun}",
+            summary=f"Add an {noun}" if unsubscribes else f"Add a {noun}",
+            description="Future messages to the recipient end `suppressed`.",
+            tag=tag,
+            scope=Scope.SUPPRESSIONS_WRITE,
+            request_schema=UNSUBSCRIBE_REQUEST if unsubscribes else SUPPRESSION_REQUEST,
+            request_example={"recipient": "user@example.com"},
+            replies=Reply(status=201, description="the entry", schema=SUPPRESSION),
+        ),
+        operation(
+            "GET",
+            prefix,
+            list_entries,
+            operation_id=f"list_{noun}s",
+            summary=f"List {noun}s",
+            tag=tag,
+            scope=Scope.MESSAGES_READ,
+            parameters=page,
+            replies=Reply(
+                status=200,
+                description="one page",
+                schema=list_of("SuppressionPage", SUPPRESSION, paged=True),
+            ),
+        ),
+        operation(
+            "GET",
+            prefix + "/{recipient}",
+            read,
+            operation_id=f"get_{noun}",
+            summary=f"Look up the {noun} of a recipient",
+            tag=tag,
+            scope=Scope.MESSAGES_READ,
+            parameters=(recipient,),
+            replies=Reply(status=200, description="the entry", schema=SUPPRESSION),
+        ),
+        operation(
+            "DELETE",
+            prefix + "/{recipient}",
+            remove,
+            operation_id=f"delete_{noun}",
+            summary=f"Remove the {noun} of a recipient",
+            tag=tag,
+            scope=Scope.SUPPRESSIONS_WRITE,
+            parameters=(recipient,),
+            replies=Reply(status=204, description="removed"),
+        ),
     ]
 
 
-routes = _make_handlers(unsubscribes=False) + _make_handlers(unsubscribes=True)
+operations = _make_handlers(unsubscribes=False) + _make_handlers(unsubscribes=True)

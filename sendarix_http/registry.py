@@ -1,0 +1,173 @@
+"""Route declarations that both the router and the OpenAPI document read.
+
+Each endpoint is one ``Operation``: method, path, handler, the scope a key
+needs, the request schema and the documented responses. ``create_app``
+routes requests with ``build_routes`` and ``sendarix_http.openapi``
+describes the same objects, so the two can't disagree on what exists, which
+scope it needs or which errors it may return. A resource module exports its
+list as ``operations``; app.py adds that list to ``OPERATIONS`` in one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Literal
+
+import attrs
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sendarix_core.keys import Scope
+from sendarix_core.validation import _IDEMPOTENCY_KEY
+from sendarix_http.http_io import authorize
+from sendarix_http.limits import check_request_headers
+
+__all__ = [
+    "IDEMPOTENCY_KEY_PARAMETER",
+    "Endpoint",
+    "Operation",
+    "Parameter",
+    "Reply",
+    "build_routes",
+    "operation",
+]
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+Schema = Mapping[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class Parameter:
+    """A path, query or header parameter."""
+
+    name: str
+    location: Literal["path", "query", "header"]
+    description: str
+    schema: Schema = attrs.field(factory=lambda: {"type": "string"})
+    required: bool = False
+
+
+IDEMPOTENCY_KEY_PARAMETER = Parameter(
+    name="Idempotency-Key",
+    location="header",
+    description="within 24 hours, a retry with this key returns the first "
+    "response; another body with it is 409",
+    schema={"type": "string", "pattern": f"^{_IDEMPOTENCY_KEY.pattern}$"},
+)
+
+
+@attrs.frozen(kw_only=True)
+class Reply:
+    """A documented success response.
+
+    ``headers`` names response headers beyond the ones every response has
+    (entries of ``components.headers`` in the OpenAPI document).
+    """
+
+    status: int
+    description: str
+    schema: Schema | None = None
+    example: Any = None
+    headers: tuple[str, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class Operation:
+    """One endpoint: what the router dispatches and the document describes.
+
+    ``scope`` None means no key is needed. ``errors`` lists error statuses
+    beyond those that follow from the declaration (see
+    ``error_statuses``), such as ``404`` for an unknown id or ``409``.
+    """
+
+    method: str
+    path: str
+    endpoint: Endpoint
+    operation_id: str
+    summary: str
+    tag: str
+    scope: Scope | None
+    replies: tuple[Reply, ...]
+    description: str = ""
+    parameters: tuple[Parameter, ...] = ()
+    request_schema: Schema | None = None
+    request_example: Any = None
+    errors: tuple[int, ...] = ()
+
+    async def handle(self, request: Request) -> Response:
+        """Check the header limits and the key, then run the handler.
+
+        The handler may still call ``authorize`` itself to get the key; that
+        call reuses the key authorized here.
+        """
+        check_request_headers(request.scope["headers"])
+        if self.scope is not None:
+            await authorize(request, self.scope)
+        return await self.endpoint(request)
+
+    def error_statuses(self) -> list[int]:
+        """Return every error status this endpoint may respond with, sorted.
+
+        Any request may get ``422`` (header limits) and ``500``; a path
+        parameter brings ``404``; a key ``401``, ``403``, ``429`` and ``503``
+        (the database); a JSON body ``400``, ``413`` and ``415``.
+        """
+        statuses = {422, 500, *self.errors}
+        if "{" in self.path:
+            statuses.add(404)
+        if self.scope is not None:
+            statuses |= {401, 403, 429, 503}
+        if self.request_schema is not None:
+            statuses |= {400, 413, 415}
+        return sorted(statuses)
+
+
+def build_routes(operations: Iterable[Operation]) -> list[Route]:
+    """Return one route per path, dispatching on the method.
+
+    One route per path makes a ``405`` list every method of the path in
+    ``Allow``. Paths without parameters come first, so
+    ``/v1/messages/batch`` is not taken for a message id.
+    """
+    by_path: dict[str, dict[str, Operation]] = {}
+    for declared in operations:
+        methods = by_path.setdefault(declared.path, {})
+        if declared.method in methods:
+            raise ValueError(f"{declared.method} {declared.path} is declared twice")
+        methods[declared.method] = declared
+    ordered = sorted(by_path, key=lambda path: "{" in path)
+    return [_route(path, by_path[path]) for path in ordered]
+
+
+def _route(path: str, methods: Mapping[str, Operation]) -> Route:
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await methods[method].handle(request)
+
+    return Route(path, dispatch, methods=list(methods))
+
+
+def operation(
+    method: str,
+    path: str,
+    endpoint: Endpoint,
+    *,
+    summary: str,
+    tag: str,
+    scope: Scope | None,
+    replies: tuple[Reply, ...] | Reply,
+    **details: Any,
+) -> Operation:
+    """Declare an endpoint; ``operation_id`` defaults to the handler's name."""
+    details.setdefault("operation_id", endpoint.__name__)
+    return Operation(
+        method=method,
+        path=path,
+        endpoint=endpoint,
+        summary=summary,
+        tag=tag,
+        scope=scope,
+        replies=replies if isinstance(replies, tuple) else (replies,),
+        **details,
+    )
