@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -15,8 +17,10 @@ from sendarix_core.ratelimit import WINDOW_SECONDS
 
 __all__ = [
     "count_request",
+    "count_requests",
     "create_api_key",
     "find_api_key",
+    "find_api_keys",
     "get_api_key",
     "list_api_keys",
     "revoke_api_key",
@@ -34,6 +38,15 @@ def create_api_key(connection: Connection, key: ApiKey) -> None:
 
 def find_api_key(connection: Connection, key_hash: str) -> ApiKey | None:
     return _one(connection, api_keys.c.key_hash == key_hash)
+
+
+def find_api_keys(
+    connection: Connection, key_hashes: Sequence[str]
+) -> dict[str, ApiKey]:
+    """Return the keys whose hash is in ``key_hashes``, by hash."""
+    query = sa.select(api_keys).where(api_keys.c.key_hash.in_(key_hashes))
+    keys = (codec.api_key_from_row(row) for row in connection.execute(query).mappings())
+    return {key.key_hash: key for key in keys}
 
 
 def get_api_key(connection: Connection, key_id: str) -> ApiKey | None:
@@ -73,19 +86,24 @@ def touch_api_key(connection: Connection, key_id: str, now: datetime) -> None:
 
 
 def count_request(
-    connection: Connection, api_key_id: str, window_start: int, *, prune: bool
+    connection: Connection,
+    api_key_id: str,
+    window_start: int,
+    *,
+    prune: bool,
+    amount: int = 1,
 ) -> int:
-    """Add one to the key's counter for the window and return the new count.
+    """Add ``amount`` to the key's counter for the window; return the new count.
 
     With ``prune``, counters of windows before the previous one are deleted.
     """
     table = rate_limit_counters
     insert = dialect_insert(connection, table).values(
-        api_key_id=api_key_id, window_start=window_start, count=1
+        api_key_id=api_key_id, window_start=window_start, count=amount
     )
     statement = insert.on_conflict_do_update(
         index_elements=[table.c.api_key_id, table.c.window_start],
-        set_={"count": table.c.count + 1},
+        set_={"count": table.c.count + amount},
     ).returning(table.c.count)
     count: int = connection.execute(statement).scalar_one()
 
@@ -93,6 +111,33 @@ def count_request(
         oldest_kept = window_start - WINDOW_SECONDS
         connection.execute(sa.delete(table).where(table.c.window_start < oldest_kept))
     return count
+
+
+def count_requests(
+    connection: Connection, requests: Sequence[tuple[str, int]], *, prune: bool
+) -> list[int]:
+    """Count each ``(api_key_id, window_start)`` request as ``count_request`` does.
+
+    Returns each request's count as if the requests had been counted one by
+    one in order, with one statement per key and window.
+    """
+    amounts = Counter(requests)
+    # Sorted, so concurrent batches lock the counter rows in the same order.
+    totals = {
+        request: count_request(connection, *request, prune=False, amount=amount)
+        for request, amount in sorted(amounts.items())
+    }
+    counts = []
+    seen: Counter[tuple[str, int]] = Counter()
+    for request in requests:
+        seen[request] += 1
+        counts.append(totals[request] - amounts[request] + seen[request])
+
+    if prune:
+        oldest_kept = max(window for _, window in requests) - WINDOW_SECONDS
+        table = rate_limit_counters
+        connection.execute(sa.delete(table).where(table.c.window_start < oldest_kept))
+    return counts
 
 
 def _one(connection: Connection, condition: sa.ColumnElement[bool]) -> ApiKey | None:

@@ -69,7 +69,8 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
     options: dict[str, Any] = {
         "pool_size": pool_size,
         "max_overflow": 0,
-        "pool_pre_ping": True,
+        # A file needs no liveness check; a server connection may have dropped.
+        "pool_pre_ping": url.get_backend_name() != "sqlite",
         "hide_parameters": True,
         "json_serializer": _dump_json,
         "json_deserializer": orjson.loads,
