@@ -190,7 +190,7 @@ def _build_root(content: MessageContent, boundary_prefix: str) -> _Part:
 
     if not files:
         return body or _text_part("", "plain", boundary_prefix)
-    parts = [_attachment_part(attachment) for attachment in files]
+    parts = [_attachment_part(a, boundary_prefix) for a in files]
     if body is not None:
         parts.insert(0, body)
     return _multipart("mixed", parts, next(boundaries))
@@ -209,7 +209,7 @@ def _build_body(
     html_part = _text_part(content.html, "html", boundary_prefix)
     related = [a for a in content.attachments if _is_related(a)]
     if related:
-        inline_parts = [_attachment_part(attachment) for attachment in related]
+        inline_parts = [_attachment_part(a, boundary_prefix) for a in related]
         html_part = _multipart(
             "related", [html_part, *inline_parts], next(boundaries), "text/html"
         )
@@ -294,10 +294,7 @@ def _base64_lines(data: bytes) -> bytes:
     return b"\r\n".join(lines)
 
 
-def _attachment_part(attachment: Attachment) -> _Part:
-    # NOTE: message/* and multipart/* attachments are base64-encoded too,
-    # which RFC 2046 forbids for those types, so some clients show them as
-    # plain files.
+def _attachment_part(attachment: Attachment, boundary_prefix: str) -> _Part:
     media_type = attachment.content_type
     if not _MEDIA_TYPE.fullmatch(media_type):
         raise ValueError(
@@ -306,17 +303,59 @@ def _attachment_part(attachment: Attachment) -> _Part:
         )
     disposition = "inline" if attachment.inline else "attachment"
     filename = attachment.filename
+    media_type, encoding, body = _encode_attachment(
+        media_type.lower(), attachment.content, boundary_prefix
+    )
 
     headers = [
         _parameter_header("Content-Type", media_type, _name_parameter(filename)),
         _parameter_header(
             "Content-Disposition", disposition, _filename_parameters(filename)
         ),
-        "Content-Transfer-Encoding: base64",
+        f"Content-Transfer-Encoding: {encoding}",
     ]
     if attachment.content_id:
         headers.append(f"Content-ID: <{_content_id(attachment.content_id)}>")
-    return _Part(tuple(headers), _base64_lines(attachment.content))
+    return _Part(tuple(headers), body)
+
+
+def _encode_attachment(
+    media_type: str, content: bytes, boundary_prefix: str
+) -> tuple[str, str, bytes]:
+    """Return the media type, transfer encoding and body of an attachment.
+
+    RFC 2046 allows only 7bit, 8bit or binary for message/* and multipart/*
+    parts. A message that fits 7bit goes as it is, with CRLF line ends.
+    Otherwise a message/rfc822 becomes message/global, which RFC 6532 lets
+    be base64, and any other such part goes as application/octet-stream.
+    A multipart/* file has no boundary parameter, so it is always that.
+    """
+    if media_type.startswith("message/global"):
+        return media_type, "base64", _base64_lines(content)
+    if media_type.startswith("message/"):
+        body = _as_7bit(content, boundary_prefix)
+        if body is not None:
+            return media_type, "7bit", body
+        if media_type == "message/rfc822":
+            return "message/global", "base64", _base64_lines(content)
+        return "application/octet-stream", "base64", _base64_lines(content)
+    if media_type.startswith("multipart/"):
+        return "application/octet-stream", "base64", _base64_lines(content)
+    return media_type, "base64", _base64_lines(content)
+
+
+def _as_7bit(content: bytes, boundary_prefix: str) -> bytes | None:
+    """Return ``content`` with CRLF line ends if it is valid 7bit, else None."""
+    data = content.replace(b"\r\n", b"\n")
+    if not data.isascii() or b"\0" in data or b"\r" in data:
+        return None
+    if boundary_prefix.encode("ascii") in data:
+        return None
+    if max(map(len, data.split(b"\n"))) > _MAX_LINE:
+        return None
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    return data.replace(b"\n", b"\r\n")
 
 
 def _content_id(content_id: str) -> str:

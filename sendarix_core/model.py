@@ -91,6 +91,8 @@ class MessageContent:
     headers: tuple[tuple[str, str], ...] = ()
     template: str | None = None
     template_data: Mapping[str, Any] = attrs.field(factory=dict)
+    template_version: int | None = None
+    """The template version that rendered ``subject``, ``text`` and ``html``."""
     raw: bytes | None = attrs.field(default=None, repr=False)
     """The finished RFC 5322 message, with CRLF line ends, when it was
     submitted as bytes (SMTP relay); the fields above then only describe it."""

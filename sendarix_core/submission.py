@@ -21,14 +21,16 @@ def new_message(
     event_id: str,
     now: datetime,
     api_key: ApiKey | None = None,
+    content: MessageContent | None = None,
 ) -> Transition:
     """Build the message for ``request`` and the transition that stores it.
 
     A message whose ``scheduled_at`` lies in the future starts ``scheduled``;
-    every other message starts ``queued``.
+    every other message starts ``queued``. ``content``, such as a rendered
+    template, replaces the content taken from the request.
     """
     scheduled = request.scheduled_at is not None and request.scheduled_at > now
-    content = MessageContent(
+    content = content or MessageContent(
         subject=request.subject or "",
         text=request.text,
         html=request.html,

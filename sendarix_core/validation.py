@@ -57,6 +57,7 @@ FIELDS = frozenset(
         "expires_at",
         "metadata",
         "tags",
+        "list_unsubscribe",
     }
 )
 
@@ -140,6 +141,7 @@ class ErrorCode(StrEnum):
     MISSING_CONTENT_ID = "missing_content_id"
     INVALID_BASE64 = "invalid_base64"
     INVALID_TAG = "invalid_tag"
+    CONFLICTING_HEADER = "conflicting_header"
 
 
 @attrs.frozen(kw_only=True)
@@ -199,6 +201,8 @@ class SendRequest:
     expires_at: datetime | None
     metadata: Mapping[str, str]
     tags: tuple[str, ...]
+    list_unsubscribe: bool = False
+    """Add one-click List-Unsubscribe fields (RFC 8058) pointing at Sendarix."""
 
 
 @attrs.frozen
@@ -250,6 +254,7 @@ def validate_send_request(
     scheduled_at, expires_at = _check_schedule(body, now, limits, errors)
     metadata = _check_metadata(body.get("metadata"), limits, errors)
     tags = _check_tags(body.get("tags"), limits, errors)
+    list_unsubscribe = _check_list_unsubscribe(body, headers, errors)
 
     if errors.items or recipient is None or sender is None:
         raise ValidationError(errors.items)
@@ -269,6 +274,7 @@ def validate_send_request(
         expires_at=expires_at,
         metadata=metadata,
         tags=tags,
+        list_unsubscribe=list_unsubscribe,
     )
 
 
@@ -1004,3 +1010,28 @@ def _check_tags(value: object, limits: Limits, errors: _Errors) -> tuple[str, ..
         else:
             tags.append(tag)
     return tuple(tags)
+
+
+def _check_list_unsubscribe(
+    body: Mapping[str, Any], headers: Sequence[tuple[str, str]], errors: _Errors
+) -> bool:
+    value = body.get("list_unsubscribe")
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        errors.add(
+            "list_unsubscribe",
+            ErrorCode.INVALID_TYPE,
+            f"expected true or false, got {_describe(value)}",
+        )
+        return False
+    own = [name for name, _ in headers if name.lower().startswith("list-unsubscribe")]
+    if value and own:
+        errors.add(
+            "list_unsubscribe",
+            ErrorCode.CONFLICTING_HEADER,
+            f"the request sets {own[0]!r} in 'headers' and asks for Sendarix's "
+            "unsubscribe link; use one or the other",
+        )
+        return False
+    return value
