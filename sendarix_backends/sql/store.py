@@ -21,6 +21,7 @@ import anyio
 import anyio.to_thread
 import sqlalchemy as sa
 
+from sendarix_backends.batching import GroupCommitter
 from sendarix_backends.sql import (
     api_keys,
     batches,
@@ -75,6 +76,12 @@ class SqlStore:
         # is fairer and faster than letting them poll busy_timeout.
         self._write_lock = threading.Lock()
         self._pruned_window: int | None = None
+        self._request_counts: GroupCommitter[tuple[str, int], int] = GroupCommitter(
+            self._count_requests
+        )
+        self._key_lookups: GroupCommitter[str, ApiKey | None] = GroupCommitter(
+            self._find_api_keys
+        )
 
     @property
     def dialect(self) -> str:
@@ -211,7 +218,15 @@ class SqlStore:
         await self._write("create_api_key", api_keys.create_api_key, key)
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
-        return await self._read("find_api_key", api_keys.find_api_key, key_hash)
+        # Concurrent lookups share one read transaction, which starts after
+        # each of them was requested, so a revocation is still seen at once.
+        return await self._key_lookups.submit(key_hash)
+
+    async def _find_api_keys(self, key_hashes: Sequence[str]) -> list[ApiKey | None]:
+        found = await self._read(
+            "find_api_key", api_keys.find_api_keys, sorted(set(key_hashes))
+        )
+        return [found.get(key_hash) for key_hash in key_hashes]
 
     async def get_api_key(self, key_id: str) -> ApiKey | None:
         return await self._read("get_api_key", api_keys.get_api_key, key_id)
@@ -229,18 +244,23 @@ class SqlStore:
         await self._write("touch_api_key", api_keys.touch_api_key, key_id, now)
 
     async def count_request(self, api_key_id: str, window_start: int) -> int:
-        # Old windows are deleted by the first request this process counts in
+        # Concurrent requests share one write transaction, so a busy key costs
+        # one commit per batch rather than one per request.
+        return await self._request_counts.submit((api_key_id, window_start))
+
+    async def _count_requests(self, requests: Sequence[tuple[str, int]]) -> list[int]:
+        # Old windows are deleted by the first batch this process counts in
         # each new window.
-        prune = self._pruned_window is None or window_start > self._pruned_window
-        count = await self._write(
+        latest = max(window_start for _, window_start in requests)
+        prune = self._pruned_window is None or latest > self._pruned_window
+        counts = await self._write(
             "count_request",
-            functools.partial(api_keys.count_request, prune=prune),
-            api_key_id,
-            window_start,
+            functools.partial(api_keys.count_requests, prune=prune),
+            requests,
         )
         if prune:
-            self._pruned_window = max(window_start, self._pruned_window or 0)
-        return count
+            self._pruned_window = max(latest, self._pruned_window or 0)
+        return counts
 
     # MessageQueue
 
