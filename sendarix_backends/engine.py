@@ -20,6 +20,7 @@ import pluggy
 
 from sendarix_backends.batch import BatchResult, send_batch
 from sendarix_backends.batching import GroupCommitter
+from sendarix_backends.content import Content
 from sendarix_backends.delivery import DeliveryWorker
 from sendarix_backends.outbound import Outbound
 from sendarix_backends.settings import Settings
@@ -115,7 +116,8 @@ class Engine:
         self.clock = clock or SystemClock()
         self._run_workers = workers
         self._ids = MonotonicIds()
-        self.outbound = Outbound(transport=transport, sink=sink)
+        self.content = Content.for_store(store, settings=settings, clock=self.clock)
+        self.outbound = Outbound(transport=transport, sink=sink, signer=self.content)
         self._submissions: GroupCommitter[Submission, SubmitOutcome] = GroupCommitter(
             self._create_batch
         )
@@ -271,24 +273,16 @@ class Engine:
         )
         key = _merge_idempotency_keys(idempotency_key, request.idempotency_key)
         self._check_sender_domain(api_key, request.sender.domain)
-        if request.template is not None:
-            raise ValidationError(
-                [
-                    FieldError(
-                        "template",
-                        "template_not_found",
-                        f"template {request.template!r} does not exist; "
-                        "send text or html instead",
-                    )
-                ]
-            )
+        message_id = self.new_id("msg")
+        content = await self.content.accept(request, message_id=message_id)
 
         transition = new_message(
             request,
-            message_id=self.new_id("msg"),
+            message_id=message_id,
             event_id=self.new_id("evt"),
             now=now,
             api_key=api_key,
+            content=content,
         )
         record = None
         if key is not None:
@@ -368,6 +362,13 @@ class Engine:
             created_at=self.clock.now(),
         )
         return await self.store.add_suppression(entry)
+
+    async def unsubscribe(
+        self, recipient: str, *, message_id: str | None = None
+    ) -> Suppression:
+        """Suppress ``recipient`` as ``user_unsubscribed``."""
+        # TODO: record recipient.unsubscribed with message_id in the same commit.
+        return await self.suppress(recipient, SuppressionReason.USER_UNSUBSCRIBED)
 
     async def get_suppression(self, recipient: str) -> Suppression:
         normalized = normalize_recipient(recipient)

@@ -7,29 +7,48 @@ it rather than the worker loop.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from sendarix_core.mime import build_message_bytes
 from sendarix_core.model import Message
 from sendarix_core.ports import Envelope, Transport
 
-__all__ = ["Outbound"]
+__all__ = ["MessageSigner", "Outbound"]
+
+
+class MessageSigner(Protocol):
+    async def sign(self, message: Message, data: bytes) -> bytes:
+        """Return ``data``, the built ``message``, with any signatures added."""
+        ...
 
 
 class Outbound:
-    def __init__(self, *, transport: Transport, sink: Transport) -> None:
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        sink: Transport,
+        signer: MessageSigner | None = None,
+    ) -> None:
         self.transport = transport
         self.sink = sink
+        self.signer = signer
 
     async def prepare(self, message: Message) -> Envelope:
         """Build the envelope of one attempt.
 
         The ``Date`` header is the creation time, so every attempt sends
-        the same bytes under the same ``Message-ID``.
+        the same bytes under the same ``Message-ID``. The signer, when there
+        is one, adds DKIM signatures to the built bytes.
         """
+        data = build_message_bytes(message, date=message.created_at)
+        if self.signer is not None:
+            data = await self.signer.sign(message, data)
         return Envelope(
             message_id=message.id,
             mail_from=message.sender.email,
             rcpt_to=message.recipient.email,
-            data=build_message_bytes(message, date=message.created_at),
+            data=data,
             smtputf8=message.recipient.smtputf8 or message.sender.smtputf8,
             test_mode=message.test_mode,
         )

@@ -140,6 +140,10 @@ class Settings:
     sender_verification: SenderVerification | None = attrs.field(
         default=None, converter=attrs.converters.optional(SenderVerification)
     )
+    """``None`` (the default) requires a verified sender domain once any
+    sending domain was added."""
+    public_url: str | None = attrs.field(default=None, converter=_optional_str)
+    """Base URL of the HTTP API as recipients reach it, for unsubscribe links."""
     helo_name: str | None = attrs.field(default=None, converter=_optional_str)
     """Name sent in EHLO; the machine's fully qualified name when unset."""
     worker_concurrency: int = attrs.field(default=50, converter=_positive_int)

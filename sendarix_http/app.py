@@ -30,8 +30,11 @@ from sendarix_http.registry import Operation, Reply, build_routes, operation
 from sendarix_http.routes import (
     api_keys,
     batch,
+    domains,
     messages,
     suppressions,
+    templates,
+    unsubscribe,
 )
 
 __all__ = ["OPERATIONS", "create_app"]
@@ -102,6 +105,9 @@ OPERATIONS: tuple[Operation, ...] = (
     *batch.operations,
     *suppressions.operations,
     *api_keys.operations,
+    *templates.operations,
+    *domains.operations,
+    *unsubscribe.operations,
 )
 
 

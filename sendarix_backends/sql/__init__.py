@@ -4,6 +4,9 @@
 ``sendarix_core.ports``. ``upgrade`` brings a database schema up to date.
 """
 
+# domains, secrets and templates define their tables on the shared metadata;
+# importing them here makes every table known wherever the schema is used.
+from sendarix_backends.sql import domains, secrets, templates  # noqa: F401
 from sendarix_backends.sql.migrate import current_revision, head_revision, upgrade
 from sendarix_backends.sql.store import SqlStore
 

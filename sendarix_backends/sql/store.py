@@ -301,6 +301,18 @@ class SqlStore:
         run = functools.partial(self._transaction, operation, False, function, *args)
         return await anyio.to_thread.run_sync(run, limiter=self._limiter)
 
+    async def run_transaction(
+        self, operation: str, function: Callable[..., T], *args: Any, write: bool
+    ) -> T:
+        """Run ``function(connection, *args)`` in one transaction and commit.
+
+        For feature modules that keep their own tables, such as templates and
+        sending domains: they share this store's pool, write lock and retries.
+        """
+        if write:
+            return await self._write(operation, function, *args)
+        return await self._read(operation, function, *args)
+
     def _transaction(
         self,
         operation: str,

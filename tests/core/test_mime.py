@@ -700,3 +700,55 @@ def test_raw_content_sent_unchanged() -> None:
         message, date=NOW, extra_headers=[("X-Sendarix-Message-Id", "msg_1")]
     )
     assert built == b"X-Sendarix-Message-Id: msg_1\r\n" + raw
+
+
+# -- message/* and multipart/* attachments ---------------------------------
+
+FORWARDED = b"From: a@example.com\nSubject: hi\n\nForwarded body.\n"
+
+
+def test_rfc822_attachment_7bit() -> None:
+    raw = build(
+        make_message(attachments=(Attachment("fw.eml", "message/rfc822", FORWARDED),))
+    )
+    part = next(parse(raw).iter_attachments())
+
+    assert part["Content-Transfer-Encoding"] == "7bit"
+    assert line_problems(raw) == []
+    inner = part.get_content()
+    assert inner["Subject"] == "hi"
+
+
+def test_rfc822_attachment_8bit_becomes_global() -> None:
+    content = "Subject: Grüße\r\n\r\nHallo\r\n".encode()
+    raw = build(
+        make_message(attachments=(Attachment("fw.eml", "message/rfc822", content),))
+    )
+    part = next(parse(raw).iter_attachments())
+
+    assert part.get_content_type() == "message/global"
+    assert part["Content-Transfer-Encoding"] == "base64"
+
+
+def test_multipart_attachment_octet_stream() -> None:
+    content = b"--x\r\n\r\nbody\r\n--x--\r\n"
+    raw = build(
+        make_message(attachments=(Attachment("parts.bin", "multipart/mixed", content),))
+    )
+    part = next(parse(raw).iter_attachments())
+
+    assert part.get_content_type() == "application/octet-stream"
+    assert part.get_payload(decode=True) == content
+
+
+def test_delivery_status_long_line_octet_stream() -> None:
+    content = b"Reporting-MTA: dns; " + b"x" * 1200 + b"\r\n"
+    raw = build(
+        make_message(
+            attachments=(Attachment("r.txt", "message/delivery-status", content),)
+        )
+    )
+    part = next(parse(raw).iter_attachments())
+
+    assert part.get_content_type() == "application/octet-stream"
+    assert line_problems(raw) == []
