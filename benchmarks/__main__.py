@@ -49,6 +49,8 @@ COUNTS: dict[str, tuple[type, object, object, str]] = {
     "smtp_connections": (int, 10, 4, "SMTP connections of the raw client"),
     "e2e_seconds": (float, 10.0, 1.0, "seconds of HTTP load per end-to-end run"),
     "postfix_count": (int, 10_000, 200, "messages per Postfix run"),
+    "relay_sessions": (int, 64, 8, "parallel SMTP sessions on the relay"),
+    "relay_messages": (int, 10_000, 200, "messages per relay run"),
     "memory_count": (int, 1_000_000, 5_000, "messages queued for the memory run"),
     "memory_seconds": (float, 30.0, 2.0, "seconds the memory run delivers"),
     "growth_claims": (int, 30, 5, "timed claims per queue size"),

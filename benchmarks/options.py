@@ -32,6 +32,8 @@ class Options:
     smtp_connections: int
     e2e_seconds: float
     postfix_count: int
+    relay_sessions: int
+    relay_messages: int
     growth_counts: tuple[int, int]
     growth_claims: int
     growth_postgresql: bool
