@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sendarix_backends.hookspecs import hookimpl
 from sendarix_backends.settings import DeliveryMode, Settings
-from sendarix_core.ports import MessageQueue, MessageStore, Transport
+from sendarix_core.ports import MessageQueue, MessageStore, Transport, WebhookSender
 
 SQL_SCHEMES = ("sqlite://", "postgresql://", "postgresql+psycopg://", "postgres://")
 
@@ -44,3 +44,10 @@ def sendarix_transport(settings: Settings) -> Transport | None:
         helo_name=settings.helo_name,
         timeout=settings.smtp_timeout,
     )
+
+
+@hookimpl(trylast=True)
+def sendarix_webhook_sender(settings: Settings) -> WebhookSender | None:
+    from sendarix_backends.events.services import default_webhook_sender
+
+    return default_webhook_sender(settings)

@@ -22,6 +22,7 @@ from sendarix_backends.batch import BatchResult, send_batch
 from sendarix_backends.batching import GroupCommitter
 from sendarix_backends.content import Content
 from sendarix_backends.delivery import DeliveryWorker
+from sendarix_backends.events.services import build_event_services
 from sendarix_backends.outbound import Outbound
 from sendarix_backends.settings import Settings
 from sendarix_core import lifecycle
@@ -54,6 +55,7 @@ from sendarix_core.ports import (
     SubmitOutcome,
     SuppressionQuery,
     Transport,
+    WebhookSender,
 )
 from sendarix_core.ratelimit import (
     DEFAULT_RATE_LIMIT,
@@ -109,6 +111,7 @@ class Engine:
         sink: Transport,
         clock: Clock | None = None,
         workers: bool = True,
+        webhook_sender: WebhookSender | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -117,7 +120,12 @@ class Engine:
         self._run_workers = workers
         self._ids = MonotonicIds()
         self.content = Content.for_store(store, settings=settings, clock=self.clock)
-        self.outbound = Outbound(transport=transport, sink=sink, signer=self.content)
+        self.outbound = Outbound(
+            transport=transport,
+            sink=sink,
+            return_path_domain=settings.return_path_domain,
+            signer=self.content,
+        )
         self._submissions: GroupCommitter[Submission, SubmitOutcome] = GroupCommitter(
             self._create_batch
         )
@@ -128,6 +136,15 @@ class Engine:
             clock=self.clock,
             new_id=self.new_id,
             settings=settings,
+        )
+        # Event search, webhooks, report intake and analytics; None unless
+        # the store is the SQL backend.
+        self.events = build_event_services(
+            store=store,
+            settings=settings,
+            clock=self.clock,
+            new_id=self.new_id,
+            sender=webhook_sender,
         )
         self._task_group: anyio.abc.TaskGroup | None = None
 
@@ -166,6 +183,7 @@ class Engine:
             sink=SinkTransport(),
             clock=clock,
             workers=workers,
+            webhook_sender=manager.hook.sendarix_webhook_sender(settings=settings),
         )
 
     async def __aenter__(self) -> Self:
@@ -176,6 +194,8 @@ class Engine:
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
             await self._task_group.start(self.worker.run)
+            if self.events is not None:
+                await self._task_group.start(self.events.run)
         return self
 
     async def __aexit__(
@@ -191,6 +211,8 @@ class Engine:
                 self._task_group = None
         finally:
             await self.worker.aclose()
+            if self.events is not None:
+                await self.events.aclose()
             await self.store.aclose()
             if self.queue is not self.store:  # type: ignore[comparison-overlap]
                 await self.queue.aclose()
@@ -363,13 +385,6 @@ class Engine:
         )
         return await self.store.add_suppression(entry)
 
-    async def unsubscribe(
-        self, recipient: str, *, message_id: str | None = None
-    ) -> Suppression:
-        """Suppress ``recipient`` as ``user_unsubscribed``."""
-        # TODO: record recipient.unsubscribed with message_id in the same commit.
-        return await self.suppress(recipient, SuppressionReason.USER_UNSUBSCRIBED)
-
     async def get_suppression(self, recipient: str) -> Suppression:
         normalized = normalize_recipient(recipient)
         found = await self.store.get_suppressions([normalized])
@@ -379,6 +394,21 @@ class Engine:
 
     async def list_suppressions(self, query: SuppressionQuery) -> Page[Suppression]:
         return await self.store.list_suppressions(query)
+
+    async def unsubscribe(
+        self, recipient: str, *, message_id: str | None = None
+    ) -> Suppression:
+        """Suppress ``recipient`` as ``user_unsubscribed`` and record the
+        ``recipient.unsubscribed`` event, in one commit.
+
+        A recipient already unsubscribed keeps its entry and gets no second
+        event. ``message_id`` names the message the unsubscribe came from.
+        """
+        if self.events is None:
+            # NOTE: stores other than the SQL backend have no event log, so
+            # the unsubscribe is stored without its event.
+            return await self.suppress(recipient, SuppressionReason.USER_UNSUBSCRIBED)
+        return await self.events.unsubscribe(recipient, message_id=message_id)
 
     async def unsuppress(self, recipient: str) -> None:
         if not await self.store.remove_suppression(normalize_recipient(recipient)):

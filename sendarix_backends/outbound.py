@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from sendarix_backends.inbound.verp import return_path
 from sendarix_core.mime import build_message_bytes
 from sendarix_core.model import Message
 from sendarix_core.ports import Envelope, Transport
@@ -28,25 +29,32 @@ class Outbound:
         *,
         transport: Transport,
         sink: Transport,
+        return_path_domain: str | None = None,
         signer: MessageSigner | None = None,
     ) -> None:
         self.transport = transport
         self.sink = sink
+        self.return_path_domain = return_path_domain
         self.signer = signer
 
     async def prepare(self, message: Message) -> Envelope:
         """Build the envelope of one attempt.
 
         The ``Date`` header is the creation time, so every attempt sends
-        the same bytes under the same ``Message-ID``. The signer, when there
-        is one, adds DKIM signatures to the built bytes.
+        the same bytes under the same ``Message-ID``. With a return-path
+        domain the envelope sender is ``bounces+<message id>@<domain>``
+        (VERP), so a bounce report names the message it is about. The
+        signer, when there is one, adds DKIM signatures to the built bytes.
         """
+        mail_from = message.sender.email
+        if self.return_path_domain is not None:
+            mail_from = return_path(message.id, self.return_path_domain)
         data = build_message_bytes(message, date=message.created_at)
         if self.signer is not None:
             data = await self.signer.sign(message, data)
         return Envelope(
             message_id=message.id,
-            mail_from=message.sender.email,
+            mail_from=mail_from,
             rcpt_to=message.recipient.email,
             data=data,
             smtputf8=message.recipient.smtputf8 or message.sender.smtputf8,

@@ -155,6 +155,18 @@ class Settings:
     poll_interval: float = attrs.field(default=1.0, converter=_positive_float)
     """Seconds between queue polls when no local submission wakes the worker."""
     smtp_timeout: float = attrs.field(default=30.0, converter=_positive_float)
+    event_retention_days: int = attrs.field(default=30, converter=_positive_int)
+    """Days events and finished webhook deliveries are kept."""
+    webhook_timeout: float = attrs.field(default=10.0, converter=_positive_float)
+    """Seconds one webhook post may take in total, connection included."""
+    return_path_domain: str | None = attrs.field(
+        default=None, converter=_optional_str
+    )
+    """Domain of the VERP return path ``bounces+<message_id>@domain``; unset,
+    the envelope sender is the from address."""
+    inbound_host: str = "127.0.0.1"
+    inbound_port: int = attrs.field(default=0, converter=_port)
+    """Port of the SMTP listener for bounce and complaint reports; 0 is off."""
 
     def __attrs_post_init__(self) -> None:
         if self.delivery_mode == DeliveryMode.SMARTHOST and not self.smarthost:

@@ -106,9 +106,9 @@ class MessageNotCancellableError(NotFoundError):
 
     def __init__(self, message_id: str, status: str) -> None:
         super().__init__("message", message_id)
-        self.status = status
+        self.status = str(status)
         self.args = (
-            f"message {message_id!r} is {status!r}; only scheduled or queued "
+            f"message {message_id!r} is {self.status!r}; only scheduled or queued "
             "messages can be cancelled",
         )
 

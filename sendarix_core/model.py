@@ -144,11 +144,15 @@ class Message:
 
 @attrs.frozen(kw_only=True)
 class Event:
-    """A state change or observation, in the order it happened per message."""
+    """A state change or observation, in the order it happened per message.
+
+    ``message_id`` is ``None`` for an event about a recipient rather than a
+    message, such as ``recipient.unsubscribed`` recorded through the API.
+    """
 
     event_id: str
     type: EventType
     created_at: datetime
-    message_id: str
+    message_id: str | None
     recipient: str
     data: Mapping[str, Any] = attrs.field(factory=dict)

@@ -146,9 +146,14 @@ def classify_reply(code: int, enhanced_code: str | None = None) -> ReplyClass:
 
 
 def _split_enhanced(enhanced_code: str | None) -> tuple[int | None, int | None]:
+    """Return the subject and detail of a permanent (``5.x.x``) enhanced code.
+
+    A code of another class contradicts a 5xx reply (``521 4.1.1``), so it
+    is ignored rather than trusted to suppress a recipient.
+    """
     if enhanced_code is None:
         return None, None
     match = _ENHANCED_CODE.match(enhanced_code)
-    if match is None:
+    if match is None or match.group(1) != "5":
         return None, None
     return int(match.group(2)), int(match.group(3))

@@ -38,6 +38,7 @@ __all__ = [
     "ErrorCode",
     "Limits",
     "SendRequest",
+    "validate_idempotency_key",
     "validate_send_request",
 ]
 
@@ -85,8 +86,14 @@ RESERVED_HEADERS = frozenset(
         "to",
         "subject",
         "sender",
+        # Sendarix sends to ``recipient`` only, so a Cc header would name
+        # addresses that never get a copy.
+        "cc",
     }
 )
+
+# Resent-* fields describe a re-sending that Sendarix never performs.
+_RESERVED_PREFIXES = ("content-", "resent-")
 
 # A field name is printable ASCII except the colon (RFC 5322 section 2.2).
 _HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
@@ -518,6 +525,11 @@ def _check_subject(
     subject = _check_string("subject", value, errors)
     if subject is None or not _check_line("subject", subject, errors):
         return None
+    if not subject.strip() and not has_template:
+        errors.add(
+            "subject", ErrorCode.MISSING_FIELD, "the subject is empty; write one"
+        )
+        return None
     if not _check_length("subject", subject, limits.max_subject_length, errors):
         return None
     return subject
@@ -548,6 +560,8 @@ def _check_headers(
             idempotency_key = _check_idempotency_key(field, header_value, errors)
             continue
         checked = _check_header_value(field, header_value, limits, errors)
+        if checked is not None and str(name).lower() == "reply-to":
+            checked = _check_reply_to(field, checked, errors)
         if checked is not None:
             headers.append((str(name), checked))
 
@@ -577,7 +591,7 @@ def _check_header_name(field: str, name: str, seen: set[str], errors: _Errors) -
         return False
 
     lowered = name.lower()
-    if lowered in RESERVED_HEADERS or lowered.startswith("content-"):
+    if lowered in RESERVED_HEADERS or lowered.startswith(_RESERVED_PREFIXES):
         errors.add(
             field,
             ErrorCode.RESERVED_HEADER,
@@ -597,6 +611,15 @@ def _check_header_name(field: str, name: str, seen: set[str], errors: _Errors) -
     return True
 
 
+def _check_reply_to(field: str, value: str, errors: _Errors) -> str | None:
+    try:
+        parse_address(value)
+    except AddressError as exc:
+        errors.add(field, exc.code, f"Reply-To must be one address: {exc}")
+        return None
+    return value
+
+
 def _check_header_value(
     field: str, value: object, limits: Limits, errors: _Errors
 ) -> str | None:
@@ -606,6 +629,15 @@ def _check_header_value(
     if not _check_length(field, text, limits.max_header_value_length, errors):
         return None
     return text
+
+
+def validate_idempotency_key(value: str, *, field: str = "Idempotency-Key") -> str:
+    """Return ``value`` if it is a valid idempotency key; raise ValidationError."""
+    errors = _Errors()
+    key = _check_idempotency_key(field, value, errors)
+    if key is None:
+        raise ValidationError(errors.items)
+    return key
 
 
 def _check_idempotency_key(field: str, value: object, errors: _Errors) -> str | None:

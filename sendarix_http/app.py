@@ -28,13 +28,16 @@ from sendarix_http.errors import HttpError, error_body, status_and_code
 from sendarix_http.http_io import JsonResponse
 from sendarix_http.registry import Operation, Reply, build_routes, operation
 from sendarix_http.routes import (
+    analytics,
     api_keys,
     batch,
     domains,
+    events,
     messages,
     suppressions,
     templates,
     unsubscribe,
+    webhooks,
 )
 
 __all__ = ["OPERATIONS", "create_app"]
@@ -105,6 +108,9 @@ OPERATIONS: tuple[Operation, ...] = (
     *batch.operations,
     *suppressions.operations,
     *api_keys.operations,
+    *events.operations,
+    *webhooks.operations,
+    *analytics.operations,
     *templates.operations,
     *domains.operations,
     *unsubscribe.operations,

@@ -23,6 +23,7 @@ from sendarix_backends.settings import (
 from sendarix_core.errors import ConfigurationError, SendarixError
 from sendarix_core.keys import Environment, Scope, parse_scopes
 from sendarix_http.app import create_app
+from sendarix_http.inbound import attach_inbound
 from sendarix_http.key_commands import add_key_commands, list_keys, revoke_key
 from sendarix_http.limits import MAX_HEADER_BLOCK_BYTES
 from sendarix_http.logs import configure_logging
@@ -182,6 +183,7 @@ def _serve(settings: Settings) -> None:
     _warn_about_settings(settings)
     engine = Engine.from_settings(settings)
     app = create_app(engine, manage_engine=True)
+    attach_inbound(app, engine)
     config = uvicorn.Config(
         app,
         host=settings.http_host,

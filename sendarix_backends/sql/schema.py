@@ -131,15 +131,28 @@ events = sa.Table(
         "message_id",
         sa.Text,
         sa.ForeignKey("messages.id", ondelete="CASCADE"),
-        nullable=False,
+        nullable=True,
     ),
     sa.Column("type", sa.Text, nullable=False),
     sa.Column("created_at", UtcTimestamp, nullable=False),
     sa.Column("recipient", sa.Text, nullable=False),
     sa.Column("data", JSON_DOCUMENT, nullable=False),
+    # Set once the event processor has fanned the event out to webhook
+    # endpoints and added it to the analytics rollups.
+    sa.Column("processed_at", UtcTimestamp, nullable=True),
     sa.Index("ix_events_message", "message_id", "sequence"),
+    sa.Index("ix_events_type", "type", "sequence"),
+    sa.Index("ix_events_created", "created_at"),
+    sa.Index(
+        "ix_events_unprocessed",
+        "sequence",
+        postgresql_where=sa.text("processed_at IS NULL"),
+        sqlite_where=sa.text("processed_at IS NULL"),
+    ),
     sqlite_autoincrement=True,
 )
+# Recipient searches are case-insensitive, as suppression keys are.
+sa.Index("ix_events_recipient", sa.func.lower(events.c.recipient), events.c.sequence)
 
 suppressions = sa.Table(
     "suppressions",

@@ -31,6 +31,9 @@ from sendarix_backends.sql import (
     suppressions,
     transitions,
 )
+
+# Registers the event, webhook and analytics tables on the shared metadata.
+from sendarix_backends.sql import events as _events  # noqa: F401
 from sendarix_backends.sql.engine import BEGIN_OPTION, describe_error, make_engine
 from sendarix_backends.sql.migrate import engine_revision, head_revision, upgrade_engine
 from sendarix_core.errors import StorageError

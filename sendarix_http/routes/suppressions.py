@@ -102,7 +102,12 @@ def _make_handlers(unsubscribes: bool) -> list[Operation]:
         await authorize(request, Scope.SUPPRESSIONS_WRITE)
         body, _ = await read_json_object(request)
         reason = default_reason if unsubscribes else _reason_of(body, default_reason)
-        entry = await engine_of(request).suppress(_recipient_of(body), reason)
+        engine = engine_of(request)
+        if reason is SuppressionReason.USER_UNSUBSCRIBED:
+            # Also records the recipient.unsubscribed event.
+            entry = await engine.unsubscribe(_recipient_of(body))
+        else:
+            entry = await engine.suppress(_recipient_of(body), reason)
         return JsonResponse(suppression_to_dict(entry), status_code=201)
 
     async def list_entries(request: Request) -> Response:

@@ -66,3 +66,10 @@ def test_parse_enhanced_code() -> None:
 def test_policy_has_six_attempts() -> None:
     assert DEFAULT_RETRY_POLICY.max_attempts == 6
     assert DEFAULT_RETRY_POLICY.delay_after(6) is None
+
+
+def test_mismatched_class_does_not_suppress() -> None:
+    result = classify_reply(521, "4.1.1")
+    assert result.kind == FailureKind.PERMANENT
+    assert not result.suppress
+    assert result.bounce_class == BounceClass.OTHER

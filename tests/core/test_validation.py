@@ -383,10 +383,6 @@ def test_template_without_data() -> None:
     assert request.template_data == {}
 
 
-def test_empty_subject_allowed() -> None:
-    assert validate({"subject": ""}).subject == ""
-
-
 def test_text_byte_limit() -> None:
     limits = Limits(max_text_bytes=10)
     assert codes_of({"text": "ü" * 6}, limits=limits) == {("text", "too_large")}
@@ -750,3 +746,43 @@ def test_generated_bodies_valid(body: dict[str, Any]) -> None:
 def test_only_validation_error(body: dict[str, Any]) -> None:
     with contextlib.suppress(ValidationError):
         validate_send_request(body, now=NOW)
+
+
+@pytest.mark.parametrize("name", ["Cc", "cc", "Resent-To", "Resent-Bcc"])
+def test_recipient_headers_reserved(name: str) -> None:
+    body = {**VALID_BODY_FOR_HEADERS, "headers": {name: "x@example.com"}}
+    with pytest.raises(ValidationError) as caught:
+        validate_send_request(body, now=NOW_FOR_HEADERS)
+    assert caught.value.errors[0].code == "reserved_header"
+
+
+def test_reply_to_must_be_address() -> None:
+    body = {**VALID_BODY_FOR_HEADERS, "headers": {"Reply-To": "not an address"}}
+    with pytest.raises(ValidationError) as caught:
+        validate_send_request(body, now=NOW_FOR_HEADERS)
+    assert caught.value.errors[0].field == "headers.Reply-To"
+
+
+def test_empty_subject_rejected() -> None:
+    body = {**VALID_BODY_FOR_HEADERS, "subject": "  "}
+    with pytest.raises(ValidationError) as caught:
+        validate_send_request(body, now=NOW_FOR_HEADERS)
+    assert caught.value.errors[0].code == "missing_field"
+
+
+def test_idempotency_header_key_checked() -> None:
+    from sendarix_core.validation import validate_idempotency_key
+
+    assert validate_idempotency_key("9b1d-4a") == "9b1d-4a"
+    for bad in ["", "has space", "x" * 256, "caf\u00e9"]:
+        with pytest.raises(ValidationError):
+            validate_idempotency_key(bad)
+
+
+NOW_FOR_HEADERS = datetime(2026, 4, 19, 14, 30, tzinfo=UTC)
+VALID_BODY_FOR_HEADERS = {
+    "recipient": "user@example.com",
+    "from": "no-reply@acme.example",
+    "subject": "Hello",
+    "text": "Hi.",
+}

@@ -1,0 +1,209 @@
+"""Hourly rollups of events for ``GET /v1/analytics``.
+
+The event processor adds each batch of events to ``event_counts`` and
+``delivery_latency`` in the transaction that marks the events processed, so
+every event is counted exactly once. Keys are upserted in sorted order, so
+two processors that share keys lock them in one order and cannot deadlock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sendarix_backends.events.analytics import (
+    AnalyticsQuery,
+    GroupBy,
+    Interval,
+    LatencySample,
+    OutcomeCount,
+    group_keys,
+    latency_bucket,
+    outcome_of,
+)
+from sendarix_backends.sql.engine import dialect_insert
+from sendarix_backends.sql.schema import (
+    UtcTimestamp,
+    from_micros,
+    messages,
+    metadata,
+    to_micros,
+)
+from sendarix_core.states import EventType
+
+__all__ = [
+    "add_to_rollups",
+    "delete_rollups_before",
+    "delivery_latency",
+    "event_counts",
+    "read_rollups",
+]
+
+event_counts = sa.Table(
+    "event_counts",
+    metadata,
+    sa.Column("dimension", sa.Text, primary_key=True),
+    sa.Column("hour", UtcTimestamp, primary_key=True),
+    sa.Column("value", sa.Text, primary_key=True),
+    sa.Column("outcome", sa.Text, primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+
+delivery_latency = sa.Table(
+    "delivery_latency",
+    metadata,
+    sa.Column("dimension", sa.Text, primary_key=True),
+    sa.Column("hour", UtcTimestamp, primary_key=True),
+    sa.Column("value", sa.Text, primary_key=True),
+    sa.Column("bucket", sa.Integer, primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+
+_HOUR_MICROS = 3_600_000_000
+_DAY_MICROS = 24 * _HOUR_MICROS
+_DIMENSIONS = {None: "", GroupBy.TAG: "tag", GroupBy.DOMAIN: "domain"}
+
+
+def add_to_rollups(
+    connection: Connection, event_rows: Sequence[Mapping[Any, Any]]
+) -> None:
+    """Count ``event_rows`` (rows of ``events``) into the hourly rollups."""
+    message_ids = {row["message_id"] for row in event_rows if row["message_id"]}
+    found = _message_facts(connection, message_ids)
+    counts: Counter[tuple[str, int, str, str]] = Counter()
+    latencies: Counter[tuple[str, int, str, int]] = Counter()
+    for row in event_rows:
+        hour = to_micros(row["created_at"]) // _HOUR_MICROS * _HOUR_MICROS
+        facts = found.get(row["message_id"])
+        keys = [("", "")] if facts is None else group_keys(facts.tags, facts.domain)
+        outcomes = outcome_of(row["type"], row["data"])
+        for dimension, value in keys:
+            for outcome in outcomes:
+                counts[(dimension, hour, value, outcome)] += 1
+        if facts is not None and row["type"] == EventType.DELIVERED:
+            bucket = latency_bucket(row["created_at"] - facts.accepted_at)
+            for dimension, value in keys:
+                latencies[(dimension, hour, value, bucket)] += 1
+
+    _upsert(connection, event_counts, "outcome", counts)
+    _upsert(connection, delivery_latency, "bucket", latencies)
+
+
+class _MessageFacts:
+    __slots__ = ("accepted_at", "domain", "tags")
+
+    def __init__(self, tags: list[str], domain: str, accepted_at: datetime) -> None:
+        self.tags = tags
+        self.domain = domain
+        self.accepted_at = accepted_at
+
+
+def _message_facts(
+    connection: Connection, message_ids: Iterable[str]
+) -> dict[str, _MessageFacts]:
+    ids = sorted(message_ids)
+    if not ids:
+        return {}
+    statement = sa.select(
+        messages.c.id,
+        messages.c.tags,
+        messages.c.recipient_domain,
+        messages.c.created_at,
+        messages.c.scheduled_at,
+    ).where(messages.c.id.in_(ids))
+    return {
+        row.id: _MessageFacts(
+            list(row.tags), row.recipient_domain, row.scheduled_at or row.created_at
+        )
+        for row in connection.execute(statement)
+    }
+
+
+def _upsert(
+    connection: Connection,
+    table: sa.Table,
+    last_key: str,
+    counts: Mapping[tuple[Any, ...], int],
+) -> None:
+    if not counts:
+        return
+    names = ("dimension", "hour", "value", last_key)
+    rows = [
+        {**dict(zip(names, key, strict=True)), "hour": from_micros(key[1]), "count": n}
+        for key, n in sorted(counts.items())
+    ]
+    statement = dialect_insert(connection, table).values(rows)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c[name] for name in names],
+        set_={"count": table.c["count"] + statement.excluded["count"]},
+    )
+    connection.execute(statement)
+
+
+def read_rollups(
+    connection: Connection, query: AnalyticsQuery
+) -> tuple[list[OutcomeCount], list[LatencySample]]:
+    """Sum the rollups of [start, end) per interval bucket and group."""
+    dimension = _DIMENSIONS[query.group_by]
+    size = _HOUR_MICROS if query.interval is Interval.HOUR else _DAY_MICROS
+    counts = [
+        OutcomeCount(from_micros(bucket), value, outcome, int(total))
+        for bucket, value, outcome, total in _sums(
+            connection,
+            event_counts,
+            last_key="outcome",
+            dimension=dimension,
+            size=size,
+            query=query,
+        )
+    ]
+    latencies = [
+        LatencySample(from_micros(bucket), value, latency, int(total))
+        for bucket, value, latency, total in _sums(
+            connection,
+            delivery_latency,
+            last_key="bucket",
+            dimension=dimension,
+            size=size,
+            query=query,
+        )
+    ]
+    return counts, latencies
+
+
+def _sums(
+    connection: Connection,
+    table: sa.Table,
+    *,
+    last_key: str,
+    dimension: str,
+    size: int,
+    query: AnalyticsQuery,
+) -> list[Sequence[Any]]:
+    hour = sa.type_coerce(table.c.hour, sa.BigInteger)
+    bucket = (hour // size * size).label("bucket")
+    statement = (
+        sa.select(
+            bucket, table.c.value, table.c[last_key], sa.func.sum(table.c["count"])
+        )
+        .where(
+            table.c.dimension == dimension,
+            table.c.hour >= query.start,
+            table.c.hour < query.end,
+        )
+        .group_by(bucket, table.c.value, table.c[last_key])
+    )
+    return list(connection.execute(statement).all())
+
+
+def delete_rollups_before(connection: Connection, cutoff: datetime) -> int:
+    deleted = 0
+    for table in (event_counts, delivery_latency):
+        result = connection.execute(sa.delete(table).where(table.c.hour < cutoff))
+        deleted += int(result.rowcount)
+    return deleted

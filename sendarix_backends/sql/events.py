@@ -1,0 +1,279 @@
+"""The event log: search, events without a transition, processing, retention.
+
+Events are written by the message lifecycle (``submissions`` and
+``transitions``). This module adds what happens to them afterwards:
+
+* ``search_events`` pages through the log with a keyset on ``sequence``.
+* ``record_events`` stores events that change no message state (bounce and
+  complaint reports, unsubscribes) with their suppression in one commit.
+* ``process_events`` takes unprocessed events, creates their webhook
+  deliveries, adds them to the analytics rollups and marks them processed,
+  in one transaction. On PostgreSQL the events are locked with ``SKIP
+  LOCKED``, so processors in several processes share the work. An event
+  committed late, after events with higher sequence numbers, is still
+  unprocessed and is picked up by a later batch, so none is missed.
+* ``delete_expired`` removes old processed events in small batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sendarix_backends.events.query import EventOrder, EventQuery
+from sendarix_backends.sql import analytics, bulk, codec, webhooks
+from sendarix_backends.sql.engine import dialect_insert
+from sendarix_backends.sql.listings import (
+    decode_cursor,
+    encode_cursor,
+    invalid_cursor_error,
+)
+from sendarix_backends.sql.schema import events, messages, suppressions
+from sendarix_core.model import Event
+from sendarix_core.ports import Page
+from sendarix_core.representation import event_to_dict, format_time
+from sendarix_core.suppression import Suppression, SuppressionReason
+
+__all__ = [
+    "delete_expired",
+    "process_events",
+    "record_events",
+    "record_unsubscribe",
+    "search_events",
+]
+
+# Containment searches on tags and metadata use these inverted indexes on
+# PostgreSQL. SQLite has no such index type, and the condition ``0`` keeps
+# the SQLite index empty, so it costs nothing on the send path there.
+sa.Index(
+    "ix_messages_tags",
+    messages.c.tags,
+    postgresql_using="gin",
+    postgresql_ops={"tags": "jsonb_path_ops"},
+    sqlite_where=sa.text("0"),
+)
+sa.Index(
+    "ix_messages_metadata",
+    messages.c.metadata,
+    postgresql_using="gin",
+    postgresql_ops={"metadata": "jsonb_path_ops"},
+    sqlite_where=sa.text("0"),
+)
+
+
+# Search
+
+
+def search_events(connection: Connection, query: EventQuery) -> Page[Event]:
+    if query.limit < 1:
+        raise ValueError(f"limit must be at least 1, not {query.limit}")
+    statement = sa.select(events)
+    statement = _filter(statement, connection.dialect.name, query)
+
+    newest_first = query.order is EventOrder.NEWEST_FIRST
+    if query.cursor is not None:
+        after = _decode_position(query.cursor, query.order)
+        statement = statement.where(
+            events.c.sequence < after if newest_first else events.c.sequence > after
+        )
+    order = events.c.sequence.desc() if newest_first else events.c.sequence.asc()
+    statement = statement.order_by(order).limit(query.limit + 1)
+
+    rows = connection.execute(statement).mappings().all()
+    items = [codec.event_from_row(row) for row in rows[: query.limit]]
+    next_cursor = None
+    if len(rows) > query.limit:
+        last = rows[query.limit - 1]["sequence"]
+        next_cursor = encode_cursor(f"{query.order.value}:{last}")
+    return Page(items=items, next_cursor=next_cursor)
+
+
+def _filter(
+    statement: sa.Select[Any], dialect: str, query: EventQuery
+) -> sa.Select[Any]:
+    if query.types:
+        statement = statement.where(events.c.type.in_(sorted(query.types)))
+    if query.recipient is not None:
+        statement = statement.where(
+            sa.func.lower(events.c.recipient) == sa.func.lower(query.recipient.strip())
+        )
+    if query.message_id is not None:
+        statement = statement.where(events.c.message_id == query.message_id)
+    if query.created_after is not None:
+        statement = statement.where(events.c.created_at >= query.created_after)
+    if query.created_before is not None:
+        statement = statement.where(events.c.created_at < query.created_before)
+    if query.tag is None and not query.metadata:
+        return statement
+
+    statement = statement.join(messages, messages.c.id == events.c.message_id)
+    if dialect == "postgresql":
+        return _postgresql_message_filter(statement, query)
+    return _sqlite_message_filter(statement, query)
+
+
+def _postgresql_message_filter(
+    statement: sa.Select[Any], query: EventQuery
+) -> sa.Select[Any]:
+    # ``@>`` (containment) is what the GIN indexes on tags and metadata serve.
+    if query.tag is not None:
+        statement = statement.where(
+            sa.text("messages.tags @> CAST(:tags AS jsonb)").bindparams(
+                tags=orjson.dumps([query.tag]).decode()
+            )
+        )
+    if query.metadata:
+        statement = statement.where(
+            sa.text("messages.metadata @> CAST(:metadata AS jsonb)").bindparams(
+                metadata=orjson.dumps(dict(query.metadata)).decode()
+            )
+        )
+    return statement
+
+
+def _sqlite_message_filter(
+    statement: sa.Select[Any], query: EventQuery
+) -> sa.Select[Any]:
+    if query.tag is not None:
+        statement = statement.where(
+            sa.text(
+                "EXISTS (SELECT 1 FROM json_each(messages.tags) AS tag "
+                "WHERE tag.value = :tag)"
+            ).bindparams(tag=query.tag)
+        )
+    for index, (key, value) in enumerate(sorted(query.metadata.items())):
+        statement = statement.where(
+            sa.text(
+                # Only the parameter names vary; values are bound.
+                "EXISTS (SELECT 1 FROM json_each(messages.metadata) AS entry "  # noqa: S608
+                f"WHERE entry.key = :key_{index} AND entry.value = :value_{index})"
+            ).bindparams(**{f"key_{index}": key, f"value_{index}": value})
+        )
+    return statement
+
+
+def _decode_position(cursor: str, order: EventOrder) -> int:
+    prefix, _, sequence = decode_cursor(cursor).partition(":")
+    if prefix != order.value or not sequence.isdigit():
+        raise invalid_cursor_error(cursor)
+    return int(sequence)
+
+
+# Events without a transition
+
+
+def record_events(
+    connection: Connection,
+    new_events: Sequence[Event],
+    new_suppressions: Sequence[Suppression] = (),
+) -> None:
+    """Store events and suppressions (existing entries are kept) in order."""
+    bulk.insert_rows(connection, events, [codec.event_row(e) for e in new_events])
+    rows = {s.recipient: codec.suppression_row(s) for s in new_suppressions}
+    if not rows:
+        return
+    statement = (
+        dialect_insert(connection, suppressions)
+        .values([rows[recipient] for recipient in sorted(rows)])
+        .on_conflict_do_nothing(index_elements=[suppressions.c.recipient])
+    )
+    connection.execute(statement)
+
+
+def record_unsubscribe(
+    connection: Connection, suppression: Suppression, event: Event
+) -> tuple[Suppression, bool]:
+    """Suppress a recipient as unsubscribed and store ``event``.
+
+    A recipient already unsubscribed gets no second event. Returns the
+    stored entry and whether the event was recorded.
+    """
+    existing = (
+        connection.execute(
+            sa.select(suppressions)
+            .where(suppressions.c.recipient == suppression.recipient)
+            .with_for_update()
+        )
+        .mappings()
+        .one_or_none()
+    )
+    if existing is not None:
+        stored = codec.suppression_from_row(existing)
+        if stored.reason is SuppressionReason.USER_UNSUBSCRIBED:
+            return stored, False
+        record_events(connection, [event])
+        return stored, True
+    record_events(connection, [event], [suppression])
+    return suppression, True
+
+
+# Processing
+
+
+def process_events(
+    connection: Connection,
+    *,
+    now: datetime,
+    limit: int,
+    retry_window: timedelta,
+) -> tuple[int, int]:
+    """Fan out and count up to ``limit`` unprocessed events, oldest first.
+
+    Returns how many events were processed and how many deliveries created.
+    """
+    statement = (
+        sa.select(events)
+        .where(events.c.processed_at.is_(None))
+        .order_by(events.c.sequence)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = connection.execute(statement).mappings().all()
+    if not rows:
+        return 0, 0
+
+    payloads = [_payload(row) for row in rows]
+    created = webhooks.fan_out(
+        connection, rows, payloads, now=now, retry_window=retry_window
+    )
+    analytics.add_to_rollups(connection, rows)
+    sequences = [row["sequence"] for row in rows]
+    connection.execute(
+        sa.update(events)
+        .where(events.c.sequence.in_(sequences))
+        .values(processed_at=now)
+    )
+    return len(rows), created
+
+
+def _payload(row: Any) -> bytes:
+    event = codec.event_from_row(row)
+    document = {
+        "type": str(event.type),
+        "timestamp": format_time(event.created_at),
+        "data": event_to_dict(event),
+    }
+    return orjson.dumps(document)
+
+
+# Retention
+
+
+def delete_expired(connection: Connection, cutoff: datetime, limit: int) -> int:
+    """Delete up to ``limit`` processed events created before ``cutoff``."""
+    oldest = (
+        sa.select(events.c.sequence)
+        .where(events.c.created_at < cutoff, events.c.processed_at.is_not(None))
+        .order_by(events.c.created_at)
+        .limit(limit)
+    )
+    sequences = list(connection.execute(oldest).scalars())
+    if not sequences:
+        return 0
+    connection.execute(sa.delete(events).where(events.c.sequence.in_(sequences)))
+    return len(sequences)

@@ -1,0 +1,678 @@
+"""Webhook endpoints, deliveries and attempts on SQLite and PostgreSQL.
+
+A delivery is one event for one endpoint. The event processor creates
+deliveries (``fan_out``) in the transaction that marks the events processed,
+so an event is handed to every subscribed endpoint exactly once; a unique
+key on (endpoint, event) backs this up. Dispatchers
+lease due deliveries the way workers lease messages: ``due_at`` is the next
+attempt while waiting and the lease expiry while an attempt runs, and a
+delivery whose dispatcher died becomes due again when its lease runs out.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sendarix_backends.sql import bulk
+from sendarix_backends.sql.listings import decode_cursor, encode_cursor
+from sendarix_backends.sql.schema import (
+    JSON_DOCUMENT,
+    SEQUENCE,
+    UtcTimestamp,
+    events,
+    metadata,
+)
+from sendarix_backends.webhooks.model import (
+    AttemptOutcome,
+    AttemptRecord,
+    ClaimedDelivery,
+    DeliveryStatus,
+    EndpointChanges,
+    WebhookAttempt,
+    WebhookEndpoint,
+)
+from sendarix_core.errors import FieldError, ValidationError
+from sendarix_core.ids import new_id
+from sendarix_core.ports import Page
+
+__all__ = [
+    "claim_deliveries",
+    "create_endpoint",
+    "delete_endpoint",
+    "delete_finished_deliveries",
+    "fan_out",
+    "get_endpoint",
+    "list_attempts",
+    "list_endpoints",
+    "record_attempts",
+    "replay_delivery",
+    "replay_range",
+    "rotate_secret",
+    "update_endpoint",
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhook_endpoints",
+]
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("event_types", JSON_DOCUMENT, nullable=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("previous_secret", sa.Text, nullable=True),
+    sa.Column("previous_secret_expires_at", UtcTimestamp, nullable=True),
+    sa.Column("created_at", UtcTimestamp, nullable=False),
+    sa.Column("updated_at", UtcTimestamp, nullable=False),
+    sa.Column("failing_since", UtcTimestamp, nullable=True),
+    sa.Column("disabled_at", UtcTimestamp, nullable=True),
+    sa.Column("disabled_reason", sa.Text, nullable=True),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column(
+        "endpoint_id",
+        sa.Text,
+        sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("event_sequence", sa.BigInteger, nullable=False),
+    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("message_id", sa.Text, nullable=True),
+    sa.Column("event_created_at", UtcTimestamp, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", UtcTimestamp, nullable=False),
+    sa.Column("retry_until", UtcTimestamp, nullable=False),
+    sa.Column("due_at", UtcTimestamp, nullable=True),
+    sa.Column("lease_owner", sa.Text, nullable=True),
+    sa.Column("finished_at", UtcTimestamp, nullable=True),
+    sa.UniqueConstraint("endpoint_id", "event_sequence"),
+    sa.Index(
+        "ix_webhook_deliveries_due",
+        "due_at",
+        postgresql_where=sa.text("due_at IS NOT NULL"),
+        sqlite_where=sa.text("due_at IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_webhook_deliveries_pending",
+        "endpoint_id",
+        "message_id",
+        "event_sequence",
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index("ix_webhook_deliveries_event_time", "endpoint_id", "event_created_at"),
+    sa.Index("ix_webhook_deliveries_created", "created_at"),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("sequence", SEQUENCE, primary_key=True, autoincrement=True),
+    sa.Column(
+        "delivery_id",
+        sa.Text,
+        sa.ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("endpoint_id", sa.Text, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("attempted_at", UtcTimestamp, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("latency_ms", sa.Integer, nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Index("ix_webhook_attempts_endpoint", "endpoint_id", "sequence"),
+    sa.Index("ix_webhook_attempts_delivery", "delivery_id"),
+    sqlite_autoincrement=True,
+)
+
+_PENDING = DeliveryStatus.PENDING.value
+
+
+# Endpoints
+
+
+def create_endpoint(connection: Connection, endpoint: WebhookEndpoint) -> None:
+    connection.execute(sa.insert(webhook_endpoints).values(_endpoint_row(endpoint)))
+
+
+def get_endpoint(connection: Connection, endpoint_id: str) -> WebhookEndpoint | None:
+    statement = sa.select(webhook_endpoints).where(
+        webhook_endpoints.c.id == endpoint_id
+    )
+    row = connection.execute(statement).mappings().one_or_none()
+    return None if row is None else _endpoint_from_row(row)
+
+
+def list_endpoints(connection: Connection) -> list[WebhookEndpoint]:
+    statement = sa.select(webhook_endpoints).order_by(webhook_endpoints.c.id)
+    return [_endpoint_from_row(row) for row in connection.execute(statement).mappings()]
+
+
+def update_endpoint(
+    connection: Connection, endpoint_id: str, changes: EndpointChanges, now: datetime
+) -> WebhookEndpoint | None:
+    values: dict[str, Any] = {"updated_at": now}
+    if changes.url is not None:
+        values["url"] = changes.url
+    if changes.description is not None:
+        values["description"] = changes.description
+    if changes.all_event_types:
+        values["event_types"] = sa.null()
+    elif changes.event_types is not None:
+        values["event_types"] = list(changes.event_types)
+    if changes.enabled is not None:
+        values["enabled"] = changes.enabled
+        if changes.enabled:
+            # Enabling starts a new failure window and clears the reason.
+            values.update(failing_since=None, disabled_at=None, disabled_reason=None)
+    connection.execute(
+        sa.update(webhook_endpoints)
+        .where(webhook_endpoints.c.id == endpoint_id)
+        .values(values)
+    )
+    return get_endpoint(connection, endpoint_id)
+
+
+def delete_endpoint(connection: Connection, endpoint_id: str) -> bool:
+    # Attempts go with their deliveries, deliveries with the endpoint; the
+    # explicit deletes make this independent of foreign key enforcement.
+    delivery_ids = sa.select(webhook_deliveries.c.id).where(
+        webhook_deliveries.c.endpoint_id == endpoint_id
+    )
+    connection.execute(
+        sa.delete(webhook_attempts).where(
+            webhook_attempts.c.delivery_id.in_(delivery_ids)
+        )
+    )
+    connection.execute(
+        sa.delete(webhook_deliveries).where(
+            webhook_deliveries.c.endpoint_id == endpoint_id
+        )
+    )
+    result = connection.execute(
+        sa.delete(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+    )
+    return result.rowcount > 0
+
+
+def rotate_secret(
+    connection: Connection,
+    endpoint_id: str,
+    new_secret: str,
+    *,
+    now: datetime,
+    grace: timedelta,
+) -> WebhookEndpoint | None:
+    """Make ``new_secret`` current; the old one keeps signing for ``grace``."""
+    table = webhook_endpoints
+    connection.execute(
+        sa.update(table)
+        .where(table.c.id == endpoint_id)
+        .values(
+            previous_secret=table.c.secret,
+            previous_secret_expires_at=now + grace,
+            secret=new_secret,
+            updated_at=now,
+        )
+    )
+    return get_endpoint(connection, endpoint_id)
+
+
+def _endpoint_row(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    event_types = None if endpoint.event_types is None else list(endpoint.event_types)
+    return {
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "description": endpoint.description,
+        "event_types": sa.null() if event_types is None else event_types,
+        "enabled": endpoint.enabled,
+        "secret": endpoint.secret,
+        "previous_secret": endpoint.previous_secret,
+        "previous_secret_expires_at": endpoint.previous_secret_expires_at,
+        "created_at": endpoint.created_at,
+        "updated_at": endpoint.updated_at,
+        "failing_since": endpoint.failing_since,
+        "disabled_at": endpoint.disabled_at,
+        "disabled_reason": endpoint.disabled_reason,
+    }
+
+
+def _endpoint_from_row(row: Mapping[Any, Any]) -> WebhookEndpoint:
+    event_types = row["event_types"]
+    return WebhookEndpoint(
+        id=row["id"],
+        url=row["url"],
+        description=row["description"],
+        event_types=None if event_types is None else tuple(event_types),
+        enabled=bool(row["enabled"]),
+        secret=row["secret"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        previous_secret=row["previous_secret"],
+        previous_secret_expires_at=row["previous_secret_expires_at"],
+        failing_since=row["failing_since"],
+        disabled_at=row["disabled_at"],
+        disabled_reason=row["disabled_reason"],
+    )
+
+
+# Fan-out
+
+
+def fan_out(
+    connection: Connection,
+    event_rows: Sequence[Mapping[Any, Any]],
+    payloads: Sequence[bytes],
+    *,
+    now: datetime,
+    retry_window: timedelta,
+) -> int:
+    """Create one pending delivery per event and subscribed, enabled endpoint.
+
+    An endpoint receives the events created from its own creation on.
+    Returns how many deliveries were created.
+    """
+    endpoints = [
+        endpoint for endpoint in list_endpoints(connection) if endpoint.enabled
+    ]
+    if not endpoints or not event_rows:
+        return 0
+    rows = []
+    for event, payload in zip(event_rows, payloads, strict=True):
+        for endpoint in endpoints:
+            if event["created_at"] < endpoint.created_at:
+                continue
+            if not endpoint.wants(event["type"]):
+                continue
+            rows.append(_delivery_row(endpoint.id, event, payload, now, retry_window))
+    bulk.insert_rows(connection, webhook_deliveries, rows)
+    return len(rows)
+
+
+def _delivery_row(
+    endpoint_id: str,
+    event: Mapping[Any, Any],
+    payload: bytes,
+    now: datetime,
+    retry_window: timedelta,
+) -> dict[str, Any]:
+    return {
+        "id": new_id("whd", now, secrets.token_bytes(10)),
+        "endpoint_id": endpoint_id,
+        "event_sequence": event["sequence"],
+        "event_id": event["event_id"],
+        "event_type": event["type"],
+        "message_id": event["message_id"],
+        "event_created_at": event["created_at"],
+        "payload": payload.decode(),
+        "status": _PENDING,
+        "attempts": 0,
+        "created_at": now,
+        "retry_until": now + retry_window,
+        "due_at": now,
+        "lease_owner": None,
+        "finished_at": None,
+    }
+
+
+# Dispatch
+
+
+def claim_deliveries(
+    connection: Connection,
+    worker_id: str,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+) -> list[ClaimedDelivery]:
+    """Lease up to ``limit`` due deliveries of enabled endpoints, oldest due first.
+
+    A delivery waits while an earlier event of the same message is still
+    pending for that endpoint, or not yet processed (and so may still get a
+    delivery), which keeps each message's events in order per endpoint.
+    """
+    deliveries = webhook_deliveries
+    earlier = deliveries.alias("earlier")
+    unprocessed = events.alias("unprocessed")
+    earlier_pending = sa.exists().where(
+        earlier.c.endpoint_id == deliveries.c.endpoint_id,
+        earlier.c.message_id == deliveries.c.message_id,
+        earlier.c.event_sequence < deliveries.c.event_sequence,
+        earlier.c.status == _PENDING,
+    )
+    earlier_unprocessed = sa.exists().where(
+        unprocessed.c.message_id == deliveries.c.message_id,
+        unprocessed.c.sequence < deliveries.c.event_sequence,
+        unprocessed.c.processed_at.is_(None),
+    )
+    statement = (
+        sa.select(deliveries.c.id)
+        .join(webhook_endpoints, webhook_endpoints.c.id == deliveries.c.endpoint_id)
+        .where(
+            deliveries.c.due_at.is_not(None),
+            deliveries.c.due_at <= now,
+            webhook_endpoints.c.enabled.is_(True),
+            ~earlier_pending,
+            ~earlier_unprocessed,
+        )
+        .order_by(deliveries.c.due_at)
+        .limit(limit)
+        .with_for_update(of=deliveries, skip_locked=True)
+    )
+    ids = list(connection.execute(statement).scalars())
+    if not ids:
+        return []
+
+    connection.execute(
+        sa.update(deliveries)
+        .where(deliveries.c.id.in_(ids))
+        .values(due_at=now + lease, lease_owner=worker_id)
+    )
+    rows = connection.execute(
+        sa.select(
+            deliveries,
+            webhook_endpoints.c.url,
+            webhook_endpoints.c.secret,
+            webhook_endpoints.c.previous_secret,
+            webhook_endpoints.c.previous_secret_expires_at,
+        )
+        .join(webhook_endpoints, webhook_endpoints.c.id == deliveries.c.endpoint_id)
+        .where(deliveries.c.id.in_(ids))
+        .order_by(deliveries.c.event_sequence)
+    ).mappings()
+    return [_claimed_from_row(row, now) for row in rows]
+
+
+def _claimed_from_row(row: Mapping[Any, Any], now: datetime) -> ClaimedDelivery:
+    signing = [row["secret"]]
+    expires = row["previous_secret_expires_at"]
+    if row["previous_secret"] and expires is not None and now < expires:
+        signing.append(row["previous_secret"])
+    return ClaimedDelivery(
+        id=row["id"],
+        endpoint_id=row["endpoint_id"],
+        url=row["url"],
+        secrets=tuple(signing),
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        message_id=row["message_id"],
+        payload=row["payload"].encode(),
+        attempts=row["attempts"],
+        retry_until=row["retry_until"],
+    )
+
+
+def record_attempts(
+    connection: Connection,
+    records: Sequence[AttemptRecord],
+    worker_id: str,
+    *,
+    now: datetime,
+    disable_after: timedelta,
+) -> list[str]:
+    """Store attempts, update their deliveries and endpoints.
+
+    An endpoint whose attempts all failed for ``disable_after`` is disabled.
+    Returns the ids of the endpoints disabled now.
+    """
+    if not records:
+        return []
+    connection.execute(
+        sa.insert(webhook_attempts), [_attempt_row(record) for record in records]
+    )
+    for record in records:
+        _finish_attempt(connection, record, worker_id)
+
+    succeeded = sorted({r.endpoint_id for r in records if _is_success(r)})
+    failed = sorted(
+        {r.endpoint_id for r in records if not _is_success(r)} - set(succeeded)
+    )
+    table = webhook_endpoints
+    if succeeded:
+        connection.execute(
+            sa.update(table).where(table.c.id.in_(succeeded)).values(failing_since=None)
+        )
+    if not failed:
+        return []
+    connection.execute(
+        sa.update(table)
+        .where(table.c.id.in_(failed), table.c.failing_since.is_(None))
+        .values(failing_since=min(r.attempted_at for r in records))
+    )
+    return _disable_failing(connection, failed, now, disable_after)
+
+
+def _is_success(record: AttemptRecord) -> bool:
+    return record.outcome is AttemptOutcome.SUCCEEDED
+
+
+def _attempt_row(record: AttemptRecord) -> dict[str, Any]:
+    return {
+        "delivery_id": record.delivery_id,
+        "endpoint_id": record.endpoint_id,
+        "attempt": record.attempt,
+        "attempted_at": record.attempted_at,
+        "status_code": record.status_code,
+        "latency_ms": round(record.latency.total_seconds() * 1000),
+        "response": record.response,
+        "error": record.error,
+        "outcome": record.outcome.value,
+    }
+
+
+def _finish_attempt(
+    connection: Connection, record: AttemptRecord, worker_id: str
+) -> None:
+    values: dict[str, Any] = {"attempts": record.attempt, "lease_owner": None}
+    if record.outcome is AttemptOutcome.RETRYING:
+        values["due_at"] = record.next_attempt_at
+    else:
+        values.update(
+            status=record.outcome.value,
+            due_at=None,
+            finished_at=record.attempted_at,
+        )
+    # A dispatcher whose lease ran out and was taken over keeps its attempt
+    # in the history but no longer decides the delivery's state.
+    connection.execute(
+        sa.update(webhook_deliveries)
+        .where(
+            webhook_deliveries.c.id == record.delivery_id,
+            webhook_deliveries.c.lease_owner == worker_id,
+            webhook_deliveries.c.status == _PENDING,
+        )
+        .values(values)
+    )
+
+
+def _disable_failing(
+    connection: Connection,
+    endpoint_ids: list[str],
+    now: datetime,
+    disable_after: timedelta,
+) -> list[str]:
+    table = webhook_endpoints
+    rows = connection.execute(
+        sa.select(table.c.id, table.c.failing_since).where(
+            table.c.id.in_(endpoint_ids),
+            table.c.enabled.is_(True),
+            table.c.failing_since <= now - disable_after,
+        )
+    ).all()
+    for endpoint_id, failing_since in rows:
+        reason = (
+            f"every delivery attempt failed from {failing_since.isoformat()} "
+            f"to {now.isoformat()}; fix the receiver, then enable the endpoint"
+        )
+        connection.execute(
+            sa.update(table)
+            .where(table.c.id == endpoint_id)
+            .values(
+                enabled=False,
+                disabled_at=now,
+                disabled_reason=reason,
+                updated_at=now,
+            )
+        )
+    return [endpoint_id for endpoint_id, _ in rows]
+
+
+# History and replay
+
+
+def list_attempts(
+    connection: Connection, endpoint_id: str, limit: int, cursor: str | None
+) -> Page[WebhookAttempt]:
+    """List an endpoint's attempts, newest first."""
+    attempts, deliveries = webhook_attempts, webhook_deliveries
+    statement = (
+        sa.select(
+            attempts,
+            deliveries.c.event_id,
+            deliveries.c.event_type,
+            deliveries.c.message_id,
+            deliveries.c.status.label("delivery_status"),
+        )
+        .join(deliveries, deliveries.c.id == attempts.c.delivery_id)
+        .where(attempts.c.endpoint_id == endpoint_id)
+        .order_by(attempts.c.sequence.desc())
+        .limit(limit + 1)
+    )
+    if cursor is not None:
+        statement = statement.where(attempts.c.sequence < _decode_sequence(cursor))
+    rows = connection.execute(statement).mappings().all()
+    items = [_attempt_from_row(row) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = encode_cursor(str(items[-1].sequence))
+    return Page(items=items, next_cursor=next_cursor)
+
+
+def _decode_sequence(cursor: str) -> int:
+    value = decode_cursor(cursor)
+    if not value.isdigit():
+        message = f"cursor {cursor!r} is invalid; pass next_cursor unchanged"
+        raise ValidationError([FieldError("cursor", "invalid_cursor", message)])
+    return int(value)
+
+
+def _attempt_from_row(row: Mapping[Any, Any]) -> WebhookAttempt:
+    return WebhookAttempt(
+        sequence=row["sequence"],
+        delivery_id=row["delivery_id"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        message_id=row["message_id"],
+        attempt=row["attempt"],
+        attempted_at=row["attempted_at"],
+        status_code=row["status_code"],
+        latency_ms=row["latency_ms"],
+        response=row["response"],
+        error=row["error"],
+        outcome=AttemptOutcome(row["outcome"]),
+        delivery_status=DeliveryStatus(row["delivery_status"]),
+    )
+
+
+def replay_delivery(
+    connection: Connection,
+    endpoint_id: str,
+    delivery_id: str,
+    *,
+    now: datetime,
+    retry_window: timedelta,
+) -> bool:
+    """Queue a finished delivery again; return False if it does not exist.
+
+    A delivery still pending is left as it is and counts as found.
+    """
+    table = webhook_deliveries
+    found = connection.execute(
+        sa.select(table.c.status).where(
+            table.c.id == delivery_id, table.c.endpoint_id == endpoint_id
+        )
+    ).scalar_one_or_none()
+    if found is None:
+        return False
+    connection.execute(
+        sa.update(table)
+        .where(table.c.id == delivery_id, table.c.status != _PENDING)
+        .values(_requeued(now, retry_window))
+    )
+    return True
+
+
+def replay_range(
+    connection: Connection,
+    endpoint_id: str,
+    *,
+    start: datetime,
+    end: datetime,
+    statuses: Sequence[DeliveryStatus],
+    now: datetime,
+    retry_window: timedelta,
+) -> int:
+    """Queue again the finished deliveries of events created in [start, end)."""
+    table = webhook_deliveries
+    wanted = [status.value for status in statuses if status != DeliveryStatus.PENDING]
+    result = connection.execute(
+        sa.update(table)
+        .where(
+            table.c.endpoint_id == endpoint_id,
+            table.c.event_created_at >= start,
+            table.c.event_created_at < end,
+            table.c.status.in_(wanted),
+        )
+        .values(_requeued(now, retry_window))
+    )
+    return int(result.rowcount)
+
+
+def _requeued(now: datetime, retry_window: timedelta) -> dict[str, Any]:
+    return {
+        "status": _PENDING,
+        "due_at": now,
+        "lease_owner": None,
+        "finished_at": None,
+        "retry_until": now + retry_window,
+    }
+
+
+def delete_finished_deliveries(
+    connection: Connection, cutoff: datetime, limit: int
+) -> int:
+    """Delete up to ``limit`` finished deliveries created before ``cutoff``."""
+    table = webhook_deliveries
+    ids = list(
+        connection.execute(
+            sa.select(table.c.id)
+            .where(table.c.created_at < cutoff, table.c.status != _PENDING)
+            .order_by(table.c.created_at)
+            .limit(limit)
+        ).scalars()
+    )
+    if not ids:
+        return 0
+    connection.execute(
+        sa.delete(webhook_attempts).where(webhook_attempts.c.delivery_id.in_(ids))
+    )
+    connection.execute(sa.delete(table).where(table.c.id.in_(ids)))
+    return len(ids)

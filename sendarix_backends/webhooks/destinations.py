@@ -1,0 +1,190 @@
+"""Address checks of webhook URLs, made at creation and before each post.
+
+Without ``SENDARIX_WEBHOOK_ALLOW_PRIVATE`` a URL is rejected when its host
+is, or resolves to, a loopback, private (RFC 1918, unique local), link-local,
+shared (100.64/10), multicast, reserved or unspecified address. Cloud
+metadata addresses are rejected even when private addresses are allowed.
+Every address a name resolves to must pass, and the post then connects to
+one of the checked addresses, so a DNS answer that changes between the check
+and the connection (DNS rebinding) can't redirect it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+import anyio
+import attrs
+import dns.asyncresolver
+import dns.exception
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+__all__ = [
+    "AddressResolver",
+    "Destination",
+    "DestinationError",
+    "check_address",
+    "parse_url",
+]
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Instance metadata services of AWS, GCP, Azure (IPv4) and AWS (IPv6).
+METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+)
+_SHARED = ipaddress.ip_network("100.64.0.0/10")
+
+
+class DestinationError(ValueError):
+    """A webhook URL is malformed or points where webhooks may not go."""
+
+
+@attrs.frozen
+class Destination:
+    """A parsed webhook URL: scheme, host (without brackets), port, path."""
+
+    scheme: str
+    host: str
+    port: int
+    target: str
+
+    @property
+    def literal(self) -> IpAddress | None:
+        try:
+            return ipaddress.ip_address(self.host)
+        except ValueError:
+            return None
+
+
+def parse_url(url: str) -> Destination:
+    """Parse an http or https URL; raise DestinationError naming the problem."""
+    if len(url) > 2048:
+        raise DestinationError("the URL is longer than 2048 characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise DestinationError(f"{url!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in {"http", "https"}:
+        raise DestinationError(f"{url!r} must start with https:// or http://")
+    if not parts.hostname:
+        raise DestinationError(f"{url!r} has no host")
+    if parts.username is not None or parts.password is not None:
+        raise DestinationError(
+            f"{url!r} contains credentials; verify signatures instead"
+        )
+    if parts.fragment:
+        raise DestinationError(f"{url!r} has a fragment (#…), which is never sent")
+    default_port = 443 if parts.scheme == "https" else 80
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return Destination(parts.scheme, parts.hostname, port or default_port, target)
+
+
+def check_address(address: IpAddress, *, allow_private: bool) -> str | None:
+    """Return why webhooks may not go to ``address``, or ``None`` if they may."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    if address in METADATA_ADDRESSES:
+        return f"{address} is a cloud metadata address"
+    if allow_private:
+        return None
+    if address.is_loopback:
+        return f"{address} is a loopback address"
+    if address.is_link_local:
+        return f"{address} is a link-local address"
+    if address.is_multicast or address.is_reserved or address.is_unspecified:
+        return f"{address} is not a unicast internet address"
+    if address.is_private or address in _SHARED:
+        return f"{address} is a private address"
+    return None
+
+
+class AddressResolver:
+    """Resolves webhook hosts to addresses and checks every one.
+
+    ``nameservers`` are ``(address, port)`` pairs to ask, as for MX lookups;
+    with ``None`` the system resolver (``getaddrinfo``, so also
+    ``/etc/hosts``) resolves names.
+    """
+
+    def __init__(
+        self,
+        nameservers: Sequence[tuple[str, int]] | None,
+        *,
+        allow_private: bool,
+        timeout: float = 5.0,
+    ) -> None:
+        self.allow_private = allow_private
+        self._timeout = timeout
+        self._dns: dns.asyncresolver.Resolver | None = None
+        if nameservers:
+            resolver = dns.asyncresolver.Resolver(configure=False)
+            resolver.nameservers = [
+                dns.nameserver.Do53Nameserver(address, port)
+                for address, port in nameservers
+            ]
+            resolver.lifetime = timeout
+            resolver.cache = None
+            self._dns = resolver
+
+    async def checked_addresses(self, destination: Destination) -> list[IpAddress]:
+        """Return the addresses of ``destination``, all of them allowed.
+
+        Raises DestinationError when the name does not resolve or when any
+        address is not allowed.
+        """
+        literal = destination.literal
+        found = [literal] if literal is not None else await self._resolve(destination)
+        for address in found:
+            reason = check_address(address, allow_private=self.allow_private)
+            if reason is not None:
+                raise DestinationError(
+                    f"webhook host {destination.host!r} is not allowed: {reason}; "
+                    "use a public address, or set SENDARIX_WEBHOOK_ALLOW_PRIVATE=true "
+                    "for internal receivers"
+                )
+        return found
+
+    async def _resolve(self, destination: Destination) -> list[IpAddress]:
+        host = destination.host
+        try:
+            with anyio.fail_after(self._timeout):
+                if self._dns is not None:
+                    answers = await _resolve_dns(self._dns, host)
+                else:
+                    answers = await self._resolve_system(host, destination.port)
+        except TimeoutError:
+            raise DestinationError(f"resolving {host!r} timed out") from None
+        if not answers:
+            raise DestinationError(f"{host!r} has no address")
+        return list(dict.fromkeys(answers))
+
+    async def _resolve_system(self, host: str, port: int) -> list[IpAddress]:
+        try:
+            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise DestinationError(f"{host!r} does not resolve: {exc}") from None
+        return [ipaddress.ip_address(info[4][0]) for info in infos]
+
+
+async def _resolve_dns(
+    resolver: dns.asyncresolver.Resolver, host: str
+) -> list[IpAddress]:
+    found: list[IpAddress] = []
+    for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        try:
+            answer = await resolver.resolve(host, rdtype, search=False)
+        except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+            continue
+        except dns.exception.DNSException as exc:
+            raise DestinationError(f"resolving {host!r} failed: {exc}") from None
+        found.extend(ipaddress.ip_address(record.address) for record in answer)
+    return found

@@ -1,0 +1,210 @@
+"""The webhook dispatcher: lease due deliveries, post them, record attempts.
+
+Posts run concurrently, up to ``concurrency`` at once per process. Every
+attempt is stored with its status code, latency, response excerpt and
+error, and its outcome updates the delivery in the same commit, batched
+with other attempts that finished at the same time.
+
+A dispatcher that dies mid-post leaves the delivery leased. When the lease
+runs out, another dispatcher posts it again under the same ``webhook-id``,
+so a receiver gets every event at least once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+import anyio
+import anyio.abc
+
+from sendarix_backends.batching import GroupCommitter
+from sendarix_backends.events.storage import SqlEventStorage
+from sendarix_backends.webhooks.model import (
+    AttemptOutcome,
+    AttemptRecord,
+    ClaimedDelivery,
+)
+from sendarix_backends.webhooks.schedule import WebhookPolicy
+from sendarix_backends.webhooks.signing import delivery_headers
+from sendarix_core.clock import Clock
+from sendarix_core.errors import StorageError
+from sendarix_core.ports import WebhookResponse, WebhookSender
+
+__all__ = ["WebhookDispatcher"]
+
+logger = logging.getLogger("sendarix.webhooks")
+
+
+class WebhookDispatcher:
+    def __init__(
+        self,
+        *,
+        storage: SqlEventStorage,
+        sender: WebhookSender,
+        clock: Clock,
+        policy: WebhookPolicy,
+        lease: timedelta,
+        poll_interval: float,
+        concurrency: int = 20,
+        random_fraction: Callable[[], float] = random.random,
+    ) -> None:
+        self._storage = storage
+        self._sender = sender
+        self._clock = clock
+        self._policy = policy
+        self._lease = lease
+        self._poll_interval = poll_interval
+        self._concurrency = concurrency
+        self._random = random_fraction
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+        self._in_flight = 0
+        self._slot_freed = anyio.Event()
+        self._wakeup = anyio.Event()
+        self._attempts: GroupCommitter[AttemptRecord, list[str]] = GroupCommitter(
+            self._save_attempts
+        )
+
+    def wake(self) -> None:
+        """Tell the dispatcher that new deliveries may be due."""
+        self._wakeup.set()
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Dispatch deliveries until cancelled."""
+        async with anyio.create_task_group() as task_group:
+            task_status.started()
+            while True:
+                free = self._concurrency - self._in_flight
+                # Claiming for one free slot at a time would cost a write
+                # transaction per post; wait until half the slots are free.
+                if free < max(1, self._concurrency // 2):
+                    await self._slot_freed.wait()
+                    self._slot_freed = anyio.Event()
+                    continue
+                try:
+                    started = await self._claim_and_start(task_group, free)
+                except StorageError:
+                    logger.exception(
+                        "webhook claim failed", extra={"action": "webhook_claim_failed"}
+                    )
+                    started = 0
+                if started == 0:
+                    with anyio.move_on_after(self._poll_interval):
+                        await self._wakeup.wait()
+                    self._wakeup = anyio.Event()
+
+    async def run_once(self) -> int:
+        """Claim one batch, post every delivery and record it; return the count."""
+        async with anyio.create_task_group() as task_group:
+            claimed = await self._claim_and_start(task_group, self._concurrency)
+        return claimed
+
+    async def _claim_and_start(
+        self, task_group: anyio.abc.TaskGroup, limit: int
+    ) -> int:
+        claimed = await self._storage.claim_deliveries(
+            self.worker_id, self._clock.now(), limit, self._lease
+        )
+        for delivery in claimed:
+            self._in_flight += 1
+            task_group.start_soon(self._dispatch, delivery)
+        return len(claimed)
+
+    async def _dispatch(self, delivery: ClaimedDelivery) -> None:
+        try:
+            sent_at = self._clock.now()
+            headers = delivery_headers(
+                delivery.secrets, delivery.id, sent_at, delivery.payload
+            )
+            response = await self._sender.post(delivery.url, headers, delivery.payload)
+            record = self._record(delivery, sent_at, response)
+            disabled = await self._attempts.submit(record)
+            _log_attempt(delivery, record)
+            for endpoint_id in disabled:
+                logger.warning(
+                    "webhook endpoint disabled after failing continuously",
+                    extra={"action": "webhook_disabled", "endpoint_id": endpoint_id},
+                )
+        except StorageError:
+            # The lease runs out and the delivery is posted again later.
+            logger.exception(
+                "webhook attempt not saved",
+                extra={"action": "webhook_attempt_failed", "webhook_id": delivery.id},
+            )
+        finally:
+            self._in_flight -= 1
+            self._slot_freed.set()
+
+    def _record(
+        self, delivery: ClaimedDelivery, sent_at: datetime, response: WebhookResponse
+    ) -> AttemptRecord:
+        now = self._clock.now()
+        attempt = delivery.attempts + 1
+        succeeded = (
+            response.status_code is not None and 200 <= response.status_code < 300
+        )
+        next_attempt_at = None
+        outcome = AttemptOutcome.SUCCEEDED
+        if not succeeded:
+            next_attempt_at = self._policy.next_attempt_at(
+                attempt, now, delivery.retry_until, self._random()
+            )
+            outcome = (
+                AttemptOutcome.FAILED
+                if next_attempt_at is None
+                else AttemptOutcome.RETRYING
+            )
+        error = response.error
+        if error is None and not succeeded:
+            error = f"the endpoint answered HTTP {response.status_code}"
+        return AttemptRecord(
+            delivery_id=delivery.id,
+            endpoint_id=delivery.endpoint_id,
+            attempt=attempt,
+            attempted_at=sent_at,
+            status_code=response.status_code,
+            latency=response.elapsed,
+            response=response.body_excerpt,
+            error=error,
+            outcome=outcome,
+            next_attempt_at=next_attempt_at,
+        )
+
+    async def _save_attempts(self, records: Sequence[AttemptRecord]) -> list[list[str]]:
+        disabled = await self._storage.record_attempts(
+            records,
+            self.worker_id,
+            self._clock.now(),
+            self._policy.disable_after,
+        )
+        # Each disabled endpoint is reported once, by the first caller.
+        return [disabled] + [[] for _ in records[1:]]
+
+
+def _log_attempt(delivery: ClaimedDelivery, record: AttemptRecord) -> None:
+    level = (
+        logging.INFO if record.outcome is AttemptOutcome.SUCCEEDED else logging.WARNING
+    )
+    logger.log(
+        level,
+        "webhook %s",
+        record.outcome,
+        extra={
+            "action": f"webhook_{record.outcome}",
+            "webhook_id": delivery.id,
+            "endpoint_id": delivery.endpoint_id,
+            "event_id": delivery.event_id,
+            "event_type": delivery.event_type,
+            "message_id": delivery.message_id,
+            "attempt": record.attempt,
+            "status_code": record.status_code,
+            "latency_ms": round(record.latency.total_seconds() * 1000),
+            "error": record.error,
+        },
+    )

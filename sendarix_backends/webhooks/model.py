@@ -1,0 +1,133 @@
+"""Value objects of webhook endpoints, deliveries and attempts."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import attrs
+
+__all__ = [
+    "AttemptOutcome",
+    "AttemptRecord",
+    "ClaimedDelivery",
+    "DeliveryStatus",
+    "EndpointChanges",
+    "WebhookAttempt",
+    "WebhookEndpoint",
+]
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class AttemptOutcome(StrEnum):
+    """What one attempt meant for its delivery."""
+
+    SUCCEEDED = "succeeded"
+    RETRYING = "retrying"
+    FAILED = "failed"
+
+
+@attrs.frozen(kw_only=True)
+class WebhookEndpoint:
+    """A subscriber URL and the event types it receives.
+
+    ``event_types`` is ``None`` for every type. ``secret`` signs deliveries;
+    ``previous_secret`` still signs them until ``previous_secret_expires_at``
+    after a rotation, so receivers can switch keys without losing events.
+    ``failing_since`` is the first failed attempt since the last success.
+    """
+
+    id: str
+    url: str
+    description: str
+    event_types: tuple[str, ...] | None
+    enabled: bool
+    secret: str = attrs.field(repr=False)
+    created_at: datetime
+    updated_at: datetime
+    previous_secret: str | None = attrs.field(default=None, repr=False)
+    previous_secret_expires_at: datetime | None = None
+    failing_since: datetime | None = None
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
+
+    def signing_secrets(self, now: datetime) -> tuple[str, ...]:
+        """Return the secrets that sign a delivery made at ``now``, newest first."""
+        expires = self.previous_secret_expires_at
+        if self.previous_secret and expires is not None and now < expires:
+            return (self.secret, self.previous_secret)
+        return (self.secret,)
+
+    def wants(self, event_type: str) -> bool:
+        return self.event_types is None or event_type in self.event_types
+
+
+@attrs.frozen(kw_only=True)
+class EndpointChanges:
+    """Fields of an endpoint to update; ``None`` leaves a field unchanged."""
+
+    url: str | None = None
+    description: str | None = None
+    event_types: tuple[str, ...] | None = None
+    all_event_types: bool = False
+    enabled: bool | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ClaimedDelivery:
+    """A delivery leased to one dispatcher, with what it needs to post it.
+
+    ``id`` is the ``webhook-id`` header: one per event and endpoint, the same
+    on every attempt and replay, so receivers can drop duplicates.
+    """
+
+    id: str
+    endpoint_id: str
+    url: str
+    secrets: tuple[str, ...] = attrs.field(repr=False)
+    event_id: str
+    event_type: str
+    message_id: str | None
+    payload: bytes = attrs.field(repr=lambda value: f"<{len(value)} bytes>")
+    attempts: int
+    retry_until: datetime
+
+
+@attrs.frozen(kw_only=True)
+class AttemptRecord:
+    """The result of posting one delivery, as the dispatcher stores it."""
+
+    delivery_id: str
+    endpoint_id: str
+    attempt: int
+    attempted_at: datetime
+    status_code: int | None
+    latency: timedelta
+    response: str
+    error: str | None
+    outcome: AttemptOutcome
+    next_attempt_at: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class WebhookAttempt:
+    """One stored attempt, as ``GET /v1/webhooks/{id}/deliveries`` lists it."""
+
+    sequence: int
+    delivery_id: str
+    event_id: str
+    event_type: str
+    message_id: str | None
+    attempt: int
+    attempted_at: datetime
+    status_code: int | None
+    latency_ms: int
+    response: str
+    error: str | None
+    outcome: AttemptOutcome
+    delivery_status: DeliveryStatus

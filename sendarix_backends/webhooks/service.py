@@ -1,0 +1,188 @@
+"""Managing webhook endpoints: create, update, rotate, inspect and replay."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from sendarix_backends.events.storage import SqlEventStorage
+from sendarix_backends.webhooks.destinations import (
+    AddressResolver,
+    DestinationError,
+    parse_url,
+)
+from sendarix_backends.webhooks.model import (
+    DeliveryStatus,
+    EndpointChanges,
+    WebhookAttempt,
+    WebhookEndpoint,
+)
+from sendarix_backends.webhooks.schedule import WebhookPolicy
+from sendarix_backends.webhooks.signing import format_secret
+from sendarix_core.clock import Clock
+from sendarix_core.errors import FieldError, NotFoundError, ValidationError
+from sendarix_core.ports import Page
+from sendarix_core.states import EventType
+
+__all__ = ["SECRET_GRACE", "WebhookService"]
+
+# How long the previous secret keeps signing after a rotation.
+SECRET_GRACE = timedelta(hours=24)
+
+
+class WebhookService:
+    def __init__(
+        self,
+        *,
+        storage: SqlEventStorage,
+        resolver: AddressResolver,
+        clock: Clock,
+        policy: WebhookPolicy,
+        new_id: Callable[[str], str],
+        on_replay: Callable[[], None],
+    ) -> None:
+        self._storage = storage
+        self._resolver = resolver
+        self._clock = clock
+        self._policy = policy
+        self._new_id = new_id
+        self._on_replay = on_replay
+
+    async def create(
+        self,
+        url: str,
+        *,
+        event_types: Sequence[str] | None = None,
+        description: str = "",
+    ) -> WebhookEndpoint:
+        """Create an enabled endpoint with a new secret and return it."""
+        await self.check_url(url)
+        now = self._clock.now()
+        endpoint = WebhookEndpoint(
+            id=self._new_id("wh"),
+            url=url,
+            description=description,
+            event_types=check_event_types(event_types),
+            enabled=True,
+            secret=format_secret(os.urandom(32)),
+            created_at=now,
+            updated_at=now,
+        )
+        await self._storage.create_endpoint(endpoint)
+        return endpoint
+
+    async def check_url(self, url: str) -> None:
+        """Raise ValidationError unless webhooks may be posted to ``url``."""
+        try:
+            await self._resolver.checked_addresses(parse_url(url))
+        except DestinationError as exc:
+            raise ValidationError(
+                [FieldError("url", "invalid_url", str(exc))]
+            ) from None
+
+    async def list(self) -> list[WebhookEndpoint]:
+        return await self._storage.list_endpoints()
+
+    async def get(self, endpoint_id: str) -> WebhookEndpoint:
+        endpoint = await self._storage.get_endpoint(endpoint_id)
+        if endpoint is None:
+            raise NotFoundError("webhook", endpoint_id)
+        return endpoint
+
+    async def update(
+        self, endpoint_id: str, changes: EndpointChanges
+    ) -> WebhookEndpoint:
+        await self.get(endpoint_id)
+        if changes.url is not None:
+            await self.check_url(changes.url)
+        if changes.event_types is not None:
+            check_event_types(changes.event_types)
+        updated = await self._storage.update_endpoint(
+            endpoint_id, changes, self._clock.now()
+        )
+        if updated is None:
+            raise NotFoundError("webhook", endpoint_id)
+        if changes.enabled:
+            self._on_replay()
+        return updated
+
+    async def delete(self, endpoint_id: str) -> None:
+        if not await self._storage.delete_endpoint(endpoint_id):
+            raise NotFoundError("webhook", endpoint_id)
+
+    async def rotate_secret(self, endpoint_id: str) -> WebhookEndpoint:
+        """Sign with a new secret; the old one also signs for ``SECRET_GRACE``."""
+        rotated = await self._storage.rotate_secret(
+            endpoint_id,
+            format_secret(os.urandom(32)),
+            self._clock.now(),
+            SECRET_GRACE,
+        )
+        if rotated is None:
+            raise NotFoundError("webhook", endpoint_id)
+        return rotated
+
+    async def attempts(
+        self, endpoint_id: str, *, limit: int = 25, cursor: str | None = None
+    ) -> Page[WebhookAttempt]:
+        await self.get(endpoint_id)
+        return await self._storage.list_attempts(endpoint_id, limit, cursor)
+
+    async def replay(self, endpoint_id: str, delivery_id: str) -> None:
+        """Post a finished delivery again, under the same ``webhook-id``."""
+        await self.get(endpoint_id)
+        found = await self._storage.replay_delivery(
+            endpoint_id, delivery_id, self._clock.now(), self._policy.retry_window
+        )
+        if not found:
+            raise NotFoundError("webhook delivery", delivery_id)
+        self._on_replay()
+
+    async def replay_range(
+        self,
+        endpoint_id: str,
+        start: datetime,
+        end: datetime,
+        statuses: Sequence[DeliveryStatus] = (DeliveryStatus.FAILED,),
+    ) -> int:
+        """Post again the deliveries of events created in [start, end).
+
+        ``statuses`` picks which finished deliveries: failed ones by
+        default. Returns how many were queued.
+        """
+        await self.get(endpoint_id)
+        if end <= start:
+            message = "'to' must be later than 'from'"
+            raise ValidationError([FieldError("to", "invalid_range", message)])
+        count = await self._storage.replay_range(
+            endpoint_id,
+            start=start,
+            end=end,
+            statuses=statuses,
+            now=self._clock.now(),
+            retry_window=self._policy.retry_window,
+        )
+        if count:
+            self._on_replay()
+        return count
+
+
+def check_event_types(event_types: Sequence[str] | None) -> tuple[str, ...] | None:
+    """Return the types as stored; raise ValidationError for an unknown one."""
+    if event_types is None:
+        return None
+    known = {str(event_type) for event_type in EventType}
+    allowed = ", ".join(sorted(known))
+    errors = [
+        FieldError(
+            f"events.{index}",
+            "invalid_event_type",
+            f"{value!r} is not an event type; expected one of {allowed}",
+        )
+        for index, value in enumerate(event_types)
+        if value not in known
+    ]
+    if errors:
+        raise ValidationError(errors)
+    return tuple(dict.fromkeys(event_types))

@@ -1,0 +1,174 @@
+"""``GET /v1/events``: search the event log."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import Response
+
+from sendarix_backends.events.query import EventOrder, EventQuery
+from sendarix_backends.events.services import EventServices
+from sendarix_core.errors import FieldError, ValidationError
+from sendarix_core.keys import Scope
+from sendarix_core.representation import event_to_dict
+from sendarix_core.states import EventType
+from sendarix_http.errors import HttpError
+from sendarix_http.http_io import (
+    JsonResponse,
+    engine_of,
+    query_int,
+    query_time,
+)
+from sendarix_http.registry import Parameter, Reply, operation
+from sendarix_http.schemas import EVENT, list_of
+
+__all__ = ["event_services_of", "operations"]
+
+# ``metadata[user_id]=42`` filters on a metadata key and value.
+_METADATA_PARAMETER = re.compile(r"^metadata\[(?P<key>[^\]]{1,256})\]$")
+
+
+def event_services_of(request: Request) -> EventServices:
+    """Return the engine's event services; 501 when the store has none."""
+    services = engine_of(request).events
+    if services is None:
+        raise HttpError(
+            501,
+            "not_supported",
+            "events, webhooks and analytics need the SQL storage backend "
+            "(sqlite:// or postgresql:// in SENDARIX_DATABASE_URL)",
+        )
+    return services
+
+
+async def search_events(request: Request) -> Response:
+    query = _event_query(request.query_params)
+    page = await event_services_of(request).search(query)
+    return JsonResponse(
+        {
+            "data": [event_to_dict(event) for event in page.items],
+            "next_cursor": page.next_cursor,
+        }
+    )
+
+
+def _event_query(params: QueryParams) -> EventQuery:
+    return EventQuery(
+        types=_types(params),
+        recipient=params.get("recipient"),
+        message_id=params.get("message_id"),
+        tag=params.get("tag"),
+        metadata=_metadata(params),
+        created_after=query_time(params, "created_after"),
+        created_before=query_time(params, "created_before"),
+        order=_order(params),
+        limit=query_int(params, "limit", default=25, low=1, high=100),
+        cursor=params.get("cursor"),
+    )
+
+
+def _types(params: QueryParams) -> frozenset[str]:
+    values = [
+        value.strip()
+        for raw in params.getlist("type")
+        for value in raw.split(",")
+        if value.strip()
+    ]
+    known = {str(event_type) for event_type in EventType}
+    unknown = [value for value in values if value not in known]
+    if unknown:
+        allowed = ", ".join(sorted(known))
+        message = f"{unknown[0]!r} is not an event type; expected one of {allowed}"
+        raise ValidationError([FieldError("type", "invalid_event_type", message)])
+    return frozenset(values)
+
+
+def _metadata(params: QueryParams) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, value in params.multi_items():
+        match = _METADATA_PARAMETER.match(name)
+        if match is not None:
+            found[match.group("key")] = value
+    return found
+
+
+def _order(params: QueryParams) -> EventOrder:
+    raw = params.get("order", EventOrder.NEWEST_FIRST.value)
+    try:
+        return EventOrder(raw)
+    except ValueError:
+        message = f"{raw!r} is not an order; expected desc (newest first) or asc"
+        raise ValidationError([FieldError("order", "invalid_order", message)]) from None
+
+
+_PARAMETERS = (
+    Parameter(
+        name="type",
+        location="query",
+        description="event types, comma-separated or repeated; any matches",
+    ),
+    Parameter(
+        name="recipient",
+        location="query",
+        description="the recipient, compared case-insensitively",
+    ),
+    Parameter(name="message_id", location="query", description="one message"),
+    Parameter(
+        name="tag", location="query", description="events of messages with this tag"
+    ),
+    Parameter(
+        name="metadata[KEY]",
+        location="query",
+        description="events of messages whose metadata KEY has this value; "
+        "repeat for several keys",
+    ),
+    Parameter(
+        name="created_after",
+        location="query",
+        description="inclusive lower bound, ISO 8601 with a timezone",
+        schema={"type": "string", "format": "date-time"},
+    ),
+    Parameter(
+        name="created_before",
+        location="query",
+        description="exclusive upper bound, ISO 8601 with a timezone",
+        schema={"type": "string", "format": "date-time"},
+    ),
+    Parameter(
+        name="order",
+        location="query",
+        description="desc (newest first, the default) or asc (oldest first)",
+        schema={"enum": ["desc", "asc"]},
+    ),
+    Parameter(
+        name="limit",
+        location="query",
+        description="page size, 1 to 100 (default 25)",
+        schema={"type": "integer", "minimum": 1, "maximum": 100},
+    ),
+    Parameter(
+        name="cursor", location="query", description="`next_cursor` of the last page"
+    ),
+)
+
+operations = [
+    operation(
+        "GET",
+        "/v1/events",
+        search_events,
+        summary="Search the event log",
+        description="Every filter given must match. Pages never repeat or skip "
+        "an event that was stored when the first page was read.",
+        tag="events",
+        scope=Scope.MESSAGES_READ,
+        parameters=_PARAMETERS,
+        errors=(501,),
+        replies=Reply(
+            status=200,
+            description="one page",
+            schema=list_of("EventPage", EVENT, paged=True),
+        ),
+    ),
+]

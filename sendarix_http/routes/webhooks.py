@@ -1,0 +1,458 @@
+"""``/v1/webhooks``: endpoints, their delivery attempts, rotation and replay.
+
+The signing secret is in the response to creation and rotation only; every
+other response leaves it out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from sendarix_backends.webhooks.model import (
+    DeliveryStatus,
+    EndpointChanges,
+    WebhookAttempt,
+    WebhookEndpoint,
+)
+from sendarix_core.errors import FieldError, ValidationError
+from sendarix_core.keys import Scope
+from sendarix_core.representation import format_time
+from sendarix_core.states import EventType
+from sendarix_http.http_io import (
+    JsonResponse,
+    query_int,
+    query_time,
+    read_json_object,
+)
+from sendarix_http.registry import Parameter, Reply, operation
+from sendarix_http.routes.events import event_services_of
+from sendarix_http.schemas import define, list_of, nullable, time
+
+__all__ = ["operations"]
+
+
+def endpoint_to_dict(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    events = None if endpoint.event_types is None else list(endpoint.event_types)
+    return {
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "description": endpoint.description,
+        "events": events,
+        "enabled": endpoint.enabled,
+        "created_at": format_time(endpoint.created_at),
+        "updated_at": format_time(endpoint.updated_at),
+        "failing_since": format_time(endpoint.failing_since),
+        "disabled_at": format_time(endpoint.disabled_at),
+        "disabled_reason": endpoint.disabled_reason,
+        "previous_secret_expires_at": format_time(endpoint.previous_secret_expires_at),
+    }
+
+
+def attempt_to_dict(attempt: WebhookAttempt) -> dict[str, Any]:
+    return {
+        "delivery_id": attempt.delivery_id,
+        "event_id": attempt.event_id,
+        "event_type": attempt.event_type,
+        "message_id": attempt.message_id,
+        "attempt": attempt.attempt,
+        "attempted_at": format_time(attempt.attempted_at),
+        "status_code": attempt.status_code,
+        "latency_ms": attempt.latency_ms,
+        "response": attempt.response,
+        "error": attempt.error,
+        "outcome": str(attempt.outcome),
+        "delivery_status": str(attempt.delivery_status),
+    }
+
+
+async def create_webhook(request: Request) -> Response:
+    body, _ = await read_json_object(request)
+    url = _string(body, "url", required=True) or ""
+    endpoint = await event_services_of(request).webhooks.create(
+        url,
+        event_types=_event_types(body),
+        description=_string(body, "description") or "",
+    )
+    content = endpoint_to_dict(endpoint)
+    content["secret"] = endpoint.secret
+    return JsonResponse(content, status_code=201)
+
+
+async def list_webhooks(request: Request) -> Response:
+    endpoints = await event_services_of(request).webhooks.list()
+    return JsonResponse({"data": [endpoint_to_dict(e) for e in endpoints]})
+
+
+async def get_webhook(request: Request) -> Response:
+    endpoint_id = request.path_params["webhook_id"]
+    endpoint = await event_services_of(request).webhooks.get(endpoint_id)
+    return JsonResponse(endpoint_to_dict(endpoint))
+
+
+async def update_webhook(request: Request) -> Response:
+    body, _ = await read_json_object(request)
+    enabled = body.get("enabled")
+    if enabled is not None and not isinstance(enabled, bool):
+        message = f"enabled must be true or false, not {enabled!r}"
+        raise ValidationError([FieldError("enabled", "invalid_type", message)])
+    event_types = _event_types(body)
+    changes = EndpointChanges(
+        url=_string(body, "url"),
+        description=_string(body, "description"),
+        event_types=None if event_types is None else tuple(event_types),
+        all_event_types="events" in body and event_types is None,
+        enabled=enabled,
+    )
+    endpoint_id = request.path_params["webhook_id"]
+    endpoint = await event_services_of(request).webhooks.update(endpoint_id, changes)
+    return JsonResponse(endpoint_to_dict(endpoint))
+
+
+async def delete_webhook(request: Request) -> Response:
+    await event_services_of(request).webhooks.delete(request.path_params["webhook_id"])
+    return Response(status_code=204)
+
+
+async def rotate_webhook_secret(request: Request) -> Response:
+    endpoint_id = request.path_params["webhook_id"]
+    endpoint = await event_services_of(request).webhooks.rotate_secret(endpoint_id)
+    content = endpoint_to_dict(endpoint)
+    content["secret"] = endpoint.secret
+    return JsonResponse(content)
+
+
+async def list_webhook_deliveries(request: Request) -> Response:
+    params = request.query_params
+    page = await event_services_of(request).webhooks.attempts(
+        request.path_params["webhook_id"],
+        limit=query_int(params, "limit", default=25, low=1, high=100),
+        cursor=params.get("cursor"),
+    )
+    return JsonResponse(
+        {
+            "data": [attempt_to_dict(attempt) for attempt in page.items],
+            "next_cursor": page.next_cursor,
+        }
+    )
+
+
+async def replay_webhook_delivery(request: Request) -> Response:
+    delivery_id = request.path_params["delivery_id"]
+    await event_services_of(request).webhooks.replay(
+        request.path_params["webhook_id"], delivery_id
+    )
+    return JsonResponse({"delivery_id": delivery_id, "queued": 1}, status_code=202)
+
+
+async def replay_webhook_range(request: Request) -> Response:
+    body, _ = await read_json_object(request)
+    fields = {
+        name: str(value) for name, value in body.items() if name in {"from", "to"}
+    }
+    start, end = query_time(fields, "from"), query_time(fields, "to")
+    if start is None or end is None:
+        missing = "from" if start is None else "to"
+        message = f"{missing} is required: an ISO 8601 time such as 2026-04-19T00:00Z"
+        raise ValidationError([FieldError(missing, "missing_field", message)])
+    count = await event_services_of(request).webhooks.replay_range(
+        request.path_params["webhook_id"], start, end, _statuses(body)
+    )
+    return JsonResponse({"queued": count}, status_code=202)
+
+
+def _statuses(body: dict[str, Any]) -> tuple[DeliveryStatus, ...]:
+    raw = body.get("statuses", [str(DeliveryStatus.FAILED)])
+    finished = {str(DeliveryStatus.FAILED), str(DeliveryStatus.SUCCEEDED)}
+    if not isinstance(raw, list) or not raw or not set(raw) <= finished:
+        message = f"statuses must be a list of failed and succeeded, not {raw!r}"
+        raise ValidationError([FieldError("statuses", "invalid_statuses", message)])
+    return tuple(DeliveryStatus(value) for value in raw)
+
+
+def _string(body: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value):
+        message = f"{name} must be a string" + (" and is required" if required else "")
+        raise ValidationError([FieldError(name, "invalid_type", message)])
+    return value
+
+
+def _event_types(body: dict[str, Any]) -> list[str] | None:
+    value = body.get("events")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        message = "events must be a list of event types, or null for all types"
+        raise ValidationError([FieldError("events", "invalid_type", message)])
+    return value
+
+
+_EVENT_TYPES = {"enum": [str(event_type) for event_type in EventType]}
+
+WEBHOOK_REQUEST = define(
+    "WebhookRequest",
+    {
+        "type": "object",
+        "properties": {
+            "url": {"type": "string", "format": "uri"},
+            "events": {
+                "type": ["array", "null"],
+                "items": _EVENT_TYPES,
+                "description": "event types to receive; omitted or null: all",
+            },
+            "description": {"type": "string"},
+        },
+        "required": ["url"],
+    },
+)
+
+WEBHOOK_UPDATE = define(
+    "WebhookUpdate",
+    {
+        "type": "object",
+        "properties": {
+            "url": {"type": "string", "format": "uri"},
+            "events": {"type": ["array", "null"], "items": _EVENT_TYPES},
+            "description": {"type": "string"},
+            "enabled": {"type": "boolean"},
+        },
+    },
+)
+
+_ENDPOINT_PROPERTIES = {
+    "id": {"type": "string"},
+    "url": {"type": "string"},
+    "description": {"type": "string"},
+    "events": {"type": ["array", "null"], "items": _EVENT_TYPES},
+    "enabled": {"type": "boolean"},
+    "created_at": time(),
+    "updated_at": time(),
+    "failing_since": nullable(time()),
+    "disabled_at": nullable(time()),
+    "disabled_reason": {"type": ["string", "null"]},
+    "previous_secret_expires_at": nullable(time()),
+}
+
+WEBHOOK = define(
+    "Webhook",
+    {
+        "type": "object",
+        "properties": _ENDPOINT_PROPERTIES,
+        "required": list(_ENDPOINT_PROPERTIES),
+    },
+)
+
+WEBHOOK_WITH_SECRET = define(
+    "WebhookWithSecret",
+    {
+        "type": "object",
+        "properties": {
+            **_ENDPOINT_PROPERTIES,
+            "secret": {
+                "type": "string",
+                "pattern": "^whsec_",
+                "description": "shown only here; verify signatures with it",
+            },
+        },
+        "required": [*_ENDPOINT_PROPERTIES, "secret"],
+    },
+)
+
+WEBHOOK_ATTEMPT = define(
+    "WebhookAttempt",
+    {
+        "type": "object",
+        "properties": {
+            "delivery_id": {"type": "string", "description": "the webhook-id header"},
+            "event_id": {"type": "string"},
+            "event_type": _EVENT_TYPES,
+            "message_id": {"type": ["string", "null"]},
+            "attempt": {"type": "integer"},
+            "attempted_at": time(),
+            "status_code": {"type": ["integer", "null"]},
+            "latency_ms": {"type": "integer"},
+            "response": {"type": "string", "description": "at most 1 KB"},
+            "error": {"type": ["string", "null"]},
+            "outcome": {"enum": ["succeeded", "retrying", "failed"]},
+            "delivery_status": {"enum": ["pending", "succeeded", "failed"]},
+        },
+    },
+)
+
+REPLAY_REQUEST = define(
+    "WebhookReplayRequest",
+    {
+        "type": "object",
+        "properties": {
+            "from": {"type": "string", "format": "date-time"},
+            "to": {"type": "string", "format": "date-time"},
+            "statuses": {
+                "type": "array",
+                "items": {"enum": ["failed", "succeeded"]},
+                "default": ["failed"],
+            },
+        },
+        "required": ["from", "to"],
+    },
+)
+
+_WEBHOOK_ID = Parameter(
+    name="webhook_id", location="path", description="the endpoint", required=True
+)
+_SCOPE = Scope.WEBHOOKS_WRITE
+
+operations = [
+    operation(
+        "POST",
+        "/v1/webhooks",
+        create_webhook,
+        summary="Create a webhook endpoint",
+        description="The response holds the signing secret; it is never shown "
+        "again. URLs to private, loopback and link-local addresses are "
+        "rejected unless SENDARIX_WEBHOOK_ALLOW_PRIVATE is true.",
+        tag="webhooks",
+        scope=_SCOPE,
+        request_schema=WEBHOOK_REQUEST,
+        request_example={
+            "url": "https://hooks.example.com/sendarix",
+            "events": ["message.delivered", "message.bounced"],
+            "description": "CRM sync",
+        },
+        errors=(501,),
+        replies=Reply(
+            status=201, description="the endpoint", schema=WEBHOOK_WITH_SECRET
+        ),
+    ),
+    operation(
+        "GET",
+        "/v1/webhooks",
+        list_webhooks,
+        summary="List webhook endpoints",
+        tag="webhooks",
+        scope=_SCOPE,
+        errors=(501,),
+        replies=Reply(
+            status=200,
+            description="every endpoint",
+            schema=list_of("WebhookList", WEBHOOK, paged=False),
+        ),
+    ),
+    operation(
+        "GET",
+        "/v1/webhooks/{webhook_id}",
+        get_webhook,
+        summary="Read a webhook endpoint",
+        tag="webhooks",
+        scope=_SCOPE,
+        parameters=(_WEBHOOK_ID,),
+        errors=(501,),
+        replies=Reply(status=200, description="the endpoint", schema=WEBHOOK),
+    ),
+    operation(
+        "PATCH",
+        "/v1/webhooks/{webhook_id}",
+        update_webhook,
+        summary="Change a webhook endpoint",
+        description="Fields left out keep their value; `events: null` "
+        "subscribes to every type; `enabled: true` re-enables a disabled "
+        "endpoint and clears its failure record.",
+        tag="webhooks",
+        scope=_SCOPE,
+        parameters=(_WEBHOOK_ID,),
+        request_schema=WEBHOOK_UPDATE,
+        errors=(501,),
+        replies=Reply(status=200, description="the endpoint", schema=WEBHOOK),
+    ),
+    operation(
+        "DELETE",
+        "/v1/webhooks/{webhook_id}",
+        delete_webhook,
+        summary="Delete a webhook endpoint and its delivery history",
+        tag="webhooks",
+        scope=_SCOPE,
+        parameters=(_WEBHOOK_ID,),
+        errors=(501,),
+        replies=Reply(status=204, description="deleted"),
+    ),
+    operation(
+        "POST",
+        "/v1/webhooks/{webhook_id}/rotate-secret",
+        rotate_webhook_secret,
+        summary="Rotate the signing secret",
+        description="Deliveries carry signatures by the new and the old "
+        "secret for 24 hours, then by the new one only.",
+        tag="webhooks",
+        scope=_SCOPE,
+        parameters=(_WEBHOOK_ID,),
+        errors=(501,),
+        replies=Reply(
+            status=200, description="the endpoint", schema=WEBHOOK_WITH_SECRET
+        ),
+    ),
+    operation(
+        "GET",
+        "/v1/webhooks/{webhook_id}/deliveries",
+        list_webhook_deliveries,
+        summary="List delivery attempts, newest first",
+        tag="webhooks",
+        scope=_SCOPE,
+        parameters=(
+            _WEBHOOK_ID,
+            Parameter(
+                name="limit",
+                location="query",
+                description="page size, 1 to 100 (default 25)",
+                schema={"type": "integer", "minimum": 1, "maximum": 100},
+            ),
+            Parameter(
+                name="cursor",
+                location="query",
+                description="`next_cursor` of the last page",
+            ),
+        ),
+        errors=(501,),
+        replies=Reply(
+            status=200,
+            description="one page",
+            schema=list_of("WebhookAttemptPage", WEBHOOK_ATTEMPT, paged=True),
+        ),
+    ),
+    operation(
+        "POST",
+        "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay",
+        replay_webhook_delivery,
+        summary="Post a delivery again",
+        tag="webhooks",
+        scope=_SCOPE,
+        parameters=(
+            _WEBHOOK_ID,
+            Parameter(
+                name="delivery_id",
+                location="path",
+                description="the delivery (its webhook-id)",
+                required=True,
+            ),
+        ),
+        errors=(501,),
+        replies=Reply(status=202, description="queued"),
+    ),
+    operation(
+        "POST",
+        "/v1/webhooks/{webhook_id}/replay",
+        replay_webhook_range,
+        summary="Post again the deliveries of a time range",
+        description="Queues the finished deliveries (failed ones by default) "
+        "of events created in [from, to).",
+        tag="webhooks",
+        scope=_SCOPE,
+        parameters=(_WEBHOOK_ID,),
+        request_schema=REPLAY_REQUEST,
+        errors=(501,),
+        replies=Reply(status=202, description="how many were queued"),
+    ),
+]

@@ -1,0 +1,209 @@
+"""Analytics over a scripted scenario with known outcomes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from sendarix_backends.engine import Engine
+from sendarix_backends.events.analytics import (
+    AnalyticsQuery,
+    GroupBy,
+    Interval,
+    latency_bucket,
+    percentile,
+)
+from sendarix_backends.events.services import EventServices
+from sendarix_core.clock import ManualClock
+from sendarix_http.app import create_app
+from tests.conftest import DOMAIN
+from tests.core.factories import T0
+from tests.inbound.reports import arf
+from tests.support.smtp_server import SmtpServer
+from tests.webhooks.conftest import message_body
+
+pytestmark = pytest.mark.anyio
+
+HOUR = AnalyticsQuery(start=T0, end=T0 + timedelta(hours=1), interval=Interval.HOUR)
+
+
+async def run_scenario(
+    engine: Engine, services: EventServices, smtp: SmtpServer, clock: ManualClock
+) -> None:
+    """Six messages: four delivered at once, one deferred once then
+    delivered 31 s later, one bounced; one delivered one complained about."""
+    smtp.reject_recipient(f"gone@{DOMAIN}")
+    smtp.reply_with("451 4.7.1 try again later")
+    sent = []
+    for number in range(5):
+        tags = ["otp"] if number < 3 else ["news"]
+        sent.append(
+            await engine.send(message_body(f"user{number}@{DOMAIN}", tags=tags))
+        )
+    await engine.send(message_body(f"gone@{DOMAIN}", tags=["news"]))
+    await engine.deliver_due()
+    clock.advance(timedelta(seconds=31))
+    await engine.deliver_due()
+
+    message = await engine.get_message(sent[0].message_id)
+    report = arf(
+        recipient=message.recipient.email,
+        original_message_id=message.message_id_header,
+    )
+    result = await services.reports.receive(["fbl@bounces.acme.example"], report)
+    assert len(result.events) == 1
+    await services.processor.drain()
+
+
+async def test_counts_and_rates_exact(
+    engine: Engine, services: EventServices, smtp_server: SmtpServer, clock: ManualClock
+) -> None:
+    await run_scenario(engine, services, smtp_server, clock)
+
+    report = await services.analytics(HOUR)
+
+    [bucket] = report["data"]
+    counts = bucket["counts"]
+    assert counts["queued"] == 6
+    assert counts["accepted"] == 7
+    assert counts["delivered"] == 5
+    assert counts["deferred"] == 1
+    assert counts["bounced"] == 1
+    assert counts["complained"] == 1
+    assert counts["suppressed"] == 0
+    assert bucket["rates"] == {
+        "delivery_rate": 5 / 6,
+        "bounce_rate": 1 / 6,
+        "complaint_rate": 1 / 5,
+        "deferral_rate": 1 / 7,
+    }
+
+
+async def test_latency_percentiles(
+    engine: Engine, services: EventServices, smtp_server: SmtpServer, clock: ManualClock
+) -> None:
+    await run_scenario(engine, services, smtp_server, clock)
+
+    [bucket] = (await services.analytics(HOUR))["data"]
+
+    latency = bucket["delivery_latency_ms"]
+    assert latency["samples"] == 5
+    assert latency["p50"] <= 1
+    assert 31_000 / 1.1 <= latency["p95"] <= 31_000 * 1.1
+
+
+async def test_group_by_tag(
+    engine: Engine, services: EventServices, smtp_server: SmtpServer, clock: ManualClock
+) -> None:
+    await run_scenario(engine, services, smtp_server, clock)
+
+    report = await services.analytics(
+        AnalyticsQuery(
+            start=T0,
+            end=T0 + timedelta(days=1),
+            interval=Interval.DAY,
+            group_by=GroupBy.TAG,
+        )
+    )
+
+    by_tag = {entry["tag"]: entry["counts"] for entry in report["data"]}
+    assert set(by_tag) == {"otp", "news"}
+    assert by_tag["otp"]["queued"] == 3
+    assert by_tag["news"]["queued"] == 3
+    assert by_tag["news"]["bounced"] == 1
+    assert by_tag["otp"]["complained"] == 1
+    assert by_tag["otp"]["delivered"] + by_tag["news"]["delivered"] == 5
+
+
+async def test_group_by_domain(
+    engine: Engine, services: EventServices, smtp_server: SmtpServer, clock: ManualClock
+) -> None:
+    await run_scenario(engine, services, smtp_server, clock)
+
+    report = await services.analytics(
+        AnalyticsQuery(
+            start=T0,
+            end=T0 + timedelta(hours=2),
+            interval=Interval.HOUR,
+            group_by=GroupBy.DOMAIN,
+        )
+    )
+
+    [entry] = report["data"]
+    assert entry["domain"] == DOMAIN
+    assert entry["counts"]["delivered"] == 5
+
+
+async def test_empty_range_has_no_buckets(services: EventServices) -> None:
+    report = await services.analytics(HOUR)
+
+    assert report["data"] == []
+
+
+async def test_bounds_align_to_interval(services: EventServices) -> None:
+    report = await services.analytics(
+        AnalyticsQuery(
+            start=T0 + timedelta(minutes=10),
+            end=T0 + timedelta(hours=2, minutes=5),
+            interval=Interval.DAY,
+        )
+    )
+
+    assert report["from"] == "2026-04-19T00:00:00.000Z"
+    assert report["to"] == "2026-04-20T00:00:00.000Z"
+
+
+def test_percentile_nearest_rank() -> None:
+    histogram = {
+        latency_bucket(timedelta(milliseconds=ms)): 1 for ms in (10, 100, 1000)
+    }
+
+    p50 = percentile(histogram, 0.5)
+    assert p50 is not None
+    assert 100 / 1.1 <= p50 <= 100 * 1.1
+    assert percentile({}, 0.5) is None
+
+
+async def test_api_report_and_errors(
+    engine: Engine, services: EventServices, smtp_server: SmtpServer, clock: ManualClock
+) -> None:
+    await run_scenario(engine, services, smtp_server, clock)
+    secret, _ = await engine.create_api_key("tests")
+    transport = httpx.ASGITransport(app=create_app(engine))
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://sendarix.test",
+        headers={"Authorization": f"Bearer {secret}"},
+    ) as client:
+        ok = await client.get(
+            "/v1/analytics",
+            params={
+                "from": "2026-04-19T00:00:00Z",
+                "to": "2026-04-20T00:00:00Z",
+                "interval": "day",
+                "group_by": "tag",
+            },
+        )
+        missing = await client.get(
+            "/v1/analytics", params={"from": "2026-04-19T00:00Z"}
+        )
+        reversed_range = await client.get(
+            "/v1/analytics",
+            params={"from": "2026-04-20T00:00:00Z", "to": "2026-04-19T00:00:00Z"},
+        )
+        too_long = await client.get(
+            "/v1/analytics",
+            params={
+                "from": "2026-01-01T00:00:00Z",
+                "to": "2026-04-19T00:00:00Z",
+                "interval": "hour",
+            },
+        )
+
+    assert ok.status_code == 200
+    assert {entry["tag"] for entry in ok.json()["data"]} == {"otp", "news"}
+    assert missing.status_code == 422
+    assert reversed_range.status_code == 422
+    assert too_long.status_code == 422

@@ -1,0 +1,173 @@
+"""Event processing, retention and unsubscribes on the event log."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from sendarix_backends.engine import Engine
+from sendarix_backends.events.query import EventQuery
+from sendarix_backends.events.services import EventServices
+from sendarix_core.clock import ManualClock
+from sendarix_core.suppression import SuppressionReason
+from sendarix_http.app import create_app
+from tests.webhooks.conftest import message_body
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_processing_takes_each_event_once(
+    engine: Engine, services: EventServices
+) -> None:
+    for _ in range(3):
+        await engine.send(message_body())
+    await engine.deliver_due()
+
+    assert await services.processor.drain() == 9
+    assert await services.processor.drain() == 0
+
+
+async def test_cleanup_deletes_old_processed_events(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    old = await engine.send(message_body())
+    await services.processor.drain()
+    clock.advance(timedelta(days=31))
+    recent = await engine.send(message_body())
+
+    deleted = await services.cleaner.run_once()
+
+    remaining = (await services.search(EventQuery())).items
+    assert deleted == 1
+    assert [e.message_id for e in remaining] == [recent.message_id]
+    assert old.message_id not in {e.message_id for e in remaining}
+
+
+async def test_cleanup_keeps_unprocessed_events(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    await engine.send(message_body())
+    clock.advance(timedelta(days=31))
+
+    assert await services.cleaner.run_once() == 0
+    assert len((await services.search(EventQuery())).items) == 1
+
+
+async def test_cleanup_works_in_batches(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    from sendarix_backends.events.processor import RetentionCleaner
+
+    for _ in range(5):
+        await engine.send(message_body())
+    await services.processor.drain()
+    clock.advance(timedelta(days=31))
+    cleaner = RetentionCleaner(
+        storage=services.storage,
+        clock=clock,
+        retention=timedelta(days=30),
+        batch_size=2,
+    )
+
+    assert await cleaner.run_once() == 5
+    assert (await services.search(EventQuery())).items == []
+
+
+async def test_unsubscribe_records_event_once(
+    engine: Engine, services: EventServices
+) -> None:
+    entry = await engine.unsubscribe("Ada@Example.test")
+    again = await engine.unsubscribe("ada@example.test")
+
+    events = (
+        await services.search(EventQuery(types=frozenset({"recipient.unsubscribed"})))
+    ).items
+    assert entry.reason is SuppressionReason.USER_UNSUBSCRIBED
+    assert again.recipient == "ada@example.test"
+    assert len(events) == 1
+    assert events[0].message_id is None
+    assert events[0].recipient == "ada@example.test"
+
+
+async def test_unsubscribe_with_message_id(
+    engine: Engine, services: EventServices
+) -> None:
+    sent = await engine.send(message_body())
+
+    await engine.unsubscribe("ada@example.test", message_id=sent.message_id)
+
+    [event] = (
+        await services.search(
+            EventQuery(
+                message_id=sent.message_id, types=frozenset({"recipient.unsubscribed"})
+            )
+        )
+    ).items
+    assert event.message_id == sent.message_id
+
+
+async def test_unsubscribe_over_suppression_keeps_reason(
+    engine: Engine, services: EventServices
+) -> None:
+    await engine.suppress("ada@example.test", SuppressionReason.HARD_BOUNCE)
+
+    entry = await engine.unsubscribe("ada@example.test")
+
+    assert entry.reason is SuppressionReason.HARD_BOUNCE
+    assert len((await services.search(EventQuery())).items) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/unsubscribes", {"recipient": "ada@example.test"}),
+        (
+            "/v1/suppressions",
+            {"recipient": "ada@example.test", "reason": "user_unsubscribed"},
+        ),
+    ],
+)
+async def test_api_unsubscribe_fires_event(
+    engine: Engine, path: str, body: dict[str, str]
+) -> None:
+    secret, _ = await engine.create_api_key("tests")
+    transport = httpx.ASGITransport(app=create_app(engine))
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://sendarix.test",
+        headers={"Authorization": f"Bearer {secret}"},
+    ) as client:
+        created = await client.post(path, json=body)
+        listed = await client.get(
+            "/v1/events", params={"type": "recipient.unsubscribed"}
+        )
+
+    assert created.status_code == 201
+    [event] = listed.json()["data"]
+    assert event["recipient"] == "ada@example.test"
+    assert event["message_id"] is None
+
+
+async def test_api_search_filters(engine: Engine) -> None:
+    secret, _ = await engine.create_api_key("tests")
+    sent = await engine.send(message_body(metadata={"user_id": "42"}, tags=["otp"]))
+    await engine.send(message_body(metadata={"user_id": "7"}))
+    transport = httpx.ASGITransport(app=create_app(engine))
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://sendarix.test",
+        headers={"Authorization": f"Bearer {secret}"},
+    ) as client:
+        by_metadata = await client.get("/v1/events", params={"metadata[user_id]": "42"})
+        by_tag = await client.get("/v1/events", params={"tag": "otp", "order": "asc"})
+        paged = await client.get("/v1/events", params={"limit": 1})
+        bad_type = await client.get("/v1/events", params={"type": "message.sent"})
+        bad_order = await client.get("/v1/events", params={"order": "up"})
+
+    assert [e["message_id"] for e in by_metadata.json()["data"]] == [sent.message_id]
+    assert [e["message_id"] for e in by_tag.json()["data"]] == [sent.message_id]
+    assert paged.json()["next_cursor"] is not None
+    assert bad_type.status_code == 422
+    assert bad_order.status_code == 422

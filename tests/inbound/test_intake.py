@@ -1,0 +1,229 @@
+"""Bounce and complaint reports sent by SMTP to the return-path address."""
+
+from __future__ import annotations
+
+import smtplib
+from collections.abc import AsyncIterator
+
+import anyio.to_thread
+import pytest
+
+from sendarix_backends.engine import Engine
+from sendarix_backends.events.query import EventQuery
+from sendarix_backends.events.services import EventServices
+from sendarix_backends.inbound.reports import DeliveryReport, parse_report
+from sendarix_backends.inbound.server import InboundServer
+from sendarix_core.model import Message
+from sendarix_core.states import MessageStatus
+from sendarix_core.suppression import SuppressionReason
+from tests.conftest import DOMAIN
+from tests.inbound.reports import arf, dsn
+from tests.support.smtp_server import SmtpServer
+from tests.webhooks.conftest import message_body
+
+pytestmark = pytest.mark.anyio
+
+RETURN_DOMAIN = "bounces.acme.example"
+
+
+@pytest.fixture
+async def inbound(services: EventServices) -> AsyncIterator[InboundServer]:
+    server = InboundServer(
+        services.reports, host="127.0.0.1", port=0, domain=RETURN_DOMAIN
+    )
+    async with server:
+        yield server
+
+
+async def send_report(server: InboundServer, rcpt: str, data: bytes) -> None:
+    def send() -> None:
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+            client.sendmail("", [rcpt], data)
+
+    await anyio.to_thread.run_sync(send)
+
+
+async def delivered_message(
+    engine: Engine, recipient: str = f"ada@{DOMAIN}"
+) -> Message:
+    sent = await engine.send(message_body(recipient))
+    await engine.deliver_due()
+    message = await engine.get_message(sent.message_id)
+    assert message.status is MessageStatus.DELIVERED
+    return message
+
+
+def verp(message: Message) -> str:
+    return f"bounces+{message.id}@{RETURN_DOMAIN}"
+
+
+async def events_of(services: EventServices, message: Message, kind: str) -> list:
+    query = EventQuery(message_id=message.id, types=frozenset({kind}))
+    return list((await services.search(query)).items)
+
+
+async def test_envelope_sender_is_verp(engine: Engine, smtp_server: SmtpServer) -> None:
+    message = await delivered_message(engine)
+
+    [received] = smtp_server.messages
+    assert received.mail_from == verp(message)
+
+
+async def test_hard_bounce_recorded_and_suppressed(
+    engine: Engine, services: EventServices, inbound: InboundServer
+) -> None:
+    message = await delivered_message(engine)
+
+    report = dsn(recipient=message.recipient.email, original_message_id="<x@y>")
+    await send_report(inbound, verp(message), report)
+
+    [event] = await events_of(services, message, "message.bounced")
+    assert event.data["asynchronous"] is True
+    assert event.data["enhanced_code"] == "5.1.1"
+    assert event.data["smtp_code"] == 550
+    assert event.data["bounce_class"] == "invalid_recipient"
+    assert event.data["reporting_mta"] == "mx.example.test"
+    assert (await engine.get_message(message.id)).status is MessageStatus.DELIVERED
+    entry = await engine.get_suppression(message.recipient.email)
+    assert entry.reason is SuppressionReason.HARD_BOUNCE
+    assert entry.message_id == message.id
+
+
+async def test_policy_bounce_not_suppressed(
+    engine: Engine, services: EventServices, inbound: InboundServer
+) -> None:
+    message = await delivered_message(engine)
+
+    report = dsn(
+        recipient=message.recipient.email,
+        original_message_id=message.message_id_header,
+        status="5.7.1",
+        diagnostic="smtp; 550 5.7.1 rejected by policy",
+    )
+    await send_report(inbound, verp(message), report)
+
+    [event] = await events_of(services, message, "message.bounced")
+    assert event.data["bounce_class"] == "policy"
+    assert event.data["suppressed_recipient"] is False
+    assert await engine.store.get_suppressions([message.recipient.email]) == {}
+
+
+async def test_complaint_recorded_and_suppressed(
+    engine: Engine, services: EventServices, inbound: InboundServer
+) -> None:
+    message = await delivered_message(engine)
+
+    report = arf(
+        recipient=message.recipient.email,
+        original_message_id=message.message_id_header,
+    )
+    await send_report(inbound, verp(message), report)
+
+    [event] = await events_of(services, message, "message.complained")
+    assert event.data["feedback_type"] == "abuse"
+    assert event.data["user_agent"] == "ExampleFBL/1.0"
+    entry = await engine.get_suppression(message.recipient.email)
+    assert entry.reason is SuppressionReason.COMPLAINT
+
+
+async def test_delayed_notice_is_not_a_bounce(
+    engine: Engine, services: EventServices, inbound: InboundServer
+) -> None:
+    message = await delivered_message(engine)
+
+    report = dsn(
+        recipient=message.recipient.email,
+        original_message_id=message.message_id_header,
+        action="delayed",
+        status="4.4.7",
+        diagnostic="smtp; 451 4.4.7 still trying",
+    )
+    await send_report(inbound, verp(message), report)
+
+    assert await events_of(services, message, "message.bounced") == []
+    assert await engine.store.get_suppressions([message.recipient.email]) == {}
+
+
+async def test_message_found_by_message_id(
+    engine: Engine, services: EventServices, inbound: InboundServer
+) -> None:
+    message = await delivered_message(engine)
+
+    report = arf(
+        recipient=message.recipient.email,
+        original_message_id=message.message_id_header,
+    )
+    await send_report(inbound, f"fbl@{RETURN_DOMAIN}", report)
+
+    assert len(await events_of(services, message, "message.complained")) == 1
+
+
+async def test_foreign_message_id_ignored(
+    engine: Engine, services: EventServices, inbound: InboundServer
+) -> None:
+    message = await delivered_message(engine)
+
+    forged = f"<{message.id}@elsewhere.example>"
+    report = arf(recipient=message.recipient.email, original_message_id=forged)
+    await send_report(inbound, f"fbl@{RETURN_DOMAIN}", report)
+
+    assert await events_of(services, message, "message.complained") == []
+
+
+async def test_resent_report_recorded_once(
+    engine: Engine, services: EventServices, inbound: InboundServer
+) -> None:
+    message = await delivered_message(engine)
+
+    report = dsn(recipient=message.recipient.email, original_message_id="<x@y>")
+    await send_report(inbound, verp(message), report)
+    await send_report(inbound, verp(message), report)
+
+    assert len(await events_of(services, message, "message.bounced")) == 1
+
+
+async def test_other_domain_refused(inbound: InboundServer) -> None:
+    def send() -> dict[str, tuple[int, bytes]]:
+        with smtplib.SMTP("127.0.0.1", inbound.port, timeout=10) as client:
+            try:
+                client.sendmail("", ["victim@example.org"], b"Subject: hi\r\n\r\nx\r\n")
+            except smtplib.SMTPRecipientsRefused as refused:
+                return refused.recipients
+        return {}
+
+    refused = await anyio.to_thread.run_sync(send)
+
+    code, reply = refused["victim@example.org"]
+    assert code == 550
+    assert reply.startswith(b"5.7.1")
+
+
+async def test_not_a_report_accepted_and_ignored(
+    engine: Engine, services: EventServices, inbound: InboundServer
+) -> None:
+    message = await delivered_message(engine)
+
+    await send_report(
+        inbound, verp(message), b"Subject: out of office\r\n\r\nAway.\r\n"
+    )
+
+    assert len((await services.search(EventQuery(message_id=message.id))).items) == 3
+
+
+def test_parse_dsn_fields() -> None:
+    report = parse_report(
+        dsn(recipient="ada@example.test", original_message_id="<m@acme.example>")
+    )
+
+    assert isinstance(report, DeliveryReport)
+    [status] = report.recipients
+    assert status.final_recipient == "ada@example.test"
+    assert status.action == "failed"
+    assert status.status == "5.1.1"
+    assert status.remote_mta == "mailbox.example.test"
+    assert report.original_message_id == "<m@acme.example>"
+    assert report.report_id == "<dsn-1@mx.example.test>"
+
+
+def test_parse_plain_message_is_none() -> None:
+    assert parse_report(b"Subject: hello\r\n\r\nbody\r\n") is None

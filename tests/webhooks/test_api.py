@@ -1,0 +1,200 @@
+"""``/v1/webhooks`` through the real ASGI app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from sendarix_backends.engine import Engine
+from sendarix_backends.events.services import EventServices
+from sendarix_backends.settings import Settings
+from sendarix_core.clock import ManualClock
+from sendarix_core.keys import Scope
+from sendarix_http.app import create_app
+from tests.webhooks.conftest import message_body
+from tests.webhooks.receiver import Receiver
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def client(engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
+    secret, _ = await engine.create_api_key("tests")
+    transport = httpx.ASGITransport(app=create_app(engine))
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://sendarix.test",
+        headers={"Authorization": f"Bearer {secret}"},
+    ) as opened:
+        yield opened
+
+
+async def test_create_returns_secret_once(client: httpx.AsyncClient) -> None:
+    created = await client.post(
+        "/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/hooks", "events": ["message.delivered"]},
+    )
+
+    assert created.status_code == 201
+    body = created.json()
+    assert body["secret"].startswith("whsec_")
+    assert body["events"] == ["message.delivered"]
+    assert body["enabled"] is True
+    read = await client.get(f"/v1/webhooks/{body['id']}")
+    assert read.status_code == 200
+    assert "secret" not in read.json()
+    listed = await client.get("/v1/webhooks")
+    assert [w["id"] for w in listed.json()["data"]] == [body["id"]]
+    assert "secret" not in listed.json()["data"][0]
+
+
+async def test_create_without_events_gets_all(client: httpx.AsyncClient) -> None:
+    created = await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/"})
+
+    assert created.json()["events"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "url"),
+        ({"url": "ftp://127.0.0.1/"}, "url"),
+        ({"url": "http://127.0.0.1/", "events": ["message.sent"]}, "events.0"),
+        ({"url": "http://127.0.0.1/", "events": "message.delivered"}, "events"),
+    ],
+)
+async def test_create_invalid_is_422(
+    client: httpx.AsyncClient, body: dict[str, object], field: str
+) -> None:
+    response = await client.post("/v1/webhooks", json=body)
+
+    assert response.status_code == 422
+    assert response.json()["error"]["errors"][0]["field"] == field
+
+
+async def test_private_url_rejected_by_default(
+    settings: Settings, clock: ManualClock
+) -> None:
+    strict = Settings(database_url=settings.database_url, delivery_mode="sink")
+    async with Engine.from_settings(strict, clock=clock, workers=False) as engine:
+        secret, _ = await engine.create_api_key("tests")
+        transport = httpx.ASGITransport(app=create_app(engine))
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://sendarix.test",
+            headers={"Authorization": f"Bearer {secret}"},
+        ) as client:
+            loopback = await client.post(
+                "/v1/webhooks", json={"url": "http://127.0.0.1:8080/hooks"}
+            )
+            metadata = await client.post(
+                "/v1/webhooks", json={"url": "http://169.254.169.254/latest"}
+            )
+            named = await client.post(
+                "/v1/webhooks", json={"url": "http://localhost:8080/hooks"}
+            )
+
+    assert loopback.status_code == 422
+    assert "loopback" in loopback.json()["error"]["errors"][0]["message"]
+    assert metadata.status_code == 422
+    assert named.status_code == 422
+
+
+async def test_update_changes_fields(client: httpx.AsyncClient) -> None:
+    created = (
+        await client.post(
+            "/v1/webhooks", json={"url": "http://127.0.0.1:9/", "events": []}
+        )
+    ).json()
+
+    updated = await client.patch(
+        f"/v1/webhooks/{created['id']}",
+        json={"description": "CRM", "events": None, "enabled": False},
+    )
+
+    assert updated.status_code == 200
+    body = updated.json()
+    assert body["description"] == "CRM"
+    assert body["events"] is None
+    assert body["enabled"] is False
+    assert body["url"] == "http://127.0.0.1:9/"
+
+
+async def test_delete_then_404(client: httpx.AsyncClient) -> None:
+    created = (
+        await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/"})
+    ).json()
+
+    deleted = await client.delete(f"/v1/webhooks/{created['id']}")
+    again = await client.get(f"/v1/webhooks/{created['id']}")
+
+    assert deleted.status_code == 204
+    assert again.status_code == 404
+    assert again.json()["error"]["code"] == "webhook_not_found"
+
+
+async def test_rotate_returns_new_secret(client: httpx.AsyncClient) -> None:
+    created = (
+        await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/"})
+    ).json()
+
+    rotated = await client.post(f"/v1/webhooks/{created['id']}/rotate-secret")
+
+    assert rotated.status_code == 200
+    assert rotated.json()["secret"] != created["secret"]
+    assert rotated.json()["previous_secret_expires_at"] is not None
+
+
+async def test_deliveries_list_attempts(
+    client: httpx.AsyncClient,
+    engine: Engine,
+    services: EventServices,
+    receiver: Receiver,
+) -> None:
+    receiver.start()
+    created = (await client.post("/v1/webhooks", json={"url": receiver.url})).json()
+    await engine.send(message_body())
+    await services.processor.drain()
+    await services.dispatcher.run_once()
+
+    listed = await client.get(f"/v1/webhooks/{created['id']}/deliveries")
+
+    assert listed.status_code == 200
+    [attempt] = listed.json()["data"]
+    assert attempt["status_code"] == 200
+    assert attempt["outcome"] == "succeeded"
+    assert attempt["event_type"] == "message.queued"
+    assert attempt["latency_ms"] >= 0
+    assert attempt["response"] == '{"received": true}'
+    replayed = await client.post(
+        f"/v1/webhooks/{created['id']}/deliveries/{attempt['delivery_id']}/replay"
+    )
+    assert replayed.status_code == 202
+    assert await services.dispatcher.run_once() == 1
+
+
+async def test_replay_range_needs_bounds(client: httpx.AsyncClient) -> None:
+    created = (
+        await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/"})
+    ).json()
+
+    response = await client.post(
+        f"/v1/webhooks/{created['id']}/replay", json={"from": "2026-04-19T00:00Z"}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["errors"][0]["field"] == "to"
+
+
+async def test_webhooks_need_scope(client: httpx.AsyncClient, engine: Engine) -> None:
+    secret, _ = await engine.create_api_key(
+        "reader", scopes=frozenset({Scope.MESSAGES_READ})
+    )
+
+    response = await client.get(
+        "/v1/webhooks", headers={"Authorization": f"Bearer {secret}"}
+    )
+
+    assert response.status_code == 403

@@ -1,0 +1,158 @@
+"""Webhook deliveries to a real receiver process on loopback."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from sendarix_backends.engine import Engine
+from sendarix_backends.events.services import EventServices
+from sendarix_backends.webhooks.signing import delivery_headers
+from sendarix_core.clock import ManualClock
+from tests.conftest import DOMAIN
+from tests.webhooks.conftest import message_body
+from tests.webhooks.receiver import Receiver
+
+pytestmark = pytest.mark.anyio
+
+DELIVERED_TYPES = ["message.queued", "message.accepted", "message.delivered"]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    # Receivers check webhook-timestamp against the wall clock.
+    return ManualClock(datetime.now(UTC))
+
+
+async def dispatch_all(services: EventServices) -> int:
+    """Process events and post deliveries until nothing is due."""
+    total = 0
+    await services.processor.drain()
+    while claimed := await services.dispatcher.run_once():
+        total += claimed
+    return total
+
+
+async def test_receiver_gets_events_in_order(
+    engine: Engine, services: EventServices, receiver: Receiver
+) -> None:
+    receiver.start()
+    endpoint = await services.webhooks.create(receiver.url)
+    sent = await engine.send(message_body())
+    await engine.deliver_due()
+
+    assert await dispatch_all(services) == 3
+    requests = receiver.wait_for(3)
+
+    webhook = Webhook(endpoint.secret)
+    payloads = [webhook.verify(r["body"], r["headers"]) for r in requests]
+    assert [p["type"] for p in payloads] == DELIVERED_TYPES
+    assert {p["data"]["message_id"] for p in payloads} == {sent.message_id}
+    assert [p["data"]["type"] for p in payloads] == DELIVERED_TYPES
+
+
+async def test_tampered_body_fails_verification(
+    engine: Engine, services: EventServices, receiver: Receiver
+) -> None:
+    receiver.start()
+    endpoint = await services.webhooks.create(receiver.url)
+    await engine.send(message_body())
+    await dispatch_all(services)
+    [request] = receiver.wait_for(1)
+    webhook = Webhook(endpoint.secret)
+
+    with pytest.raises(WebhookVerificationError):
+        webhook.verify(request["body"] + b" ", request["headers"])
+    changed_time = {**request["headers"], "webhook-timestamp": "1"}
+    with pytest.raises(WebhookVerificationError):
+        webhook.verify(request["body"], changed_time)
+
+
+async def test_old_timestamp_fails_verification(
+    engine: Engine, services: EventServices, receiver: Receiver, clock: ManualClock
+) -> None:
+    receiver.start()
+    endpoint = await services.webhooks.create(receiver.url)
+    await engine.send(message_body())
+    await dispatch_all(services)
+    [request] = receiver.wait_for(1)
+
+    old = delivery_headers(
+        [endpoint.secret],
+        request["headers"]["webhook-id"],
+        clock.now() - timedelta(minutes=10),
+        request["body"],
+    )
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        Webhook(endpoint.secret).verify(request["body"], old)
+
+
+async def test_receiver_down_then_up(
+    engine: Engine, services: EventServices, receiver: Receiver, clock: ManualClock
+) -> None:
+    endpoint = await services.webhooks.create(receiver.url)
+    message_ids = []
+    for number in range(3):
+        sent = await engine.send(message_body(f"user{number}@{DOMAIN}"))
+        message_ids.append(sent.message_id)
+    await engine.deliver_due()
+    await services.processor.drain()
+
+    # Down: only the first event of each message is tried, and it fails.
+    assert await services.dispatcher.run_once() == 3
+    assert await services.dispatcher.run_once() == 0
+    failed = (await services.webhooks.attempts(endpoint.id)).items
+    assert len(failed) == 3
+    assert {a.event_type for a in failed} == {"message.queued"}
+    assert {a.outcome for a in failed} == {"retrying"}
+    assert all(a.status_code is None and a.error for a in failed)
+
+    receiver.start()
+    clock.advance(timedelta(minutes=1))
+    assert await dispatch_all(services) == 9
+    requests = receiver.wait_for(9)
+
+    ids = Counter(r["headers"]["webhook-id"] for r in requests)
+    assert len(ids) == 9
+    assert set(ids.values()) == {1}
+    payloads = [orjson.loads(r["body"]) for r in requests]
+    for message_id in message_ids:
+        types = [p["type"] for p in payloads if p["data"]["message_id"] == message_id]
+        assert types == DELIVERED_TYPES
+
+
+async def test_signature_matches_receiver_secret(
+    engine: Engine, services: EventServices, receiver: Receiver
+) -> None:
+    receiver.start()
+    endpoint = await services.webhooks.create(
+        receiver.url, event_types=["message.delivered"]
+    )
+    await engine.send(message_body())
+    await engine.deliver_due()
+    await dispatch_all(services)
+    [request] = receiver.wait_for(1)
+
+    payload = Webhook(endpoint.secret).verify(request["body"], request["headers"])
+    assert payload["type"] == "message.delivered"
+    assert request["headers"]["content-type"] == "application/json"
+
+
+async def test_rotation_signs_with_both_secrets(
+    engine: Engine, services: EventServices, receiver: Receiver
+) -> None:
+    receiver.start()
+    endpoint = await services.webhooks.create(receiver.url)
+    rotated = await services.webhooks.rotate_secret(endpoint.id)
+    await engine.send(message_body())
+    await dispatch_all(services)
+    [request] = receiver.wait_for(1)
+
+    assert len(request["headers"]["webhook-signature"].split(" ")) == 2
+    assert Webhook(endpoint.secret).verify(request["body"], request["headers"])
+    assert Webhook(rotated.secret).verify(request["body"], request["headers"])
+    assert rotated.secret != endpoint.secret
