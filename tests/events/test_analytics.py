@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import httpx
 import pytest
 
 from sendarix_backends.engine import Engine
@@ -17,12 +16,11 @@ from sendarix_backends.events.analytics import (
 )
 from sendarix_backends.events.services import EventServices
 from sendarix_core.clock import ManualClock
-from sendarix_http.app import create_app
 from tests.conftest import DOMAIN
 from tests.core.factories import T0
 from tests.inbound.reports import arf
 from tests.support.smtp_server import SmtpServer
-from tests.webhooks.conftest import message_body
+from tests.webhooks.conftest import api_client, message_body
 
 pytestmark = pytest.mark.anyio
 
@@ -170,13 +168,7 @@ async def test_api_report_and_errors(
     engine: Engine, services: EventServices, smtp_server: SmtpServer, clock: ManualClock
 ) -> None:
     await run_scenario(engine, services, smtp_server, clock)
-    secret, _ = await engine.create_api_key("tests")
-    transport = httpx.ASGITransport(app=create_app(engine))
-    async with httpx.AsyncClient(
-        transport=transport,
-        base_url="http://sendarix.test",
-        headers={"Authorization": f"Bearer {secret}"},
-    ) as client:
+    async with api_client(engine) as client:
         ok = await client.get(
             "/v1/analytics",
             params={

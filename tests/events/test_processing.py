@@ -13,7 +13,7 @@ from sendarix_backends.events.services import EventServices
 from sendarix_core.clock import ManualClock
 from sendarix_core.suppression import SuppressionReason
 from sendarix_http.app import create_app
-from tests.webhooks.conftest import message_body
+from tests.webhooks.conftest import api_client, message_body
 
 pytestmark = pytest.mark.anyio
 
@@ -132,13 +132,7 @@ async def test_unsubscribe_over_suppression_keeps_reason(
 async def test_api_unsubscribe_fires_event(
     engine: Engine, path: str, body: dict[str, str]
 ) -> None:
-    secret, _ = await engine.create_api_key("tests")
-    transport = httpx.ASGITransport(app=create_app(engine))
-    async with httpx.AsyncClient(
-        transport=transport,
-        base_url="http://sendarix.test",
-        headers={"Authorization": f"Bearer {secret}"},
-    ) as client:
+    async with api_client(engine) as client:
         created = await client.post(path, json=body)
         listed = await client.get(
             "/v1/events", params={"type": "recipient.unsubscribed"}

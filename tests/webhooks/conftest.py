@@ -7,42 +7,25 @@ processing and webhook dispatch itself, one step at a time.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-import psycopg
+import httpx
 import pytest
 
 from sendarix_backends.engine import Engine
 from sendarix_backends.events.services import EventServices
 from sendarix_backends.settings import Settings
-from sendarix_backends.sql.schema import metadata
 from sendarix_core.clock import ManualClock
+from sendarix_http.app import create_app
 from tests.conftest import DOMAIN
-from tests.core.factories import T0
-from tests.storage.conftest import POSTGRESQL_URL, postgresql_schema, schema_url
+from tests.engine.conftest import clock, database_url
+from tests.storage.conftest import postgresql_schema
 from tests.support.dns_server import DnsServer
 from tests.support.smtp_server import SmtpServer
 from tests.webhooks.receiver import Receiver
 
-__all__ = ["postgresql_schema"]
-
-
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
-)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'sendarix.db'}"
-    schema: str = request.getfixturevalue("postgresql_schema")
-    tables = ", ".join(f"{schema}.{table.name}" for table in metadata.sorted_tables)
-    with psycopg.connect(POSTGRESQL_URL, autocommit=True) as connection:
-        connection.execute(f"TRUNCATE {tables} RESTART IDENTITY")
-    return schema_url(schema)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
+__all__ = ["clock", "database_url", "postgresql_schema"]
 
 
 @pytest.fixture
@@ -91,3 +74,16 @@ def message_body(
     }
     body.update(fields)
     return body
+
+
+@asynccontextmanager
+async def api_client(engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
+    """Return a client of the real ASGI app with a key of every scope."""
+    secret, _ = await engine.create_api_key("tests")
+    transport = httpx.ASGITransport(app=create_app(engine))
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://sendarix.test",
+        headers={"Authorization": f"Bearer {secret}"},
+    ) as client:
+        yield client

@@ -13,7 +13,7 @@ from sendarix_backends.settings import Settings
 from sendarix_core.clock import ManualClock
 from sendarix_core.keys import Scope
 from sendarix_http.app import create_app
-from tests.webhooks.conftest import message_body
+from tests.webhooks.conftest import api_client, message_body
 from tests.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.anyio
@@ -21,13 +21,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def client(engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
-    secret, _ = await engine.create_api_key("tests")
-    transport = httpx.ASGITransport(app=create_app(engine))
-    async with httpx.AsyncClient(
-        transport=transport,
-        base_url="http://sendarix.test",
-        headers={"Authorization": f"Bearer {secret}"},
-    ) as opened:
+    async with api_client(engine) as opened:
         yield opened
 
 
