@@ -118,7 +118,7 @@ def send_bodies(draw: st.DrawFn, now: datetime) -> dict[str, Any]:
             st.dictionaries(st.text(max_size=10), json_values, max_size=3)
         )
     else:
-        body["subject"] = draw(header_text)
+        body["subject"] = draw(header_text.filter(lambda text: text.strip() != ""))
         body["text"] = draw(st.text(min_size=1, max_size=100).filter(_is_encodable))
 
     optional = {
