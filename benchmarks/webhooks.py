@@ -3,15 +3,16 @@
 Run from the repository root::
 
     .venv/bin/python -m benchmarks.webhooks [--events 2000] [--messages 2000]
+        [--runs 3]
 
 1. Delivery rate: ``--events`` messages are queued (one ``message.queued``
    event each) with one webhook endpoint subscribed, then the event
    processor and the dispatcher run until a receiver process on loopback
-   has answered every post with 200. Reports events per second.
+   has returned 200 for every post. Prints events per second.
 2. Send path: ``--messages`` submissions from 64 concurrent callers through
    ``Engine.send`` with delivery workers on (sink mode) and the background
    event tasks on, first with no endpoint and then with two subscribed
-   endpoints. Reports messages per second.
+   endpoints. Prints messages per second.
 
 Everything runs on SQLite in a temporary folder and on loopback. The
 receiver is a one-route uvicorn app in its own process.
@@ -153,23 +154,34 @@ async def send_throughput(folder: Path, messages: int, endpoints: int) -> float:
             return messages / elapsed
 
 
-async def main(events: int, messages: int) -> None:
-    with tempfile.TemporaryDirectory() as temporary:
-        folder = Path(temporary)
-        print(f"cpus: {len(os.sched_getaffinity(0))}, sqlite, loopback receiver")
-        rate = await delivery_rate(folder, events)
-        print(f"webhook delivery rate: {rate:,.0f} events/s ({events} events)")
-        for endpoints in (0, 2):
-            throughput = await send_throughput(folder, messages, endpoints)
-            print(
-                f"send path with {endpoints} endpoints: "
-                f"{throughput:,.0f} messages/s ({messages} messages, 64 callers)"
-            )
+def _summary(values: list[float], unit: str) -> str:
+    ordered = sorted(values)
+    median = ordered[len(ordered) // 2]
+    return f"{median:,.0f} {unit} ({ordered[0]:,.0f}-{ordered[-1]:,.0f})"
+
+
+async def main(events: int, messages: int, runs: int) -> None:
+    print(f"cpus: {len(os.sched_getaffinity(0))}, load: {os.getloadavg()[0]:.2f}")
+    print(f"sqlite, loopback receiver, median of {runs} runs (min-max)")
+    rates: list[float] = []
+    sends: dict[int, list[float]] = {0: [], 2: []}
+    for run in range(runs):
+        with tempfile.TemporaryDirectory() as temporary:
+            folder = Path(temporary)
+            rates.append(await delivery_rate(folder, events))
+            for endpoints, values in sends.items():
+                values.append(await send_throughput(folder, messages, endpoints))
+        print(f"run {run + 1} done, load: {os.getloadavg()[0]:.2f}")
+    print(f"webhook delivery rate ({events} events): {_summary(rates, 'events/s')}")
+    for endpoints, values in sends.items():
+        summary = _summary(values, "messages/s")
+        print(f"send path, {endpoints} endpoints ({messages} messages): {summary}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=3)
     arguments = parser.parse_args()
-    anyio.run(main, arguments.events, arguments.messages)
+    anyio.run(main, arguments.events, arguments.messages, arguments.runs)

@@ -166,7 +166,9 @@ async def replay_webhook_range(request: Request) -> Response:
 def _statuses(body: dict[str, Any]) -> tuple[DeliveryStatus, ...]:
     raw = body.get("statuses", [str(DeliveryStatus.FAILED)])
     finished = {str(DeliveryStatus.FAILED), str(DeliveryStatus.SUCCEEDED)}
-    if not isinstance(raw, list) or not raw or not set(raw) <= finished:
+    valid = isinstance(raw, list) and bool(raw)
+    valid = valid and all(isinstance(v, str) and v in finished for v in raw)
+    if not valid:
         message = f"statuses must be a list of failed and succeeded, not {raw!r}"
         raise ValidationError([FieldError("statuses", "invalid_statuses", message)])
     return tuple(DeliveryStatus(value) for value in raw)
