@@ -7,7 +7,8 @@ block of per-message fields, then one block per recipient with ``Action``,
 ``report-type=feedback-report`` and a ``message/feedback-report`` part with
 ``Feedback-Type``. Both usually carry the original message or its headers
 (``message/rfc822`` or ``text/rfc822-headers``), whose ``Message-ID`` helps
-find the message when the return path does not name it.
+find the message when the return path does not name it. Without them, an
+``Original-Message-ID`` field of the report is used instead.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def _delivery_report(
     return DeliveryReport(
         report_id=report_id,
         reporting_mta=_typed_value(_header(per_message, "Reporting-MTA")),
-        original_message_id=original_id,
+        original_message_id=original_id or _header(per_message, "Original-Message-ID"),
         recipients=recipients,
     )
 
@@ -160,7 +161,7 @@ def _feedback_report(
         feedback_type=(_header(block, "Feedback-Type") or "").lower(),
         user_agent=_header(block, "User-Agent"),
         original_recipient=recipient.strip("<> ") if recipient else None,
-        original_message_id=original_id,
+        original_message_id=original_id or _header(block, "Original-Message-ID"),
     )
 
 

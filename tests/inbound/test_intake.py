@@ -227,3 +227,17 @@ def test_parse_dsn_fields() -> None:
 
 def test_parse_plain_message_is_none() -> None:
     assert parse_report(b"Subject: hello\r\n\r\nbody\r\n") is None
+
+
+def test_parse_original_message_id_field() -> None:
+    report = dsn(recipient="ada@example.test", original_message_id="<m@acme.example>")
+    headers_part = report.index(b"Content-Type: text/rfc822-headers")
+    field = b"Original-Message-ID: <field@acme.example>\r\n"
+    without_headers = report[:headers_part].replace(
+        b"Reporting-MTA:", field + b"Reporting-MTA:"
+    )
+
+    parsed = parse_report(without_headers + b"\r\n--report-boundary--\r\n")
+
+    assert isinstance(parsed, DeliveryReport)
+    assert parsed.original_message_id == "<field@acme.example>"
