@@ -80,7 +80,8 @@ class InboundServer:
         self.host = host
         self.port = port
         self.domain = domain
-        self._hostname = hostname or socket.getfqdn()
+        # The plain host name: getfqdn() would look the name up in DNS.
+        self._hostname = hostname or socket.gethostname()
         self._server: asyncio.Server | None = None
 
     def _protocol(self) -> SMTP:

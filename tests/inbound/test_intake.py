@@ -6,6 +6,7 @@ import smtplib
 from collections.abc import AsyncIterator
 
 import anyio.to_thread
+import attrs
 import pytest
 
 from sendarix_backends.engine import Engine
@@ -13,9 +14,13 @@ from sendarix_backends.events.query import EventQuery
 from sendarix_backends.events.services import EventServices
 from sendarix_backends.inbound.reports import DeliveryReport, parse_report
 from sendarix_backends.inbound.server import InboundServer
+from sendarix_backends.settings import Settings
+from sendarix_core.errors import ConfigurationError
 from sendarix_core.model import Message
 from sendarix_core.states import MessageStatus
 from sendarix_core.suppression import SuppressionReason
+from sendarix_http.app import create_app
+from sendarix_http.inbound import attach_inbound
 from tests.conftest import DOMAIN
 from tests.inbound.reports import arf, dsn
 from tests.support.smtp_server import SmtpServer
@@ -241,3 +246,13 @@ def test_parse_original_message_id_field() -> None:
 
     assert isinstance(parsed, DeliveryReport)
     assert parsed.original_message_id == "<field@acme.example>"
+
+
+async def test_listener_needs_return_path_domain(settings: Settings) -> None:
+    without_domain = attrs.evolve(settings, inbound_port=2526, return_path_domain=None)
+    engine = Engine.from_settings(without_domain, workers=False)
+
+    with pytest.raises(ConfigurationError, match="SENDARIX_RETURN_PATH_DOMAIN"):
+        attach_inbound(create_app(engine), engine)
+    assert engine.events is not None
+    await engine.events.aclose()
