@@ -237,9 +237,8 @@ def process_events(
     if not rows:
         return 0, 0
 
-    payloads = [_payload(row) for row in rows]
     created = webhooks.fan_out(
-        connection, rows, payloads, now=now, retry_window=retry_window
+        connection, rows, _payload, now=now, retry_window=retry_window
     )
     analytics.add_to_rollups(connection, rows)
     sequences = [row["sequence"] for row in rows]

@@ -12,7 +12,7 @@ delivery whose dispatcher died becomes due again when its lease runs out.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -280,7 +280,7 @@ def _endpoint_from_row(row: Mapping[Any, Any]) -> WebhookEndpoint:
 def fan_out(
     connection: Connection,
     event_rows: Sequence[Mapping[Any, Any]],
-    payloads: Sequence[bytes],
+    payload_of: Callable[[Mapping[Any, Any]], bytes],
     *,
     now: datetime,
     retry_window: timedelta,
@@ -288,7 +288,8 @@ def fan_out(
     """Create one pending delivery per event and subscribed, enabled endpoint.
 
     An endpoint receives the events created from its own creation on.
-    Returns how many deliveries were created.
+    ``payload_of`` builds the body of an event's deliveries, only for events
+    that have any. Returns how many deliveries were created.
     """
     endpoints = [
         endpoint for endpoint in list_endpoints(connection) if endpoint.enabled
@@ -296,12 +297,17 @@ def fan_out(
     if not endpoints or not event_rows:
         return 0
     rows = []
-    for event, payload in zip(event_rows, payloads, strict=True):
-        for endpoint in endpoints:
-            if event["created_at"] < endpoint.created_at:
-                continue
-            if not endpoint.wants(event["type"]):
-                continue
+    for event in event_rows:
+        subscribed = [
+            endpoint
+            for endpoint in endpoints
+            if event["created_at"] >= endpoint.created_at
+            and endpoint.wants(event["type"])
+        ]
+        if not subscribed:
+            continue
+        payload = payload_of(event)
+        for endpoint in subscribed:
             rows.append(_delivery_row(endpoint.id, event, payload, now, retry_window))
     bulk.insert_rows(connection, webhook_deliveries, rows)
     return len(rows)
