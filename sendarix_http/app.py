@@ -181,8 +181,12 @@ class ResponseHeadersMiddleware:
         request_id = _incoming_request_id(scope) or f"req_{secrets.token_hex(12)}"
         state: dict[str, Any] = scope.setdefault("state", {})
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 decision = state.get("rate_limit") or self._anonymous_decision(scope)
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
@@ -194,7 +198,15 @@ class ResponseHeadersMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception as exc:
+            # Answered here rather than by Starlette's outermost handler, so
+            # a 500 carries the same headers as every other response.
+            if started:
+                raise
+            response = await _handle_unexpected(Request(scope), exc)
+            await response(scope, receive, send_with_headers)
 
     def _anonymous_decision(self, scope: Scope) -> RateLimitDecision:
         now = datetime.now(UTC)

@@ -44,6 +44,8 @@ ERROR_STATUSES: dict[int, str] = {
     429: "`rate_limited`: over the key's requests per minute; retry after "
     "`Retry-After` seconds",
     500: "`internal_error`: a server fault; retry with backoff",
+    501: "`not_supported`: the storage backend lacks this feature; events, "
+    "webhooks and analytics need the SQL backend",
     503: "`storage_unavailable`: the database failed; retry with backoff",
 }
 
@@ -105,11 +107,13 @@ def build_document(operations: Iterable[Operation]) -> dict[str, Any]:
     """Return the OpenAPI 3.1 document describing ``operations``."""
     paths: dict[str, dict[str, Any]] = {}
     tags: list[str] = []
+    error_statuses: set[int] = set()
     for declared in operations:
         item = paths.setdefault(declared.path, {})
         item[declared.method.lower()] = _describe_operation(declared)
         if declared.tag not in tags:
             tags.append(declared.tag)
+        error_statuses.update(declared.error_statuses())
 
     return {
         "openapi": "3.1.0",
@@ -124,7 +128,8 @@ def build_document(operations: Iterable[Operation]) -> dict[str, Any]:
             "schemas": dict(sorted(SCHEMAS.items())),
             "headers": HEADERS,
             "responses": {
-                str(status): _error_response(status) for status in ERROR_STATUSES
+                str(status): _error_response(status)
+                for status in sorted(error_statuses)
             },
             "securitySchemes": {
                 "bearer": {
@@ -159,7 +164,7 @@ def _describe_operation(declared: Operation) -> dict[str, Any]:
         if declared.request_example is not None:
             content["example"] = declared.request_example
         described["requestBody"] = {
-            "required": True,
+            "required": declared.request_required,
             "content": {"application/json": content},
         }
     return described
@@ -214,7 +219,7 @@ def _error_response(status: int) -> dict[str, Any]:
     if status == 429:
         names = (*names, "Retry-After")
     return {
-        "description": ERROR_STATUSES[status],
+        "description": ERROR_STATUSES.get(status, "see the error's `code`"),
         "headers": _header_refs(names),
         "content": {"application/json": {"schema": ref("Error")}},
     }

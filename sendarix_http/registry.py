@@ -92,6 +92,8 @@ class Operation:
     description: str = ""
     parameters: tuple[Parameter, ...] = ()
     request_schema: Schema | None = None
+    request_required: bool = True
+    """False when the handler also accepts a request without a body."""
     request_example: Any = None
     errors: tuple[int, ...] = ()
 

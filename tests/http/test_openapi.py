@@ -204,3 +204,18 @@ async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:
     assert set(response.headers["allow"].split(", ")) >= {"GET", "POST"}
     patched = await client.patch("/v1/api-keys/key_x")
     assert_error(patched, 405, "method_not_allowed")
+
+
+async def test_crash_has_error_body(
+    client: httpx.AsyncClient, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def crash(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(engine, "list_messages", crash)
+
+    response = await client.get("/v1/messages")
+
+    assert_error(response, 500, "internal_error")
+    assert response.headers["x-ratelimit-limit"] == "1000"
+    assert "boom" not in response.text

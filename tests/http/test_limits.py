@@ -1,0 +1,111 @@
+"""Limits at the edge: JSON depth, header fields, attachments, body size."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+import pytest
+
+from sendarix_http.limits import (
+    MAX_HEADER_FIELD_BYTES,
+    MAX_HEADER_FIELDS,
+    MAX_JSON_DEPTH,
+)
+from tests.http.conftest import message_body
+
+pytestmark = pytest.mark.anyio
+
+
+def nested(depth: int) -> object:
+    """Return a value that is ``depth`` objects deep."""
+    value: object = "leaf"
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+async def test_json_depth_at_limit_ok(client: httpx.AsyncClient) -> None:
+    # The body itself and template_data are two levels.
+    body = message_body(template_data=nested(MAX_JSON_DEPTH - 2))
+    response = await client.post("/v1/messages", json=body)
+    [error] = response.json()["error"]["errors"]
+    assert error["code"] != "too_deep"
+
+
+async def test_json_too_deep_422(client: httpx.AsyncClient) -> None:
+    body = message_body(metadata=nested(MAX_JSON_DEPTH))
+
+    response = await client.post("/v1/messages", json=body)
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["code"] == "too_deep"
+    assert error["field"].startswith("metadata.a.a")
+
+
+async def test_json_deep_list_422(client: httpx.AsyncClient) -> None:
+    deep: object = []
+    for _ in range(200):
+        deep = [deep]
+    response = await client.post("/v1/messages/batch", json={"messages": deep})
+    assert response.status_code == 422
+    assert response.json()["error"]["errors"][0]["code"] == "too_deep"
+
+
+async def test_too_many_header_fields(client: httpx.AsyncClient) -> None:
+    headers = {f"X-Extra-{number}": "1" for number in range(MAX_HEADER_FIELDS)}
+
+    response = await client.get("/v1/messages", headers=headers)
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "http_headers"
+    assert error["code"] == "too_many"
+
+
+async def test_header_field_too_long(client: httpx.AsyncClient) -> None:
+    headers = {"X-Long": "a" * MAX_HEADER_FIELD_BYTES}
+
+    response = await client.get("/v1/messages", headers=headers)
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "http_headers.x-long"
+    assert error["code"] == "too_long"
+
+
+async def test_too_many_attachments(client: httpx.AsyncClient) -> None:
+    attachment = {
+        "filename": "a.txt",
+        "content_type": "text/plain",
+        "content": base64.b64encode(b"a").decode(),
+    }
+    body = message_body(attachments=[attachment] * 101)
+
+    response = await client.post("/v1/messages", json=body)
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "attachments"
+    assert error["code"] == "too_many"
+
+
+async def test_declared_length_over_50mb(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/messages",
+        content=b"{}",
+        headers={"Content-Type": "application/json", "Content-Length": "52428801"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+async def test_invalid_idempotency_header(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/messages", json=message_body(), headers={"Idempotency-Key": "a" * 256}
+    )
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "Idempotency-Key"
+    assert error["code"] == "invalid_idempotency_key"
