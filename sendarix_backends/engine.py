@@ -25,6 +25,7 @@ from sendarix_backends.delivery import DeliveryWorker
 from sendarix_backends.events.services import build_event_services
 from sendarix_backends.outbound import Outbound
 from sendarix_backends.settings import Settings
+from sendarix_backends.submission_raw import prepare_raw_batch, submit_raw_batch
 from sendarix_core import lifecycle
 from sendarix_core.clock import Clock, SystemClock
 from sendarix_core.errors import (
@@ -277,6 +278,58 @@ class Engine:
         return await send_batch(
             self, body, api_key=api_key, idempotency_key=idempotency_key
         )
+
+    async def send_raw(
+        self,
+        data: bytes,
+        *,
+        mail_from: str,
+        recipients: Sequence[str],
+        api_key: ApiKey | None = None,
+    ) -> list[SendResult]:
+        """Durably queue a finished RFC 5322 message, one message per recipient.
+
+        ``data`` uses CRLF line ends, as after SMTP ``DATA``.
+        ``sendarix_backends.submission_raw`` describes the headers it reads
+        and how an idempotency key applies. Raises ``ValidationError`` or
+        ``IdempotencyConflictError``. Returns after the commit, one result
+        per recipient in their order.
+        """
+        batch = prepare_raw_batch(
+            data,
+            mail_from=mail_from,
+            recipients=recipients,
+            now=self.clock.now(),
+            new_id=self.new_id,
+            api_key=api_key,
+            idempotency_owner=api_key.id if api_key else LIBRARY_KEY_ID,
+        )
+        for sender in batch.senders:
+            self._check_sender_domain(api_key, sender.domain)
+            await self.content.domains.check_sender(sender)
+        outcomes = await submit_raw_batch(
+            batch, submit_one=self._submissions.submit, submit_all=self._create_batch
+        )
+        if any(outcome.conflict for outcome in outcomes):
+            raise IdempotencyConflictError(batch.idempotency_key or "", None)
+
+        results = []
+        for submission, outcome in zip(batch.submissions, outcomes, strict=True):
+            replay = outcome.replay
+            if replay is not None:
+                response = replay.response
+            else:
+                response = accepted_response(submission.transition.after)
+            results.append(
+                SendResult(
+                    message_id=str(response["message_id"]),
+                    status=str(response["status"]),
+                    response=response,
+                    replayed=replay is not None,
+                )
+            )
+        self.worker.wake()
+        return results
 
     async def prepare_submission(
         self,

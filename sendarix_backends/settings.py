@@ -155,6 +155,24 @@ class Settings:
     poll_interval: float = attrs.field(default=1.0, converter=_positive_float)
     """Seconds between queue polls when no local submission wakes the worker."""
     smtp_timeout: float = attrs.field(default=30.0, converter=_positive_float)
+    relay_implicit_tls_port: int = attrs.field(default=0, converter=_port)
+    """Port of the SMTP relay that speaks TLS from the first byte (RFC 8314,
+    usually 465); 0 turns it off."""
+    relay_tls_cert: str | None = attrs.field(default=None, converter=_optional_str)
+    relay_tls_key: str | None = attrs.field(default=None, converter=_optional_str)
+    relay_allow_plaintext_loopback: bool = attrs.field(
+        default=False, converter=_boolean
+    )
+    """Offer AUTH without TLS to clients connecting from a loopback address."""
+    relay_max_message_bytes: int = attrs.field(
+        default=52_428_800, converter=_positive_int
+    )
+    relay_max_recipients: int = attrs.field(default=100, converter=_positive_int)
+    relay_max_commands: int = attrs.field(default=1000, converter=_positive_int)
+    """Commands one relay session may send before it is closed."""
+    relay_idle_timeout: float = attrs.field(default=300.0, converter=_positive_float)
+    relay_auth_failure_limit: int = attrs.field(default=10, converter=_positive_int)
+    """Failed AUTH attempts per client address per minute."""
     event_retention_days: int = attrs.field(default=30, converter=_positive_int)
     """Days events and finished webhook deliveries are kept."""
     webhook_timeout: float = attrs.field(default=10.0, converter=_positive_float)
@@ -173,6 +191,11 @@ class Settings:
             raise ConfigurationError(
                 "SENDARIX_DELIVERY_MODE is smarthost but SENDARIX_SMARTHOST is not "
                 "set; set it to smtp://user:pass@host:port"
+            )
+        if (self.relay_tls_cert is None) != (self.relay_tls_key is None):
+            raise ConfigurationError(
+                "set both SENDARIX_RELAY_TLS_CERT and SENDARIX_RELAY_TLS_KEY, or "
+                "neither for a self-signed development certificate"
             )
 
 

@@ -27,6 +27,7 @@ from sendarix_http.inbound import attach_inbound
 from sendarix_http.key_commands import add_key_commands, list_keys, revoke_key
 from sendarix_http.limits import MAX_HEADER_BLOCK_BYTES
 from sendarix_http.logs import configure_logging
+from sendarix_http.relay import Relay, run_in_lifespan
 
 __all__ = ["main"]
 
@@ -79,7 +80,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the HTTP API and delivery workers")
+    serve = commands.add_parser(
+        "serve", help="run the HTTP API, the SMTP relay and delivery workers"
+    )
     _add_setting_flags(serve)
     worker = commands.add_parser("worker", help="run delivery workers only")
     _add_setting_flags(worker)
@@ -170,19 +173,14 @@ def _warn_about_settings(settings: Settings) -> None:
             "delivery mode is sink: no message leaves this process",
             extra={"action": "sink_mode"},
         )
-    if settings.relay_port != 0:
-        # NOTE: the SMTP relay listener is not built yet; relay_port is accepted
-        # so configurations written for it keep working.
-        logger.warning(
-            "the SMTP relay is not available in this version; submit over HTTP",
-            extra={"action": "relay_unavailable"},
-        )
 
 
 def _serve(settings: Settings) -> None:
     _warn_about_settings(settings)
     engine = Engine.from_settings(settings)
     app = create_app(engine, manage_engine=True)
+    if settings.relay_port != 0:
+        run_in_lifespan(app, Relay(engine, settings))
     attach_inbound(app, engine)
     config = uvicorn.Config(
         app,

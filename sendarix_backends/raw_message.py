@@ -1,0 +1,365 @@
+"""Reading and trimming the header section of a message submitted as bytes.
+
+The SMTP relay keeps a submitted message as it arrived, so a signature it
+already carries stays valid. This module works on the raw header lines: it
+removes the hidden-recipient headers and Sendarix's control headers without
+re-encoding or refolding any other line, and reads the fields that Sendarix
+shows (Subject, From) or needs (Message-ID, Date).
+
+Control headers, removed before delivery:
+
+- ``X-Sendarix-Tags: a, b`` adds tags (the header may repeat);
+- ``X-Sendarix-Metadata-<key>: value`` sets one metadata entry;
+- ``X-Sendarix-Priority: high`` (``normal``, ``low``);
+- ``Idempotency-Key`` or ``X-Sendarix-Idempotency-Key``.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import re
+from collections.abc import Mapping, Sequence
+
+import attrs
+
+from sendarix_core.addresses import AddressError, parse_address, quote_value
+from sendarix_core.errors import FieldError, ValidationError
+from sendarix_core.model import Address
+from sendarix_core.states import Priority
+from sendarix_core.validation import DEFAULT_LIMITS, ErrorCode, Limits
+
+__all__ = [
+    "DROPPED_HEADERS",
+    "HeaderField",
+    "RawMessage",
+    "find_bare_line_break",
+    "read_raw_message",
+    "split_header_section",
+]
+
+# Headers removed from every submitted message: Postfix 3.7's default
+# message_drop_headers. Bcc and Resent-Bcc would reveal hidden recipients;
+# Return-Path is added by the final delivery server.
+DROPPED_HEADERS = frozenset({"bcc", "resent-bcc", "return-path", "content-length"})
+
+_CONTROL_PREFIX = "x-sendarix-"
+_METADATA_PREFIX = "x-sendarix-metadata-"
+_TAGS = "x-sendarix-tags"
+_PRIORITY = "x-sendarix-priority"
+_IDEMPOTENCY_KEYS = frozenset({"idempotency-key", "x-sendarix-idempotency-key"})
+_KNOWN_CONTROL_HEADERS = (
+    "X-Sendarix-Tags, X-Sendarix-Metadata-<key>, X-Sendarix-Priority, "
+    "X-Sendarix-Idempotency-Key"
+)
+
+# A field name is printable ASCII except the colon (RFC 5322 section 2.2);
+# obsolete syntax allows whitespace before the colon.
+_FIELD_START = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_TAG = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+@attrs.frozen
+class HeaderField:
+    """One header field as submitted: its name and its exact bytes.
+
+    ``raw`` includes the folding and the final CRLF.
+    """
+
+    name: str
+    raw: bytes
+
+    @property
+    def value(self) -> str:
+        """The unfolded value, decoded as UTF-8 (RFC 6532), trimmed."""
+        _, _, value = self.raw.partition(b":")
+        unfolded = value.replace(b"\r\n", b"")
+        return unfolded.decode("utf-8", errors="replace").strip(" \t")
+
+
+@attrs.frozen(kw_only=True)
+class RawMessage:
+    """A submitted message with its control headers read and removed."""
+
+    data: bytes = attrs.field(repr=lambda value: f"<{len(value)} bytes>")
+    """The message without control and dropped headers, otherwise unchanged."""
+    subject: str
+    senders: tuple[Address, ...]
+    """The mailboxes of the From header, usually one."""
+    message_id: str | None
+    has_date: bool
+    idempotency_key: str | None
+    priority: Priority
+    tags: tuple[str, ...]
+    metadata: Mapping[str, str]
+
+
+def find_bare_line_break(data: bytes) -> int | None:
+    """Return the offset of the first CR or LF that is not part of a CRLF.
+
+    RFC 5321 section 2.3.8 allows CR and LF in mail data only as CRLF. A
+    bare one can end the data early on a server that accepts it as a line
+    end, which is how SMTP smuggling splits one message into two.
+    """
+    if data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n"):
+        return None
+    for match in re.finditer(rb"\r\n|\r|\n", data):
+        if match.group() != b"\r\n":
+            return match.start()
+    return None
+
+
+def split_header_section(data: bytes) -> tuple[list[HeaderField], bytes]:
+    """Split CRLF-terminated ``data`` into its header fields and the rest.
+
+    The header section ends at the first line that is neither a field nor
+    a continuation of one, normally the empty line. The rest begins with
+    that line, so ``b"".join(f.raw for f in fields) + rest == data``.
+    """
+    fields: list[HeaderField] = []
+    name: str | None = None
+    field_start = position = 0
+    while position < len(data):
+        end = data.find(b"\r\n", position)
+        line_end = len(data) if end < 0 else end + 2
+        is_continuation = name is not None and data[position : position + 1] in (
+            b" ",
+            b"\t",
+        )
+        if not is_continuation:
+            if name is not None:
+                fields.append(HeaderField(name, data[field_start:position]))
+                name = None
+            match = _FIELD_START.match(data, position, line_end)
+            if match is None:
+                break
+            name = match.group(1).decode("ascii")
+            field_start = position
+        position = line_end
+
+    if name is not None:
+        fields.append(HeaderField(name, data[field_start:position]))
+    return fields, data[position:]
+
+
+def read_raw_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> RawMessage:
+    """Read the headers of a submitted message and remove the control ones.
+
+    ``data`` must use CRLF line ends. Raises ``ValidationError`` listing
+    every invalid header (a missing From, an unknown ``X-Sendarix-*``
+    header, an invalid tag …), with the header name as the field.
+    """
+    bare = find_bare_line_break(data)
+    if bare is not None:
+        raise ValidationError(
+            [
+                FieldError(
+                    "data",
+                    ErrorCode.INVALID_CHARACTER,
+                    f"the message has a bare CR or LF at byte {bare}; end every "
+                    "line with CRLF",
+                )
+            ]
+        )
+
+    fields, rest = split_header_section(data)
+    reader = _ControlReader(limits)
+    kept: list[bytes] = []
+    for field in fields:
+        lowered = field.name.lower()
+        if lowered.startswith(_CONTROL_PREFIX) or lowered in _IDEMPOTENCY_KEYS:
+            reader.read(field)
+        elif lowered not in DROPPED_HEADERS:
+            kept.append(field.raw)
+
+    senders = _read_senders(fields, reader.errors)
+    if reader.errors:
+        raise ValidationError(reader.errors)
+    return RawMessage(
+        data=b"".join(kept) + rest,
+        subject=_read_subject(fields),
+        senders=senders,
+        message_id=_first_value(fields, "message-id"),
+        has_date=_first_value(fields, "date") is not None,
+        idempotency_key=reader.idempotency_key,
+        priority=reader.priority or Priority.NORMAL,
+        tags=tuple(reader.tags),
+        metadata=reader.metadata,
+    )
+
+
+def _first_value(fields: Sequence[HeaderField], lowered_name: str) -> str | None:
+    for field in fields:
+        if field.name.lower() == lowered_name:
+            return field.value
+    return None
+
+
+def _read_subject(fields: Sequence[HeaderField]) -> str:
+    value = _first_value(fields, "subject")
+    if value is None:
+        return ""
+    # The header factory decodes RFC 2047 encoded words.
+    return str(email.policy.default.header_factory("Subject", value))
+
+
+def _read_senders(
+    fields: Sequence[HeaderField], errors: list[FieldError]
+) -> tuple[Address, ...]:
+    values = [field.value for field in fields if field.name.lower() == "from"]
+    if not values:
+        errors.append(
+            FieldError(
+                "From",
+                ErrorCode.MISSING_FIELD,
+                "the message has no From header; RFC 5322 requires one",
+            )
+        )
+        return ()
+    if len(values) > 1:
+        errors.append(
+            FieldError(
+                "From",
+                ErrorCode.DUPLICATE,
+                f"the message has {len(values)} From headers; RFC 5322 allows one",
+            )
+        )
+        return ()
+
+    header = email.policy.default.header_factory("From", values[0])
+    senders = []
+    for mailbox in getattr(header, "addresses", ()):
+        try:
+            address = parse_address(mailbox.addr_spec)
+        except AddressError as error:
+            errors.append(FieldError("From", error.code, str(error)))
+            continue
+        senders.append(
+            Address(address.local_part, address.domain, mailbox.display_name)
+        )
+    if not senders and not errors:
+        errors.append(
+            FieldError(
+                "From",
+                ErrorCode.INVALID_VALUE,
+                f"the From header {quote_value(values[0])} has no address",
+            )
+        )
+    return tuple(senders)
+
+
+@attrs.define
+class _ControlReader:
+    """Collects the values of control headers and the errors in them."""
+
+    limits: Limits
+    errors: list[FieldError] = attrs.Factory(list)
+    tags: list[str] = attrs.Factory(list)
+    metadata: dict[str, str] = attrs.Factory(dict)
+    priority: Priority | None = None
+    idempotency_key: str | None = None
+
+    def read(self, field: HeaderField) -> None:
+        lowered = field.name.lower()
+        if lowered == _TAGS:
+            self._read_tags(field)
+        elif lowered.startswith(_METADATA_PREFIX):
+            self._read_metadata(field)
+        elif lowered == _PRIORITY:
+            self._read_priority(field)
+        elif lowered in _IDEMPOTENCY_KEYS:
+            self._read_idempotency_key(field)
+        else:
+            self._error(
+                field,
+                ErrorCode.UNKNOWN_FIELD,
+                f"unknown control header {field.name!r}; the known ones are "
+                f"{_KNOWN_CONTROL_HEADERS}",
+            )
+
+    def _error(self, field: HeaderField, code: str, message: str) -> None:
+        self.errors.append(FieldError(field.name, code, message))
+
+    def _read_tags(self, field: HeaderField) -> None:
+        for tag in (item.strip(" \t") for item in field.value.split(",")):
+            if not tag:
+                continue
+            if len(tag) > self.limits.max_tag_length or not _TAG.fullmatch(tag):
+                self._error(
+                    field,
+                    ErrorCode.INVALID_TAG,
+                    f"{quote_value(tag)} is not a valid tag; use up to "
+                    f"{self.limits.max_tag_length} letters, digits and _ . : -",
+                )
+            elif tag in self.tags:
+                self._error(
+                    field, ErrorCode.DUPLICATE, f"the tag {tag!r} is given twice"
+                )
+            elif len(self.tags) == self.limits.max_tags:
+                self._error(
+                    field,
+                    ErrorCode.TOO_MANY,
+                    f"more than {self.limits.max_tags} tags were given",
+                )
+            else:
+                self.tags.append(tag)
+
+    def _read_metadata(self, field: HeaderField) -> None:
+        key = field.name[len(_METADATA_PREFIX) :]
+        value = field.value
+        if not key or len(key) > self.limits.max_metadata_key_length:
+            self._error(
+                field,
+                ErrorCode.INVALID_VALUE,
+                f"the metadata key {quote_value(key)} must have 1 to "
+                f"{self.limits.max_metadata_key_length} characters",
+            )
+        elif key in self.metadata:
+            self._error(field, ErrorCode.DUPLICATE, f"the metadata key {key!r} repeats")
+        elif len(value) > self.limits.max_metadata_value_length:
+            self._error(
+                field,
+                ErrorCode.TOO_LONG,
+                f"the value is {len(value)} characters long; the maximum is "
+                f"{self.limits.max_metadata_value_length}",
+            )
+        elif len(self.metadata) == self.limits.max_metadata_keys:
+            self._error(
+                field,
+                ErrorCode.TOO_MANY,
+                f"more than {self.limits.max_metadata_keys} metadata keys were given",
+            )
+        else:
+            self.metadata[key] = value
+
+    def _read_priority(self, field: HeaderField) -> None:
+        try:
+            priority = Priority(field.value.lower())
+        except ValueError:
+            self._error(
+                field,
+                ErrorCode.INVALID_VALUE,
+                f"expected 'high', 'normal' or 'low', got {quote_value(field.value)}",
+            )
+            return
+        if self.priority is not None and self.priority != priority:
+            self._error(field, ErrorCode.DUPLICATE, "the priority is given twice")
+        self.priority = priority
+
+    def _read_idempotency_key(self, field: HeaderField) -> None:
+        key = field.value
+        if not _IDEMPOTENCY_KEY.fullmatch(key):
+            self._error(
+                field,
+                ErrorCode.INVALID_IDEMPOTENCY_KEY,
+                f"{quote_value(key)} is not a valid idempotency key; use 1 to 255 "
+                "printable ASCII characters without spaces",
+            )
+        elif self.idempotency_key is not None and self.idempotency_key != key:
+            self._error(
+                field,
+                ErrorCode.INVALID_IDEMPOTENCY_KEY,
+                "the message has two different idempotency keys; send one",
+            )
+        else:
+            self.idempotency_key = key

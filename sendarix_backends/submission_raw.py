@@ -1,0 +1,215 @@
+"""Messages submitted as finished bytes: one message per envelope recipient.
+
+The SMTP relay hands over what a client sent after DATA. Every recipient
+gets its own message whose content is those bytes (``MessageContent.raw``),
+so states, events, retries, suppression and test keys work as for API
+sends. The envelope sender (``MAIL FROM``) becomes the message's
+``sender``, which delivery uses as its envelope sender. Its display name
+comes from the From header when that names the same mailbox.
+
+A message without Message-ID or Date gets them in front of its headers, as
+RFC 5321 section 6.4 lets a submission server do. A submitted Message-ID
+is kept, so receivers that drop duplicates by it still can.
+
+An idempotency key applies to the whole transaction: the same key with the
+same envelope and bytes within 24 hours queues nothing and returns the
+original message ids; with another envelope or other bytes it is a
+conflict. One submission, the anchor, stores the key itself, and the others
+store ``"<key> <recipient>"``. The anchor commits first, so a conflict
+stores nothing, and a retry after a failure between the two commits finds
+the anchor and queues only the recipients that are missing.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+
+import attrs
+
+from sendarix_backends.raw_message import RawMessage, read_raw_message
+from sendarix_core.addresses import AddressError, parse_address
+from sendarix_core.errors import FieldError, ValidationError
+from sendarix_core.idempotency import IdempotencyRecord, request_fingerprint
+from sendarix_core.keys import ApiKey, Environment
+from sendarix_core.lifecycle import create
+from sendarix_core.mime import make_message_id_header
+from sendarix_core.model import Address, Message, MessageContent
+from sendarix_core.ports import Submission, SubmitOutcome
+from sendarix_core.representation import accepted_response
+from sendarix_core.states import MessageStatus
+
+__all__ = ["RawBatch", "prepare_raw_batch", "submit_raw_batch"]
+
+SubmitOne = Callable[[Submission], Awaitable[SubmitOutcome]]
+SubmitAll = Callable[[Sequence[Submission]], Awaitable[Sequence[SubmitOutcome]]]
+
+
+@attrs.frozen(kw_only=True)
+class RawBatch:
+    """The submissions of one transaction, in the order of its recipients."""
+
+    submissions: tuple[Submission, ...]
+    senders: tuple[Address, ...]
+    """The envelope sender and the From header's mailboxes, one per domain,
+    whose domains the API key and sender verification must allow."""
+    idempotency_key: str | None
+    anchor: int
+    """Index of the submission whose record is the idempotency key itself."""
+
+
+def prepare_raw_batch(
+    data: bytes,
+    *,
+    mail_from: str,
+    recipients: Sequence[str],
+    now: datetime,
+    new_id: Callable[[str], str],
+    api_key: ApiKey | None,
+    idempotency_owner: str,
+) -> RawBatch:
+    """Build one submission per recipient of a finished RFC 5322 message.
+
+    Raises ``ValidationError`` naming every invalid address and header.
+    """
+    sender, addresses = _parse_envelope(mail_from, recipients)
+    raw = read_raw_message(data)
+    display_sender = _display_sender(sender, raw.senders)
+
+    fingerprint = request_fingerprint(
+        {
+            "mail_from": sender.email,
+            "recipients": sorted(address.email for address in addresses),
+            "data": hashlib.sha256(data).hexdigest(),
+        }
+    )
+    anchor = min(range(len(addresses)), key=lambda index: addresses[index].email)
+    submissions = []
+    for index, recipient in enumerate(addresses):
+        message = _new_message(
+            raw, display_sender, recipient, now=now, new_id=new_id, api_key=api_key
+        )
+        record = None
+        if raw.idempotency_key is not None:
+            key = raw.idempotency_key
+            record = IdempotencyRecord(
+                api_key_id=idempotency_owner,
+                key=key if index == anchor else f"{key} {recipient.email}",
+                fingerprint=fingerprint,
+                status_code=250,
+                response=accepted_response(message),
+                created_at=now,
+            )
+        transition = create(message, event_id=new_id("evt"))
+        submissions.append(Submission(transition=transition, idempotency=record))
+
+    senders = {address.domain: address for address in (*raw.senders, sender)}
+    return RawBatch(
+        submissions=tuple(submissions),
+        senders=tuple(senders.values()),
+        idempotency_key=raw.idempotency_key,
+        anchor=anchor,
+    )
+
+
+async def submit_raw_batch(
+    batch: RawBatch, *, submit_one: SubmitOne, submit_all: SubmitAll
+) -> list[SubmitOutcome]:
+    """Store a batch; return one outcome per submission, in order.
+
+    A single submission goes through ``submit_one``, which shares a group
+    commit with concurrent submissions. Several go through ``submit_all`` in
+    one commit of their own, so a failure stores none of them. With an
+    idempotency key the anchor commits alone first, and a conflict on it
+    returns only its outcome, with nothing stored.
+    """
+    submissions = batch.submissions
+    if batch.idempotency_key is None:
+        if len(submissions) == 1:
+            return [await submit_one(submissions[0])]
+        return list(await submit_all(submissions))
+
+    first = await submit_one(submissions[batch.anchor])
+    if first.conflict:
+        return [first]
+    others = [
+        submission
+        for index, submission in enumerate(submissions)
+        if index != batch.anchor
+    ]
+    outcomes = list(await submit_all(others)) if others else []
+    outcomes.insert(batch.anchor, first)
+    return outcomes
+
+
+def _parse_envelope(
+    mail_from: str, recipients: Sequence[str]
+) -> tuple[Address, list[Address]]:
+    errors = []
+    sender = None
+    try:
+        sender = parse_address(mail_from)
+    except AddressError as error:
+        errors.append(FieldError("mail_from", error.code, str(error)))
+
+    addresses = []
+    for index, recipient in enumerate(recipients):
+        try:
+            addresses.append(parse_address(recipient))
+        except AddressError as error:
+            errors.append(FieldError(f"recipients.{index}", error.code, str(error)))
+    if not recipients:
+        errors.append(
+            FieldError(
+                "recipients", "missing_field", "at least one recipient is needed"
+            )
+        )
+    if errors or sender is None:
+        raise ValidationError(errors)
+    return sender, addresses
+
+
+def _display_sender(sender: Address, header_senders: Sequence[Address]) -> Address:
+    """Return the envelope sender with the From header's display name, if any."""
+    for address in header_senders:
+        if address.email.lower() == sender.email.lower():
+            return Address(sender.local_part, sender.domain, address.display_name)
+    return sender
+
+
+def _new_message(
+    raw: RawMessage,
+    sender: Address,
+    recipient: Address,
+    *,
+    now: datetime,
+    new_id: Callable[[str], str],
+    api_key: ApiKey | None,
+) -> Message:
+    message_id = new_id("msg")
+    message_id_header = raw.message_id or make_message_id_header(
+        message_id, sender.domain
+    )
+    added = b""
+    if raw.message_id is None:
+        added += f"Message-ID: {message_id_header}\r\n".encode("ascii")
+    if not raw.has_date:
+        added += f"Date: {email.utils.format_datetime(now)}\r\n".encode("ascii")
+
+    return Message(
+        id=message_id,
+        status=MessageStatus.QUEUED,
+        priority=raw.priority,
+        sender=sender,
+        recipient=recipient,
+        content=MessageContent(subject=raw.subject, raw=added + raw.data),
+        created_at=now,
+        updated_at=now,
+        metadata=raw.metadata,
+        tags=raw.tags,
+        api_key_id=api_key.id if api_key else None,
+        test_mode=api_key is not None and api_key.environment == Environment.TEST,
+        message_id_header=message_id_header,
+    )

@@ -1,0 +1,117 @@
+"""One relay session: aiosmtpd's SMTP protocol with the relay's limits.
+
+aiosmtpd 1.4.6 ends DATA only on a line that is exactly ``.<CRLF>`` after
+a CRLF: it reads the data in lines up to each CRLF, so ``<LF>.<CRLF>`` or
+``<CR>.<CR>`` stays inside the message. The engine then rejects such bare
+line breaks, so they can't split the message on a server further along.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Session
+
+__all__ = ["RelaySMTP"]
+
+Command = Callable[[str | None], Awaitable[None]]
+
+_NULL_SENDER = re.compile(r"FROM:\s*<>", re.IGNORECASE)
+
+
+class RelaySMTP(SMTP):
+    """An SMTP session that allows ``max_commands`` commands.
+
+    AUTH needs TLS unless the session runs on the implicit TLS port, or
+    ``allow_plaintext_loopback`` is set and the client is on loopback.
+    """
+
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        max_commands: int,
+        implicit_tls: bool = False,
+        allow_plaintext_loopback: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(handler, auth_required=True, auth_require_tls=True, **kwargs)
+        self._implicit_tls = implicit_tls
+        self._allow_plaintext_loopback = allow_plaintext_loopback
+        self._commands_left = max_commands
+        # NOTE: _smtp_methods and _auth_require_tls are private to aiosmtpd
+        # (checked against 1.4.6); the relay tests cover both uses.
+        self._smtp_methods = {
+            verb: self._counted(method) for verb, method in self._smtp_methods.items()
+        }
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        # aiosmtpd replies "malformed address" to "<>"; give the real reason.
+        if arg is not None and _NULL_SENDER.match(arg):
+            if await self.check_helo_needed() or await self.check_auth_needed("MAIL"):
+                return
+            await self.push(
+                "553 5.1.7 the null sender <> is not accepted; use the address "
+                "that should receive bounces"
+            )
+            return
+        await super().smtp_MAIL(arg)
+
+    def _create_session(self) -> Session:
+        return _RelaySession(self.loop)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # STARTTLS calls this again for the same session.
+        is_new = self.transport is None
+        super().connection_made(transport)
+        if not is_new:
+            return
+        if self._implicit_tls or (
+            self._allow_plaintext_loopback
+            and self.session is not None
+            and _is_loopback(self.session.peer)
+        ):
+            self._auth_require_tls = False
+
+    def _counted(self, method: Command) -> Command:
+        @functools.wraps(method)
+        async def counted(arg: str | None) -> None:
+            self._commands_left -= 1
+            if self._commands_left >= 0:
+                await method(arg)
+                return
+            await self.push("421 4.7.0 too many commands in one session; reconnect")
+            if self.transport is not None:
+                self.transport.close()
+
+        return counted
+
+
+class _RelaySession(Session):
+    """A session without aiosmtpd's deprecated ``login_data``.
+
+    aiosmtpd 1.4.6 sets it after every successful AUTH and logs a WARNING
+    each time; the relay keeps its credential in ``auth_data`` instead.
+    """
+
+    @property
+    def login_data(self) -> None:
+        return None
+
+    @login_data.setter
+    def login_data(self, value: object) -> None:
+        pass
+
+
+def _is_loopback(peer: object) -> bool:
+    if not isinstance(peer, tuple) or not peer:
+        return False
+    try:
+        return ipaddress.ip_address(peer[0]).is_loopback
+    except ValueError:
+        return False

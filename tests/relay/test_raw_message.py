@@ -1,0 +1,211 @@
+"""Reading and trimming the headers of messages submitted as bytes."""
+
+from __future__ import annotations
+
+import pytest
+
+from sendarix_backends.raw_message import (
+    find_bare_line_break,
+    read_raw_message,
+    split_header_section,
+)
+from sendarix_core.errors import ValidationError
+from sendarix_core.states import Priority
+
+MESSAGE = (
+    b"From: Ada <ada@acme.example>\r\n"
+    b"To: bob@example.test\r\n"
+    b"Subject: Your\r\n code\r\n"
+    b"\r\n"
+    b"Body line\r\n"
+)
+
+
+def field_codes(error: ValidationError) -> list[tuple[str, str]]:
+    return [(item.field, item.code) for item in error.errors]
+
+
+def test_split_keeps_bytes() -> None:
+    fields, rest = split_header_section(MESSAGE)
+    assert b"".join(field.raw for field in fields) + rest == MESSAGE
+
+
+def test_split_joins_continuation_lines() -> None:
+    fields, _ = split_header_section(MESSAGE)
+    assert [field.name for field in fields] == ["From", "To", "Subject"]
+    assert fields[2].raw == b"Subject: Your\r\n code\r\n"
+    assert fields[2].value == "Your code"
+
+
+def test_split_rest_starts_at_blank_line() -> None:
+    _, rest = split_header_section(MESSAGE)
+    assert rest == b"\r\nBody line\r\n"
+
+
+def test_split_stops_at_non_header_line() -> None:
+    fields, rest = split_header_section(b"From: a@b.example\r\nnot a header\r\n")
+    assert [field.name for field in fields] == ["From"]
+    assert rest == b"not a header\r\n"
+
+
+def test_split_without_final_crlf() -> None:
+    fields, rest = split_header_section(b"From: a@b.example")
+    assert fields[0].value == "a@b.example"
+    assert rest == b""
+
+
+def test_split_accepts_space_before_colon() -> None:
+    fields, _ = split_header_section(b"Subject : hi\r\n\r\n")
+    assert fields[0].name == "Subject"
+    assert fields[0].value == "hi"
+
+
+@pytest.mark.parametrize(
+    ("data", "offset"),
+    [
+        (b"a\r\nb\r\n", None),
+        (b"a\nb\r\n", 1),
+        (b"a\r\nb\n.\r\n", 4),
+        (b"a\rb\r\n", 1),
+        (b"a\r\n\r", 3),
+        (b"", None),
+    ],
+)
+def test_bare_line_break_offset(data: bytes, offset: int | None) -> None:
+    assert find_bare_line_break(data) == offset
+
+
+def test_read_keeps_other_bytes_exactly() -> None:
+    signed = (
+        b"DKIM-Signature: v=1; a=rsa-sha256; d=acme.example;\r\n"
+        b"\th=from:to:subject; b=abc\r\n"
+        b"X-Sendarix-Tags: otp\r\n" + MESSAGE + b"\xc3\xa9t\xc3\xa9 8-bit body\r\n"
+    )
+    raw = read_raw_message(signed)
+    assert raw.data == signed.replace(b"X-Sendarix-Tags: otp\r\n", b"")
+
+
+def test_read_removes_bcc_and_return_path() -> None:
+    data = (
+        b"Bcc: hidden@example.test,\r\n other@example.test\r\n"
+        b"Return-Path: <x@y.example>\r\n"
+    )
+    raw = read_raw_message(data + MESSAGE)
+    assert raw.data == MESSAGE
+
+
+def test_read_control_headers() -> None:
+    headers = (
+        b"X-Sendarix-Tags: otp, login\r\n"
+        b"x-sendarix-tags: eu\r\n"
+        b"X-Sendarix-Metadata-User-Id: 42\r\n"
+        b"X-Sendarix-Priority: HIGH\r\n"
+        b"Idempotency-Key: order-7\r\n"
+    )
+    raw = read_raw_message(headers + MESSAGE)
+    assert raw.tags == ("otp", "login", "eu")
+    assert raw.metadata == {"User-Id": "42"}
+    assert raw.priority == Priority.HIGH
+    assert raw.idempotency_key == "order-7"
+    assert raw.data == MESSAGE
+
+
+def test_read_defaults() -> None:
+    raw = read_raw_message(MESSAGE)
+    assert raw.priority == Priority.NORMAL
+    assert raw.tags == ()
+    assert raw.metadata == {}
+    assert raw.idempotency_key is None
+    assert raw.message_id is None
+    assert raw.has_date is False
+
+
+def test_read_display_fields() -> None:
+    data = (
+        b"Message-ID: <abc@acme.example>\r\n"
+        b"Date: Fri, 04 Dec 2026 16:51:23 +0000\r\n"
+        b"From: =?utf-8?q?Ad=C3=A1?= <ada@acme.example>\r\n"
+        b"Subject: =?utf-8?b?w4lsw6hu?=\r\n\r\nbody\r\n"
+    )
+    raw = read_raw_message(data)
+    assert raw.message_id == "<abc@acme.example>"
+    assert raw.has_date is True
+    assert raw.subject == "Élèn"
+    assert [str(sender) for sender in raw.senders] == ["Adá <ada@acme.example>"]
+
+
+def test_read_utf8_header() -> None:
+    data = "From: Zoë <zoe@bücher.example>\r\nSubject: Grüße\r\n\r\nx\r\n"
+    raw = read_raw_message(data.encode())
+    assert raw.subject == "Grüße"
+    assert raw.senders[0].domain == "xn--bcher-kva.example"
+
+
+def test_read_several_from_mailboxes() -> None:
+    data = b"From: a@one.example, b@two.example\r\n\r\nx\r\n"
+    raw = read_raw_message(data)
+    assert [sender.domain for sender in raw.senders] == ["one.example", "two.example"]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"Subject: x\r\n\r\nbody\r\n", [("From", "missing_field")]),
+        (
+            b"From: a@b.example\r\nFrom: c@d.example\r\n\r\nx\r\n",
+            [("From", "duplicate")],
+        ),
+        (b"From: nobody\r\n\r\nx\r\n", [("From", "invalid_address")]),
+        (
+            b"X-Sendarix-Colour: red\r\n" + MESSAGE,
+            [("X-Sendarix-Colour", "unknown_field")],
+        ),
+        (
+            b"X-Sendarix-Tags: ok, not ok\r\n" + MESSAGE,
+            [("X-Sendarix-Tags", "invalid_tag")],
+        ),
+        (
+            b"X-Sendarix-Tags: a, a\r\n" + MESSAGE,
+            [("X-Sendarix-Tags", "duplicate")],
+        ),
+        (
+            b"X-Sendarix-Priority: urgent\r\n" + MESSAGE,
+            [("X-Sendarix-Priority", "invalid_value")],
+        ),
+        (
+            b"X-Sendarix-Metadata-: x\r\n" + MESSAGE,
+            [("X-Sendarix-Metadata-", "invalid_value")],
+        ),
+        (
+            b"X-Sendarix-Metadata-Note: " + b"x" * 501 + b"\r\n" + MESSAGE,
+            [("X-Sendarix-Metadata-Note", "too_long")],
+        ),
+        (
+            b"Idempotency-Key: a\r\nX-Sendarix-Idempotency-Key: b\r\n" + MESSAGE,
+            [("X-Sendarix-Idempotency-Key", "invalid_idempotency_key")],
+        ),
+        (
+            b"Idempotency-Key: " + b"k" * 256 + b"\r\n" + MESSAGE,
+            [("Idempotency-Key", "invalid_idempotency_key")],
+        ),
+        (MESSAGE + b"bare\nline\r\n", [("data", "invalid_character")]),
+    ],
+)
+def test_read_rejects(data: bytes, expected: list[tuple[str, str]]) -> None:
+    with pytest.raises(ValidationError) as caught:
+        read_raw_message(data)
+    assert field_codes(caught.value) == expected
+
+
+def test_read_limits_tags() -> None:
+    tags = ", ".join(f"t{number}" for number in range(11))
+    with pytest.raises(ValidationError) as caught:
+        read_raw_message(f"X-Sendarix-Tags: {tags}\r\n".encode() + MESSAGE)
+    assert field_codes(caught.value) == [("X-Sendarix-Tags", "too_many")]
+
+
+def test_read_lists_every_error() -> None:
+    data = b"X-Sendarix-Priority: soon\r\nX-Sendarix-Foo: 1\r\nSubject: x\r\n\r\n"
+    with pytest.raises(ValidationError) as caught:
+        read_raw_message(data)
+    assert len(caught.value.errors) == 3

@@ -1,0 +1,441 @@
+"""What the relay refuses, and the replies it refuses with."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import smtplib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import anyio
+import attrs
+import pytest
+
+from sendarix_backends.engine import Engine
+from sendarix_backends.settings import Settings
+from sendarix_core.keys import Scope
+from sendarix_core.ports import MessageQuery
+from sendarix_http.relay import Relay
+from tests.conftest import DOMAIN
+from tests.relay.conftest import (
+    RECIPIENT,
+    SENDER,
+    FakeMonotonic,
+    connect,
+    create_key,
+    message_bytes,
+    submit,
+)
+from tests.support.certificates import TestCertificate
+from tests.support.server_process import free_port
+
+pytestmark = pytest.mark.anyio
+
+T = TypeVar("T")
+
+
+async def in_thread(function: Callable[[], T]) -> T:
+    return await anyio.to_thread.run_sync(function)
+
+
+@asynccontextmanager
+async def custom_relay(
+    engine: Engine, settings: Settings, certificate: TestCertificate, **changes: object
+) -> AsyncIterator[Settings]:
+    """Run a second relay with changed settings on its own port."""
+    changed = attrs.evolve(settings, relay_port=free_port(), **changes)
+    async with Relay(engine, changed, tls_context=certificate.server_context()):
+        yield changed
+
+
+async def test_mail_without_auth(
+    relay: Relay, relay_settings: Settings, certificate: TestCertificate
+) -> None:
+    def mail() -> tuple[int, bytes]:
+        with connect(relay_settings, certificate) as client:
+            return client.mail(SENDER)
+
+    code, reply = await in_thread(mail)
+    assert code == 530
+    assert reply.startswith(b"5.7.0")
+
+
+async def test_auth_needs_tls(relay: Relay, relay_settings: Settings) -> None:
+    def attempt() -> tuple[bool, tuple[int, bytes]]:
+        with smtplib.SMTP("127.0.0.1", relay_settings.relay_port) as client:
+            client.ehlo()
+            offered = client.has_extn("auth")
+            return offered, client.docmd("AUTH", "PLAIN AGEAYg==")
+
+    offered, (code, reply) = await in_thread(attempt)
+    assert offered is False
+    assert code == 538
+    assert reply.startswith(b"5.7.11")
+
+
+async def test_auth_offered_after_starttls(
+    relay: Relay, relay_settings: Settings, certificate: TestCertificate
+) -> None:
+    def features() -> str:
+        with connect(relay_settings, certificate) as client:
+            client.ehlo()
+            return client.esmtp_features.get("auth", "")
+
+    assert sorted((await in_thread(features)).split()) == ["LOGIN", "PLAIN"]
+
+
+async def test_plaintext_loopback_setting(
+    engine: Engine,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+) -> None:
+    async with custom_relay(
+        engine, relay_settings, certificate, relay_allow_plaintext_loopback=True
+    ) as settings:
+
+        def submit() -> int:
+            with smtplib.SMTP("127.0.0.1", settings.relay_port) as client:
+                client.login("legacy-app", api_key)
+                return client.mail(SENDER)[0]
+
+        assert await in_thread(submit) == 250
+
+
+async def test_bad_key(
+    relay: Relay, relay_settings: Settings, certificate: TestCertificate
+) -> None:
+    def login() -> None:
+        connect(relay_settings, certificate, "sk_live_" + "x" * 32)
+
+    with pytest.raises(smtplib.SMTPAuthenticationError) as caught:
+        await in_thread(login)
+    assert caught.value.smtp_code == 535
+    assert caught.value.smtp_error.startswith(b"5.7.8")
+
+
+async def test_key_without_send_scope(
+    relay: Relay,
+    engine: Engine,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+) -> None:
+    secret = await create_key(engine, scopes=frozenset({Scope.MESSAGES_READ}))
+
+    def login() -> None:
+        connect(relay_settings, certificate, secret)
+
+    with pytest.raises(smtplib.SMTPAuthenticationError) as caught:
+        await in_thread(login)
+    assert caught.value.smtp_code == 535
+    assert b"messages:send" in caught.value.smtp_error
+
+
+async def test_mail_from_outside_key_domains(
+    relay: Relay,
+    engine: Engine,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+) -> None:
+    secret = await create_key(engine, sender_domains=("acme.example",))
+
+    def mail() -> tuple[int, bytes]:
+        with connect(relay_settings, certificate, secret) as client:
+            return client.mail("ceo@evil.example")
+
+    code, reply = await in_thread(mail)
+    assert code == 550
+    assert reply.startswith(b"5.7.1")
+    assert b"acme.example" in reply
+
+
+async def test_from_header_outside_key_domains(
+    relay: Relay,
+    engine: Engine,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+) -> None:
+    secret = await create_key(engine, sender_domains=("acme.example",))
+
+    data = message_bytes(sender="CEO <ceo@evil.example>")
+    code, reply = await submit(relay_settings, certificate, secret, data)
+    assert code == 550
+    assert reply.startswith(b"5.7.1")
+    assert (await engine.list_messages(MessageQuery())).items == []
+
+
+async def test_unverified_sender_domain(
+    relay_settings: Settings, certificate: TestCertificate
+) -> None:
+    settings = attrs.evolve(
+        relay_settings, relay_port=free_port(), sender_verification="required"
+    )
+    async with Engine.from_settings(settings, workers=False) as engine:
+        secret = await create_key(engine)
+        async with Relay(engine, settings, tls_context=certificate.server_context()):
+            code, reply = await submit(settings, certificate, secret, message_bytes())
+    assert code == 550
+    assert reply.startswith(b"5.7.1 from: the sender domain 'acme.example'")
+
+
+@pytest.mark.parametrize(
+    ("address", "code", "enhanced"),
+    [
+        ("bob@", 553, b"5.1.3"),
+        ("bob@localhost", 553, b"5.1.3"),
+        ("zoë@example.test", 553, b"5.6.7"),
+    ],
+)
+async def test_invalid_recipient(
+    relay: Relay,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+    address: str,
+    code: int,
+    enhanced: bytes,
+) -> None:
+    def rcpt() -> tuple[int, bytes]:
+        with connect(relay_settings, certificate, api_key) as client:
+            client.mail(SENDER)
+            # Raw bytes: smtplib encodes commands as ASCII without SMTPUTF8.
+            client.send(f"RCPT TO:<{address}>\r\n".encode())
+            return client.getreply()
+
+    reply_code, reply = await in_thread(rcpt)
+    assert reply_code == code
+    assert reply.startswith(enhanced)
+
+
+async def test_smtputf8_recipient(
+    relay: Relay,
+    engine: Engine,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+) -> None:
+    def submit() -> dict[str, tuple[int, bytes]]:
+        with connect(relay_settings, certificate, api_key) as client:
+            return client.sendmail(
+                SENDER,
+                [f"zoë@{DOMAIN}"],
+                message_bytes(recipient=f"zoë@{DOMAIN}"),
+                mail_options=["SMTPUTF8"],
+            )
+
+    assert await in_thread(submit) == {}
+    [message] = (await engine.list_messages(MessageQuery())).items
+    assert message.recipient.email == f"zoë@{DOMAIN}"
+
+
+async def test_null_sender(
+    relay: Relay, relay_settings: Settings, certificate: TestCertificate, api_key: str
+) -> None:
+    def mail() -> tuple[int, bytes]:
+        with connect(relay_settings, certificate, api_key) as client:
+            return client.docmd("MAIL", "FROM:<>")
+
+    code, reply = await in_thread(mail)
+    assert code == 553
+    assert reply.startswith(b"5.1.7 the null sender")
+
+
+async def test_too_many_recipients(
+    relay: Relay, relay_settings: Settings, certificate: TestCertificate, api_key: str
+) -> None:
+    def rcpt() -> list[int]:
+        with connect(relay_settings, certificate, api_key) as client:
+            client.mail(SENDER)
+            return [client.rcpt(f"user{number}@{DOMAIN}")[0] for number in range(6)]
+
+    assert await in_thread(rcpt) == [250, 250, 250, 250, 250, 452]
+
+
+async def test_repeated_recipient_one_message(
+    relay: Relay,
+    engine: Engine,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+) -> None:
+    def submit() -> dict[str, tuple[int, bytes]]:
+        with connect(relay_settings, certificate, api_key) as client:
+            return client.sendmail(
+                SENDER, [RECIPIENT, RECIPIENT.upper()], message_bytes()
+            )
+
+    await in_thread(submit)
+    messages = (await engine.list_messages(MessageQuery())).items
+    assert len(messages) == 2
+    assert {message.recipient.email for message in messages} == {
+        RECIPIENT,
+        "BOB@example.test",
+    }
+
+
+async def test_oversized_message_once(
+    relay: Relay,
+    engine: Engine,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+) -> None:
+    body = "x" * 76 + "\r\n"
+    large = message_bytes(body=body * 2000)
+
+    def submit() -> list[tuple[int, bytes]]:
+        with connect(relay_settings, certificate, api_key) as client:
+            declared = client.docmd("MAIL", f"FROM:<{SENDER}> SIZE=200000")
+            client.mail(SENDER)
+            client.rcpt(RECIPIENT)
+            too_large = client.data(large)
+            # The session stays in step: the next transaction works.
+            client.mail(SENDER)
+            client.rcpt(RECIPIENT)
+            return [declared, too_large, client.data(message_bytes())]
+
+    declared, too_large, accepted = await in_thread(submit)
+    assert declared[0] == 552
+    assert too_large[0] == 552
+    assert accepted[0] == 250
+    assert len((await engine.list_messages(MessageQuery())).items) == 1
+
+
+async def test_command_limit(
+    engine: Engine, relay_settings: Settings, certificate: TestCertificate
+) -> None:
+    async with custom_relay(
+        engine, relay_settings, certificate, relay_max_commands=4
+    ) as settings:
+
+        def noops() -> list[int]:
+            # EHLO and NOOP count as commands; the fifth command is refused.
+            with smtplib.SMTP("127.0.0.1", settings.relay_port) as client:
+                client.ehlo()
+                codes = [client.noop()[0] for _ in range(3)]
+                try:
+                    codes.append(client.noop()[0])
+                except smtplib.SMTPServerDisconnected:
+                    codes.append(0)
+                return codes
+
+        assert await in_thread(noops) == [250, 250, 250, 421]
+
+
+async def test_failed_auth_rate_limited(
+    relay: Relay,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    relay_clock: FakeMonotonic,
+    api_key: str,
+) -> None:
+    def attempt(secret: str) -> int:
+        try:
+            connect(relay_settings, certificate, secret).quit()
+        except smtplib.SMTPAuthenticationError as error:
+            return error.smtp_code
+        except smtplib.SMTPServerDisconnected:
+            return 421
+        return 235
+
+    wrong = "sk_live_" + "y" * 32
+    codes = [await in_thread(lambda: attempt(wrong)) for _ in range(3)]
+    assert codes == [535, 535, 535]
+    assert await in_thread(lambda: attempt(api_key)) == 421
+
+    relay_clock.advance(60)
+    assert await in_thread(lambda: attempt(api_key)) == 235
+
+
+async def test_blocked_client_reply(
+    relay: Relay,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+) -> None:
+    wrong = "sk_live_" + "z" * 32
+
+    def attempts() -> tuple[int, bytes]:
+        with connect(relay_settings, certificate) as client:
+            blob = base64.b64encode(b"\0user\0" + wrong.encode()).decode()
+            for _ in range(3):
+                client.docmd("AUTH", f"PLAIN {blob}")
+            return client.docmd("AUTH", f"PLAIN {blob}")
+
+    code, reply = await in_thread(attempts)
+    assert code == 421
+    assert reply.startswith(b"4.7.0")
+
+
+async def test_rate_limited_key(
+    relay: Relay,
+    engine: Engine,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+) -> None:
+    secret, _ = await engine.create_api_key("slow", rate_limit=1)
+
+    def mails() -> list[int]:
+        with connect(relay_settings, certificate, secret) as client:
+            first = client.mail(SENDER)[0]
+            client.rset()
+            return [first, client.mail(SENDER)[0]]
+
+    assert await in_thread(mails) == [250, 451]
+
+
+async def test_idempotency_conflict_reply(
+    relay: Relay,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+) -> None:
+    headers = "Idempotency-Key: order-7\r\n"
+    one = message_bytes(headers=headers, body="one\r\n")
+    two = message_bytes(headers=headers, body="two\r\n")
+
+    first = await submit(relay_settings, certificate, api_key, one)
+    replayed = await submit(relay_settings, certificate, api_key, one)
+    conflict = await submit(relay_settings, certificate, api_key, two)
+    assert first == replayed
+    assert conflict[0] == 550
+    assert conflict[1].startswith(b"5.7.0")
+
+
+async def test_invalid_control_header_reply(
+    relay: Relay,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+) -> None:
+    data = message_bytes(headers="X-Sendarix-Priority: soon\r\n")
+    code, reply = await submit(relay_settings, certificate, api_key, data)
+    assert code == 550
+    assert reply.startswith(b"5.6.0 X-Sendarix-Priority: expected")
+
+
+async def test_credentials_not_logged(
+    relay: Relay,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    def sessions() -> None:
+        connect(relay_settings, certificate, api_key).quit()
+        with connect(relay_settings, certificate) as client:
+            client.user, client.password = "legacy-app", api_key
+            client.auth("LOGIN", client.auth_login)
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            connect(relay_settings, certificate, api_key + "x")
+
+    await in_thread(sessions)
+    plain = base64.b64encode(b"\0legacy-app\0" + api_key.encode()).decode()
+    login = base64.b64encode(api_key.encode()).decode()
+    assert "relay client authenticated" in caplog.text
+    assert api_key not in caplog.text
+    assert plain not in caplog.text
+    assert login not in caplog.text
