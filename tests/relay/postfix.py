@@ -1,9 +1,9 @@
 """A throwaway Postfix instance that relays everything to a Sendarix relay.
 
-It has its own configuration, queue and log in a temporary folder and no
-listening socket: mail enters only through ``sendmail -C <folder>``, as an
-unchanged legacy application would hand it over, and leaves through the
-relay host with STARTTLS and SASL AUTH (the API key as the password).
+It has its own configuration, queue and log in a temporary folder, and no
+listening socket. Mail enters only through ``sendmail -C <folder>``, as an
+unchanged legacy application would hand it over. It leaves through the
+relay host with STARTTLS and SASL AUTH, the API key as the password.
 Running it needs root, because the Postfix master process starts as root
 and runs its daemons as the ``postfix`` user.
 """
@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -65,8 +66,14 @@ class PostfixInstance:
         self.log_path = self.folder / "maillog"
         self._relay_port = relay_port
         self._credentials = f"{username}:{password}"
+        self._master: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        """Start the master in the foreground, as a child of this process.
+
+        A master started with ``postfix start`` would detach, and where no
+        init process reaps orphans its exit would leave zombie processes.
+        """
         self.config.mkdir()
         (self.folder / "queue").mkdir()
         data = self.folder / "data"
@@ -74,10 +81,26 @@ class PostfixInstance:
         shutil.chown(data, user="postfix")
         (self.config / "main.cf").write_text(self._main_cf())
         (self.config / "master.cf").write_text(_MASTER_CF)
-        self._postfix("start")
+
+        self._master = subprocess.Popen(
+            ["postfix", "-c", str(self.config), "start-fg"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while "daemon started" not in self.log():
+            if self._master.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Postfix did not start:\n{self.log()}")
+            time.sleep(0.1)
 
     def stop(self) -> None:
-        self._postfix("stop", check=False)
+        if self._master is not None and self._master.poll() is None:
+            self._postfix("stop", check=False)
+            try:
+                self._master.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._master.kill()
+                self._master.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def sendmail(self, message: bytes, sender: str) -> None:
@@ -97,7 +120,11 @@ class PostfixInstance:
         return self.log_path.read_text(errors="replace")
 
     def __enter__(self) -> PostfixInstance:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def __exit__(
