@@ -9,6 +9,7 @@ SERVFAIL and timeouts are temporary.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import logging
 import random
@@ -202,7 +203,11 @@ class MxResolver:
             elif isinstance(result, BaseException):
                 raise result
             elif result is not None and result.rrset is not None:
-                addresses.extend(rdata.to_text() for rdata in result.rrset)
+                addresses.extend(
+                    text
+                    for text in (rdata.to_text() for rdata in result.rrset)
+                    if is_deliverable_address(text)
+                )
                 ttls.append(result.rrset.ttl)
         return _Addresses(tuple(addresses), min(ttls, default=None), failure)
 
@@ -231,6 +236,19 @@ class MxResolver:
             self._rng.shuffle(tied)
             ordered.extend(tied)
         return ordered
+
+
+def is_deliverable_address(text: str) -> bool:
+    """Return whether an MX host's address may be connected to.
+
+    Unspecified, link-local (which includes cloud metadata services at
+    169.254.169.254) and multicast addresses never run a mail server, so an
+    MX record pointing there is a mistake or an attack and is skipped.
+    Loopback and private addresses are allowed: staging systems and the
+    tests run their SMTP servers there.
+    """
+    address = ipaddress.ip_address(text)
+    return not (address.is_unspecified or address.is_link_local or address.is_multicast)
 
 
 def _make_resolver(

@@ -260,3 +260,14 @@ async def test_resolve_concurrent_lookups_share_queries(
 def test_resolver_empty_nameservers() -> None:
     with pytest.raises(ConfigurationError, match="nameservers is empty"):
         MxResolver([])
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "0.0.0.0", "224.0.0.1"])
+async def test_unusable_mx_address_skipped(
+    dns_server: DnsServer, resolver: MxResolver, address: str
+) -> None:
+    dns_server.add_mx("metadata.test", 10, "mx.metadata.test")
+    dns_server.add_a("mx.metadata.test", address)
+
+    with pytest.raises(PermanentDeliveryError):
+        await resolver.resolve("metadata.test")
