@@ -27,7 +27,7 @@ def add_key_commands(
         "list", help="list every key, revoked and expired ones included"
     )
     revoke = commands.add_parser(
-        "revoke", help="revoke a key; every server refuses it from then on"
+        "revoke", help="revoke a key; every server rejects it from then on"
     )
     revoke.add_argument("key_id", metavar="ID", help="the key's id, such as key_01…")
     return listing, revoke

@@ -1,8 +1,8 @@
 """Limits on a request's headers and JSON structure, checked before any work.
 
-The header block as a whole is limited by the HTTP server (``sendarix serve``
-sets h11's ``max_incomplete_event_size`` to ``MAX_HEADER_BLOCK_BYTES``); a
-larger block gets uvicorn's plain-text ``400`` and the connection is closed,
+The HTTP server limits the header block as a whole: ``sendarix serve`` sets
+h11's ``max_incomplete_event_size`` to ``MAX_HEADER_BLOCK_BYTES``. A larger
+block gets uvicorn's plain-text ``400`` and the connection is closed,
 because the request never reaches the application. Within that block, the
 count and size of single fields are checked here and answered with ``422``.
 """

@@ -24,8 +24,8 @@ from sendarix_http.schemas import SCHEMAS, ref
 
 __all__ = ["ERROR_STATUSES", "HEADERS", "build_document", "operations"]
 
-# What each error status means and what a client should do; the codes come
-# from sendarix_http.errors and the handlers.
+# The meaning of each error status and the client's next step. The codes
+# come from sendarix_http.errors and the handlers.
 ERROR_STATUSES: dict[int, str] = {
     400: "`invalid_json`, `invalid_body`: the body is not JSON, or not an "
     "object; fix the payload",

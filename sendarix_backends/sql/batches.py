@@ -47,7 +47,7 @@ def create_batch(
 ) -> BatchOutcome:
     """Claim the batch key, store the messages and the response to replay.
 
-    ``encoded`` holds the rows of ``batch.submissions``, built before the
+    ``encoded`` contains the rows of ``batch.submissions``, built before the
     transaction by ``submissions.encode_submissions``.
     """
     claim = batch.idempotency

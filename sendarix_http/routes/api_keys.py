@@ -358,7 +358,7 @@ operations = [
         "/v1/api-keys/{key_id}",
         revoke_api_key,
         summary="Revoke an API key",
-        description="Every node refuses the key from its next request on. "
+        description="Every node rejects the key from its next request on. "
         "Revoking a revoked key changes nothing.",
         tag="api-keys",
         scope=Scope.ADMIN,

@@ -3,7 +3,7 @@
 The response is ``202`` whenever the batch was accepted, with one result per
 item in request order: ``{"message_id", "status"}`` for a queued message,
 ``{"errors": [...]}`` for an item that permissive mode skipped. Strict mode
-answers an invalid item with ``422`` for the whole batch instead.
+responds to an invalid item with ``422`` for the whole batch instead.
 """
 
 from __future__ import annotations

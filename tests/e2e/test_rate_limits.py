@@ -2,7 +2,7 @@
 
 1,200 concurrent requests with one key of the default 1,000 a minute: exactly
 1,000 pass and 200 get ``429``, on one process over SQLite and across two
-processes sharing one PostgreSQL database, because the database holds the
+processes sharing one PostgreSQL database, because the database stores the
 counter.
 """
 

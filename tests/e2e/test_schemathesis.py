@@ -3,8 +3,8 @@
 Schemathesis reads the served ``/v1/openapi.json`` and sends generated
 requests, valid and invalid, to every operation. The checks: no ``5xx``;
 every status, content type, header and body as documented; schema-invalid
-input rejected; a request without the key refused; an undocumented method
-answered ``405``. Five examples per operation and a fixed seed keep the run
+input rejected; a request without the key rejected; an undocumented method
+responded to with ``405``. Five examples per operation and a fixed seed keep the run
 reproducible and at about 20 s on two cores (schemathesis 4.32).
 
 ``positive_data_acceptance`` is left out: the schemas are deliberately
