@@ -8,6 +8,7 @@ counter.
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import time
@@ -105,7 +106,10 @@ def fresh_schema() -> Iterator[str]:
     try:
         admin = psycopg.connect(POSTGRESQL_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at {POSTGRESQL_URL} is not reachable: {exc}")
+        reason = f"PostgreSQL at {POSTGRESQL_URL} is not reachable: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
     schema = f"sx_rl_{secrets.token_hex(4)}"
     with admin:
         admin.execute(f"CREATE SCHEMA {schema}")
