@@ -45,14 +45,15 @@ COUNTS: dict[str, tuple[type, object, object, str]] = {
     "procrastinate_count": (int, 5_000, 100, "jobs per procrastinate run"),
     "http_seconds": (float, 10.0, 1.0, "seconds of load per HTTP run"),
     "http_connections": (int, 64, 8, "concurrent HTTP connections"),
-    "delivery_count": (int, 50_000, 300, "messages per delivery run"),
+    "delivery_count": (int, 50_000, 300, "messages per unsigned delivery run"),
+    "dkim_count": (int, 10_000, 100, "messages per DKIM-signed delivery run"),
     "smtp_connections": (int, 10, 4, "SMTP connections of the raw client"),
     "e2e_seconds": (float, 10.0, 1.0, "seconds of HTTP load per end-to-end run"),
     "postfix_count": (int, 10_000, 200, "messages per Postfix run"),
     "relay_sessions": (int, 64, 8, "parallel SMTP sessions on the relay"),
-    "relay_messages": (int, 10_000, 200, "messages per relay run"),
+    "relay_messages": (int, 5_000, 200, "messages per relay run"),
     "memory_count": (int, 1_000_000, 5_000, "messages queued for the memory run"),
-    "memory_seconds": (float, 30.0, 2.0, "seconds the memory run delivers"),
+    "memory_seconds": (float, 20.0, 2.0, "seconds the memory run delivers"),
     "growth_claims": (int, 30, 5, "timed claims per queue size"),
 }
 
@@ -77,6 +78,9 @@ def main() -> int:
         table = format_table(rows)
 
     footer = f"load average at end (1, 5, 15 min): {load_average()}"
+    if options.loads:
+        low, high = min(options.loads), max(options.loads)
+        footer += f"\n1-minute load average during the run: {low:.2f} to {high:.2f}"
     print(f"{footer}\n\n{table}")
     if arguments.output:
         text = "\n".join(["```", *header, footer, "```", "", table, ""])

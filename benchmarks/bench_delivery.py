@@ -6,8 +6,9 @@ database, then ``sendarix worker`` delivers them in smarthost mode to
 most 10 pooled sessions. The rate counts from the first completed message
 to the last, so process start-up is left out.
 
-The DKIM-signed runs first add the sender domain with new keys (RSA 2048)
-and store it as verified, so the worker signs every message.
+The DKIM-signed runs, on a smaller queue since signing dominates their
+time, first add the sender domain with new keys (RSA 2048) and store it as
+verified, so the worker signs every message.
 
 Reference: aiosmtplib alone sends the same unsigned message bytes to the
 same sink over as many reused sessions as Sendarix's pool opens, with
@@ -42,12 +43,13 @@ POLL_SECONDS = 0.1
 
 
 def run(options: Options) -> list[Row]:
-    title = f"delivery to smtp-sink, {options.delivery_count:,} queued"
+    title = f"delivery to smtp-sink, {options.delivery_count:,} queued, unsigned"
+    signed_title = f"delivery to smtp-sink, {options.dkim_count:,} queued, DKIM-signed"
     if find_tool("smtp-sink") is None:
         reason = "smtp-sink is not installed (Debian package postfix)"
         return [
-            not_available(f"{title}, unsigned", TARGET, reason),
-            not_available(f"{title}, DKIM-signed", DKIM_TARGET, reason),
+            not_available(title, TARGET, reason),
+            not_available(signed_title, DKIM_TARGET, reason),
         ]
 
     unsigned = _sendarix_series(options, signed=False)
@@ -63,7 +65,7 @@ def run(options: Options) -> list[Row]:
     note = "sendarix worker, smarthost mode"
     return [
         Row(
-            benchmark=f"{title}, unsigned",
+            benchmark=title,
             measured=unsigned,
             reference=reference,
             target=TARGET,
@@ -71,7 +73,7 @@ def run(options: Options) -> list[Row]:
             note=note,
         ),
         Row(
-            benchmark=f"{title}, DKIM-signed",
+            benchmark=signed_title,
             measured=signed,
             reference=reference,
             target=DKIM_TARGET,
@@ -96,7 +98,8 @@ def _measure_sendarix(options: Options, number: int, *, signed: bool) -> float:
     )
     workdir.mkdir()
     database_url = f"sqlite:///{workdir / 'sendarix.db'}"
-    fill_queue(database_url, options.delivery_count)
+    count = options.dkim_count if signed else options.delivery_count
+    fill_queue(database_url, count)
     if signed:
         anyio.run(add_verified_domain, database_url, SENDER_DOMAIN)
     with SmtpSink(workdir) as sink:
@@ -107,11 +110,10 @@ def _measure_sendarix(options: Options, number: int, *, signed: bool) -> float:
             "SENDARIX_HELO_NAME": "bench.localhost",
         }
         with SendarixProcess(workdir, settings, command="worker") as worker:
-            rate = drain_rate(worker, database_url, options.delivery_count)
-        if sink.received() < options.delivery_count:
+            rate = drain_rate(worker, database_url, count)
+        if sink.received() < count:
             raise RuntimeError(
-                f"smtp-sink received {sink.received()} of "
-                f"{options.delivery_count} messages"
+                f"smtp-sink received {sink.received()} of {count} messages"
             )
     return rate
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ class Options:
     http_seconds: float
     http_connections: int
     delivery_count: int
+    dkim_count: int
     smtp_connections: int
     e2e_seconds: float
     postfix_count: int
@@ -40,6 +42,8 @@ class Options:
     memory_count: int
     memory_seconds: float
     started: float = attrs.field(factory=time.monotonic)
+    loads: list[float] = attrs.field(factory=list)
+    """The 1-minute load average at each progress line, to judge the noise."""
 
     @property
     def procrastinate_unavailable(self) -> str:
@@ -49,4 +53,5 @@ class Options:
     def progress(self, text: str) -> None:
         """Print a progress line on standard error, with the elapsed time."""
         elapsed = time.monotonic() - self.started
+        self.loads.append(os.getloadavg()[0])
         print(f"[{elapsed:6.1f} s] {text}", file=sys.stderr, flush=True)
