@@ -71,7 +71,11 @@ from sendarix_core.suppression import (
     SuppressionReason,
     normalize_recipient,
 )
-from sendarix_core.validation import validate_send_request
+from sendarix_core.validation import (
+    IDEMPOTENCY_KEY_HEADER,
+    validate_idempotency_key,
+    validate_send_request,
+)
 
 __all__ = ["Engine", "SendResult"]
 
@@ -364,7 +368,7 @@ class Engine:
             record = IdempotencyRecord(
                 api_key_id=api_key.id if api_key else LIBRARY_KEY_ID,
                 key=key,
-                fingerprint=request_fingerprint(body),
+                fingerprint=request_fingerprint(_without_idempotency_key(body)),
                 status_code=202,
                 response=accepted_response(transition.after),
                 created_at=now,
@@ -550,6 +554,8 @@ class Engine:
 
 
 def _merge_idempotency_keys(header_key: str | None, body_key: str | None) -> str | None:
+    if header_key is not None:
+        header_key = validate_idempotency_key(header_key)
     if header_key is not None and body_key is not None and header_key != body_key:
         raise ValidationError(
             [
@@ -562,3 +568,19 @@ def _merge_idempotency_keys(header_key: str | None, body_key: str | None) -> str
             ]
         )
     return header_key if header_key is not None else body_key
+
+
+def _without_idempotency_key(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return ``body`` without the key itself, so moving the key between the
+    HTTP header and ``headers`` does not count as another request body."""
+    headers = body.get("headers")
+    if not isinstance(headers, Mapping):
+        return body
+    kept = {
+        name: value
+        for name, value in headers.items()
+        if str(name).lower() != IDEMPOTENCY_KEY_HEADER
+    }
+    if kept:
+        return {**body, "headers": kept}
+    return {name: value for name, value in body.items() if name != "headers"}

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -17,15 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sendarix_backends.engine import Engine
 from sendarix_core.errors import SendarixError
-from sendarix_core.ratelimit import (
-    DEFAULT_RATE_LIMIT,
-    RateLimitDecision,
-    decide_rate_limit,
-    window_start,
-)
+from sendarix_core.ratelimit import RateLimitDecision
 from sendarix_http import openapi
 from sendarix_http.errors import HttpError, error_body, status_and_code
-from sendarix_http.http_io import JsonResponse
+from sendarix_http.http_io import AnonymousLimiter, JsonResponse
 from sendarix_http.registry import Operation, Reply, build_routes, operation
 from sendarix_http.routes import (
     analytics,
@@ -72,7 +68,9 @@ def create_app(engine: Engine, *, manage_engine: bool = False) -> Starlette:
     )
     app.state.engine = engine
     app.state.operations = OPERATIONS
-    app.add_middleware(ResponseHeadersMiddleware)
+    app.state.anonymous_limiter = AnonymousLimiter()
+    app.add_middleware(LargeBodyLimiter)
+    app.add_middleware(ResponseHeadersMiddleware, limiter=app.state.anonymous_limiter)
     return app
 
 
@@ -125,6 +123,8 @@ async def _handle_sendarix_error(request: Request, exc: Exception) -> Response:
     if status == 429 and decision is not None:
         now = int(request.app.state.engine.clock.now().timestamp())
         headers["Retry-After"] = str(max(decision.reset_at - now, 1))
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="sendarix"'
     if status >= 500:
         logger.error(
             "request failed",
@@ -170,9 +170,9 @@ class ResponseHeadersMiddleware:
     address in this process, so those responses carry the headers too.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, limiter: AnonymousLimiter) -> None:
         self.app = app
-        self._anonymous: dict[tuple[str, int], int] = {}
+        self._limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -209,24 +209,48 @@ class ResponseHeadersMiddleware:
             await response(scope, receive, send_with_headers)
 
     def _anonymous_decision(self, scope: Scope) -> RateLimitDecision:
-        now = datetime.now(UTC)
         client = scope.get("client") or ("unknown", 0)
-        window = window_start(now)
-        slot = (str(client[0]), window)
-        if len(self._anonymous) > 10_000:
-            self._anonymous = {
-                k: v for k, v in self._anonymous.items() if k[1] == window
-            }
-        self._anonymous[slot] = self._anonymous.get(slot, 0) + 1
-        return decide_rate_limit(self._anonymous[slot], DEFAULT_RATE_LIMIT, now)
+        return self._limiter.count(str(client[0]), datetime.now(UTC))
+
+
+class LargeBodyLimiter:
+    """Let only a few requests with large bodies run at once.
+
+    A 48 MB JSON body costs several times its size in memory while it is
+    parsed, decoded and stored, so eight of them at once took 1.6 GB. A
+    request that declares more than ``threshold`` bytes, or streams without
+    declaring a length, waits for one of ``slots`` before its body is read.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, slots: int = 4, threshold: int = 1 << 20
+    ) -> None:
+        self.app = app
+        self._threshold = threshold
+        self._slots = anyio.Semaphore(slots)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._is_large(scope):
+            await self.app(scope, receive, send)
+            return
+        async with self._slots:
+            await self.app(scope, receive, send)
+
+    def _is_large(self, scope: Scope) -> bool:
+        if scope.get("method") in {"GET", "HEAD", "DELETE", "OPTIONS"}:
+            return False
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                return not value.isdigit() or int(value) > self._threshold
+        return True
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
             text = bytes(value).decode("latin-1")
-            # Echo a caller's id only when it is short and printable, so a
+            # Echo a caller's id only when it is short printable ASCII, so a
             # header can't be used to inject into logs.
-            if 0 < len(text) <= 128 and text.isprintable():
+            if 0 < len(text) <= 128 and text.isascii() and text.isprintable():
                 return text
     return None

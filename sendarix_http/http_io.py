@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from sendarix_backends.engine import Engine
@@ -18,6 +18,12 @@ from sendarix_core.errors import (
     ValidationError,
 )
 from sendarix_core.keys import ApiKey, Scope, require_scope
+from sendarix_core.ratelimit import (
+    DEFAULT_RATE_LIMIT,
+    RateLimitDecision,
+    decide_rate_limit,
+    window_start,
+)
 from sendarix_core.validation import _IDEMPOTENCY_KEY
 from sendarix_http.errors import HttpError
 from sendarix_http.limits import check_json_depth
@@ -62,14 +68,12 @@ async def authorize(request: Request, scope: Scope) -> ApiKey:
         require_scope(authorized, scope)
         return authorized
 
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        raise AuthenticationError(
-            "missing API key; send the header 'Authorization: Bearer sk_live_…'"
-        )
     engine = engine_of(request)
-    key = await engine.authenticate(secret.strip())
+    try:
+        key = await _authenticate(request, engine)
+    except AuthenticationError:
+        _count_anonymous(request, engine)
+        raise
     decision = await engine.check_rate_limit(key)
     request.state.rate_limit = decision
     if not decision.allowed:
@@ -77,6 +81,48 @@ async def authorize(request: Request, scope: Scope) -> ApiKey:
     request.state.api_key = key
     require_scope(key, scope)
     return key
+
+
+async def _authenticate(request: Request, engine: Engine) -> ApiKey:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise AuthenticationError(
+            "missing API key; send the header 'Authorization: Bearer sk_live_…'"
+        )
+    return await engine.authenticate(secret.strip())
+
+
+def _count_anonymous(request: Request, engine: Engine) -> None:
+    """Count a request without a valid key; raise 429 past the default limit.
+
+    Without this, key guessing would never be slowed down. The count is per
+    client address and per process.
+    """
+    limiter: AnonymousLimiter = request.app.state.anonymous_limiter
+    client = request.client.host if request.client else "unknown"
+    decision = limiter.count(client, engine.clock.now())
+    request.state.rate_limit = decision
+    if not decision.allowed:
+        raise RateLimitedError(decision.limit, decision.reset_at) from None
+
+
+class AnonymousLimiter:
+    """Fixed-window counters of requests without a valid key, per client."""
+
+    _MAX_TRACKED = 10_000
+
+    def __init__(self, limit: int = DEFAULT_RATE_LIMIT) -> None:
+        self.limit = limit
+        self._counts: dict[tuple[str, int], int] = {}
+
+    def count(self, client: str, now: datetime) -> RateLimitDecision:
+        window = window_start(now)
+        if len(self._counts) > self._MAX_TRACKED:
+            self._counts = {k: v for k, v in self._counts.items() if k[1] == window}
+        slot = (client, window)
+        self._counts[slot] = self._counts.get(slot, 0) + 1
+        return decide_rate_limit(self._counts[slot], self.limit, now)
 
 
 async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
@@ -96,11 +142,16 @@ async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
         raise _too_large()
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _too_large()
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise _too_large()
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise HttpError(
+            400, "client_disconnected", "the client closed the connection mid-body"
+        ) from None
     try:
         body = orjson.loads(b"".join(chunks))
     except orjson.JSONDecodeError as exc:

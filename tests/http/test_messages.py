@@ -250,3 +250,36 @@ async def test_rate_limit_429(client: httpx.AsyncClient, engine: Engine) -> None
     limited = await client.get("/v1/messages", headers=headers)
     assert limited.headers["x-ratelimit-remaining"] == "0"
     assert int(limited.headers["retry-after"]) >= 1
+
+
+async def test_guessing_keys_gets_429(client: httpx.AsyncClient) -> None:
+    headers = {"Authorization": "Bearer sk_live_guess"}
+    statuses = [
+        (await client.get("/v1/messages", headers=headers)).status_code
+        for _ in range(1001)
+    ]
+    assert statuses.count(401) == 1000
+    assert statuses[-1] == 429
+
+
+async def test_401_names_scheme(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/messages", headers={"Authorization": ""})
+    assert response.headers["www-authenticate"] == 'Bearer realm="sendarix"'
+
+
+async def test_idempotency_header_validated(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/messages", json=message_body(), headers={"Idempotency-Key": "has space"}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["errors"][0]["code"] == "invalid_idempotency_key"
+
+
+async def test_key_moved_to_header_replays(client: httpx.AsyncClient) -> None:
+    in_body = message_body(headers={"X-Idempotency-Key": "k-42"})
+    first = await client.post("/v1/messages", json=in_body)
+    second = await client.post(
+        "/v1/messages", json=message_body(), headers={"Idempotency-Key": "k-42"}
+    )
+    assert second.status_code == 202
+    assert second.json()["message_id"] == first.json()["message_id"]
