@@ -142,6 +142,8 @@ class MemoryStore:
                 continue
             if query.status is not None and message.status != query.status:
                 continue
+            if query.test_mode is not None and message.test_mode != query.test_mode:
+                continue
             if recipient and normalize_recipient(message.recipient.email) != recipient:
                 continue
             if query.created_after and message.created_at <= query.created_after:

@@ -56,6 +56,8 @@ class MessageQuery:
     created_before: datetime | None = None
     limit: int = 25
     cursor: str | None = None
+    test_mode: bool | None = None
+    """Only messages sent with a test key (True) or a live key (False)."""
 
 
 @attrs.frozen(kw_only=True)

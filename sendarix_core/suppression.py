@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from enum import StrEnum
 
 import attrs
+
+from sendarix_core.addresses import AddressError, parse_address
 
 __all__ = [
     "UNSUBSCRIBE_REASONS",
@@ -38,6 +41,11 @@ def normalize_recipient(email: str) -> str:
     """Return the key a recipient is suppressed under.
 
     Mailbox providers treat local parts case-insensitively in practice, so
-    ``Ada@Example.com`` and ``ada@example.com`` share one entry.
+    ``Ada@Example.com`` and ``ada@example.com`` share one entry. An IDN
+    domain is converted to A-labels, as stored addresses are, so
+    ``user@bücher.test`` finds ``user@xn--bcher-kva.test``.
     """
-    return email.strip().lower()
+    text = email.strip()
+    with contextlib.suppress(AddressError):
+        text = parse_address(text).email
+    return text.lower()

@@ -147,7 +147,17 @@ def _route(path: str, methods: Mapping[str, Operation]) -> Route:
         method = "GET" if request.method == "HEAD" else request.method
         return await methods[method].handle(request)
 
-    return Route(path, dispatch, methods=list(methods))
+    return Route(_with_converters(path), dispatch, methods=list(methods))
+
+
+# Path parameters that may contain "/": an address's local part may.
+_PATH_CONVERTERS = {"{recipient}": "{recipient:path}"}
+
+
+def _with_converters(path: str) -> str:
+    for plain, converted in _PATH_CONVERTERS.items():
+        path = path.replace(plain, converted)
+    return path
 
 
 def operation(

@@ -78,6 +78,8 @@ def list_messages(connection: Connection, query: MessageQuery) -> Page[Message]:
         statement = statement.where(messages.c.created_at < query.created_before)
     if query.cursor is not None:
         statement = statement.where(messages.c.id < decode_cursor(query.cursor))
+    if query.test_mode is not None:
+        statement = statement.where(messages.c.test_mode == query.test_mode)
 
     rows = connection.execute(statement.limit(query.limit + 1)).mappings().all()
     items = [codec.message_from_row(row) for row in rows[: query.limit]]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sendarix_core.errors import FieldError, ValidationError
-from sendarix_core.keys import Scope
+from sendarix_core.errors import FieldError, NotFoundError, ValidationError
+from sendarix_core.keys import ApiKey, Environment, Scope
+from sendarix_core.model import Message
 from sendarix_core.ports import MessageQuery
 from sendarix_core.representation import event_to_dict, message_to_dict
 from sendarix_core.states import MessageStatus
@@ -56,7 +57,7 @@ async def create_message(request: Request) -> Response:
 
 
 async def list_messages(request: Request) -> Response:
-    await authorize(request, Scope.MESSAGES_READ)
+    key = await authorize(request, Scope.MESSAGES_READ)
     params = request.query_params
     status = params.get("status")
     if status is not None and status not in MessageStatus.__members__.values():
@@ -74,7 +75,8 @@ async def list_messages(request: Request) -> Response:
         created_after=query_time(params, "created_after"),
         created_before=query_time(params, "created_before"),
         limit=query_int(params, "limit", default=25, low=1, high=100),
-        cursor=params.get("cursor"),
+        cursor=params.get("cursor") or None,
+        test_mode=key.environment == Environment.TEST,
     )
     page = await engine_of(request).list_messages(query)
     return JsonResponse(
@@ -85,22 +87,37 @@ async def list_messages(request: Request) -> Response:
     )
 
 
+async def visible_message(request: Request, key: ApiKey) -> Message:
+    """Return the message in the path if the key's environment may see it.
+
+    Test keys see only messages sent with test keys, and live keys only
+    live ones, so staging and CI can't read or cancel production mail.
+    """
+    message_id = request.path_params["message_id"]
+    message = await engine_of(request).get_message(message_id)
+    if message.test_mode != (key.environment == Environment.TEST):
+        raise NotFoundError("message", message_id)
+    return message
+
+
 async def get_message(request: Request) -> Response:
-    await authorize(request, Scope.MESSAGES_READ)
-    message = await engine_of(request).get_message(request.path_params["message_id"])
+    key = await authorize(request, Scope.MESSAGES_READ)
+    message = await visible_message(request, key)
     return JsonResponse(message_to_dict(message))
 
 
 async def list_message_events(request: Request) -> Response:
-    await authorize(request, Scope.MESSAGES_READ)
-    events = await engine_of(request).list_events(request.path_params["message_id"])
+    key = await authorize(request, Scope.MESSAGES_READ)
+    message = await visible_message(request, key)
+    events = await engine_of(request).list_events(message.id)
     return JsonResponse({"data": [event_to_dict(event) for event in events]})
 
 
 async def cancel_message(request: Request) -> Response:
-    await authorize(request, Scope.MESSAGES_SEND)
-    message = await engine_of(request).cancel(request.path_params["message_id"])
-    return JsonResponse(message_to_dict(message))
+    key = await authorize(request, Scope.MESSAGES_SEND)
+    message = await visible_message(request, key)
+    cancelled = await engine_of(request).cancel(message.id)
+    return JsonResponse(message_to_dict(cancelled))
 
 
 _MESSAGE_ID = Parameter(

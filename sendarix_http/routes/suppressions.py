@@ -11,9 +11,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from sendarix_backends.engine import Engine
 from sendarix_core.addresses import AddressError, parse_address
-from sendarix_core.errors import FieldError, NotFoundError, ValidationError
-from sendarix_core.keys import Scope
+from sendarix_core.errors import (
+    FieldError,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
+from sendarix_core.keys import ApiKey, Environment, Scope
 from sendarix_core.ports import SuppressionQuery
 from sendarix_core.representation import suppression_to_dict
 from sendarix_core.suppression import UNSUBSCRIBE_REASONS, SuppressionReason
@@ -56,11 +62,50 @@ UNSUBSCRIBE_REQUEST = define(
 )
 
 
+_FIELDS = frozenset({"recipient", "reason"})
+
+
+def _require_live(key: ApiKey) -> None:
+    if key.environment == Environment.TEST:
+        raise PermissionDeniedError(
+            "test keys can't change the suppression list, which live mail uses; "
+            "use a live key"
+        )
+
+
+def _reject_unknown_fields(
+    body: dict[str, Any], known: frozenset[str] | set[str]
+) -> None:
+    unknown = sorted(set(body) - set(known))
+    if unknown:
+        raise ValidationError(
+            [
+                FieldError(
+                    name,
+                    "unknown_field",
+                    f"unknown field {name!r}; expected {', '.join(sorted(known))}",
+                )
+                for name in unknown
+            ]
+        )
+
+
+async def _exists(engine: Engine, recipient: str) -> bool:
+    try:
+        await engine.get_suppression(recipient)
+    except NotFoundError:
+        return False
+    return True
+
+
 def _recipient_of(body: dict[str, Any]) -> str:
     value = body.get("recipient")
-    if not isinstance(value, str):
+    if value is None:
         message = "recipient is required: an email address such as user@example.com"
         raise ValidationError([FieldError("recipient", "missing_field", message)])
+    if not isinstance(value, str | dict):
+        message = f"expected an address string or object, got {type(value).__name__}"
+        raise ValidationError([FieldError("recipient", "invalid_type", message)])
     try:
         return parse_address(value).email
     except AddressError as exc:
@@ -99,23 +144,27 @@ def _make_handlers(unsubscribes: bool) -> list[Operation]:
     )
 
     async def create(request: Request) -> Response:
-        await authorize(request, Scope.SUPPRESSIONS_WRITE)
+        _require_live(await authorize(request, Scope.SUPPRESSIONS_WRITE))
         body, _ = await read_json_object(request)
+        _reject_unknown_fields(body, {"recipient"} if unsubscribes else _FIELDS)
         reason = default_reason if unsubscribes else _reason_of(body, default_reason)
+        recipient = _recipient_of(body)
         engine = engine_of(request)
+        existed = await _exists(engine, recipient)
         if reason is SuppressionReason.USER_UNSUBSCRIBED:
             # Also records the recipient.unsubscribed event.
-            entry = await engine.unsubscribe(_recipient_of(body))
+            entry = await engine.unsubscribe(recipient)
         else:
-            entry = await engine.suppress(_recipient_of(body), reason)
-        return JsonResponse(suppression_to_dict(entry), status_code=201)
+            entry = await engine.suppress(recipient, reason)
+        status = 200 if existed else 201
+        return JsonResponse(suppression_to_dict(entry), status_code=status)
 
     async def list_entries(request: Request) -> Response:
         await authorize(request, Scope.MESSAGES_READ)
         query = SuppressionQuery(
             reasons=_reasons_query(request, unsubscribes),
             limit=query_int(request.query_params, "limit", default=25, low=1, high=100),
-            cursor=request.query_params.get("cursor"),
+            cursor=request.query_params.get("cursor") or None,
         )
         page = await engine_of(request).list_suppressions(query)
         data = [suppression_to_dict(entry) for entry in page.items]
@@ -127,7 +176,7 @@ def _make_handlers(unsubscribes: bool) -> list[Operation]:
         return JsonResponse(suppression_to_dict(entry))
 
     async def remove(request: Request) -> Response:
-        await authorize(request, Scope.SUPPRESSIONS_WRITE)
+        _require_live(await authorize(request, Scope.SUPPRESSIONS_WRITE))
         entry = await _visible_entry(request)
         await engine_of(request).unsuppress(entry.recipient)
         return Response(status_code=204)

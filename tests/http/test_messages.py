@@ -283,3 +283,34 @@ async def test_key_moved_to_header_replays(client: httpx.AsyncClient) -> None:
     )
     assert second.status_code == 202
     assert second.json()["message_id"] == first.json()["message_id"]
+
+
+async def test_environments_do_not_see_each_other(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    from sendarix_core.keys import Environment
+
+    secret, _ = await engine.create_api_key("ci", environment=Environment.TEST)
+    test_headers = {"Authorization": f"Bearer {secret}"}
+    live = (await client.post("/v1/messages", json=message_body())).json()
+    test = (
+        await client.post("/v1/messages", json=message_body(), headers=test_headers)
+    ).json()
+
+    assert (
+        await client.get(f"/v1/messages/{live['message_id']}", headers=test_headers)
+    ).status_code == 404
+    assert (
+        await client.delete(f"/v1/messages/{live['message_id']}", headers=test_headers)
+    ).status_code == 404
+    assert (await client.get(f"/v1/messages/{test['message_id']}")).status_code == 404
+    listed = (await client.get("/v1/messages", headers=test_headers)).json()["data"]
+    assert [m["message_id"] for m in listed] == [test["message_id"]]
+    live_listed = (await client.get("/v1/messages")).json()["data"]
+    assert [m["message_id"] for m in live_listed] == [live["message_id"]]
+
+
+async def test_empty_cursor_is_first_page(client: httpx.AsyncClient) -> None:
+    await client.post("/v1/messages", json=message_body())
+    response = await client.get("/v1/messages", params={"cursor": ""})
+    assert len(response.json()["data"]) == 1

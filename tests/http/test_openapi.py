@@ -63,7 +63,10 @@ async def test_document_matches_router(engine: Engine) -> None:
         assert isinstance(route, Route)
         for method in route.methods or ():
             if method != "HEAD":
-                routed.add((method.lower(), route.path))
+                # A ":path" converter lets a parameter contain "/"; OpenAPI
+                # names the parameter alone.
+                path = route.path.replace(":path}", "}")
+                routed.add((method.lower(), path))
     documented = {
         (method, path) for path, item in DOCUMENT["paths"].items() for method in item
     }

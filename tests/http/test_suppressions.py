@@ -67,3 +67,56 @@ async def test_suppression_rejects_bad_input(
     response = await client.post("/v1/suppressions", json=body)
     assert response.status_code == 422
     assert response.json()["error"]["errors"][0]["field"] == field
+
+
+async def test_slash_in_recipient_path(client: httpx.AsyncClient) -> None:
+    created = await client.post(
+        "/v1/suppressions", json={"recipient": "a+tag/slash@example.com"}
+    )
+    assert created.status_code == 201
+    found = await client.get("/v1/suppressions/a%2Btag%2Fslash%40example.com")
+    assert found.status_code == 200
+    removed = await client.delete("/v1/suppressions/a+tag/slash@example.com")
+    assert removed.status_code == 204
+
+
+async def test_repeated_suppression_200(client: httpx.AsyncClient) -> None:
+    first = await client.post("/v1/suppressions", json={"recipient": "r@example.com"})
+    second = await client.post("/v1/suppressions", json={"recipient": "r@example.com"})
+    assert first.status_code == 201
+    assert second.status_code == 200
+
+
+async def test_suppression_object_address(client: httpx.AsyncClient) -> None:
+    body = {"recipient": {"name": "Lovelace, Ada", "email": "Ada@Example.com"}}
+    response = await client.post("/v1/suppressions", json=body)
+    assert response.status_code == 201
+    assert response.json()["recipient"] == "ada@example.com"
+
+
+async def test_suppression_unknown_field(client: httpx.AsyncClient) -> None:
+    body = {"recipient": "r@example.com", "reasn": "manual"}
+    response = await client.post("/v1/suppressions", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"]["errors"][0]["field"] == "reasn"
+
+
+async def test_idn_lookup_matches(client: httpx.AsyncClient) -> None:
+    await client.post("/v1/suppressions", json={"recipient": "user@bücher.example"})
+    found = await client.get("/v1/suppressions/user@bücher.example")
+    assert found.status_code == 200
+    assert found.json()["recipient"] == "user@xn--bcher-kva.example"
+
+
+async def test_test_key_cannot_suppress(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    from sendarix_core.keys import Environment
+
+    secret, _ = await engine.create_api_key("ci", environment=Environment.TEST)
+    response = await client.post(
+        "/v1/suppressions",
+        json={"recipient": "victim@example.com"},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert response.status_code == 403
