@@ -14,6 +14,7 @@ from sendarix_core.clock import ManualClock
 from sendarix_core.suppression import SuppressionReason
 from sendarix_http.app import create_app
 from tests.webhooks.conftest import api_client, message_body
+from tests.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.anyio
 
@@ -165,3 +166,19 @@ async def test_api_search_filters(engine: Engine) -> None:
     assert paged.json()["next_cursor"] is not None
     assert bad_type.status_code == 422
     assert bad_order.status_code == 422
+
+
+async def test_cleanup_deletes_finished_deliveries(
+    engine: Engine, services: EventServices, clock: ManualClock, receiver: Receiver
+) -> None:
+    receiver.start()
+    endpoint = await services.webhooks.create(receiver.url)
+    await engine.send(message_body())
+    await services.processor.drain()
+    await services.dispatcher.run_once()
+    assert len((await services.webhooks.attempts(endpoint.id)).items) == 1
+
+    clock.advance(timedelta(days=31))
+    await services.cleaner.run_once()
+
+    assert (await services.webhooks.attempts(endpoint.id)).items == []

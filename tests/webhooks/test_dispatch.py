@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -156,3 +157,26 @@ async def test_rotation_signs_with_both_secrets(
     assert Webhook(endpoint.secret).verify(request["body"], request["headers"])
     assert Webhook(rotated.secret).verify(request["body"], request["headers"])
     assert rotated.secret != endpoint.secret
+
+
+async def test_attempt_logged_without_secret(
+    engine: Engine,
+    services: EventServices,
+    receiver: Receiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    receiver.start()
+    endpoint = await services.webhooks.create(receiver.url)
+    sent = await engine.send(message_body())
+
+    with caplog.at_level(logging.INFO, logger="sendarix.webhooks"):
+        await dispatch_all(services)
+
+    [record] = [r for r in caplog.records if r.name == "sendarix.webhooks"]
+    assert record.getMessage() == "webhook succeeded"
+    assert record.__dict__["message_id"] == sent.message_id
+    assert record.__dict__["endpoint_id"] == endpoint.id
+    assert record.__dict__["status_code"] == 200
+    assert record.__dict__["webhook_id"].startswith("whd_")
+    secret_key = endpoint.secret.removeprefix("whsec_")
+    assert all(secret_key not in str(value) for value in record.__dict__.values())
