@@ -67,6 +67,16 @@ def _split_host_port(item: str, *, default_port: int) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def _delivery_mode(value: str | DeliveryMode) -> DeliveryMode:
+    try:
+        return DeliveryMode(value)
+    except ValueError:
+        allowed = ", ".join(mode.value for mode in DeliveryMode)
+        raise ConfigurationError(
+            f"invalid delivery mode {value!r}; expected one of {allowed}"
+        ) from None
+
+
 def _boolean(value: str | bool) -> bool:
     if isinstance(value, bool):
         return value
@@ -128,7 +138,7 @@ class Settings:
     relay_host: str = "127.0.0.1"
     relay_port: int = attrs.field(default=2525, converter=_port)
     delivery_mode: DeliveryMode = attrs.field(
-        default=DeliveryMode.MX, converter=DeliveryMode
+        default=DeliveryMode.MX, converter=_delivery_mode
     )
     smarthost: str | None = attrs.field(default=None, converter=_optional_str)
     dns_nameservers: tuple[tuple[str, int], ...] = attrs.field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,14 +21,15 @@ from sendarix_backends.settings import (
     Settings,
     load_settings,
 )
-from sendarix_core.errors import ConfigurationError, SendarixError
-from sendarix_core.keys import Environment, Scope, parse_scopes
+from sendarix_core.errors import ConfigurationError, SendarixError, ValidationError
+from sendarix_core.keys import Environment, Scope
 from sendarix_http.app import create_app
 from sendarix_http.inbound import attach_inbound
 from sendarix_http.key_commands import add_key_commands, list_keys, revoke_key
 from sendarix_http.limits import MAX_HEADER_BLOCK_BYTES
 from sendarix_http.logs import configure_logging
 from sendarix_http.relay import Relay, run_in_lifespan
+from sendarix_http.routes.api_keys import validate_key_request
 
 __all__ = ["main"]
 
@@ -175,8 +177,22 @@ def _warn_about_settings(settings: Settings) -> None:
         )
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the HTTP socket before anything starts, so a busy port fails fast."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop the "
+            "process using it or choose another --http-port"
+        ) from exc
+
+
 def _serve(settings: Settings) -> None:
     _warn_about_settings(settings)
+    sock = _listen(settings.http_host, settings.http_port)
+    bound_host, bound_port = sock.getsockname()[:2]
     engine = Engine.from_settings(settings)
     app = create_app(engine, manage_engine=True)
     if settings.relay_port != 0:
@@ -198,11 +214,11 @@ def _serve(settings: Settings) -> None:
         "serving",
         extra={
             "action": "serve_started",
-            "http": f"{settings.http_host}:{settings.http_port}",
+            "http": f"{bound_host}:{bound_port}",
             "delivery_mode": str(settings.delivery_mode),
         },
     )
-    asyncio.run(uvicorn.Server(config).serve())
+    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
 
 async def _run_worker(settings: Settings) -> None:
@@ -219,19 +235,27 @@ def _migrate(settings: Settings) -> None:
 
 
 async def _create_key(settings: Settings, args: Any) -> None:
-    try:
-        scopes = parse_scopes(args.scopes) if args.scopes else None
-    except ValueError as exc:
-        raise ConfigurationError(str(exc)) from exc
-    environment = Environment.TEST if args.test else Environment.LIVE
     expires_at = _parse_expiry(args.expires_at)
+    body = {
+        "name": args.name,
+        "scopes": args.scopes or [str(scope) for scope in Scope],
+        "environment": str(Environment.TEST if args.test else Environment.LIVE),
+        "sender_domains": args.sender_domains,
+        "rate_limit": args.rate_limit,
+    }
+    # The flags get the same checks as POST /v1/api-keys.
+    try:
+        request = validate_key_request(body, datetime.now(UTC))
+    except ValidationError as exc:
+        problems = "; ".join(f"{e.field}: {e.message}" for e in exc.errors)
+        raise ConfigurationError(f"invalid key options: {problems}") from exc
     async with Engine.from_settings(settings, workers=False) as engine:
         secret, _ = await engine.create_api_key(
-            args.name,
-            scopes=scopes,
-            environment=environment,
-            rate_limit=args.rate_limit,
-            sender_domains=args.sender_domains,
+            request.name,
+            scopes=request.scopes,
+            environment=request.environment,
+            rate_limit=request.rate_limit,
+            sender_domains=request.sender_domains,
             expires_at=expires_at,
         )
     print(secret)

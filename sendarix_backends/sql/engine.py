@@ -77,7 +77,13 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
     }
     if url.get_backend_name() == "sqlite":
         options["connect_args"] = {"check_same_thread": False}
-    engine = sa.create_engine(url, **options)
+    try:
+        engine = sa.create_engine(url, **options)
+    except ModuleNotFoundError as exc:
+        raise ConfigurationError(
+            f"the {url.get_backend_name()} driver is not installed ({exc.name}); "
+            "install Sendarix with the extra: pip install 'sendarix[postgresql]'"
+        ) from exc
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     return engine
