@@ -36,3 +36,5 @@ class EventQuery:
     order: EventOrder = EventOrder.NEWEST_FIRST
     limit: int = 25
     cursor: str | None = None
+    test_mode: bool | None = None
+    """With True, only events of messages sent with a test key."""

@@ -108,6 +108,11 @@ def _filter(
         statement = statement.where(events.c.created_at >= query.created_after)
     if query.created_before is not None:
         statement = statement.where(events.c.created_at < query.created_before)
+    if query.test_mode is not None:
+        in_mode = sa.select(messages.c.id).where(
+            messages.c.test_mode == query.test_mode
+        )
+        statement = statement.where(events.c.message_id.in_(in_mode))
     if query.tag is None and not query.metadata:
         return statement
 

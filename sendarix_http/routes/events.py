@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import attrs
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
@@ -11,7 +12,7 @@ from starlette.responses import Response
 from sendarix_backends.events.query import EventOrder, EventQuery
 from sendarix_backends.events.services import EventServices
 from sendarix_core.errors import FieldError, ValidationError
-from sendarix_core.keys import Scope
+from sendarix_core.keys import ApiKey, Environment, Scope
 from sendarix_core.representation import event_to_dict
 from sendarix_core.states import EventType
 from sendarix_http.errors import HttpError
@@ -45,6 +46,10 @@ def event_services_of(request: Request) -> EventServices:
 
 async def search_events(request: Request) -> Response:
     query = _event_query(request.query_params)
+    key: ApiKey = request.state.api_key
+    if key.environment == Environment.TEST:
+        # Test keys see the events of test messages only, never live mail.
+        query = attrs.evolve(query, test_mode=True)
     page = await event_services_of(request).search(query)
     return JsonResponse(
         {

@@ -170,3 +170,19 @@ async def test_cursor_of_other_order_rejected(
         )
     with pytest.raises(ValidationError):
         await services.search(EventQuery(cursor="not-a-cursor!"))
+
+
+async def test_test_mode_filter(engine: Engine, services: EventServices) -> None:
+    from sendarix_core.keys import Environment
+
+    _, test_key = await engine.create_api_key("ci", environment=Environment.TEST)
+    live = await engine.send(message_body())
+    test = await engine.send(message_body(), api_key=test_key)
+
+    found = await services.search(EventQuery(test_mode=True))
+    assert {event.message_id for event in found.items} == {test.message_id}
+    everything = await services.search(EventQuery())
+    assert {event.message_id for event in everything.items} == {
+        live.message_id,
+        test.message_id,
+    }
