@@ -1,12 +1,24 @@
 """Delivery workers: claim due messages, decide, deliver, record outcomes.
 
 One ``DeliveryWorker`` runs per process. It claims messages in batches,
-persists the pre-delivery decision (accepted, suppressed or expired) for the
-whole batch in one commit, delivers up to ``worker_concurrency`` messages at
-once, and records outcomes through a group commit. Leases of messages still
-in flight are renewed, so a slow destination does not hand a message to a
-second worker; a worker that dies stops renewing, and its messages become
-claimable again when the lease runs out.
+routes and paces them and persists the pre-delivery decisions (accepted,
+suppressed, expired) for the whole batch in one commit (see
+``delivery_admission``). It delivers up to ``worker_concurrency`` messages
+at once and records outcomes through a group commit. Leases of messages
+still in flight are renewed, so a slow destination does not hand a message
+to a second worker. A worker that dies stops renewing, and its messages
+become claimable again when the lease runs out.
+
+Priority: claims go tier by tier, high first. ``normal`` and ``low``
+deliveries may fill all but a tenth of the concurrency (at least one slot),
+so a worker busy with a backlog of lower tiers still has room for a
+``high`` message in its next claim cycle.
+
+Duplicates: with ``data_fence`` on, only one delivery per worker at a time
+is between sending DATA and saving its outcome. A worker killed at any
+moment has therefore sent at most one message that the destination may
+have accepted but the database still shows as undelivered; that message
+is sent again when its lease runs out.
 """
 
 from __future__ import annotations
@@ -14,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
@@ -21,8 +34,14 @@ import anyio
 import anyio.abc
 
 from sendarix_backends.batching import GroupCommitter
+from sendarix_backends.delivery_admission import Admitter, Started, log_outcome
+from sendarix_backends.delivery_control import DeliveryControl
 from sendarix_backends.outbound import Outbound
+from sendarix_backends.pacing import Pacer
+from sendarix_backends.queue_control import Pauses
+from sendarix_backends.routing import Dispatch
 from sendarix_backends.settings import Settings
+from sendarix_backends.smtp.fence import DATA_FENCE
 from sendarix_core import lifecycle
 from sendarix_core.clock import Clock
 from sendarix_core.errors import (
@@ -33,13 +52,20 @@ from sendarix_core.errors import (
 )
 from sendarix_core.lifecycle import Transition
 from sendarix_core.model import Message, SmtpReply
-from sendarix_core.ports import MessageQueue, MessageStore
-from sendarix_core.states import MessageStatus
-from sendarix_core.suppression import normalize_recipient
+from sendarix_core.pacing import is_throttling_reply
+from sendarix_core.ports import Envelope, MessageQueue, MessageStore, Transport
+from sendarix_core.routing import temporary_failure
+from sendarix_core.states import Priority
 
 __all__ = ["DeliveryWorker"]
 
 logger = logging.getLogger("sendarix.delivery")
+
+_LOWER_TIERS = (Priority.NORMAL, Priority.LOW)
+# Seconds between checks for idle pacing slots to give back.
+_PACING_INTERVAL = 0.5
+# First wait after a claim found nothing although something was due.
+_MIN_IDLE_WAIT = 0.05
 
 
 class DeliveryWorker:
@@ -52,20 +78,38 @@ class DeliveryWorker:
         clock: Clock,
         new_id: Callable[[str], str],
         settings: Settings,
+        control: DeliveryControl | None = None,
     ) -> None:
         self._store = store
         self._queue = queue
         self._outbound = outbound
         self._clock = clock
         self._new_id = new_id
+        self._control = control
+
         self._concurrency = settings.worker_concurrency
+        self._reserve = max(1, self._concurrency // 10) if self._concurrency > 1 else 0
         self._claim_batch = settings.claim_batch
         self._lease = timedelta(seconds=settings.lease_seconds)
         self._poll_interval = settings.poll_interval
+
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{new_id('wrk')[-6:]}"
+        self._pacer = control.pacer(self.worker_id, self._lease) if control else None
+        self._admitter = Admitter(
+            store=store,
+            control=control,
+            pacer=self._pacer,
+            clock=clock,
+            new_id=new_id,
+        )
+
         self._in_flight: dict[str, Message] = {}
-        self._slot_freed = anyio.Event()
+        self._high_in_flight = 0
         self._wakeup = anyio.Event()
+        self._idle_wait = _MIN_IDLE_WAIT
+        self._fence = anyio.Lock() if settings.data_fence else None
+        self.claim_cycles = 0
+        """Claim cycles run so far; tests count them to check priority."""
         self._outcomes: GroupCommitter[Transition, list[str]] = GroupCommitter(
             self._save_outcomes
         )
@@ -84,77 +128,113 @@ class DeliveryWorker:
         )
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(self._renew_leases)
+            if self._pacer is not None:
+                task_group.start_soon(self._maintain_pacing, self._pacer)
             task_status.started()
             while True:
-                free = self._concurrency - len(self._in_flight)
-                if free <= 0:
-                    await self._slot_freed.wait()
-                    self._slot_freed = anyio.Event()
+                if len(self._in_flight) >= self._concurrency:
+                    await self._wait_for_event()
                     continue
                 try:
-                    started = await self._claim_and_start(
-                        task_group, min(free, self._claim_batch)
-                    )
+                    started = await self._claim_and_start(task_group)
                 except StorageError:
                     logger.exception("claim failed", extra={"action": "claim_failed"})
                     started = 0
                     await anyio.sleep(self._poll_interval)
                 if started == 0:
                     await self._wait_for_work()
+                else:
+                    self._idle_wait = _MIN_IDLE_WAIT
 
     async def run_once(self) -> int:
-        """Claim one batch and deliver it completely; return how many were claimed."""
+        """Claim one batch and deliver it completely; return how many were claimed.
+
+        Pacing slots are given back at the end, without the linger.
+        """
         async with anyio.create_task_group() as task_group:
-            claimed = await self._claim_and_start(task_group, self._claim_batch)
+            claimed = await self._claim_and_start(task_group)
+        if self._pacer is not None:
+            await self._pacer.maintain(force=True)
         return claimed
 
     async def aclose(self) -> None:
-        await self._outbound.aclose()
+        try:
+            if self._pacer is not None:
+                await self._pacer.aclose()
+        except StorageError:
+            logger.exception(
+                "giving back pacing slots failed; they expire with their lease",
+                extra={"action": "pacing_release_failed"},
+            )
+        finally:
+            if self._control is not None:
+                await self._control.aclose()
+            await self._outbound.aclose()
 
-    async def _claim_and_start(
-        self, task_group: anyio.abc.TaskGroup, limit: int
-    ) -> int:
-        now = self._clock.now()
-        claimed = await self._queue.claim_due(self.worker_id, now, limit, self._lease)
+    async def _claim_and_start(self, task_group: anyio.abc.TaskGroup) -> int:
+        pauses = await self._pauses()
+        claimed = await self._claim(pauses)
         if not claimed:
             return 0
-
-        recipients = [
-            normalize_recipient(message.recipient.email) for message in claimed
-        ]
-        suppressions = await self._store.get_suppressions(recipients)
-        decisions: list[Transition] = []
-        to_deliver: list[Message] = []
-        for message, recipient in zip(claimed, recipients, strict=True):
-            transition = lifecycle.decide_claimed(
-                message,
-                suppressions.get(recipient),
-                now=now,
-                event_id=self._new_id("evt"),
-            )
-            if transition is None:
-                to_deliver.append(message)
-            else:
-                decisions.append(transition)
-
-        stale = set(await self._store.save_transitions(decisions))
-        for transition in decisions:
-            message = transition.after
-            if message.id in stale:
-                continue
-            if message.status == MessageStatus.ACCEPTED:
-                to_deliver.append(message)
-            else:
-                _log_outcome(transition)
-
-        for message in to_deliver:
-            self._in_flight[message.id] = message
-            task_group.start_soon(self._deliver, message)
+        for started in await self._admitter.admit(claimed, pauses):
+            self._in_flight[started.message.id] = started.message
+            if started.message.priority is Priority.HIGH:
+                self._high_in_flight += 1
+            task_group.start_soon(self._deliver, started)
         return len(claimed)
 
-    async def _deliver(self, message: Message) -> None:
+    async def _claim(self, pauses: Pauses) -> list[Message]:
+        """Claim up to the free concurrency, keeping the reserve for ``high``."""
+        self.claim_cycles += 1
+        free = min(self._concurrency - len(self._in_flight), self._claim_batch)
+        lower_in_flight = len(self._in_flight) - self._high_in_flight
+        free_lower = self._concurrency - self._reserve - lower_in_flight
+        high = [Priority.HIGH] if Priority.HIGH not in pauses.priorities else []
+        lower = [tier for tier in _LOWER_TIERS if tier not in pauses.priorities]
+
+        if free_lower >= free:
+            return await self._claim_tiers([*high, *lower], free)
+        claimed = await self._claim_tiers(high, free)
+        room = min(free - len(claimed), free_lower)
+        if room > 0:
+            claimed += await self._claim_tiers(lower, room)
+        return claimed
+
+    async def _claim_tiers(
+        self, tiers: Sequence[Priority], limit: int
+    ) -> list[Message]:
+        if not tiers or limit <= 0:
+            return []
+        priorities = None if len(tiers) == len(Priority) else tiers
+        return await self._queue.claim_due(
+            self.worker_id,
+            self._clock.now(),
+            limit,
+            self._lease,
+            priorities=priorities,
+        )
+
+    async def _pauses(self) -> Pauses:
+        if self._control is None or not self._control.has_queue_control:
+            return Pauses()
+        return await self._control.queue.current_pauses()
+
+    async def _deliver(self, started: Started) -> None:
+        message, dispatch = started.message, started.dispatch
+        fence_held = False
+
+        async def enter_fence() -> None:
+            nonlocal fence_held
+            if self._fence is not None and not fence_held:
+                await self._fence.acquire()
+                fence_held = True
+
+        DATA_FENCE.set(enter_fence)
+        began = time.monotonic()
+        attempted = False
         try:
-            transition = await self._attempt(message)
+            transition = await self._attempt(message, dispatch)
+            attempted = True
             stale = await self._outcomes.submit(transition)
             if message.id in stale:
                 logger.warning(
@@ -162,7 +242,7 @@ class DeliveryWorker:
                     extra={"action": "outcome_stale", "message_id": message.id},
                 )
             else:
-                _log_outcome(transition)
+                log_outcome(transition)
         except StorageError:
             # The lease runs out and another attempt follows, so the message is
             # not lost; it may be delivered twice if the remote server accepted it.
@@ -171,18 +251,27 @@ class DeliveryWorker:
                 extra={"action": "outcome_failed", "message_id": message.id},
             )
         finally:
+            if fence_held and self._fence is not None:
+                self._fence.release()
             self._in_flight.pop(message.id, None)
-            self._slot_freed.set()
+            if message.priority is Priority.HIGH:
+                self._high_in_flight -= 1
+            if self._pacer is not None and dispatch is not None:
+                elapsed = time.monotonic() - began if attempted else None
+                self._pacer.finished(dispatch.site, elapsed)
+            self._wakeup.set()
 
-    async def _attempt(self, message: Message) -> Transition:
+    async def _attempt(self, message: Message, dispatch: Dispatch | None) -> Transition:
         now = self._clock.now
+        retry = dispatch.rule.action.retry if dispatch is not None else None
         try:
             envelope = await self._outbound.prepare(message)
-            transport = self._outbound.transport_for(message)
-            reply = await transport.deliver(envelope)
+            reply = await self._send(message, dispatch, envelope)
         except TemporaryDeliveryError as error:
-            return lifecycle.defer_or_bounce(
-                message, _reply_of(error), now=now(), event_id=self._new_id("evt")
+            reply = _reply_of(error)
+            await self._check_throttling(dispatch, reply)
+            return temporary_failure(
+                message, reply, now=now(), event_id=self._new_id("evt"), retry=retry
             )
         except PermanentDeliveryError as error:
             return lifecycle.bounce(
@@ -196,12 +285,44 @@ class DeliveryWorker:
             reply = SmtpReply(
                 code=None, enhanced_code="4.3.0", text=f"internal error: {error!r}"
             )
-            return lifecycle.defer_or_bounce(
-                message, reply, now=now(), event_id=self._new_id("evt")
+            return temporary_failure(
+                message, reply, now=now(), event_id=self._new_id("evt"), retry=retry
             )
         return lifecycle.deliver(
             message, reply, now=now(), event_id=self._new_id("evt")
         )
+
+    async def _send(
+        self, message: Message, dispatch: Dispatch | None, envelope: Envelope
+    ) -> SmtpReply:
+        if dispatch is None or self._control is None:
+            transport: Transport = self._outbound.transport_for(message)
+            return await transport.deliver(envelope)
+        site = dispatch.site
+        own = self._pacer is not None and self._pacer.own_transport(site)
+        hook = self._pacer.connection_hook(site) if self._pacer and own else None
+        async with self._control.transports.use(
+            dispatch.rule,
+            site if own else None,
+            from_settings=not self._control.routes.default_changed,
+            on_connect=hook,
+        ) as transport:
+            return await transport.deliver(envelope)
+
+    async def _check_throttling(
+        self, dispatch: Dispatch | None, reply: SmtpReply
+    ) -> None:
+        if self._pacer is None or dispatch is None:
+            return
+        if not is_throttling_reply(reply.code, reply.enhanced_code, reply.text):
+            return
+        try:
+            await self._pacer.report_throttle(dispatch.site, reply)
+        except StorageError:
+            logger.exception(
+                "recording a throttled destination failed",
+                extra={"action": "throttle_not_saved", "site": dispatch.site},
+            )
 
     async def _save_outcomes(
         self, transitions: Sequence[Transition]
@@ -209,14 +330,26 @@ class DeliveryWorker:
         stale = await self._store.save_transitions(transitions)
         return [stale] * len(transitions)
 
+    async def _wait_for_event(self) -> None:
+        await self._wakeup.wait()
+        self._wakeup = anyio.Event()
+
     async def _wait_for_work(self) -> None:
+        """Wait for a wake-up, a freed slot or the next due message.
+
+        When something is already due but the claim found nothing (another
+        worker holds it locked, or its tier is paused or reserved), the wait
+        doubles from 50 ms up to the poll interval instead of spinning.
+        """
         timeout = self._poll_interval
         next_due = await self._queue.next_due_at()
         if next_due is not None:
             until_due = (next_due - self._clock.now()).total_seconds()
-            # The floor keeps a due message that another worker holds locked
-            # from turning this wait into a busy loop.
-            timeout = max(0.05, min(timeout, until_due))
+            if until_due <= 0:
+                timeout = min(timeout, self._idle_wait)
+                self._idle_wait = min(self._idle_wait * 2, self._poll_interval)
+            else:
+                timeout = max(_MIN_IDLE_WAIT, min(timeout, until_due))
         with anyio.move_on_after(timeout):
             await self._wakeup.wait()
         self._wakeup = anyio.Event()
@@ -236,6 +369,17 @@ class DeliveryWorker:
                     "lease renewal failed", extra={"action": "renew_failed"}
                 )
 
+    async def _maintain_pacing(self, pacer: Pacer) -> None:
+        while True:
+            await anyio.sleep(_PACING_INTERVAL)
+            try:
+                await pacer.maintain()
+            except StorageError:
+                logger.exception(
+                    "pacing maintenance failed",
+                    extra={"action": "pacing_maintenance_failed"},
+                )
+
 
 def _reply_of(error: DeliveryError) -> SmtpReply:
     return SmtpReply(
@@ -243,20 +387,4 @@ def _reply_of(error: DeliveryError) -> SmtpReply:
         enhanced_code=error.enhanced_code,
         text=error.reply_text,
         mx_host=error.mx_host,
-    )
-
-
-def _log_outcome(transition: Transition) -> None:
-    message = transition.after
-    reply = message.last_reply
-    logger.info(
-        "message %s",
-        message.status,
-        extra={
-            "action": f"message_{message.status}",
-            "message_id": message.id,
-            "attempt": message.attempts,
-            "smtp_code": reply.code if reply else None,
-            "mx_host": reply.mx_host if reply else None,
-        },
     )

@@ -22,6 +22,7 @@ from sendarix_backends.batch import BatchResult, send_batch
 from sendarix_backends.batching import GroupCommitter
 from sendarix_backends.content import Content
 from sendarix_backends.delivery import DeliveryWorker
+from sendarix_backends.delivery_control import DeliveryControl
 from sendarix_backends.events.services import build_event_services
 from sendarix_backends.outbound import Outbound
 from sendarix_backends.settings import Settings
@@ -134,6 +135,15 @@ class Engine:
         self._submissions: GroupCommitter[Submission, SubmitOutcome] = GroupCommitter(
             self._create_batch
         )
+        # Routing rules, destination pacing and queue control.
+        self.control = DeliveryControl.for_store(
+            store,
+            settings=settings,
+            clock=self.clock,
+            new_id=self.new_id,
+            transport=transport,
+            sink=sink,
+        )
         self.worker = DeliveryWorker(
             store=store,
             queue=queue,
@@ -141,6 +151,7 @@ class Engine:
             clock=self.clock,
             new_id=self.new_id,
             settings=settings,
+            control=self.control,
         )
         # Event search, webhooks, report intake and analytics; None unless
         # the store is the SQL backend.

@@ -164,6 +164,11 @@ class Settings:
     it over; renewed while the delivery runs."""
     poll_interval: float = attrs.field(default=1.0, converter=_positive_float)
     """Seconds between queue polls when no local submission wakes the worker."""
+    data_fence: bool = attrs.field(default=False, converter=_boolean)
+    """Send DATA for one message at a time per worker and save its outcome
+    before the next, so a worker killed mid-delivery re-sends at most one
+    message the destination already accepted. Off by default, because it
+    limits a worker to one message per DATA reply time plus one commit."""
     smtp_timeout: float = attrs.field(default=30.0, converter=_positive_float)
     relay_implicit_tls_port: int = attrs.field(default=0, converter=_port)
     """Port of the SMTP relay that speaks TLS from the first byte (RFC 8314,

@@ -33,7 +33,7 @@ from sendarix_core.ports import (
     SubmitOutcome,
     SuppressionQuery,
 )
-from sendarix_core.states import MessageStatus
+from sendarix_core.states import MessageStatus, Priority
 from sendarix_core.suppression import Suppression, normalize_recipient
 
 __all__ = ["MemoryStore", "due_at"]
@@ -223,12 +223,21 @@ class MemoryStore:
         return self._counters[slot]
 
     async def claim_due(
-        self, worker_id: str, now: datetime, limit: int, lease: timedelta
+        self,
+        worker_id: str,
+        now: datetime,
+        limit: int,
+        lease: timedelta,
+        *,
+        priorities: Sequence[Priority] | None = None,
     ) -> list[Message]:
         due = [
             self._messages[message_id]
             for message_id, when in self._due.items()
             if when <= now
+            and (
+                priorities is None or self._messages[message_id].priority in priorities
+            )
         ]
         due.sort(key=lambda m: (m.priority.rank, self._due[m.id], m.id))
         claimed = []

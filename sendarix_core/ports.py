@@ -18,7 +18,7 @@ from sendarix_core.idempotency import IdempotencyRecord
 from sendarix_core.keys import ApiKey
 from sendarix_core.lifecycle import Transition
 from sendarix_core.model import Event, Message, SmtpReply
-from sendarix_core.states import MessageStatus
+from sendarix_core.states import MessageStatus, Priority
 from sendarix_core.suppression import Suppression, SuppressionReason
 
 __all__ = [
@@ -221,13 +221,20 @@ class MessageQueue(Protocol):
     """Hands due messages to workers, each to one worker at a time."""
 
     async def claim_due(
-        self, worker_id: str, now: datetime, limit: int, lease: timedelta
+        self,
+        worker_id: str,
+        now: datetime,
+        limit: int,
+        lease: timedelta,
+        *,
+        priorities: Sequence[Priority] | None = None,
     ) -> list[Message]:
         """Lease up to ``limit`` due messages, highest priority first, FIFO
         within a priority.
 
-        A claim bumps each message's version, which fences off the worker
-        that held an earlier, expired lease.
+        ``priorities`` limits the claim to those tiers; ``None`` claims from
+        every tier. A claim bumps each message's version, which fences off
+        the worker that held an earlier, expired lease.
         """
         ...
 

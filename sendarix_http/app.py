@@ -30,6 +30,8 @@ from sendarix_http.routes import (
     domains,
     events,
     messages,
+    queue,
+    routes,
     suppressions,
     templates,
     unsubscribe,
@@ -112,6 +114,8 @@ OPERATIONS: tuple[Operation, ...] = (
     *templates.operations,
     *domains.operations,
     *unsubscribe.operations,
+    *routes.operations,
+    *queue.operations,
 )
 
 

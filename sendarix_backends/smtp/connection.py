@@ -42,6 +42,9 @@ class ConnectionSettings:
     implicit_tls: bool = False
     username: str | None = None
     password: str | None = attrs.field(default=None, repr=False)
+    source_address: str | None = None
+    """Local IP address outgoing connections bind; the system picks one
+    when ``None``."""
 
 
 @attrs.define(eq=False)
@@ -133,6 +136,9 @@ async def open_connection(
         use_tls=settings.implicit_tls,
         start_tls=False,
         tls_context=settings.tls_context if settings.implicit_tls else None,
+        source_address=(
+            (settings.source_address, 0) if settings.source_address else None
+        ),
     )
     try:
         greeting = await client.connect()

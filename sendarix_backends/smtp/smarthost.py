@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
@@ -49,6 +49,8 @@ class SmarthostTransport:
         tls_context: ssl.SSLContext | None = None,
         pool: PoolSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        source_address: str | None = None,
+        on_connect: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         settings = ConnectionSettings(
             helo_name=default_helo_name(helo_name),
@@ -58,11 +60,14 @@ class SmarthostTransport:
             implicit_tls=implicit_tls,
             username=username,
             password=password,
+            source_address=source_address,
         )
         self._host = host
         self._username = username
         self._implicit_tls = implicit_tls
-        self._sender = PooledSender(settings, port=port, pool=pool, clock=clock)
+        self._sender = PooledSender(
+            settings, port=port, pool=pool, clock=clock, on_connect=on_connect
+        )
         self._description = _describe(host, port, username, implicit_tls)
 
     @classmethod

@@ -9,6 +9,7 @@ from collections.abc import Awaitable
 import aiosmtplib
 
 from sendarix_backends.smtp.connection import SmtpConnection
+from sendarix_backends.smtp.fence import before_data
 from sendarix_backends.smtp.replies import HostFailure, reply_error
 from sendarix_core.errors import PermanentDeliveryError
 from sendarix_core.model import SmtpReply
@@ -48,6 +49,7 @@ async def send_envelope(connection: SmtpConnection, envelope: Envelope) -> SmtpR
         "RCPT",
         client.rcpt(envelope.rcpt_to, encoding=encoding),
     )
+    await before_data()
     response = await _step(connection, envelope, "DATA", client.data(envelope.data))
     connection.clean = True
 

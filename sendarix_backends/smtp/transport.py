@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from sendarix_backends.smtp.connection import ConnectionSettings
 from sendarix_backends.smtp.delivery import PooledSender, default_helo_name
@@ -50,15 +50,20 @@ class MxTransport:
         tls_context: ssl.SSLContext | None = None,
         pool: PoolSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        source_address: str | None = None,
+        on_connect: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         settings = ConnectionSettings(
             helo_name=default_helo_name(helo_name),
             timeout=timeout,
             tls=TlsMode(tls),
             tls_context=tls_context or unverified_context(),
+            source_address=source_address,
         )
         self._resolver = resolver
-        self._sender = PooledSender(settings, port=port, pool=pool, clock=clock)
+        self._sender = PooledSender(
+            settings, port=port, pool=pool, clock=clock, on_connect=on_connect
+        )
 
     async def deliver(self, envelope: Envelope) -> SmtpReply:
         domain = _recipient_domain(envelope.rcpt_to)

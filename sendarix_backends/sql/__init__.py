@@ -4,9 +4,16 @@
 ``sendarix_core.ports``. ``upgrade`` brings a database schema up to date.
 """
 
-# domains, secrets and templates define their tables on the shared metadata;
-# importing them here makes every table known wherever the schema is used.
-from sendarix_backends.sql import domains, secrets, templates  # noqa: F401
+# These modules define their tables on the shared metadata; importing them
+# here makes every table known wherever the schema is used.
+from sendarix_backends.sql import (  # noqa: F401
+    domains,
+    pacing,
+    queue_admin,
+    routes,
+    secrets,
+    templates,
+)
 from sendarix_backends.sql.migrate import current_revision, head_revision, upgrade
 from sendarix_backends.sql.store import SqlStore
 

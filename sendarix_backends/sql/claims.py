@@ -59,12 +59,15 @@ def claim_due(
     now: datetime,
     limit: int,
     lease: timedelta,
+    *,
+    ranks: Sequence[int] | None = None,
 ) -> list[Sequence[Any]]:
     """Lease up to ``limit`` due messages to ``worker_id`` until ``now + lease``.
 
     Returns their rows, each with its version raised by one, highest priority
-    first and by due time then id within a tier. ``decode_claimed`` turns
-    them into messages after the transaction.
+    first and by due time then id within a tier. ``ranks`` limits the claim
+    to those priority tiers, so a paused tier is never scanned.
+    ``decode_claimed`` turns them into messages after the transaction.
     """
     if limit < 1:
         raise ValueError(f"claim limit must be at least 1, not {limit}")
@@ -72,7 +75,7 @@ def claim_due(
         raise ValueError(f"lease must be positive, not {lease}")
 
     ids: list[str] = []
-    for rank in _TIERS:
+    for rank in _TIERS if ranks is None else sorted(ranks):
         remaining = limit - len(ids)
         if remaining == 0:
             break

@@ -49,6 +49,7 @@ from sendarix_core.ports import (
     SubmitOutcome,
     SuppressionQuery,
 )
+from sendarix_core.states import Priority
 from sendarix_core.suppression import Suppression
 
 __all__ = ["SqlStore"]
@@ -268,12 +269,25 @@ class SqlStore:
     # MessageQueue
 
     async def claim_due(
-        self, worker_id: str, now: datetime, limit: int, lease: timedelta
+        self,
+        worker_id: str,
+        now: datetime,
+        limit: int,
+        lease: timedelta,
+        *,
+        priorities: Sequence[Priority] | None = None,
     ) -> list[Message]:
+        ranks = None if priorities is None else [p.rank for p in priorities]
 
         def run() -> list[Message]:
             rows = self._transaction(
-                "claim_due", True, claims.claim_due, worker_id, now, limit, lease
+                "claim_due",
+                True,
+                functools.partial(claims.claim_due, ranks=ranks),
+                worker_id,
+                now,
+                limit,
+                lease,
             )
             return claims.decode_claimed(rows)
 

@@ -19,6 +19,7 @@ import email.policy
 import socket
 import ssl
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Mapping
 from types import TracebackType
@@ -46,6 +47,10 @@ class ReceivedMessage:
     mail_options: tuple[str, ...]
     tls: bool
     username: str | None
+    peer: str | None = None
+    """The client's IP address."""
+    arrived_at: float = 0.0
+    """``time.monotonic()`` when the server accepted the message."""
 
 
 class SmtpServer:
@@ -329,6 +334,8 @@ class _Handler:
             mail_options=tuple(envelope.mail_options),
             tls=_uses_tls(server, session),
             username=session.auth_data if session.authenticated else None,
+            peer=str(session.peer[0]) if session.peer else None,
+            arrived_at=time.monotonic(),
         )
         with self._state.changed:
             self._state.messages.append(message)

@@ -1,0 +1,317 @@
+"""``Pacer``: which claimed messages a worker may start now, per site.
+
+Messages of a site without shared limits, and not slowed down, start at
+once without touching the database. For the other sites the pacer requests
+a grant from the ``PacingStore``, once per claimed batch for all its sites.
+Messages beyond the grant are handed back to the queue with a due time
+spread over how long the site needs to take them, unchanged: no attempt
+is counted and no event is recorded. Messages of a paused site are parked.
+
+A worker holds the connection slots it was granted while it has
+deliveries in flight at the site, and for ``linger`` seconds more so a
+following batch can reuse the open sessions. It then closes the site's
+idle sessions and gives the slots back. Leases on the slots are renewed
+with the message leases; a worker that dies loses them when they expire.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+
+import anyio
+import attrs
+
+from sendarix_backends.pacing.store import PacingStore, SiteRequest
+from sendarix_backends.queue_control.model import Release, park
+from sendarix_backends.routing.router import Dispatch
+from sendarix_core.clock import Clock
+from sendarix_core.model import Message, SmtpReply
+from sendarix_core.pacing import PacingLimits, Slowdown, release_delays
+from sendarix_core.states import MessageStatus
+
+__all__ = ["Admission", "Pacer"]
+
+logger = logging.getLogger("sendarix.pacing")
+
+OnConnect = Callable[[str], Awaitable[None]]
+
+# Weight of the newest delivery time in a site's moving average.
+_SMOOTHING = 0.3
+# Seconds a delivery is assumed to take before one to the site finished.
+_FIRST_ESTIMATE = 0.25
+# Forget a site's local counters after this many idle seconds.
+_FORGET_AFTER = 600.0
+# Shortest wait between two tries for a connection token, in seconds.
+_MIN_TOKEN_WAIT = 0.05
+
+
+@attrs.define
+class _SiteUse:
+    """This worker's deliveries, slots and estimates at one site."""
+
+    limits: PacingLimits = attrs.field(factory=PacingLimits)
+    in_flight: int = 0
+    held: int = 0
+    own_transport: bool = False
+    seconds_per_message: float = _FIRST_ESTIMATE
+    idle_since: float = 0.0
+
+
+@attrs.frozen
+class Admission:
+    """The outcome of ``Pacer.admit`` for one claimed batch."""
+
+    admitted: list[tuple[Message, Dispatch]]
+    released: list[Release]
+    parked: dict[str, list[Release]]
+
+
+class Pacer:
+    def __init__(
+        self,
+        store: PacingStore,
+        *,
+        worker_id: str,
+        clock: Clock,
+        lease: timedelta,
+        close_site: Callable[[str], Awaitable[None]],
+        linger: float = 1.0,
+        refresh: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._worker_id = worker_id
+        self._clock = clock
+        self._lease = lease
+        self._close_site = close_site
+        self._linger = linger
+        self._refresh = refresh
+        self._monotonic = monotonic
+        self._sites: dict[str, _SiteUse] = {}
+        self._slowed: dict[str, Slowdown] = {}
+        self._slowed_at = -refresh
+        self._renewed_at = 0.0
+
+    async def admit(
+        self,
+        candidates: Sequence[tuple[Message, Dispatch]],
+        *,
+        paused_sites: frozenset[str] = frozenset(),
+    ) -> Admission:
+        """Split claimed messages into those that start now, those handed
+        back for later and those parked.
+
+        A message already ``accepted`` (resumed after another worker's lease
+        ran out) always starts, so the attempt in progress is finished.
+        Every admitted message counts as in flight until ``finished``.
+        """
+        now = self._clock.now()
+        await self._refresh_slowed()
+        groups: dict[str, list[tuple[Message, Dispatch]]] = {}
+        for message, dispatch in candidates:
+            groups.setdefault(dispatch.site, []).append((message, dispatch))
+
+        admitted: list[tuple[Message, Dispatch]] = []
+        parked: dict[str, list[Release]] = {}
+        waiting: dict[str, list[tuple[Message, Dispatch]]] = {}
+        requests = []
+        for site, items in groups.items():
+            resumed = [
+                item for item in items if item[0].status is MessageStatus.ACCEPTED
+            ]
+            fresh = [
+                item for item in items if item[0].status is not MessageStatus.ACCEPTED
+            ]
+            if site in paused_sites and fresh:
+                parked[site] = [park(message, now) for message, _ in fresh]
+                fresh = []
+            use = self._use(site, items[0][1])
+            self._start(site, len(resumed))
+            admitted.extend(resumed)
+            if not self._is_paced(site, items[0][1]):
+                self._start(site, len(fresh))
+                admitted.extend(fresh)
+                continue
+            if fresh:
+                waiting[site] = fresh
+                requests.append(
+                    SiteRequest(
+                        site=site,
+                        limits=use.limits,
+                        wanted=len(fresh),
+                        in_flight=use.in_flight,
+                    )
+                )
+
+        released = await self._grant(requests, waiting, admitted)
+        return Admission(admitted=admitted, released=released, parked=parked)
+
+    def own_transport(self, site: str) -> bool:
+        """Return whether deliveries to ``site`` use a transport of their own."""
+        use = self._sites.get(site)
+        return use is not None and use.own_transport
+
+    def finished(self, site: str, seconds: float | None) -> None:
+        """Count one admitted message of ``site`` as done; ``seconds`` is how
+        long its delivery took, or None when it was not attempted."""
+        use = self._sites.get(site)
+        if use is None:
+            return
+        use.in_flight = max(0, use.in_flight - 1)
+        if seconds is not None:
+            use.seconds_per_message += _SMOOTHING * (seconds - use.seconds_per_message)
+        if use.in_flight == 0:
+            use.idle_since = self._monotonic()
+
+    async def report_throttle(self, site: str, reply: SmtpReply) -> None:
+        """Slow ``site`` down for every worker after a throttling reply."""
+        now = self._clock.now()
+        slowdown = await self._store.record_throttle(site, now, reply.text)
+        self._slowed[site] = slowdown
+        logger.warning(
+            "destination %s throttled: %s %s; sending at %.0f%% of its limits",
+            site,
+            reply.code,
+            reply.text,
+            slowdown.factor_at(now) * 100,
+            extra={
+                "action": "site_throttled",
+                "site": site,
+                "smtp_code": reply.code,
+                "factor": slowdown.factor_at(now),
+            },
+        )
+
+    def connection_hook(self, site: str) -> OnConnect | None:
+        """Return the wait for a connection-rate token of ``site``, if it has
+        a connection rate."""
+        use = self._sites.get(site)
+        if use is None or use.limits.connection_rate is None:
+            return None
+        limits = use.limits
+        rate = limits.connection_rate or 1.0
+
+        async def wait_for_token(host: str) -> None:
+            # Polling, because the token may come from any node's refill.
+            while True:
+                now = self._clock.now()
+                if await self._store.take_connection_token(site, limits, now):
+                    return
+                await anyio.sleep(max(_MIN_TOKEN_WAIT, 1 / rate))
+
+        return wait_for_token
+
+    async def maintain(self, *, force: bool = False) -> None:
+        """Give back the slots of idle sites and renew the other leases.
+
+        ``force`` releases every idle site at once, without the linger.
+        """
+        now_seconds = self._monotonic()
+        idle = [
+            site
+            for site, use in self._sites.items()
+            if use.in_flight == 0
+            and (use.held or use.own_transport)
+            and (force or now_seconds - use.idle_since >= self._linger)
+        ]
+        for site in idle:
+            await self._close_site(site)
+            self._sites[site].own_transport = False
+        held = [site for site in idle if self._sites[site].held]
+        if held:
+            await self._store.release(self._worker_id, held)
+            for site in held:
+                self._sites[site].held = 0
+
+        renew_every = self._lease.total_seconds() / 3
+        holding = any(use.held for use in self._sites.values())
+        if holding and now_seconds - self._renewed_at >= renew_every:
+            await self._store.renew(self._worker_id, self._clock.now(), self._lease)
+            self._renewed_at = now_seconds
+        self._forget_idle(now_seconds)
+
+    async def aclose(self) -> None:
+        await self.maintain(force=True)
+
+    def _use(self, site: str, dispatch: Dispatch) -> _SiteUse:
+        use = self._sites.setdefault(site, _SiteUse(idle_since=self._monotonic()))
+        use.limits = dispatch.limits
+        return use
+
+    def _start(self, site: str, count: int) -> None:
+        if count:
+            self._sites[site].in_flight += count
+
+    def _is_paced(self, site: str, dispatch: Dispatch) -> bool:
+        if dispatch.is_sink:
+            return False
+        slowed = site in self._slowed and self._slowed[site].is_slowed(
+            self._clock.now()
+        )
+        return dispatch.limits.is_shared or slowed
+
+    async def _grant(
+        self,
+        requests: list[SiteRequest],
+        waiting: dict[str, list[tuple[Message, Dispatch]]],
+        admitted: list[tuple[Message, Dispatch]],
+    ) -> list[Release]:
+        if not requests:
+            return []
+        now = self._clock.now()
+        grants = await self._store.acquire(self._worker_id, requests, now, self._lease)
+        released: list[Release] = []
+        for request in requests:
+            grant = grants[request.site]
+            use = self._sites[request.site]
+            if grant.slots < use.held:
+                # Others wait for a slot: close the idle sessions, so that
+                # open sessions never outnumber the slots held.
+                await self._close_site(request.site)
+            use.held = grant.slots
+            if grant.connections is not None or use.limits.connection_rate:
+                use.own_transport = True
+            items = waiting[request.site]
+            admitted.extend(items[: grant.messages])
+            self._start(request.site, grant.messages)
+            rest = items[grant.messages :]
+            delays = release_delays(
+                len(rest),
+                rate=grant.rate,
+                connections=grant.connections,
+                seconds_per_message=use.seconds_per_message,
+            )
+            released.extend(
+                _release(message, now + timedelta(seconds=delay))
+                for (message, _), delay in zip(rest, delays, strict=True)
+            )
+        return released
+
+    async def _refresh_slowed(self) -> None:
+        if self._monotonic() - self._slowed_at < self._refresh:
+            return
+        self._slowed = await self._store.slowed_sites(self._clock.now())
+        self._slowed_at = self._monotonic()
+
+    def _forget_idle(self, now_seconds: float) -> None:
+        stale = [
+            site
+            for site, use in self._sites.items()
+            if use.in_flight == 0
+            and not use.held
+            and not use.own_transport
+            and now_seconds - use.idle_since >= _FORGET_AFTER
+        ]
+        for site in stale:
+            del self._sites[site]
+
+
+def _release(message: Message, due_at: datetime) -> Release:
+    """Hand a message back, due no later than its ``expires_at`` so that it
+    expires on time."""
+    if message.expires_at is not None and message.expires_at < due_at:
+        due_at = message.expires_at
+    return Release(message.id, message.version, due_at)
