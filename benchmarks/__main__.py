@@ -16,6 +16,7 @@ import importlib
 import importlib.util
 import sys
 import tempfile
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import psycopg
 
 from benchmarks.machine import describe_machine, load_average
 from benchmarks.options import Options
-from benchmarks.report import Row, format_table
+from benchmarks.report import Row, format_table, not_available
 
 DEFAULT_POSTGRESQL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -68,10 +69,16 @@ def main() -> int:
         print("\n".join(header), flush=True)
 
         rows: list[Row] = []
+        failed = []
         for name in names:
             options.progress(f"{name}: starting")
-            run = _load(name)
-            rows.extend(run(options))
+            try:
+                rows.extend(_load(name)(options))
+            except Exception as exc:
+                # One broken benchmark must not throw away the others' figures.
+                traceback.print_exc()
+                failed.append(name)
+                rows.append(not_available(name, "—", f"failed: {exc!r}"[:300]))
         if options.smoke:
             # Smoke counts are far too small to judge a target.
             rows = [attrs.evolve(row, met=None) for row in rows]
@@ -85,6 +92,9 @@ def main() -> int:
     if arguments.output:
         text = "\n".join(["```", *header, footer, "```", "", table, ""])
         Path(arguments.output).write_text(text)
+    if failed:
+        print(f"benchmarks that failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

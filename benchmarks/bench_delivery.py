@@ -25,7 +25,13 @@ import anyio
 
 from benchmarks.fill import count_messages, fill_queue
 from benchmarks.options import Options
-from benchmarks.processes import LOOPBACK, SendarixProcess, SmtpSink, find_tool
+from benchmarks.processes import (
+    LOOPBACK,
+    SendarixProcess,
+    SmtpSink,
+    check_deadline,
+    find_tool,
+)
 from benchmarks.queue_throughput import build_submissions
 from benchmarks.report import Row, Series, not_available
 from sendarix_backends.domains import DomainStatus
@@ -142,8 +148,10 @@ def drain_rate(worker: SendarixProcess, database_url: str, total: int) -> float:
     The clock starts at the first poll that sees a message finished.
     """
     first: tuple[float, int] | None = None
+    waiting_since = time.perf_counter()
     while True:
         worker.check_running()
+        check_deadline(waiting_since, f"the worker to deliver {total} messages")
         unfinished = count_messages(database_url, unfinished=True)
         now = time.perf_counter()
         if first is None and unfinished < total:

@@ -22,7 +22,13 @@ from benchmarks.fill import count_messages
 from benchmarks.options import Options
 from benchmarks.payload import SEND_REQUEST, write_body
 from benchmarks.postfix import PostfixInstance, postfix_missing_reason
-from benchmarks.processes import LOOPBACK, SendarixProcess, SmtpSink, find_tool
+from benchmarks.processes import (
+    LOOPBACK,
+    SendarixProcess,
+    SmtpSink,
+    check_deadline,
+    find_tool,
+)
 from benchmarks.report import Row, Series, not_available
 from benchmarks.wrk import run_wrk, wrk_missing_reason
 from sendarix_core.mime import build_message_bytes
@@ -99,8 +105,10 @@ def _measure_sendarix(options: Options) -> tuple[float, ...]:
 
 
 def _wait_until_delivered(server: SendarixProcess, database_url: str) -> None:
+    started = time.perf_counter()
     while count_messages(database_url, unfinished=True) > 0:
         server.check_running()
+        check_deadline(started, "Sendarix to deliver the accepted messages")
         time.sleep(POLL_SECONDS)
 
 
@@ -119,6 +127,7 @@ def _measure_postfix(options: Options) -> tuple[float, ...]:
             target = received_before + options.postfix_count
             while sink.received() < target:
                 sink.check_running()
+                check_deadline(started, "Postfix to relay every message")
                 time.sleep(POLL_SECONDS)
             elapsed = time.perf_counter() - started
             rates.append(options.postfix_count / elapsed)

@@ -28,8 +28,21 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 _SBIN_PATH = f"{os.environ.get('PATH', '')}:/usr/sbin:/usr/local/sbin"
 
 
+# Longest wait for a queue to drain or a sink to fill before a run fails.
+DRAIN_TIMEOUT = 300.0
+
+
 class ServiceError(RuntimeError):
     """A benchmark server exited or did not become ready."""
+
+
+def check_deadline(started: float, what: str) -> None:
+    """Raise ``ServiceError`` once ``DRAIN_TIMEOUT`` has passed since ``started``.
+
+    ``started`` is a ``time.perf_counter()`` value; ``what`` names the wait.
+    """
+    if time.perf_counter() - started > DRAIN_TIMEOUT:
+        raise ServiceError(f"timed out after {DRAIN_TIMEOUT:.0f} s waiting for {what}")
 
 
 def free_port() -> int:
@@ -235,8 +248,9 @@ class SendarixProcess(Service):
         return f"http://{LOOPBACK}:{self.port}"
 
     def create_key(self) -> str:
-        """Create an API key whose rate limit no benchmark reaches."""
-        create = ["keys", "create", "--name", "bench", "--rate-limit", str(10**9)]
+        """Create an API key with the highest rate limit keys may have,
+        1,000,000 requests a minute, which no benchmark here reaches."""
+        create = ["keys", "create", "--name", "bench", "--rate-limit", "1000000"]
         result = subprocess.run(
             [*self.cli, *create],
             env=self.env,
