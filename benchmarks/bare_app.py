@@ -1,4 +1,4 @@
-"""The reference HTTP server: a bare Starlette app that answers ``202``.
+"""The reference HTTP server: a bare Starlette app that returns ``202``.
 
 It reads the request body and returns a fixed JSON body, with nothing
 stored. ``uvicorn`` serves it with the options ``sendarix serve`` uses.

@@ -145,7 +145,7 @@ async def add_verified_domain(database_url: str, name: str) -> None:
 def drain_rate(worker: SendarixProcess, database_url: str, total: int) -> float:
     """Wait until no message is unfinished; return the completion rate.
 
-    The clock starts at the first poll that sees a message finished.
+    The clock starts at the first poll that finds a message finished.
     """
     first: tuple[float, int] | None = None
     waiting_since = time.perf_counter()

@@ -3,7 +3,7 @@
 ``sendarix serve`` runs on a fresh SQLite database in sink delivery mode:
 its workers run and mark each message delivered without opening a
 connection, so the measured rate includes the workers' share of the CPU.
-Every ``202`` follows the commit of its message. The bare app answers
+Every ``202`` follows the commit of its message. The bare app returns
 ``202`` after reading the body. Both are served by uvicorn with the same
 options, and ``wrk`` (a separate process) loads them with the same request.
 """

@@ -2,7 +2,7 @@
 
 The queue is filled once by ``fill.fill_queue`` and copied for each run.
 The server delivers to ``smtp-sink`` in smarthost mode (or, without Postfix's
-tools, in sink mode) for a fixed time, claiming batch after batch; the
+tools, in sink mode) for a fixed time, claiming batch after batch. The
 figure is the process's peak resident set size (``VmHWM``) at the end.
 """
 

@@ -5,7 +5,7 @@ on a loopback port (AUTH without TLS allowed from loopback) and delivery in
 sink mode. Each ``250`` after DATA follows the commit of the message.
 Reference: aiosmtpd with a handler that accepts and drops every message.
 Both are loaded by ``smtp_load`` in its own process, with the same sessions
-and message; it logs in with the API key only on the relay.
+and message. It logs in with the API key only on the relay.
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ import attrs
 class Options:
     """What ``benchmarks/run`` measures, and with how much load.
 
-    ``postgresql_url`` is None when no PostgreSQL server answered; the
-    ``*_missing_reason`` strings say why a reference cannot run, and are
-    empty when it can.
+    ``postgresql_url`` is None when no PostgreSQL server accepted a
+    connection. The ``*_missing_reason`` strings say why a reference cannot
+    run, and are empty when it can.
     """
 
     workdir: Path

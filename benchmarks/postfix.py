@@ -103,7 +103,16 @@ class PostfixInstance:
         for directory in (self.root, queue):
             directory.chmod(0o755)
         shutil.chown(data, user="postfix")
-        settings = {
+
+        settings = self._main_settings(queue, data)
+        main_cf = "".join(f"{name} = {value}\n" for name, value in settings.items())
+        (self.config_directory / "main.cf").write_text(main_cf)
+        listener = f"{LOOPBACK}:{self.port} inet n - n - - smtpd\n"
+        (self.config_directory / "master.cf").write_text(listener + _MASTER_SERVICES)
+
+    def _main_settings(self, queue: Path, data: Path) -> dict[str, object]:
+        """Return the ``main.cf`` settings: loopback only, relay only, no DNS."""
+        return {
             "compatibility_level": "3.6",
             "config_directory": self.config_directory,
             "queue_directory": queue,
@@ -126,10 +135,6 @@ class PostfixInstance:
             "smtputf8_enable": "no",
             "biff": "no",
         }
-        main_cf = "".join(f"{name} = {value}\n" for name, value in settings.items())
-        (self.config_directory / "main.cf").write_text(main_cf)
-        listener = f"{LOOPBACK}:{self.port} inet n - n - - smtpd\n"
-        (self.config_directory / "master.cf").write_text(listener + _MASTER_SERVICES)
 
     def _postfix(self, command: str) -> None:
         result = subprocess.run(

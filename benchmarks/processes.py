@@ -28,7 +28,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 _SBIN_PATH = f"{os.environ.get('PATH', '')}:/usr/sbin:/usr/local/sbin"
 
 
-# Longest wait for a queue to drain or a sink to fill before a run fails.
+# Maximum wait for a queue to drain or a sink to fill before a run fails.
 DRAIN_TIMEOUT = 300.0
 
 
@@ -280,5 +280,5 @@ class SendarixProcess(Service):
                 pass
             time.sleep(0.1)
         raise ServiceError(
-            f"sendarix serve did not answer within {timeout:.0f} s:\n{self.log_tail()}"
+            f"sendarix serve did not respond within {timeout:.0f} s:\n{self.log_tail()}"
         )

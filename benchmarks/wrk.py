@@ -29,7 +29,7 @@ class WrkResult:
 
     @property
     def rate(self) -> float:
-        """Requests per second answered without an error status."""
+        """Requests per second that got a response without an error status."""
         return (self.requests - self.status_errors) / self.seconds
 
 

@@ -1,6 +1,6 @@
 """The benchmark runner's smoke mode: every benchmark script still runs.
 
-The smoke mode uses tiny counts and starts real servers on loopback; parts
+The smoke mode uses tiny counts and starts real servers on loopback. Parts
 whose tools (wrk, Postfix, PostgreSQL, procrastinate) are missing are
 reported as not available, with the reason, instead of failing.
 """
