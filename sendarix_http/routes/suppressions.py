@@ -238,7 +238,14 @@ def _declare(
             scope=Scope.SUPPRESSIONS_WRITE,
             request_schema=UNSUBSCRIBE_REQUEST if unsubscribes else SUPPRESSION_REQUEST,
             request_example={"recipient": "user@example.com"},
-            replies=Reply(status=201, description="the entry", schema=SUPPRESSION),
+            replies=(
+                Reply(status=201, description="the new entry", schema=SUPPRESSION),
+                Reply(
+                    status=200,
+                    description="the recipient already had an entry, returned as is",
+                    schema=SUPPRESSION,
+                ),
+            ),
         ),
         operation(
             "GET",
