@@ -45,6 +45,7 @@ from sendarix_backends.smtp.fence import DATA_FENCE
 from sendarix_core import lifecycle
 from sendarix_core.clock import Clock
 from sendarix_core.errors import (
+    DeliveryDeadlineError,
     DeliveryError,
     PermanentDeliveryError,
     StorageError,
@@ -225,6 +226,17 @@ class DeliveryWorker:
 
         async def enter_fence() -> None:
             nonlocal fence_held
+            # The last moment to keep an expired message from arriving late:
+            # connecting and MAIL/RCPT may have taken the time that was left.
+            if (
+                message.expires_at is not None
+                and self._clock.now() >= message.expires_at
+            ):
+                raise DeliveryDeadlineError(
+                    "expires_at passed before DATA; the message was not sent",
+                    enhanced_code="4.4.7",
+                    recipient=message.recipient.email,
+                )
             if self._fence is not None and not fence_held:
                 await self._fence.acquire()
                 fence_held = True
@@ -268,6 +280,10 @@ class DeliveryWorker:
             envelope = await self._outbound.prepare(message)
             reply = await self._send(message, dispatch, envelope)
         except TemporaryDeliveryError as error:
+            if message.expires_at is not None and now() >= message.expires_at:
+                return lifecycle.expire(
+                    message, now=now(), event_id=self._new_id("evt")
+                )
             reply = _reply_of(error)
             await self._check_throttling(dispatch, reply)
             return temporary_failure(
@@ -382,9 +398,14 @@ class DeliveryWorker:
 
 
 def _reply_of(error: DeliveryError) -> SmtpReply:
+    # A malformed reply line reaches here as code -1 (aiosmtplib's marker)
+    # with its line breaks; the API must show neither.
+    code = error.reply_code
+    if code is not None and not 200 <= code <= 599:
+        code = None
     return SmtpReply(
-        code=error.reply_code,
+        code=code,
         enhanced_code=error.enhanced_code,
-        text=error.reply_text,
+        text=" ".join(error.reply_text.split()),
         mx_host=error.mx_host,
     )

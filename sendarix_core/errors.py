@@ -17,6 +17,7 @@ Every exception derives from one root, so an integrator can catch
     ├── StorageError                a storage or queue backend failed
     └── DeliveryError               an attempt to hand a message to SMTP failed
         ├── TemporaryDeliveryError  retried on the schedule
+        │   └── DeliveryDeadlineError  expires_at passed before DATA
         └── PermanentDeliveryError  bounces at once
 
 Retryability is a type: the worker matches on ``TemporaryDeliveryError`` and
@@ -33,6 +34,7 @@ import attrs
 __all__ = [
     "AuthenticationError",
     "ConfigurationError",
+    "DeliveryDeadlineError",
     "DeliveryError",
     "FieldError",
     "IdempotencyConflictError",
@@ -185,6 +187,10 @@ class DeliveryError(SendarixError):
 
 class TemporaryDeliveryError(DeliveryError):
     """A failure worth retrying: 4xx, a refused or dropped connection, SERVFAIL."""
+
+
+class DeliveryDeadlineError(TemporaryDeliveryError):
+    """The message's ``expires_at`` passed before DATA could be sent."""
 
 
 class PermanentDeliveryError(DeliveryError):
