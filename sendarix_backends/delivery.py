@@ -105,6 +105,7 @@ class DeliveryWorker:
         )
 
         self._in_flight: dict[str, Message] = {}
+        self._stopping = False
         self._high_in_flight = 0
         self._wakeup = anyio.Event()
         self._idle_wait = _MIN_IDLE_WAIT
@@ -118,6 +119,27 @@ class DeliveryWorker:
     def wake(self) -> None:
         """Tell the worker that a message was just queued in this process."""
         self._wakeup.set()
+
+    def stop_claiming(self) -> None:
+        """Let running deliveries finish but claim nothing more."""
+        self._stopping = True
+        self._wakeup.set()
+
+    async def drain(self) -> None:
+        """Return once no delivery is in flight."""
+        while self._in_flight:
+            await self._wait_for_event()
+
+    def in_flight(self) -> list[Message]:
+        return list(self._in_flight.values())
+
+    async def release(self, abandoned: Sequence[Message]) -> None:
+        """Make messages whose deliveries were cancelled claimable now.
+
+        Another worker then resumes them at once instead of after the lease.
+        """
+        if abandoned:
+            await self._queue.renew_leases(abandoned, self._clock.now(), timedelta(0))
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -133,6 +155,9 @@ class DeliveryWorker:
                 task_group.start_soon(self._maintain_pacing, self._pacer)
             task_status.started()
             while True:
+                if self._stopping:
+                    # Deliveries and lease renewals in the task group go on.
+                    await anyio.sleep_forever()
                 if len(self._in_flight) >= self._concurrency:
                     await self._wait_for_event()
                     continue

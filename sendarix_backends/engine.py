@@ -82,6 +82,9 @@ __all__ = ["Engine", "SendResult"]
 
 logger = logging.getLogger("sendarix.engine")
 
+# How long shutdown waits for deliveries in flight before cancelling them.
+SHUTDOWN_GRACE_SECONDS = 10.0
+
 # The owner of idempotency keys submitted through the library without an API key.
 LIBRARY_KEY_ID = "library"
 
@@ -222,9 +225,8 @@ class Engine:
     ) -> None:
         try:
             if self._task_group is not None:
-                self._task_group.cancel_scope.cancel()
-                await self._task_group.__aexit__(exc_type, exc, traceback)
-                self._task_group = None
+                task_group, self._task_group = self._task_group, None
+                await self._stop_workers(task_group, exc_type, exc, traceback)
         finally:
             await self.worker.aclose()
             if self.events is not None:
@@ -232,6 +234,35 @@ class Engine:
             await self.store.aclose()
             if self.queue is not self.store:  # type: ignore[comparison-overlap]
                 await self.queue.aclose()
+
+    async def _stop_workers(
+        self,
+        task_group: anyio.abc.TaskGroup,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Let deliveries in flight finish for a while, then cancel the rest
+        and make their messages claimable at once."""
+        logger.info("worker stopping", extra={"action": "worker_stopping"})
+        self.worker.stop_claiming()
+        with anyio.move_on_after(SHUTDOWN_GRACE_SECONDS, shield=True):
+            await self.worker.drain()
+        abandoned = self.worker.in_flight()
+        task_group.cancel_scope.cancel()
+        await task_group.__aexit__(exc_type, exc, traceback)
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.worker.release(abandoned)
+            except StorageError:
+                logger.exception(
+                    "releasing leases failed; they expire on their own",
+                    extra={"action": "release_failed"},
+                )
+        logger.info(
+            "worker stopped",
+            extra={"action": "worker_stopped", "abandoned": len(abandoned)},
+        )
 
     def new_id(self, prefix: str) -> str:
         return self._ids.new_id(prefix, self.clock.now(), os.urandom(10))

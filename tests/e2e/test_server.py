@@ -123,3 +123,28 @@ def test_crash_after_202_delivers_once(
     counts = Counter(message.message_id for message in smtp_server.messages)
     assert len(counts) == 20
     assert set(counts.values()) == {1}
+
+
+def test_sigterm_releases_in_flight(
+    server: ServerProcess, smtp_server: SmtpServer
+) -> None:
+    # A long lease: only the release at shutdown lets the restarted server
+    # resume the message within the wait below.
+    server.env["SENDARIX_LEASE_SECONDS"] = "300"
+    key = server.create_key()
+    smtp_server.tarpit()
+    server.start()
+    client = httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {key}"}
+    )
+    message_id = client.post("/v1/messages", json=body()).json()["message_id"]
+    wait_for_status(client, message_id, "accepted", timeout=10)
+
+    server.stop()
+    assert "worker stopped" in server.log()
+    smtp_server.tarpit(enabled=False)
+    server.start()
+
+    message = wait_for_status(client, message_id, "delivered", timeout=20)
+    assert message["status"] == "delivered", server.log()
+    assert len(smtp_server.messages) == 1
