@@ -71,6 +71,7 @@ class EventType(StrEnum):
     CANCELLED = "message.cancelled"
     EXPIRED = "message.expired"
     UNSUBSCRIBED = "recipient.unsubscribed"
+    WEBHOOK_DISABLED = "webhook.disabled"
 
 
 class Priority(StrEnum):

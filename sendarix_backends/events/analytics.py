@@ -75,6 +75,8 @@ _BUCKETS_PER_DOUBLING = 4
 
 def outcome_of(event_type: str, data: Mapping[str, Any]) -> list[str]:
     """Return the counters one event adds to."""
+    if event_type == EventType.WEBHOOK_DISABLED:
+        return []
     name = EventType(event_type).value.split(".", 1)[1]
     if event_type == EventType.BOUNCED and data.get("asynchronous"):
         return [name, ASYNC_BOUNCE]

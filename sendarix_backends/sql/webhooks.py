@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sendarix_backends.sql import bulk
+from sendarix_backends.sql.codec import event_row
 from sendarix_backends.sql.listings import decode_cursor, encode_cursor
 from sendarix_backends.sql.schema import (
     JSON_DOCUMENT,
@@ -39,7 +40,9 @@ from sendarix_backends.webhooks.model import (
 )
 from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.ids import new_id
+from sendarix_core.model import Event
 from sendarix_core.ports import Page
+from sendarix_core.states import EventType
 
 __all__ = [
     "claim_deliveries",
@@ -538,6 +541,16 @@ def _disable_failing(
                 updated_at=now,
             )
         )
+        # The event reaches the event log and every other subscribed endpoint.
+        disabled = Event(
+            event_id=new_id("evt", now, secrets.token_bytes(10)),
+            type=EventType.WEBHOOK_DISABLED,
+            created_at=now,
+            message_id=None,
+            recipient="",
+            data={"webhook_id": endpoint_id, "reason": reason},
+        )
+        connection.execute(sa.insert(events), [event_row(disabled)])
     return [endpoint_id for endpoint_id, _ in rows]
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from sendarix_backends.engine import Engine
+from sendarix_backends.events.query import EventQuery
 from sendarix_backends.events.services import EventServices
 from sendarix_backends.webhooks.model import AttemptOutcome, DeliveryStatus
 from sendarix_backends.webhooks.schedule import DEFAULT_WEBHOOK_POLICY, WebhookPolicy
@@ -102,6 +103,8 @@ async def test_endpoint_disabled_after_failing_days(
     assert disabled.disabled_reason is not None
     assert "failed" in disabled.disabled_reason
     assert await services.dispatcher.run_once() == 0
+    found = await services.search(EventQuery(types=frozenset({"webhook.disabled"})))
+    assert [event.data["webhook_id"] for event in found.items] == [endpoint.id]
 
 
 async def test_success_resets_failure_window(
