@@ -48,9 +48,13 @@ async def test_sequential_messages_share_session(
 
 
 async def test_concurrent_messages_share_sessions(
-    routed_server: SmtpServer, transport: MxTransport
+    routed_server: SmtpServer, transport: MxTransport, resolver: MxResolver
 ) -> None:
-    count = 10_000
+    count = 3_000
+    # Resolve once first: thousands of tasks starting together can keep the
+    # event loop busy past the resolver's timeout on a loaded machine, and
+    # the lookup is not what this test measures.
+    await resolver.resolve("example.test")
 
     await asyncio.gather(
         *(transport.deliver(make_envelope(number=number)) for number in range(count))
