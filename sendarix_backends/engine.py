@@ -2,7 +2,7 @@
 
 ``Engine`` is what an integrator embeds and what ``sendarix serve`` runs. It
 composes a store, a queue and a transport chosen by the plugin hooks, and
-applies the core's decisions; it holds no state that a restart would lose.
+applies the core's decisions. It keeps no state that a restart would lose.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ LIBRARY_KEY_ID = "library"
 
 @attrs.frozen(kw_only=True)
 class SendResult:
-    """The answer to a submission: the ``202`` body, and whether it is a replay."""
+    """The response to a submission: the ``202`` body, and whether it is a replay."""
 
     message_id: str
     status: str
