@@ -181,7 +181,9 @@ def _listen(host: str, port: int) -> socket.socket:
     """Bind the HTTP socket before anything starts, so a busy port fails fast."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family)
+        # uvicorn's own default backlog: a burst of connections beyond the
+        # kernel's default of 128 would otherwise be reset.
+        return socket.create_server((host, port), family=family, backlog=2048)
     except OSError as exc:
         raise ConfigurationError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop the "
