@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -225,8 +226,12 @@ def _serve(settings: Settings) -> None:
 
 async def _run_worker(settings: Settings) -> None:
     _warn_about_settings(settings)
-    async with Engine.from_settings(settings):
-        await anyio.sleep_forever()
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with Engine.from_settings(settings):
+            # Leaving the engine on SIGTERM drains the deliveries in flight,
+            # as `serve` does through uvicorn's shutdown.
+            async for _ in signals:
+                return
 
 
 def _migrate(settings: Settings) -> None:

@@ -92,7 +92,7 @@ class Routes:
         for rule in await self.list_rules():
             if rule.id == rule_id:
                 return rule
-        raise NotFoundError("route", rule_id)
+        raise NotFoundError("routing_rule", rule_id)
 
     async def create(self, body: Mapping[str, Any]) -> RouteRule:
         """Add a rule from an API body; ``position`` 0 puts it first."""
@@ -151,7 +151,7 @@ class Routes:
             updated_at=self._clock.now(),
         )
         if not await self._store.update_rule(updated):
-            raise NotFoundError("route", rule_id)
+            raise NotFoundError("routing_rule", rule_id)
         self._cached = None
         return await self.get_rule(rule_id)
 
@@ -161,7 +161,7 @@ class Routes:
                 "the default rule can't be deleted; change its action instead"
             )
         if not await self._store.delete_rule(rule_id):
-            raise NotFoundError("route", rule_id)
+            raise NotFoundError("routing_rule", rule_id)
         self._cached = None
 
     async def reorder(self, rule_ids: Sequence[str]) -> list[RouteRule]:
@@ -200,7 +200,7 @@ class Routes:
                 created_at=now,
                 updated_at=now,
             )
-        raise NotFoundError("route", rule_id)
+        raise NotFoundError("routing_rule", rule_id)
 
     def _merge_action(self, stored: StoredRule, given: object) -> dict[str, Any]:
         if not isinstance(given, Mapping):

@@ -24,7 +24,7 @@ from sendarix_backends.smtp import (
     SmarthostTransport,
     TlsMode,
 )
-from sendarix_backends.smtp.tls import verifying_context
+from sendarix_backends.smtp.tls import unverified_context, verifying_context
 from sendarix_core.ports import Transport
 from sendarix_core.routing import RouteAction, RouteRule, TlsPolicy, TransportKind
 
@@ -75,6 +75,11 @@ class RouteTransports:
         self._default = default_transport
         self._sink = sink
         self._entries: dict[_Key, _Entry] = {}
+        # Built once: loading the system's CA certificates into a new
+        # context takes tens of milliseconds, and a site may get a new
+        # transport every time it gives its slots back.
+        self._unverified = unverified_context()
+        self._verifying = verifying_context()
 
     @asynccontextmanager
     async def use(
@@ -149,10 +154,12 @@ class RouteTransports:
         }
         if action.transport is TransportKind.SMARTHOST and action.smarthost:
             # A smarthost's certificate is always checked: its name is known.
-            return SmarthostTransport.from_url(action.smarthost.url(), **common)
-        context = None
+            return SmarthostTransport.from_url(
+                action.smarthost.url(), tls_context=self._verifying, **common
+            )
+        context = self._unverified
         if action.tls is TlsPolicy.REQUIRED_VERIFIED:
-            context = verifying_context()
+            context = self._verifying
         return MxTransport(
             self._resolver,
             port=self._settings.destination_port,

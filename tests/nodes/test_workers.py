@@ -151,3 +151,22 @@ async def test_scheduled_fire_once(
     await anyio.sleep(1)
 
     assert len(smtp_server.messages) == len(received) == 300
+
+
+async def test_worker_stops_on_sigterm(
+    tmp_path: Path,
+    pg_url: str,
+    dns_server: DnsServer,
+    smtp_server: SmtpServer,
+) -> None:
+    env = worker_environment(pg_url, dns_server, smtp_server)
+    worker = WorkerProcess(tmp_path, "worker", env)
+    with anyio.fail_after(60):
+        while "action=worker_started" not in worker.log():
+            await anyio.sleep(0.1)
+
+    worker.stop()
+
+    assert worker.process.returncode == 0
+    assert "action=worker_stopped" in worker.log()
+

@@ -143,7 +143,7 @@ async def test_update_and_delete(client: httpx.AsyncClient) -> None:
     assert (await client.delete(f"/v1/routes/{rule['id']}")).status_code == 204
     missing = await client.get(f"/v1/routes/{rule['id']}")
     assert missing.status_code == 404
-    assert missing.json()["error"]["code"] == "route_not_found"
+    assert missing.json()["error"]["code"] == "routing_rule_not_found"
 
 
 async def test_invalid_rule_lists_fields(client: httpx.AsyncClient) -> None:
