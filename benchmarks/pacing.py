@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     count = 200 if args.smoke else args.messages
     runs = 1 if args.smoke else args.runs
 
+    machine = describe_machine()
     rows = []
     with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
         dns = start_dns()
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         listed = ", ".join(f"{rate:.0f}" for rate in rates)
         print(f"| {name} | {median:.0f} | {listed} |")
     print()
-    print(describe_machine())
+    print("\n".join(machine))
     return 0
 
 

@@ -8,9 +8,11 @@ spread over how long the site needs to take them, unchanged: no attempt
 is counted and no event is recorded. Messages of a paused site are parked.
 
 A worker holds the connection slots it was granted while it has
-deliveries in flight at the site, and for ``linger`` seconds more so a
-following batch can reuse the open sessions. It then closes the site's
-idle sessions and gives the slots back. Leases on the slots are renewed
+deliveries in flight at the site. Once the site is idle, it keeps them,
+with the open sessions for the next batch to reuse, for ``linger`` seconds
+when another worker waits for a slot there and for ``IDLE_HOLD`` seconds
+otherwise. It then closes the site's idle sessions and gives the slots
+back. Leases on the slots are renewed
 with the message leases; a worker that dies loses them when they expire.
 """
 
@@ -44,6 +46,9 @@ _SMOOTHING = 0.3
 _FIRST_ESTIMATE = 0.25
 # Forget a site's local counters after this many idle seconds.
 _FORGET_AFTER = 600.0
+# Seconds an idle site keeps its slots and open sessions while no other
+# worker waits for them; the same as the connection pool's idle limit.
+IDLE_HOLD = 30.0
 # Shortest wait between two tries for a connection token, in seconds.
 _MIN_TOKEN_WAIT = 0.05
 
@@ -210,13 +215,7 @@ class Pacer:
         ``force`` releases every idle site at once, without the linger.
         """
         now_seconds = self._monotonic()
-        idle = [
-            site
-            for site, use in self._sites.items()
-            if use.in_flight == 0
-            and (use.held or use.own_transport)
-            and (force or now_seconds - use.idle_since >= self._linger)
-        ]
+        idle = await self._sites_to_give_back(now_seconds, force=force)
         for site in idle:
             await self._close_site(site)
             self._sites[site].own_transport = False
@@ -235,6 +234,27 @@ class Pacer:
 
     async def aclose(self) -> None:
         await self.maintain(force=True)
+
+    async def _sites_to_give_back(
+        self, now_seconds: float, *, force: bool
+    ) -> list[str]:
+        """Return the idle sites whose slots and sessions go back now: those
+        idle for ``linger`` seconds that another worker waits for, and those
+        idle for ``IDLE_HOLD`` seconds."""
+        idle = {
+            site: now_seconds - use.idle_since
+            for site, use in self._sites.items()
+            if use.in_flight == 0 and (use.held or use.own_transport)
+        }
+        if force:
+            return list(idle)
+        lingering = [site for site, seconds in idle.items() if seconds >= self._linger]
+        if not lingering:
+            return []
+        wanted = await self._store.waiting_sites(
+            self._worker_id, lingering, self._clock.now()
+        )
+        return [site for site in lingering if site in wanted or idle[site] >= IDLE_HOLD]
 
     def _use(self, site: str, dispatch: Dispatch) -> _SiteUse:
         use = self._sites.setdefault(site, _SiteUse(idle_since=self._monotonic()))

@@ -83,6 +83,12 @@ class PacingStore(Protocol):
 
     async def release(self, worker_id: str, sites: Sequence[str]) -> None: ...
 
+    async def waiting_sites(
+        self, worker_id: str, sites: Sequence[str], now: datetime
+    ) -> set[str]:
+        """Return those of ``sites`` where another worker waits for a slot."""
+        ...
+
     async def record_throttle(self, site: str, now: datetime, reply: str) -> Slowdown:
         """Slow ``site`` down after a throttling reply; return its new state."""
         ...
@@ -163,6 +169,15 @@ class MemoryPacingStore:
     async def release(self, worker_id: str, sites: Sequence[str]) -> None:
         for site in sites:
             self._leases.pop((site, worker_id), None)
+
+    async def waiting_sites(
+        self, worker_id: str, sites: Sequence[str], now: datetime
+    ) -> set[str]:
+        return {
+            name
+            for (name, owner), (slots, expires_at) in self._leases.items()
+            if name in sites and owner != worker_id and not slots and expires_at > now
+        }
 
     async def record_throttle(self, site: str, now: datetime, reply: str) -> Slowdown:
         state = self._sites.setdefault(site, _MemorySite())

@@ -112,6 +112,13 @@ class SqlPacingStore:
                 "release_site_leases", _release, worker_id, sites, write=True
             )
 
+    async def waiting_sites(
+        self, worker_id: str, sites: Sequence[str], now: datetime
+    ) -> set[str]:
+        return await self._store.run_transaction(
+            "waiting_sites", _waiting_sites, worker_id, sites, now, write=False
+        )
+
     async def record_throttle(self, site: str, now: datetime, reply: str) -> Slowdown:
         return await self._store.run_transaction(
             "record_throttle", _record_throttle, site, now, reply, write=True
@@ -317,6 +324,20 @@ def _release(connection: Connection, worker_id: str, sites: Sequence[str]) -> No
             site_leases.c.worker_id == worker_id, site_leases.c.site.in_(sites)
         )
     )
+
+
+def _waiting_sites(
+    connection: Connection, worker_id: str, sites: Sequence[str], now: datetime
+) -> set[str]:
+    rows = connection.scalars(
+        sa.select(site_leases.c.site).where(
+            site_leases.c.site.in_(sites),
+            site_leases.c.worker_id != worker_id,
+            site_leases.c.slots == 0,
+            site_leases.c.expires_at > now,
+        )
+    )
+    return set(rows)
 
 
 def _record_throttle(
