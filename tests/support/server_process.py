@@ -38,6 +38,9 @@ class ServerProcess:
             "SENDARIX_HTTP_HOST": "127.0.0.1",
             "SENDARIX_HTTP_PORT": str(self.port),
             "SENDARIX_RELAY_PORT": "0",
+            # Never the system resolver: a test that needs DNS passes its
+            # own loopback server; any other lookup fails fast on loopback.
+            "SENDARIX_DNS_NAMESERVERS": f"127.0.0.1:{free_port()}",
             **env,
         }
         self.log_path = workdir / "server.log"
