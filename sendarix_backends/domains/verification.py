@@ -50,10 +50,15 @@ class RecordChecker:
             answer = await resolver.resolve(record.name, record.type)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return f"no {record.type} record was found at {record.name}"
-        except dns.exception.DNSException as exc:
+        except (dns.exception.DNSException, OSError) as exc:
+            # A nameserver that refuses the connection surfaces as OSError.
             logger.warning(
                 "dns lookup failed",
-                extra={"action": "domain_lookup_failed", "name": record.name},
+                extra={
+                    "action": "domain_lookup_failed",
+                    "record": record.name,
+                    "error": repr(exc),
+                },
             )
             return f"the DNS lookup failed ({type(exc).__name__}); try again"
 
