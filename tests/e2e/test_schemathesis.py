@@ -5,7 +5,7 @@ requests, valid and invalid, to every operation. The checks: no ``5xx``;
 every status, content type, header and body as documented; schema-invalid
 input rejected; a request without the key rejected; an undocumented method
 responded to with ``405``. Five examples per operation and a fixed seed keep the run
-reproducible and at about 20 s on two cores (schemathesis 4.32).
+reproducible and at about 30 s on two cores (schemathesis 4.32).
 
 ``positive_data_acceptance`` is left out: the schemas are deliberately
 looser than validation, which also checks address syntax, reserved header

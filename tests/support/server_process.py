@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.dns_server import DnsServer
+
 SENDARIX = [sys.executable, "-m", "sendarix_http.cli"]
 
 
@@ -27,20 +29,31 @@ class ServerProcess:
 
     ``env`` adds ``SENDARIX_*`` settings; the database, HTTP port and the
     relay (turned off) are set here. Output goes to ``log_path``.
+
+    Without ``SENDARIX_DNS_NAMESERVERS`` in ``env`` the server asks an empty
+    loopback DNS server, never the system resolver: every name it looks up
+    is NXDOMAIN at once, instead of a lookup that leaves the machine or one
+    that waits out its timeout.
     """
 
     def __init__(self, workdir: Path, env: Mapping[str, str]) -> None:
         self.workdir = workdir
         self.port = free_port()
+        self._dns: DnsServer | None = None
+        if "SENDARIX_DNS_NAMESERVERS" not in env:
+            self._dns = DnsServer()
+            self._dns.start()
         self.env = {
             **os.environ,
             "SENDARIX_DATABASE_URL": f"sqlite:///{workdir / 'sendarix.db'}",
             "SENDARIX_HTTP_HOST": "127.0.0.1",
             "SENDARIX_HTTP_PORT": str(self.port),
             "SENDARIX_RELAY_PORT": "0",
-            # Never the system resolver: a test that needs DNS passes its
-            # own loopback server; any other lookup fails fast on loopback.
-            "SENDARIX_DNS_NAMESERVERS": f"127.0.0.1:{free_port()}",
+            **(
+                {"SENDARIX_DNS_NAMESERVERS": f"127.0.0.1:{self._dns.port}"}
+                if self._dns is not None
+                else {}
+            ),
             **env,
         }
         self.log_path = workdir / "server.log"
@@ -96,6 +109,9 @@ class ServerProcess:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self._dns is not None:
+            self._dns.stop()
+            self._dns = None
 
     def log(self) -> str:
         return (
