@@ -34,12 +34,15 @@ import anyio
 import psycopg
 
 from sendarix_backends.sql import SqlStore
-from sendarix_core.ids import new_id
+from sendarix_core.ids import MonotonicIds
 from sendarix_core.lifecycle import create, decide_claimed, deliver
 from sendarix_core.model import Address, Message, MessageContent, SmtpReply
 from sendarix_core.ports import Submission
 from sendarix_core.states import MessageStatus, Priority
 
+# The engine generates ids the same way. Ids of one process then sort in
+# creation order, so new rows and index entries go to the end of each index.
+MONOTONIC_IDS = MonotonicIds()
 REPLY = SmtpReply(code=250, enhanced_code="2.0.0", text="OK", mx_host="sink.invalid")
 LEASE = timedelta(minutes=5)
 
@@ -62,7 +65,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def new_event_id(now: datetime) -> str:
-    return new_id("evt", now, os.urandom(10))
+    return MONOTONIC_IDS.new_id("evt", now, os.urandom(10))
 
 
 def build_submissions(count: int, now: datetime) -> list[Submission]:
@@ -70,7 +73,7 @@ def build_submissions(count: int, now: datetime) -> list[Submission]:
     submissions = []
     for number in range(count):
         message = Message(
-            id=new_id("msg", now, os.urandom(10)),
+            id=MONOTONIC_IDS.new_id("msg", now, os.urandom(10)),
             status=MessageStatus.QUEUED,
             priority=Priority.NORMAL,
             sender=sender,
