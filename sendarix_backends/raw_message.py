@@ -57,6 +57,7 @@ _KNOWN_CONTROL_HEADERS = (
 _FIELD_START = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _TAG = re.compile(r"[A-Za-z0-9_.:-]+")
+_NOT_SIMPLE_FROM = re.compile(r'[,;:()"\\\[\]]|=\?')
 
 
 @attrs.frozen
@@ -199,6 +200,10 @@ def _read_subject(fields: Sequence[HeaderField]) -> str:
     value = _first_value(fields, "subject")
     if value is None:
         return ""
+    if "=?" not in value:
+        # Without encoded words the header factory returns the value
+        # unchanged, after about 60 µs of parsing.
+        return value
     # The header factory decodes RFC 2047 encoded words.
     return str(email.policy.default.header_factory("Subject", value))
 
@@ -226,9 +231,26 @@ def _read_senders(
         )
         return ()
 
-    header = email.policy.default.header_factory("From", values[0])
+    simple = _read_simple_sender(values[0])
+    if simple is not None:
+        return (simple,)
+    try:
+        header = email.policy.default.header_factory("From", values[0])
+        mailboxes = getattr(header, "addresses", ())
+    except Exception:
+        # The email package of CPython 3.11 raises AttributeError or
+        # TypeError on some obsolete syntax, such as "(c) .a <b@c.example>".
+        errors.append(
+            FieldError(
+                "From",
+                ErrorCode.INVALID_VALUE,
+                f"the From header {quote_value(values[0])} can't be parsed; "
+                "use 'Name <address>' or a bare address",
+            )
+        )
+        return ()
     senders = []
-    for mailbox in getattr(header, "addresses", ()):
+    for mailbox in mailboxes:
         try:
             address = parse_address(mailbox.addr_spec)
         except AddressError as error:
@@ -246,6 +268,23 @@ def _read_senders(
             )
         )
     return tuple(senders)
+
+
+def _read_simple_sender(value: str) -> Address | None:
+    """Read a From value that is one plain mailbox, or return ``None``.
+
+    Without these characters the value has no comment, quoted string,
+    group, list, domain literal or encoded word, and ``parse_address``
+    reads it as the email package does, in about 6 µs instead of 200 µs
+    (CPython 3.11). Anything else, and any error, is left to the email
+    package.
+    """
+    if _NOT_SIMPLE_FROM.search(value) is not None:
+        return None
+    try:
+        return parse_address(value)
+    except AddressError:
+        return None
 
 
 @attrs.define

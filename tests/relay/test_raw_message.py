@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import email.policy
+
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from sendarix_backends.raw_message import (
     find_bare_line_break,
     read_raw_message,
     split_header_section,
 )
+from sendarix_core.addresses import AddressError, parse_address
 from sendarix_core.errors import ValidationError
+from sendarix_core.model import Address
 from sendarix_core.states import Priority
 
 MESSAGE = (
@@ -209,3 +215,91 @@ def test_read_lists_every_error() -> None:
     with pytest.raises(ValidationError) as caught:
         read_raw_message(data)
     assert len(caught.value.errors) == 3
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"(c) .a <b@c.example>",
+        b".a (c) <b@c.example>",
+        b".a <b@c.example>, d@e.example",
+    ],
+)
+def test_read_from_obsolete_syntax(value: bytes) -> None:
+    # CPython 3.11's header parser raises AttributeError or TypeError on these.
+    data = b"From: " + value + b"\r\nSubject: s\r\n\r\nbody\r\n"
+    with pytest.raises(ValidationError) as raised:
+        read_raw_message(data)
+    assert field_codes(raised.value) == [("From", "invalid_value")]
+
+
+def test_read_from_dotted_display_name() -> None:
+    data = b"From: .a <b@C.example>\r\nSubject: s\r\n\r\nbody\r\n"
+    (sender,) = read_raw_message(data).senders
+    assert sender.display_name == ".a"
+    assert sender.email == "b@c.example"
+
+
+_LOCAL_PART = st.from_regex(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,12}", fullmatch=True)
+_DOMAIN = st.from_regex(
+    r"[A-Za-z0-9-]{1,8}(\.[A-Za-z0-9-]{1,8}){1,2}", fullmatch=True
+) | st.sampled_from(["EXAMPLE.COM", "exämple.com", "例え.jp"])
+_SPACE = st.sampled_from(["", " ", "  ", "\t"])
+
+
+@st.composite
+def _from_values(draw: st.DrawFn) -> str:
+    address = f"{draw(_LOCAL_PART)}@{draw(_DOMAIN)}"
+    form = draw(st.sampled_from(["bare", "angle", "named", "any"]))
+    if form == "bare":
+        return draw(_SPACE) + address + draw(_SPACE)
+    if form == "angle":
+        return f"<{address}>"
+    if form == "named":
+        name = draw(
+            st.text(st.characters(exclude_categories=["Cs", "Cc"]), max_size=15)
+        )
+        return f"{name}{draw(_SPACE)}<{draw(_SPACE)}{address}{draw(_SPACE)}>"
+    return draw(st.text(max_size=30))
+
+
+def _senders_by_email_package(value: str) -> tuple[Address, ...] | None:
+    try:
+        header = email.policy.default.header_factory("From", value)
+    except Exception:
+        return None
+    senders = []
+    for mailbox in header.addresses:
+        try:
+            address = parse_address(mailbox.addr_spec)
+        except AddressError:
+            return None
+        senders.append(
+            Address(address.local_part, address.domain, mailbox.display_name)
+        )
+    return tuple(senders)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_from_values())
+def test_plain_from_read_as_email_package_does(value: str) -> None:
+    expected = _senders_by_email_package(value)
+    assume(expected is not None and "\r" not in value and "\n" not in value)
+    data = f"From: {value}\r\nSubject: s\r\n\r\nbody\r\n".encode()
+    try:
+        senders = read_raw_message(data).senders
+    except ValidationError:
+        # The email package reads more than the relay accepts, such as
+        # control characters; those values were never on the fast path.
+        return
+    assert senders == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\r\n")))
+def test_subject_read_as_email_package_does(value: str) -> None:
+    data = f"From: a@b.example\r\nSubject: {value}\r\n\r\nbody\r\n".encode()
+    fields, _ = split_header_section(data)
+    unfolded = fields[1].value
+    expected = str(email.policy.default.header_factory("Subject", unfolded))
+    assert read_raw_message(data).subject == expected
