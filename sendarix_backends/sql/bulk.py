@@ -129,14 +129,21 @@ def decode_rows(
     table: sa.Table, names: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> list[dict[str, Any]]:
     """Return driver rows of ``table`` columns as dicts of Python values."""
-    decoders = [(name, _decoder(table.c[name])) for name in names]
-    return [
-        {
-            name: decode(value)
-            for (name, decode), value in zip(decoders, row, strict=True)
-        }
-        for row in rows
+    names = tuple(names)
+    # Most columns come back from the driver as they are stored, so only the
+    # others pass through a decoder, and zip builds the rest of the dict in C.
+    decoders = [
+        (index, name, decoder)
+        for index, name in enumerate(names)
+        if (decoder := _decoder(table.c[name])) is not _identity
     ]
+    decoded = []
+    for row in rows:
+        values = dict(zip(names, row, strict=True))
+        for index, name, decode in decoders:
+            values[name] = decode(row[index])
+        decoded.append(values)
+    return decoded
 
 
 @functools.cache
