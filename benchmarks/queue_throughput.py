@@ -3,10 +3,13 @@
 Each run starts from an empty database: a temporary SQLite file, or a
 temporary schema on the PostgreSQL server given by ``--database-url``.
 Messages are enqueued with ``create_messages`` in batches, then workers
-claim batches with ``claim_due`` and save an ``accepted`` and a
-``delivered`` transition for each. A fixed 250 reply replaces SMTP, as a
-no-op transport would. Only store calls and the lifecycle functions are timed;
-building the submissions is not.
+claim batches with ``claim_and_decide``, which saves an ``accepted``
+transition for each in the claim's transaction, and then save a
+``delivered`` transition for each. ``--separate-accept`` claims with
+``claim_due`` and saves the accepted transitions on their own instead.
+A fixed 250 reply replaces SMTP, as a no-op transport would. Only store
+calls and the lifecycle functions are timed; building the submissions is
+not.
 
     python benchmarks/queue_throughput.py --count 100000 --batch 500
     python benchmarks/queue_throughput.py \\
@@ -24,7 +27,7 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
@@ -35,10 +38,11 @@ import psycopg
 
 from sendarix_backends.sql import SqlStore
 from sendarix_core.ids import MonotonicIds
-from sendarix_core.lifecycle import create, decide_claimed, deliver
+from sendarix_core.lifecycle import Transition, create, decide_claimed, deliver
 from sendarix_core.model import Address, Message, MessageContent, SmtpReply
 from sendarix_core.ports import Submission
 from sendarix_core.states import MessageStatus, Priority
+from sendarix_core.suppression import Suppression, normalize_recipient
 
 # The engine generates ids the same way. Ids of one process then sort in
 # creation order, so new rows and index entries go to the end of each index.
@@ -54,6 +58,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="runs; the median counts")
     parser.add_argument(
         "--workers", type=int, default=1, help="concurrent claim loops (default 1)"
+    )
+    parser.add_argument(
+        "--separate-accept",
+        action="store_true",
+        help="save the accepted transitions in a transaction of their own after "
+        "claim_due, instead of in the claim's (claim_and_decide)",
     )
     parser.add_argument(
         "--database-url",
@@ -100,22 +110,43 @@ async def enqueue(store: SqlStore, submissions: list[Submission], batch: int) ->
     return time.perf_counter() - started
 
 
-async def work(store: SqlStore, worker_id: str, batch: int) -> int:
-    """Claim, accept and deliver until the queue is empty; return the count."""
+def decide(
+    claimed: Sequence[Message], suppressions: Mapping[str, Suppression]
+) -> list[Transition]:
+    """Accept each claimed message, as a delivery worker does without routing."""
+    moment = now()
+    decided = []
+    for message in claimed:
+        suppression = suppressions.get(normalize_recipient(message.recipient.email))
+        transition = decide_claimed(
+            message, suppression, now=moment, event_id=new_event_id(moment)
+        )
+        if transition is not None:
+            decided.append(transition)
+    return decided
+
+
+async def work(store: SqlStore, worker_id: str, batch: int, separate: bool) -> int:
+    """Claim, accept and deliver until the queue is empty; return the count.
+
+    With ``separate``, the accepted transitions get a commit of their own
+    after ``claim_due``, instead of sharing the claim's.
+    """
     done = 0
     while True:
-        claimed = await store.claim_due(worker_id, now(), batch, LEASE)
-        if not claimed:
-            return done
-        moment = now()
-        accepted = []
-        for message in claimed:
-            transition = decide_claimed(
-                message, None, now=moment, event_id=new_event_id(moment)
+        if separate:
+            claimed = await store.claim_due(worker_id, now(), batch, LEASE)
+            if not claimed:
+                return done
+            accepted = decide(claimed, {})
+            stale = set(await store.save_transitions(accepted))
+        else:
+            result = await store.claim_and_decide(
+                worker_id, now(), batch, LEASE, decide
             )
-            if transition is not None:
-                accepted.append(transition)
-        stale = set(await store.save_transitions(accepted))
+            if not result.messages:
+                return done
+            accepted, stale = result.transitions, set(result.stale)
 
         moment = now()
         delivered = [
@@ -127,11 +158,13 @@ async def work(store: SqlStore, worker_id: str, batch: int) -> int:
         done += len(delivered)
 
 
-async def process(store: SqlStore, batch: int, workers: int) -> tuple[float, int]:
+async def process(
+    store: SqlStore, batch: int, workers: int, separate: bool
+) -> tuple[float, int]:
     counts: list[int] = []
 
     async def run_worker(worker_id: str) -> None:
-        counts.append(await work(store, worker_id, batch))
+        counts.append(await work(store, worker_id, batch, separate))
 
     started = time.perf_counter()
     async with anyio.create_task_group() as group:
@@ -171,7 +204,9 @@ async def run_once(args: argparse.Namespace) -> tuple[float, float, float]:
     with temporary_database(args.database_url) as url:
         async with SqlStore(url, pool_size=max(2, args.workers + 1)) as store:
             enqueue_seconds = await enqueue(store, submissions, args.batch)
-            process_seconds, processed = await process(store, args.batch, args.workers)
+            process_seconds, processed = await process(
+                store, args.batch, args.workers, args.separate_accept
+            )
     if processed != args.count:
         raise SystemExit(f"processed {processed} of {args.count} messages")
     total = enqueue_seconds + process_seconds

@@ -293,6 +293,32 @@ class SqlStore:
 
         return await self._in_thread(run)
 
+    async def claim_and_decide(
+        self,
+        worker_id: str,
+        now: datetime,
+        limit: int,
+        lease: timedelta,
+        decide: claims.ClaimDecider,
+        *,
+        priorities: Sequence[Priority] | None = None,
+    ) -> claims.DecidedClaim:
+        """Claim like ``claim_due`` and save ``decide``'s transitions in one commit.
+
+        ``decide`` runs in a worker thread while the transaction is open, so
+        it must not block or touch the event loop. It may run again, on a new
+        claim, when PostgreSQL retries the transaction after a deadlock.
+        """
+        ranks = None if priorities is None else [p.rank for p in priorities]
+        return await self._write(
+            "claim_and_decide",
+            functools.partial(claims.claim_and_decide, decide=decide, ranks=ranks),
+            worker_id,
+            now,
+            limit,
+            lease,
+        )
+
     async def renew_leases(
         self, messages: Sequence[Message], now: datetime, lease: timedelta
     ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 import anyio
@@ -9,6 +10,7 @@ import pytest
 
 from sendarix_backends.sql import SqlStore
 from sendarix_core.lifecycle import (
+    Transition,
     accept,
     bounce,
     cancel,
@@ -18,7 +20,11 @@ from sendarix_core.lifecycle import (
 )
 from sendarix_core.model import Message, SmtpReply
 from sendarix_core.states import MessageStatus, Priority
-from sendarix_core.suppression import SuppressionReason
+from sendarix_core.suppression import (
+    Suppression,
+    SuppressionReason,
+    normalize_recipient,
+)
 from tests.storage.conftest import T0, Factory
 
 pytestmark = pytest.mark.anyio
@@ -142,6 +148,84 @@ async def test_resumed_accepted_message(store: SqlStore, factory: Factory) -> No
 
     assert resumed.status is MessageStatus.ACCEPTED
     assert decision is None
+    assert stale == [held.id]
+
+
+def decide_all(
+    claimed: Sequence[Message], suppressions: Mapping[str, Suppression]
+) -> list[Transition]:
+    decided = []
+    for message in claimed:
+        suppression = suppressions.get(normalize_recipient(message.recipient.email))
+        transition = decide_claimed(
+            message, suppression, now=T0, event_id=f"evt_{message.id}"
+        )
+        if transition is not None:
+            decided.append(transition)
+    return decided
+
+
+async def test_claim_and_decide_saves(store: SqlStore, factory: Factory) -> None:
+    message = await enqueue(store, factory)
+
+    result = await store.claim_and_decide("w1", T0, 10, LEASE, decide_all)
+    [transition] = result.transitions
+    events = await store.list_message_events(message.id)
+
+    assert [m.version for m in result.messages] == [message.version + 1]
+    assert result.messages[0].status is MessageStatus.QUEUED
+    assert result.stale == []
+    assert transition.after.status is MessageStatus.ACCEPTED
+    assert transition.after.version == message.version + 2
+    assert await store.get_message(message.id) == transition.after
+    assert [event.type for event in events][-1] == transition.event.type
+    assert await store.next_due_at() == T0 + LEASE
+
+
+async def test_claim_and_decide_suppressed(store: SqlStore, factory: Factory) -> None:
+    message = await enqueue(store, factory)
+    recipient = normalize_recipient(message.recipient.email)
+    await store.add_suppression(
+        Suppression(recipient=recipient, reason=SuppressionReason.MANUAL, created_at=T0)
+    )
+
+    result = await store.claim_and_decide("w1", T0, 10, LEASE, decide_all)
+    stored = await store.get_message(message.id)
+
+    assert [t.after.status for t in result.transitions] == [MessageStatus.SUPPRESSED]
+    assert stored is not None
+    assert stored.status is MessageStatus.SUPPRESSED
+    assert await store.next_due_at() is None
+
+
+async def test_claim_and_decide_empty(store: SqlStore, factory: Factory) -> None:
+    calls: list[int] = []
+
+    def decide(
+        claimed: Sequence[Message], suppressions: Mapping[str, Suppression]
+    ) -> list[Transition]:
+        calls.append(len(claimed))
+        return []
+
+    result = await store.claim_and_decide("w1", T0, 10, LEASE, decide)
+
+    assert result.messages == []
+    assert result.transitions == []
+    assert calls == [0]
+
+
+async def test_claim_and_decide_fences(store: SqlStore, factory: Factory) -> None:
+    await enqueue(store, factory)
+    [held] = await store.claim_due("w1", T0, 1, LEASE)
+    later = T0 + LEASE
+
+    result = await store.claim_and_decide("w2", later, 1, LEASE, decide_all)
+    stale = await store.save_transitions(
+        [accept(held, now=later, event_id=factory.event_id())]
+    )
+
+    assert [m.id for m in result.messages] == [held.id]
+    assert result.stale == []
     assert stale == [held.id]
 
 
