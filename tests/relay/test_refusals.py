@@ -242,6 +242,27 @@ async def test_null_sender(
     assert reply.startswith(b"5.1.7 the null sender")
 
 
+@pytest.mark.parametrize("command", ["MAIL FROM:a@", "RCPT TO:a@"])
+async def test_path_without_domain(
+    relay: Relay,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+    command: str,
+) -> None:
+    def send() -> tuple[int, bytes]:
+        with connect(relay_settings, certificate, api_key) as client:
+            if command.startswith("RCPT"):
+                client.mail(SENDER)
+            client.send(f"{command}\r\n".encode())
+            return client.getreply()
+
+    code, reply = await in_thread(send)
+    # A permanent error the client must fix, not a temporary internal one.
+    assert code == 553
+    assert reply.startswith(b"5.1.3")
+
+
 async def test_too_many_recipients(
     relay: Relay, relay_settings: Settings, certificate: TestCertificate, api_key: str
 ) -> None:
