@@ -19,13 +19,16 @@ ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
 
 
-class _Waiter(Generic[ItemT, ResultT]):
-    __slots__ = ("done", "error", "item", "result")
+class _Batch(Generic[ItemT, ResultT]):
+    """Items that one flush commits together, and the one event their
+    callers wait on, so a batch of 64 creates one event rather than 64."""
 
-    def __init__(self, item: ItemT) -> None:
-        self.item = item
+    __slots__ = ("done", "error", "items", "results")
+
+    def __init__(self) -> None:
+        self.items: list[ItemT] = []
         self.done = anyio.Event()
-        self.result: ResultT | None = None
+        self.results: Sequence[ResultT] = ()
         self.error: BaseException | None = None
 
 
@@ -38,19 +41,25 @@ class GroupCommitter(Generic[ItemT, ResultT]):
     ) -> None:
         self._flush = flush
         self._max_batch = max_batch
-        self._pending: list[_Waiter[ItemT, ResultT]] = []
+        # Batches not yet handed to ``flush``, oldest first. Only the last
+        # one takes new items.
+        self._pending: list[_Batch[ItemT, ResultT]] = []
         self._flushing = False
 
     async def submit(self, item: ItemT) -> ResultT:
         """Add ``item`` to the next batch and return its result once committed."""
-        waiter: _Waiter[ItemT, ResultT] = _Waiter(item)
-        self._pending.append(waiter)
+        pending = self._pending
+        if not pending or len(pending[-1].items) >= self._max_batch:
+            pending.append(_Batch())
+        batch = pending[-1]
+        index = len(batch.items)
+        batch.items.append(item)
         if not self._flushing:
             await self._lead()
-        await waiter.done.wait()
-        if waiter.error is not None:
-            raise waiter.error
-        return waiter.result  # type: ignore[return-value]
+        await batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+        return batch.results[index]
 
     async def _lead(self) -> None:
         self._flushing = True
@@ -59,20 +68,21 @@ class GroupCommitter(Generic[ItemT, ResultT]):
         with anyio.CancelScope(shield=True):
             try:
                 while self._pending:
-                    batch = self._pending[: self._max_batch]
-                    del self._pending[: self._max_batch]
-                    await self._flush_batch(batch)
+                    await self._flush_batch(self._pending.pop(0))
             finally:
                 self._flushing = False
 
-    async def _flush_batch(self, batch: list[_Waiter[ItemT, ResultT]]) -> None:
+    async def _flush_batch(self, batch: _Batch[ItemT, ResultT]) -> None:
         try:
-            results = await self._flush([waiter.item for waiter in batch])
+            results = await self._flush(batch.items)
         except Exception as exc:
-            for waiter in batch:
-                waiter.error = exc
-                waiter.done.set()
-            return
-        for waiter, result in zip(batch, results, strict=True):
-            waiter.result = result
-            waiter.done.set()
+            batch.error = exc
+        else:
+            if len(results) == len(batch.items):
+                batch.results = results
+            else:
+                batch.error = RuntimeError(
+                    f"the flush returned {len(results)} results for "
+                    f"{len(batch.items)} items"
+                )
+        batch.done.set()
