@@ -63,6 +63,8 @@ _ATEXT_CHARACTER = re.compile(rf"[{_ATEXT}]")
 # Characters of an unquoted display name: atext, the dot many senders leave
 # unquoted (``John Q. Public``) and whitespace.
 _PHRASE_CHARACTER = re.compile(rf"[{_ATEXT}. \t]")
+_PHRASE = re.compile(rf"[{_ATEXT}. \t]*")
+_PHRASE_SPACE = re.compile(r"[ \t]+")
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 
@@ -254,6 +256,15 @@ def _find_unquoted(text: str, value: str, characters: str) -> dict[str, list[int
     A backslash inside a quoted string escapes the next character.
     """
     positions: dict[str, list[int]] = {}
+    if '"' not in text:
+        # Nothing is quoted, so every occurrence counts.
+        for character in characters:
+            index = text.find(character)
+            while index != -1:
+                positions.setdefault(character, []).append(index)
+                index = text.find(character, index + 1)
+        return positions
+
     quoted = False
     escaped = False
     for index, character in enumerate(text):
@@ -306,6 +317,9 @@ def _parse_display_name(text: str, value: str) -> str:
 
     Runs of whitespace outside quotes become one space.
     """
+    if '"' not in text and _PHRASE.fullmatch(text):
+        return _PHRASE_SPACE.sub(" ", text).strip(" ")
+
     pieces: list[str] = []
     index = 0
     while index < len(text):
