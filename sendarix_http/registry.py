@@ -17,6 +17,8 @@ import attrs
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Send
+from starlette.types import Scope as ASGIScope
 
 from sendarix_core.keys import Scope
 from sendarix_core.validation import _IDEMPOTENCY_KEY
@@ -143,11 +145,25 @@ def build_routes(operations: Iterable[Operation]) -> list[Route]:
 
 
 def _route(path: str, methods: Mapping[str, Operation]) -> Route:
-    async def dispatch(request: Request) -> Response:
-        method = "GET" if request.method == "HEAD" else request.method
-        return await methods[method].handle(request)
+    return Route(_with_converters(path), _Dispatch(methods), methods=list(methods))
 
-    return Route(_with_converters(path), dispatch, methods=list(methods))
+
+class _Dispatch:
+    """The ASGI app of one path, which runs the operation of the request's method.
+
+    Being an ASGI app rather than a request function, it skips the exception
+    wrapper Starlette puts around each request function. Exceptions reach
+    the app's ``ExceptionMiddleware``, which runs the same handlers.
+    """
+
+    def __init__(self, methods: Mapping[str, Operation]) -> None:
+        self._methods = methods
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, send)
+        method = "GET" if request.method == "HEAD" else request.method
+        response = await self._methods[method].handle(request)
+        await response(scope, receive, send)
 
 
 # Path parameters that may contain "/": an address's local part may.
