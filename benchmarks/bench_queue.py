@@ -41,7 +41,11 @@ def _row(
     reference: Series | None,
 ) -> Row:
     arguments = argparse.Namespace(
-        count=options.queue_count, batch=500, workers=1, database_url=database_url
+        count=options.queue_count,
+        batch=500,
+        workers=1,
+        separate_accept=False,
+        database_url=database_url,
     )
     overall = []
     for _ in range(options.runs):
