@@ -34,7 +34,12 @@ import anyio
 import anyio.abc
 
 from sendarix_backends.batching import GroupCommitter
-from sendarix_backends.delivery_admission import Admitter, Started, log_outcome
+from sendarix_backends.delivery_admission import (
+    Admitter,
+    Claim,
+    Started,
+    log_outcome,
+)
 from sendarix_backends.delivery_control import DeliveryControl
 from sendarix_backends.outbound import Outbound
 from sendarix_backends.pacing import Pacer
@@ -199,17 +204,17 @@ class DeliveryWorker:
 
     async def _claim_and_start(self, task_group: anyio.abc.TaskGroup) -> int:
         pauses = await self._pauses()
-        claimed = await self._claim(pauses)
-        if not claimed:
+        claim = await self._claim(pauses)
+        if not claim.messages:
             return 0
-        for started in await self._admitter.admit(claimed, pauses):
+        for started in await self._admitter.admit(claim, pauses):
             self._in_flight[started.message.id] = started.message
             if started.message.priority is Priority.HIGH:
                 self._high_in_flight += 1
             task_group.start_soon(self._deliver, started)
-        return len(claimed)
+        return len(claim.messages)
 
-    async def _claim(self, pauses: Pauses) -> list[Message]:
+    async def _claim(self, pauses: Pauses) -> Claim:
         """Claim up to the free concurrency, keeping the reserve for ``high``."""
         self.claim_cycles += 1
         free = min(self._concurrency - len(self._in_flight), self._claim_batch)
@@ -220,24 +225,18 @@ class DeliveryWorker:
 
         if free_lower >= free:
             return await self._claim_tiers([*high, *lower], free)
-        claimed = await self._claim_tiers(high, free)
-        room = min(free - len(claimed), free_lower)
+        claim = await self._claim_tiers(high, free)
+        room = min(free - len(claim.messages), free_lower)
         if room > 0:
-            claimed += await self._claim_tiers(lower, room)
-        return claimed
+            claim.extend(await self._claim_tiers(lower, room))
+        return claim
 
-    async def _claim_tiers(
-        self, tiers: Sequence[Priority], limit: int
-    ) -> list[Message]:
+    async def _claim_tiers(self, tiers: Sequence[Priority], limit: int) -> Claim:
         if not tiers or limit <= 0:
-            return []
+            return Claim()
         priorities = None if len(tiers) == len(Priority) else tiers
-        return await self._queue.claim_due(
-            self.worker_id,
-            self._clock.now(),
-            limit,
-            self._lease,
-            priorities=priorities,
+        return await self._admitter.claim(
+            self._queue, self.worker_id, limit, self._lease, priorities
         )
 
     async def _pauses(self) -> Pauses:

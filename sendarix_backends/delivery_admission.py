@@ -1,16 +1,21 @@
 """From a claimed batch to the deliveries a worker starts now.
 
 For each claimed message the lifecycle decides first: an expired message
-expires, a suppressed recipient is suppressed. The others are routed and
-paced. Those the pacer admits move to ``accepted``, which counts one
-attempt. The others go back to the queue unchanged, or are parked when
-their site is paused. Every decision of the batch is saved in one commit.
+expires, a suppressed recipient is suppressed. Messages that need no
+routing move to ``accepted`` at once, which counts one attempt. These
+decisions are saved in the claim's transaction when the queue offers
+``claim_and_decide``, and right after the claim otherwise. The other
+messages are routed and paced. Those the pacer admits move to
+``accepted`` in one more commit. The rest go back to the queue unchanged,
+or are parked when their site is paused.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 import attrs
 
@@ -22,12 +27,12 @@ from sendarix_core import lifecycle
 from sendarix_core.clock import Clock
 from sendarix_core.lifecycle import Transition
 from sendarix_core.model import Message
-from sendarix_core.ports import MessageStore
+from sendarix_core.ports import MessageQueue, MessageStore
 from sendarix_core.routing import TransportKind
-from sendarix_core.states import MessageStatus
-from sendarix_core.suppression import normalize_recipient
+from sendarix_core.states import MessageStatus, Priority
+from sendarix_core.suppression import Suppression, normalize_recipient
 
-__all__ = ["Admitter", "Started"]
+__all__ = ["Admitter", "Claim", "DecidingQueue", "Started"]
 
 logger = logging.getLogger("sendarix.delivery")
 
@@ -47,6 +52,94 @@ class Started:
 class _Candidate:
     message: Message
     accept: Transition | None
+    routed: bool
+
+
+class _DecidedClaim(Protocol):
+    @property
+    def messages(self) -> list[Message]: ...
+    @property
+    def stale(self) -> list[str]: ...
+
+
+@runtime_checkable
+class DecidingQueue(Protocol):
+    """A queue that saves the decisions about a claimed batch with the claim."""
+
+    async def claim_and_decide(
+        self,
+        worker_id: str,
+        now: datetime,
+        limit: int,
+        lease: timedelta,
+        decide: Callable[
+            [Sequence[Message], Mapping[str, Suppression]], Sequence[Transition]
+        ],
+        *,
+        priorities: Sequence[Priority] | None = None,
+    ) -> _DecidedClaim: ...
+
+
+@attrs.define
+class Claim:
+    """Claimed messages, with the transitions already saved for them.
+
+    ``decisions`` are the saved transitions other than ``accepted``.
+    ``stale`` lists the ids whose transition was not saved because another
+    worker had claimed the message since.
+    """
+
+    messages: list[Message] = attrs.Factory(list)
+    decisions: list[Transition] = attrs.Factory(list)
+    stale: set[str] = attrs.Factory(set)
+    candidates: list[_Candidate] = attrs.Factory(list)
+
+    def extend(self, other: Claim) -> None:
+        self.messages.extend(other.messages)
+        self.decisions.extend(other.decisions)
+        self.stale.update(other.stale)
+        self.candidates.extend(other.candidates)
+
+
+@attrs.define
+class _Decider:
+    """Callback for ``claim_and_decide`` that decides each claimed message.
+
+    It runs in a worker thread. The engine's id generator is not
+    thread-safe, so the event ids are made on the event loop before the
+    claim. ``decisions`` and ``candidates`` keep the result of the last
+    call, which is the one whose claim was committed.
+    """
+
+    now: datetime
+    event_ids: list[str]
+    routing: bool
+    decisions: list[Transition] = attrs.Factory(list)
+    candidates: list[_Candidate] = attrs.Factory(list)
+
+    def __call__(
+        self, claimed: Sequence[Message], suppressions: Mapping[str, Suppression]
+    ) -> list[Transition]:
+        decisions: list[Transition] = []
+        accepted: list[Transition] = []
+        candidates: list[_Candidate] = []
+        for message, event_id in zip(claimed, self.event_ids, strict=False):
+            recipient = normalize_recipient(message.recipient.email)
+            transition = lifecycle.decide_claimed(
+                message, suppressions.get(recipient), now=self.now, event_id=event_id
+            )
+            routed = self.routing and not message.test_mode
+            if transition is None:
+                candidates.append(_Candidate(message, None, routed))
+            elif transition.after.status is not MessageStatus.ACCEPTED:
+                decisions.append(transition)
+            else:
+                candidates.append(_Candidate(message, transition, routed))
+                if not routed:
+                    accepted.append(transition)
+        self.decisions = decisions
+        self.candidates = candidates
+        return [*decisions, *accepted]
 
 
 class Admitter:
@@ -65,22 +158,56 @@ class Admitter:
         self._clock = clock
         self._new_id = new_id
 
-    async def admit(self, claimed: Sequence[Message], pauses: Pauses) -> list[Started]:
-        """Decide, route and pace a claimed batch; return what to deliver."""
-        decisions, candidates = await self._decide(claimed)
-        routed, plain = self._split(candidates)
+    async def claim(
+        self,
+        queue: MessageQueue,
+        worker_id: str,
+        limit: int,
+        lease: timedelta,
+        priorities: Sequence[Priority] | None,
+    ) -> Claim:
+        """Claim up to ``limit`` messages and save the decisions that need no
+        routing: expired, suppressed, and accepted for unrouted messages."""
+        now = self._clock.now()
+        decider = _Decider(
+            now=now,
+            event_ids=[self._new_id("evt") for _ in range(limit)],
+            routing=self._control is not None,
+        )
+        if isinstance(queue, DecidingQueue):
+            result = await queue.claim_and_decide(
+                worker_id, now, limit, lease, decider, priorities=priorities
+            )
+            claimed, stale = result.messages, result.stale
+        else:
+            claimed = await queue.claim_due(
+                worker_id, now, limit, lease, priorities=priorities
+            )
+            recipients = [normalize_recipient(m.recipient.email) for m in claimed]
+            suppressions = await self._store.get_suppressions(recipients)
+            transitions = decider(claimed, suppressions)
+            stale = await self._store.save_transitions(transitions)
+        return Claim(claimed, decider.decisions, set(stale), decider.candidates)
+
+    async def admit(self, claim: Claim, pauses: Pauses) -> list[Started]:
+        """Route and pace a claimed batch; return what to deliver."""
+        for transition in claim.decisions:
+            if transition.after.id not in claim.stale:
+                log_outcome(transition)
+
+        candidates = claim.candidates
+        routed = [c for c in candidates if c.routed]
         dispatches = await self._route(routed)
         admission = await self._pace(routed, dispatches, pauses)
 
         admitted_ids = {message.id for message, _ in admission.admitted}
-        starting = [*plain, *(c for c in routed if c.message.id in admitted_ids)]
-        transitions = [*decisions, *(c.accept for c in starting if c.accept)]
-        stale = set(await self._store.save_transitions(transitions))
+        starting = [
+            c for c in candidates if not c.routed or c.message.id in admitted_ids
+        ]
+        transitions = [c.accept for c in starting if c.routed and c.accept]
+        stale = claim.stale | set(await self._store.save_transitions(transitions))
         await self._hand_back(admission)
 
-        for transition in decisions:
-            if transition.after.id not in stale:
-                log_outcome(transition)
         started = []
         for candidate in starting:
             message = candidate.accept.after if candidate.accept else candidate.message
@@ -96,40 +223,6 @@ class Admitter:
                 )
             started.append(Started(message, dispatch))
         return started
-
-    async def _decide(
-        self, claimed: Sequence[Message]
-    ) -> tuple[list[Transition], list[_Candidate]]:
-        now = self._clock.now()
-        recipients = [normalize_recipient(m.recipient.email) for m in claimed]
-        suppressions = await self._store.get_suppressions(recipients)
-        decisions = []
-        candidates = []
-        for message, recipient in zip(claimed, recipients, strict=True):
-            transition = lifecycle.decide_claimed(
-                message,
-                suppressions.get(recipient),
-                now=now,
-                event_id=self._new_id("evt"),
-            )
-            if transition is None:
-                candidates.append(_Candidate(message, None))
-            elif transition.after.status is MessageStatus.ACCEPTED:
-                candidates.append(_Candidate(message, transition))
-            else:
-                decisions.append(transition)
-        return decisions, candidates
-
-    def _split(
-        self, candidates: list[_Candidate]
-    ) -> tuple[list[_Candidate], list[_Candidate]]:
-        """Separate the messages that are routed from those that are not:
-        test-mode messages always go to the sink."""
-        if self._control is None:
-            return [], candidates
-        routed = [c for c in candidates if not c.message.test_mode]
-        plain = [c for c in candidates if c.message.test_mode]
-        return routed, plain
 
     async def _route(self, routed: list[_Candidate]) -> dict[str, Dispatch]:
         if self._control is None or not routed:
