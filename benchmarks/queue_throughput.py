@@ -42,7 +42,7 @@ from sendarix_core.lifecycle import Transition, create, decide_claimed, deliver
 from sendarix_core.model import Address, Message, MessageContent, SmtpReply
 from sendarix_core.ports import Submission
 from sendarix_core.states import MessageStatus, Priority
-from sendarix_core.suppression import Suppression, normalize_recipient
+from sendarix_core.suppression import Suppression
 
 # The engine generates ids the same way. Ids of one process then sort in
 # creation order, so new rows and index entries go to the end of each index.
@@ -117,9 +117,11 @@ def decide(
     moment = now()
     decided = []
     for message in claimed:
-        suppression = suppressions.get(normalize_recipient(message.recipient.email))
         transition = decide_claimed(
-            message, suppression, now=moment, event_id=new_event_id(moment)
+            message,
+            suppressions.get(message.id),
+            now=moment,
+            event_id=new_event_id(moment),
         )
         if transition is not None:
             decided.append(transition)

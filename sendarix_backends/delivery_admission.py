@@ -64,7 +64,11 @@ class _DecidedClaim(Protocol):
 
 @runtime_checkable
 class DecidingQueue(Protocol):
-    """A queue that saves the decisions about a claimed batch with the claim."""
+    """A queue that saves the decisions about a claimed batch with the claim.
+
+    ``decide`` receives the claimed messages and the suppression entries of
+    their recipients, by message id.
+    """
 
     async def claim_and_decide(
         self,
@@ -124,9 +128,11 @@ class _Decider:
         accepted: list[Transition] = []
         candidates: list[_Candidate] = []
         for message, event_id in zip(claimed, self.event_ids, strict=False):
-            recipient = normalize_recipient(message.recipient.email)
             transition = lifecycle.decide_claimed(
-                message, suppressions.get(recipient), now=self.now, event_id=event_id
+                message,
+                suppressions.get(message.id),
+                now=self.now,
+                event_id=event_id,
             )
             routed = self.routing and not message.test_mode
             if transition is None:
@@ -183,8 +189,13 @@ class Admitter:
             claimed = await queue.claim_due(
                 worker_id, now, limit, lease, priorities=priorities
             )
-            recipients = [normalize_recipient(m.recipient.email) for m in claimed]
-            suppressions = await self._store.get_suppressions(recipients)
+            recipients = {m.id: normalize_recipient(m.recipient.email) for m in claimed}
+            found = await self._store.get_suppressions(list(recipients.values()))
+            suppressions = {
+                message_id: found[recipient]
+                for message_id, recipient in recipients.items()
+                if recipient in found
+            }
             transitions = decider(claimed, suppressions)
             stale = await self._store.save_transitions(transitions)
         return Claim(claimed, decider.decisions, set(stale), decider.candidates)

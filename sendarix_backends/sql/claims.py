@@ -23,7 +23,7 @@ from sendarix_backends.sql.schema import messages, to_micros
 from sendarix_core.lifecycle import Transition
 from sendarix_core.model import Message
 from sendarix_core.states import Priority
-from sendarix_core.suppression import Suppression, normalize_recipient
+from sendarix_core.suppression import Suppression
 
 __all__ = [
     "ClaimDecider",
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 # Receives the claimed messages and the suppression entries of their
-# recipients (by normalized address) and returns the transitions to save.
+# recipients, by message id, and returns the transitions to save.
 ClaimDecider = Callable[
     [Sequence[Message], Mapping[str, Suppression]], Sequence[Transition]
 ]
@@ -58,6 +58,7 @@ class DecidedClaim:
 _TIERS = sorted(priority.rank for priority in Priority)
 # ``id`` comes first: claim_due sorts the rows by it.
 _COLUMNS = tuple(column.name for column in messages.columns)
+_RECIPIENT = _COLUMNS.index("recipient")
 
 _DUE_IDS = (
     sa.select(messages.c.id)
@@ -144,9 +145,16 @@ def claim_and_decide(
     """
     rows = claim_due(connection, worker_id, now, limit, lease, ranks=ranks)
     claimed = decode_claimed(rows)
-    recipients = [normalize_recipient(message.recipient.email) for message in claimed]
-    found = suppressions.get_suppressions(connection, recipients) if claimed else {}
-    decided = list(decide(claimed, found))
+    # The recipient column contains the address as normalize_recipient
+    # returned it at insert, so the suppression keys need no parsing here.
+    recipients = {row[0]: row[_RECIPIENT] for row in rows}
+    found = suppressions.get_suppressions(connection, list(recipients.values()))
+    by_message = {
+        message_id: found[recipient]
+        for message_id, recipient in recipients.items()
+        if recipient in found
+    }
+    decided = list(decide(claimed, by_message))
     if not decided:
         return DecidedClaim(claimed, decided, [])
     encoded = transitions.encode_transitions(connection.dialect, decided)

@@ -156,9 +156,8 @@ def decide_all(
 ) -> list[Transition]:
     decided = []
     for message in claimed:
-        suppression = suppressions.get(normalize_recipient(message.recipient.email))
         transition = decide_claimed(
-            message, suppression, now=T0, event_id=f"evt_{message.id}"
+            message, suppressions.get(message.id), now=T0, event_id=f"evt_{message.id}"
         )
         if transition is not None:
             decided.append(transition)
