@@ -3,7 +3,7 @@
 1,200 concurrent requests with one key of the default 1,000 a minute: exactly
 1,000 pass and 200 get ``429``, on one process over SQLite and across two
 processes sharing one PostgreSQL database, because the database stores the
-counter.
+counter. Requests that run into the next window are counted there.
 """
 
 from __future__ import annotations
@@ -69,23 +69,43 @@ async def fire(urls: list[str], key: str) -> list[httpx.Response]:
 
 
 def check_split(responses: list[httpx.Response]) -> None:
-    passed = [r for r in responses if r.status_code == 200]
-    limited = [r for r in responses if r.status_code == 429]
-    assert len(passed) == DEFAULT_RATE_LIMIT
-    assert len(limited) == REQUESTS - DEFAULT_RATE_LIMIT
+    """Check the counts and headers of each window the responses fell in.
 
-    resets = {r.headers["x-ratelimit-reset"] for r in responses}
-    assert len(resets) == 1
-    reset = int(resets.pop())
-    assert reset % WINDOW_SECONDS == 0
+    The requests normally finish inside one window: exactly 1,000 pass and
+    200 get ``429``. On a loaded machine they may run into the next window,
+    whose counter starts again; no window may then pass more than the limit.
+    """
+    assert {r.status_code for r in responses} <= {200, 429}
     assert {r.headers["x-ratelimit-limit"] for r in responses} == {"1000"}
+    windows: dict[int, list[httpx.Response]] = {}
+    for response in responses:
+        reset = int(response.headers["x-ratelimit-reset"])
+        assert reset % WINDOW_SECONDS == 0
+        windows.setdefault(reset, []).append(response)
+    assert len(windows) <= 2
 
-    remaining = sorted(int(r.headers["x-ratelimit-remaining"]) for r in passed)
-    assert remaining == list(range(DEFAULT_RATE_LIMIT))
-    for response in limited:
-        assert response.headers["x-ratelimit-remaining"] == "0"
-        assert 1 <= int(response.headers["retry-after"]) <= WINDOW_SECONDS
-        assert response.json()["error"]["code"] == "rate_limited"
+    for reset in sorted(windows):
+        in_window = windows[reset]
+        passed = [r for r in in_window if r.status_code == 200]
+        limited = [r for r in in_window if r.status_code == 429]
+        if limited:
+            assert len(passed) == DEFAULT_RATE_LIMIT
+        assert len(passed) <= DEFAULT_RATE_LIMIT
+
+        remaining = sorted(int(r.headers["x-ratelimit-remaining"]) for r in passed)
+        assert remaining == list(
+            range(DEFAULT_RATE_LIMIT - len(passed), DEFAULT_RATE_LIMIT)
+        )
+        for response in limited:
+            assert response.headers["x-ratelimit-remaining"] == "0"
+            assert 1 <= int(response.headers["retry-after"]) <= WINDOW_SECONDS
+            assert response.json()["error"]["code"] == "rate_limited"
+    if len(windows) == 1:
+        [in_window] = windows.values()
+        assert (
+            sum(r.status_code == 429 for r in in_window)
+            == REQUESTS - DEFAULT_RATE_LIMIT
+        )
 
 
 def test_limit_one_process_sqlite(tmp_path: Path) -> None:
