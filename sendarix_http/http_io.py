@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -29,6 +30,7 @@ from sendarix_http.errors import HttpError
 from sendarix_http.limits import MAX_JSON_DEPTH, check_json_depth
 
 __all__ = [
+    "BODY_IDLE_TIMEOUT",
     "MAX_BODY_BYTES",
     "WARN_BODY_BYTES",
     "JsonResponse",
@@ -40,6 +42,9 @@ __all__ = [
 ]
 
 MAX_BODY_BYTES = 50 * 1024 * 1024
+# Seconds the body may pause between two chunks, as nginx's
+# client_body_timeout (60 s by default) counts them.
+BODY_IDLE_TIMEOUT = 30.0
 # Many receiving servers refuse messages above 25 MB (Gmail's limit, among others).
 WARN_BODY_BYTES = 25 * 1024 * 1024
 
@@ -142,8 +147,15 @@ async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
         raise _too_large()
     chunks = []
     size = 0
+    stream = request.stream()
     try:
-        async for chunk in request.stream():
+        while True:
+            # A body that stops arriving would hold its connection and its
+            # buffered part forever; the clock restarts with every chunk.
+            with anyio.fail_after(BODY_IDLE_TIMEOUT):
+                chunk = await anext(stream, None)
+            if chunk is None:
+                break
             size += len(chunk)
             if size > MAX_BODY_BYTES:
                 raise _too_large()
@@ -152,6 +164,16 @@ async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
         raise HttpError(
             400, "client_disconnected", "the client closed the connection mid-body"
         ) from None
+    except TimeoutError:
+        raise HttpError(
+            408,
+            "request_timeout",
+            f"no part of the body arrived for {BODY_IDLE_TIMEOUT:.0f} s after "
+            f"{size} bytes; send the whole body without pauses",
+            headers={"Connection": "close"},
+        ) from None
+    finally:
+        await stream.aclose()
     raw = b"".join(chunks)
     try:
         body = orjson.loads(raw)

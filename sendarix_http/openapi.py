@@ -34,6 +34,8 @@ ERROR_STATUSES: dict[int, str] = {
     403: "`permission_denied`: the key lacks the scope named in `scope`; use "
     "another key",
     404: "`<resource>_not_found` or `message_not_cancellable`; do not retry",
+    408: "`request_timeout`: the body paused for 30 s between two chunks; the "
+    "connection is closed; send the body without pauses",
     409: "`idempotency_key_reused`: the idempotency key was used with another "
     "body; use a new key",
     413: "`payload_too_large`: the request is over 50 MB; host large files and "

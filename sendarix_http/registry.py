@@ -115,7 +115,7 @@ class Operation:
 
         Any request may get ``422`` (header limits) and ``500``; a path
         parameter brings ``404``; a key ``401``, ``403``, ``429`` and ``503``
-        (the database); a JSON body ``400``, ``413`` and ``415``.
+        (the database); a JSON body ``400``, ``408``, ``413`` and ``415``.
         """
         statuses = {422, 500, *self.errors}
         if "{" in self.path:
@@ -123,7 +123,7 @@ class Operation:
         if self.scope is not None:
             statuses |= {401, 403, 429, 503}
         if self.request_schema is not None:
-            statuses |= {400, 413, 415}
+            statuses |= {400, 408, 413, 415}
         return sorted(statuses)
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
+from collections.abc import AsyncIterator
 
+import anyio
 import httpx
 import pytest
 
+from sendarix_http import http_io
 from sendarix_http.limits import (
     MAX_HEADER_FIELD_BYTES,
     MAX_HEADER_FIELDS,
@@ -109,3 +113,47 @@ async def test_invalid_idempotency_header(client: httpx.AsyncClient) -> None:
     [error] = response.json()["error"]["errors"]
     assert error["field"] == "Idempotency-Key"
     assert error["code"] == "invalid_idempotency_key"
+
+
+async def test_stalled_body_times_out(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_io, "BODY_IDLE_TIMEOUT", 0.2)
+
+    async def stalling_body() -> AsyncIterator[bytes]:
+        yield b'{"recipient": '
+        await anyio.sleep(5)
+        yield b'"a@example.com"}'
+
+    response = await client.post(
+        "/v1/messages",
+        content=stalling_body(),
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 408
+    assert response.headers["connection"] == "close"
+    error = response.json()["error"]
+    assert error["code"] == "request_timeout"
+    assert "after 14 bytes" in error["message"]
+
+
+async def test_slow_body_within_timeout(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_io, "BODY_IDLE_TIMEOUT", 0.5)
+    encoded = json.dumps(message_body()).encode()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        # Longer in all than the timeout, but never a long pause.
+        for start in range(0, len(encoded), 5):
+            await anyio.sleep(0.05)
+            yield encoded[start : start + 5]
+
+    response = await client.post(
+        "/v1/messages",
+        content=slow_body(),
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 202
