@@ -29,12 +29,19 @@ __all__ = ["CompiledTemplate", "compile_template"]
 
 PARTS = ("subject", "html", "text")
 MAX_SUBJECT_LENGTH = 998
+# Characters of one rendered part, as many as a message's text or HTML may
+# hold in bytes (sendarix_core.validation.Limits).
+MAX_RENDERED_LENGTH = 5_000_000
 
 _HTML = make_environment(autoescape=True)
 _PLAIN = make_environment(autoescape=False)
 _OPTIONAL_TESTS = frozenset({"defined", "undefined"})
 _DEFAULT_FILTERS = frozenset({"default", "d"})
 _LOADING_NODES = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
+
+
+class _OutputTooLong(Exception):
+    pass
 
 
 @attrs.frozen
@@ -75,7 +82,9 @@ class CompiledTemplate:
             if part is None or (part_name == "subject" and not with_subject):
                 continue
             try:
-                rendered[part_name] = part.template.render(data)
+                rendered[part_name] = self._render_part(part_name, part, data)
+            except _OutputTooLong as exc:
+                errors.append(FieldError("template", "too_long", str(exc)))
             # Any exception here comes from the template, such as a TypeError in
             # an expression, so it is the template author's to fix.
             except Exception as exc:
@@ -87,6 +96,27 @@ class CompiledTemplate:
         return RenderedContent(
             subject=rendered["subject"], html=rendered["html"], text=rendered["text"]
         )
+
+    def _render_part(self, part_name: str, part: _Part, data: Mapping[str, Any]) -> str:
+        """Render one part, stopping once its output passes the cap.
+
+        Loops multiply output: eight nested loops over a 10-character string
+        around a short line render gigabytes. ``generate`` yields the output
+        as it is produced, so the render stops at the cap instead of
+        exhausting memory.
+        """
+        chunks = []
+        size = 0
+        for chunk in part.template.generate(data):
+            size += len(chunk)
+            if size > MAX_RENDERED_LENGTH:
+                raise _OutputTooLong(
+                    f"the {part_name} of template {self.name!r} renders to more "
+                    f"than {MAX_RENDERED_LENGTH} characters; shorten its loops "
+                    "or its data"
+                )
+            chunks.append(chunk)
+        return "".join(chunks)
 
     def _missing(self, variable: str) -> FieldError:
         return FieldError(

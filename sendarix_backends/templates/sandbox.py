@@ -14,10 +14,13 @@ unsafe callables) this environment has:
 - ``*`` and ``**`` checked, and ``str.format``, ``%`` on strings and the
   filters that pad or repeat output (``center``, ``indent``, ``wordwrap``,
   ``format``) removed, so a small template can't allocate a huge string.
-  Every filter's string result is capped at ``MAX_VALUE_LENGTH`` characters.
+  Every filter's string result, and every string that ``~`` or ``+``
+  builds, is capped at ``MAX_VALUE_LENGTH`` characters.
 
-NOTE: rendering has no time or memory limit beyond these checks; repeated
-``{% set s = s ~ s %}`` still doubles a string per line.
+The rendered output of a part is capped too (see ``rendering``).
+
+NOTE: rendering has no time limit: nested loops that print nothing can
+spin for minutes, and they run on the event loop.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import SandboxedEnvironment
@@ -70,8 +74,26 @@ _REMOVED_FILTERS = (
 )
 
 
+class _CappedConcat(CodeGenerator):
+    """Code generator whose ``~`` results pass through the length cap."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.check_length(")
+        super().visit_Concat(node, frame)
+        self.write(")")
+
+
 class _Sandbox(SandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+    code_generator_class = _CappedConcat
+
+    def check_length(self, value: Any) -> Any:
+        """Return ``value``, or raise when it is a string over the cap."""
+        if isinstance(value, str) and len(value) > MAX_VALUE_LENGTH:
+            raise SecurityError(
+                f"joining these values would exceed {MAX_VALUE_LENGTH} characters"
+            )
+        return value
 
     def wrap_str_format(self, value: Any) -> None:
         # ``str.format`` stays unsafe: a width such as "{:>999999999}" would
@@ -108,6 +130,8 @@ class _Sandbox(SandboxedEnvironment):
                     "printf-style formatting with % is not available; use filters"
                 )
             return operator.mod(left, right)
+        if operator_name == "+":
+            return self.check_length(operator.add(left, right))
         _check_repeat(left, right)
         _check_repeat(right, left)
         return operator.mul(left, right)

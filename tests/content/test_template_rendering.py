@@ -183,3 +183,42 @@ def test_syntax_error_names_line() -> None:
 
     assert error["field"] == "html"
     assert error["message"].startswith("line 2")
+
+
+def test_nested_loops_stop_at_cap() -> None:
+    # Eight loops over ten characters around 40: about 4 GB if rendered.
+    loops = "".join(f"{{% for v{i} in 'abcdefghij' %}}" for i in range(8))
+    text = loops + "x" * 39 + "\n" + "{% endfor %}" * 8
+    compiled = compile_parts(text=text)
+
+    [error] = errors_of(compiled, {})
+
+    assert error["field"] == "template"
+    assert error["code"] == "too_long"
+    assert "more than 5000000 characters" in error["message"]
+
+
+def test_output_at_cap_renders() -> None:
+    compiled = compile_parts(text="{% for c in data %}{{ c }}{% endfor %}")
+
+    rendered = compiled.render({"data": ["x" * 1000] * 5000})
+
+    assert rendered.text is not None
+    assert len(rendered.text) == 5_000_000
+
+
+@pytest.mark.parametrize("operator", ["~", "+"])
+def test_doubling_string_stops_at_cap(operator: str) -> None:
+    doubling = f"{{% set s = s {operator} s %}}" * 30
+    compiled = compile_parts(text="{% set s = 'xxxxxxxx' %}" + doubling + "{{ s }}")
+
+    [error] = errors_of(compiled, {})
+
+    assert error["code"] == "template_not_allowed"
+    assert "would exceed 5000000 characters" in error["message"]
+
+
+def test_concatenation_renders() -> None:
+    compiled = compile_parts(text="{{ a ~ b }} {{ a + b }} {{ n + 1 }}")
+
+    assert compiled.render({"a": "x", "b": "y", "n": 1}).text == "xy xy 2"
