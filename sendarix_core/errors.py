@@ -98,9 +98,12 @@ class NotFoundError(SendarixError):
     """A resource does not exist (or is not visible to the caller)."""
 
     def __init__(self, resource: str, identifier: str) -> None:
+        # ``resource`` is a snake_case name, as in the error code
+        # ``<resource>_not_found``; the message spells it in words.
         self.resource = resource
         self.identifier = identifier
-        super().__init__(f"{resource} {identifier!r} was not found")
+        shown = identifier if len(identifier) <= 100 else identifier[:100] + "…"
+        super().__init__(f"{resource.replace('_', ' ')} {shown!r} was not found")
 
 
 class MessageNotCancellableError(NotFoundError):

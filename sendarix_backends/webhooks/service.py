@@ -136,7 +136,7 @@ class WebhookService:
             endpoint_id, delivery_id, self._clock.now(), self._policy.retry_window
         )
         if not found:
-            raise NotFoundError("webhook delivery", delivery_id)
+            raise NotFoundError("webhook_delivery", delivery_id)
         self._on_replay()
 
     async def replay_range(

@@ -42,7 +42,7 @@ async def _message_of(request: Request) -> Message:
     message = await engine.store.get_message(parts[0]) if parts else None
     links = engine.content.unsubscribe_links
     if message is None or not await links.is_valid(token, message.recipient.email):
-        raise NotFoundError("unsubscribe link", token)
+        raise NotFoundError("unsubscribe_link", token)
     return message
 
 

@@ -107,6 +107,7 @@ async def test_forged_token_not_found(
     response = await client.post(forge(url))  # type: ignore[operator]
 
     assert response.status_code == 404
+    assert response.json()["error"]["code"] == "unsubscribe_link_not_found"
     with pytest.raises(NotFoundError):
         await engine.get_suppression("ada@example.test")
 

@@ -314,3 +314,12 @@ async def test_empty_cursor_is_first_page(client: httpx.AsyncClient) -> None:
     await client.post("/v1/messages", json=message_body())
     response = await client.get("/v1/messages", params={"cursor": ""})
     assert len(response.json()["data"]) == 1
+
+
+async def test_unknown_message_id_truncated(client: httpx.AsyncClient) -> None:
+    response = await client.get(f"/v1/messages/msg_{'a' * 5000}")
+
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "message_not_found"
+    assert len(error["message"]) < 200
