@@ -66,6 +66,14 @@ def parse_url(url: str) -> Destination:
     """Parse an http or https URL; raise DestinationError naming the problem."""
     if len(url) > 2048:
         raise DestinationError("the URL is longer than 2048 characters")
+    # urlsplit drops tabs and line breaks silently (CPython 3.11), so a URL
+    # with them would be stored as given but posted to another path.
+    unsafe = next((c for c in url if c <= " " or c == "\x7f"), None)
+    if unsafe is not None:
+        raise DestinationError(
+            f"{url[:100]!r} contains the character U+{ord(unsafe):04X}; "
+            "percent-encode spaces and control characters"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port

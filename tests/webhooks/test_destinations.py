@@ -79,6 +79,9 @@ def test_metadata_rejected_even_when_private_allowed() -> None:
         ("https://example.com/#frag", "fragment"),
         ("https://example.com:99999/", "not a valid URL"),
         ("https://example.com/" + "a" * 3000, "longer than"),
+        ("https://example.com/x\r\nHost: evil", "U\\+000D"),
+        ("https://example.com/a b", "U\\+0020"),
+        ("https://exa\tmple.com/", "U\\+0009"),
     ],
 )
 def test_url_rejected(url: str, problem: str) -> None:
