@@ -178,6 +178,13 @@ async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):
+            # orjson 3 stops at 1,024 levels, before check_json_depth could.
+            message = (
+                f"the JSON nests more than {MAX_JSON_DEPTH} arrays and objects "
+                "deep; flatten the data"
+            )
+            raise ValidationError([FieldError("", "too_deep", message)]) from exc
         raise HttpError(
             400, "invalid_json", f"the body is not valid JSON: {exc}"
         ) from exc

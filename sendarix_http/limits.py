@@ -2,9 +2,10 @@
 
 The HTTP server limits the header block as a whole: ``sendarix serve`` sets
 h11's ``max_incomplete_event_size`` to ``MAX_HEADER_BLOCK_BYTES``. A larger
-block gets uvicorn's plain-text ``400`` and the connection is closed,
-because the request never reaches the application. Within that block, the
-count and size of single fields are checked here and answered with ``422``.
+block that arrives in pieces gets uvicorn's plain-text ``400`` and the
+connection is closed, because the request never reaches the application.
+The count and size of single fields, and the size of a block that arrived
+whole, are checked here and answered with ``422``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def check_request_headers(headers: Iterable[tuple[bytes, bytes]]) -> None:
         )
         raise ValidationError([FieldError("http_headers", "too_many", message)])
 
+    total = 0
     for name, value in fields:
         size = len(name) + len(value)
         if size > MAX_HEADER_FIELD_BYTES:
@@ -52,6 +54,16 @@ def check_request_headers(headers: Iterable[tuple[bytes, bytes]]) -> None:
             raise ValidationError(
                 [FieldError(f"http_headers.{label}", "too_long", message)]
             )
+        # Each field's line also has ": " and CRLF.
+        total += size + 4
+    if total > MAX_HEADER_BLOCK_BYTES:
+        # h11 limits only a block that arrives in pieces; one that arrives
+        # whole in a single read reaches the application.
+        message = (
+            f"the header fields are {total} bytes in all; the maximum is "
+            f"{MAX_HEADER_BLOCK_BYTES}"
+        )
+        raise ValidationError([FieldError("http_headers", "too_long", message)])
 
 
 def check_json_depth(document: Any, max_depth: int = MAX_JSON_DEPTH) -> None:

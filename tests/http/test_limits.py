@@ -57,6 +57,18 @@ async def test_json_deep_list_422(client: httpx.AsyncClient) -> None:
     assert response.json()["error"]["errors"][0]["code"] == "too_deep"
 
 
+async def test_json_past_parser_depth_422(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/messages",
+        content=b'{"a":' + b"[" * 5000,
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["code"] == "too_deep"
+
+
 async def test_too_many_header_fields(client: httpx.AsyncClient) -> None:
     headers = {f"X-Extra-{number}": "1" for number in range(MAX_HEADER_FIELDS)}
 
@@ -77,6 +89,19 @@ async def test_header_field_too_long(client: httpx.AsyncClient) -> None:
     [error] = response.json()["error"]["errors"]
     assert error["field"] == "http_headers.x-long"
     assert error["code"] == "too_long"
+
+
+async def test_header_block_too_long(client: httpx.AsyncClient) -> None:
+    # Each field is within its own limit; together they pass 32 KiB.
+    headers = {f"X-Part-{number}": "a" * 8000 for number in range(5)}
+
+    response = await client.get("/v1/messages", headers=headers)
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "http_headers"
+    assert error["code"] == "too_long"
+    assert "the maximum is 32768" in error["message"]
 
 
 async def test_too_many_attachments(client: httpx.AsyncClient) -> None:
