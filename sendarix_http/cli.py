@@ -251,13 +251,13 @@ def _migrate(settings: Settings) -> None:
 
 
 async def _create_key(settings: Settings, args: Any) -> None:
-    expires_at = _parse_expiry(args.expires_at)
     body = {
         "name": args.name,
         "scopes": args.scopes or [str(scope) for scope in Scope],
         "environment": str(Environment.TEST if args.test else Environment.LIVE),
         "sender_domains": args.sender_domains,
         "rate_limit": args.rate_limit,
+        "expires_at": args.expires_at,
     }
     # The flags get the same checks as POST /v1/api-keys.
     try:
@@ -272,24 +272,9 @@ async def _create_key(settings: Settings, args: Any) -> None:
             environment=request.environment,
             rate_limit=request.rate_limit,
             sender_domains=request.sender_domains,
-            expires_at=expires_at,
+            expires_at=request.expires_at,
         )
     print(secret)
-
-
-def _parse_expiry(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        expires_at = datetime.fromisoformat(value)
-    except ValueError:
-        expires_at = None
-    if expires_at is None or expires_at.tzinfo is None:
-        raise ConfigurationError(
-            f"invalid --expires-at {value!r}; expected an ISO 8601 time with a "
-            "timezone, such as 2027-01-01T00:00:00Z"
-        )
-    return expires_at.astimezone(UTC)
 
 
 if __name__ == "__main__":

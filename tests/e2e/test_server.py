@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import pytest
 
 from tests.conftest import DOMAIN
 from tests.support.dns_server import DnsServer
-from tests.support.server_process import ServerProcess
+from tests.support.server_process import SENDARIX, ServerProcess
 from tests.support.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.e2e
@@ -90,6 +91,34 @@ def test_keys_create_prints_only_key(server: ServerProcess) -> None:
     key = server.create_key("--test", "--scope", "messages:send")
     assert key.startswith("sk_test_")
     assert len(key.split()) == 1
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "problem"),
+    [
+        (
+            "2020-01-01T00:00:00Z",
+            "expires_at: '2020-01-01T00:00:00Z' is not in the future",
+        ),
+        ("tomorrow", "expires_at: expected an ISO 8601 time"),
+    ],
+)
+def test_keys_create_checks_expiry(
+    server: ServerProcess, expires_at: str, problem: str
+) -> None:
+    result = subprocess.run(
+        [*SENDARIX, "keys", "create", "--name", "e2e", "--expires-at", expires_at],
+        env=server.env,
+        cwd=server.workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert problem in result.stderr
 
 
 def test_crash_after_202_delivers_once(
