@@ -68,6 +68,9 @@ def create_app(engine: Engine, *, manage_engine: bool = False) -> Starlette:
         },
         lifespan=lifespan,
     )
+    # No 307 to the path without its slash: Starlette would build the
+    # Location from the client's Host header.
+    app.router.redirect_slashes = False
     app.state.engine = engine
     app.state.operations = OPERATIONS
     app.state.anonymous_limiter = AnonymousLimiter()

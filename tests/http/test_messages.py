@@ -323,3 +323,11 @@ async def test_unknown_message_id_truncated(client: httpx.AsyncClient) -> None:
     error = response.json()["error"]
     assert error["code"] == "message_not_found"
     assert len(error["message"]) < 200
+
+
+async def test_trailing_slash_not_redirected(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/messages/", headers={"Host": "evil.example"})
+
+    assert response.status_code == 404
+    assert "location" not in response.headers
+    assert response.json()["error"]["code"] == "route_not_found"
