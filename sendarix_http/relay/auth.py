@@ -22,7 +22,7 @@ from sendarix_core.errors import (
     StorageError,
 )
 from sendarix_core.keys import ApiKey, Scope, require_scope
-from sendarix_http.relay.auth_limit import AuthFailureLimiter
+from sendarix_http.relay.auth_limit import AuthAttempt, AuthFailureLimiter
 
 __all__ = ["RelayAuthenticator", "RelayCredential", "client_address"]
 
@@ -87,30 +87,34 @@ class RelayAuthenticator:
         return await self._check_password(server, password)
 
     async def _reject_blocked_client(self, server: SMTP) -> bool:
-        client = client_address(server)
-        retry_after = self._limiter.retry_after(client)
+        retry_after = self._limiter.retry_after(client_address(server))
         if retry_after is None:
             return False
-        await server.push(
-            "421 4.7.0 too many failed authentication attempts; try again in "
-            f"{retry_after} seconds"
-        )
-        if server.transport is not None:
-            server.transport.close()
+        await _disconnect_blocked(server, retry_after)
         return True
 
     async def _check_password(self, server: SMTP, password: bytes) -> AuthResult:
         client = client_address(server)
+        attempt = self._limiter.reserve(client)
+        if attempt is None:
+            # Other sessions of this client failed while this one waited.
+            await _disconnect_blocked(server, self._limiter.retry_after(client) or 1)
+            return AuthResult(success=False, handled=True)
         try:
             key = await self._engine.authenticate(password.decode("ascii"))
         except (UnicodeDecodeError, AuthenticationError):
-            return self._record_failure(client)
+            return self._record_failure(client, attempt)
         except StorageError:
+            self._limiter.release(attempt)
             logger.exception(
                 "relay authentication failed on storage",
                 extra={"action": "relay_auth_error", "client": client},
             )
             return AuthResult(success=False, handled=False, message=_TEMPORARY_FAILURE)
+        except BaseException:
+            self._limiter.release(attempt)
+            raise
+        self._limiter.release(attempt)
 
         try:
             require_scope(key, Scope.MESSAGES_SEND)
@@ -137,8 +141,9 @@ class RelayAuthenticator:
         )
         return AuthResult(success=True, auth_data=RelayCredential(key))
 
-    def _record_failure(self, client: str) -> AuthResult:
-        reached_limit = self._limiter.record_failure(client)
+    def _record_failure(self, client: str, attempt: AuthAttempt) -> AuthResult:
+        # The reserved attempt stays counted as the failure.
+        reached_limit = self._limiter.reached_limit(attempt)
         logger.info(
             "relay authentication failed",
             extra={"action": "relay_auth_failed", "client": client},
@@ -153,6 +158,15 @@ class RelayAuthenticator:
                 },
             )
         return AuthResult(success=False, handled=False, message=_INVALID)
+
+
+async def _disconnect_blocked(server: SMTP, retry_after: int) -> None:
+    await server.push(
+        "421 4.7.0 too many failed authentication attempts; try again in "
+        f"{retry_after} seconds"
+    )
+    if server.transport is not None:
+        server.transport.close()
 
 
 async def _initial_response(

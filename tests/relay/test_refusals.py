@@ -7,6 +7,7 @@ import logging
 import smtplib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TypeVar
 
 import anyio
@@ -387,6 +388,80 @@ async def test_blocked_client_reply(
     code, reply = await in_thread(attempts)
     assert code == 421
     assert reply.startswith(b"4.7.0")
+
+
+async def test_default_auth_limit_over_sessions(
+    engine: Engine, relay_settings: Settings, certificate: TestCertificate
+) -> None:
+    # Settings() gives the documented default of 10 failures per minute.
+    limit = Settings().relay_auth_failure_limit
+    async with custom_relay(
+        engine, relay_settings, certificate, relay_auth_failure_limit=limit
+    ) as settings:
+
+        def attempt() -> int:
+            try:
+                connect(settings, certificate, "sk_live_" + "w" * 32).quit()
+            except smtplib.SMTPAuthenticationError as error:
+                return error.smtp_code
+            except smtplib.SMTPServerDisconnected:
+                return 421
+            return 235
+
+        codes = [await in_thread(attempt) for _ in range(limit + 1)]
+    assert limit == 10
+    assert codes[:limit] == [535] * limit
+    assert codes[limit] == 421
+
+
+async def test_default_auth_limit_in_one_session(
+    engine: Engine, relay_settings: Settings, certificate: TestCertificate
+) -> None:
+    limit = Settings().relay_auth_failure_limit
+    blob = base64.b64encode(b"\0user\0sk_live_" + b"v" * 32).decode()
+    async with custom_relay(
+        engine, relay_settings, certificate, relay_auth_failure_limit=limit
+    ) as settings:
+
+        def attempts() -> list[int]:
+            with connect(settings, certificate) as client:
+                return [
+                    client.docmd("AUTH", f"PLAIN {blob}")[0] for _ in range(limit + 1)
+                ]
+
+        codes = await in_thread(attempts)
+    assert codes[:limit] == [535] * limit
+    assert codes[limit] == 421
+
+
+async def test_auth_limit_concurrent_sessions(
+    relay: Relay, relay_settings: Settings, certificate: TestCertificate
+) -> None:
+    # Sessions that all send their key before the first failure is counted
+    # must still get no more than the limit of 3 failures between them.
+    sessions = 12
+    blob = base64.b64encode(b"\0user\0sk_live_" + b"u" * 32).decode()
+    clients = [
+        await in_thread(partial(connect, relay_settings, certificate))
+        for _ in range(sessions)
+    ]
+
+    def send(client: smtplib.SMTP) -> None:
+        client.send(f"AUTH PLAIN {blob}\r\n".encode())
+
+    def reply(client: smtplib.SMTP) -> int:
+        try:
+            return client.getreply()[0]
+        except smtplib.SMTPServerDisconnected:
+            return 421
+        finally:
+            client.close()
+
+    for client in clients:
+        await in_thread(partial(send, client))
+    codes = [await in_thread(partial(reply, client)) for client in clients]
+    assert codes.count(535) == 3
+    assert codes.count(421) == sessions - 3
 
 
 async def test_rate_limited_key(
