@@ -24,6 +24,7 @@ import attrs
 
 from sendarix_core.addresses import AddressError, parse_address, quote_value
 from sendarix_core.errors import FieldError, ValidationError
+from sendarix_core.header_checks import IDEMPOTENCY_KEY_PATTERN, TAG_PATTERN
 from sendarix_core.model import Address
 from sendarix_core.states import Priority
 from sendarix_core.validation import DEFAULT_LIMITS, ErrorCode, Limits
@@ -55,8 +56,6 @@ _KNOWN_CONTROL_HEADERS = (
 # A field name is printable ASCII except the colon (RFC 5322 section 2.2);
 # obsolete syntax allows whitespace before the colon.
 _FIELD_START = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
-_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
-_TAG = re.compile(r"[A-Za-z0-9_.:-]+")
 _NOT_SIMPLE_FROM = re.compile(r'[,;:()"\\\[\]]|=\?')
 
 
@@ -323,7 +322,7 @@ class _ControlReader:
         for tag in (item.strip(" \t") for item in field.value.split(",")):
             if not tag:
                 continue
-            if len(tag) > self.limits.max_tag_length or not _TAG.fullmatch(tag):
+            if len(tag) > self.limits.max_tag_length or not TAG_PATTERN.fullmatch(tag):
                 self._error(
                     field,
                     ErrorCode.INVALID_TAG,
@@ -387,7 +386,7 @@ class _ControlReader:
 
     def _read_idempotency_key(self, field: HeaderField) -> None:
         key = field.value
-        if not _IDEMPOTENCY_KEY.fullmatch(key):
+        if not IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
             self._error(
                 field,
                 ErrorCode.INVALID_IDEMPOTENCY_KEY,

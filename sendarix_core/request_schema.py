@@ -12,14 +12,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sendarix_core.states import Priority
-from sendarix_core.validation import (
+from sendarix_core.attachment_checks import (
     _ATTACHMENT_FIELDS,
     _CONTENT_ID,
     _CONTENT_TYPE,
+)
+from sendarix_core.header_checks import (
     _HEADER_NAME,
     _MAX_HEADER_NAME_LENGTH,
-    _TAG,
+    TAG_PATTERN,
+)
+from sendarix_core.states import Priority
+from sendarix_core.validation import (
     DEFAULT_LIMITS,
     FIELDS,
     Limits,
@@ -159,7 +163,7 @@ def _tags_schema(limits: Limits) -> Schema:
         "items": {
             "type": "string",
             "maxLength": limits.max_tag_length,
-            "pattern": f"^{_TAG.pattern}$",
+            "pattern": f"^{TAG_PATTERN.pattern}$",
         },
     }
 

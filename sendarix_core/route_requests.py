@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import idna
 
 from sendarix_core.errors import FieldError, ValidationError
+from sendarix_core.header_checks import TAG_PATTERN
 from sendarix_core.pacing import PacingLimits
 from sendarix_core.routing import (
     RetryOverride,
@@ -35,7 +36,6 @@ from sendarix_core.routing import (
     TransportKind,
 )
 from sendarix_core.states import Priority
-from sendarix_core.validation import _TAG
 
 __all__ = [
     "action_to_document",
@@ -268,7 +268,7 @@ def _domain_pattern(value: str, field: str, errors: _Errors) -> str:
 
 def _tags(values: list[str], field: str, errors: _Errors) -> tuple[str, ...]:
     for index, tag in enumerate(values):
-        if not _TAG.fullmatch(tag) or len(tag) > 128:
+        if not TAG_PATTERN.fullmatch(tag) or len(tag) > 128:
             errors.add(
                 f"{field}.{index}",
                 "invalid_tag",

@@ -18,6 +18,7 @@ from sendarix_core.errors import (
     RateLimitedError,
     ValidationError,
 )
+from sendarix_core.header_checks import IDEMPOTENCY_KEY_PATTERN
 from sendarix_core.keys import ApiKey, Scope, require_scope
 from sendarix_core.ratelimit import (
     DEFAULT_RATE_LIMIT,
@@ -25,7 +26,6 @@ from sendarix_core.ratelimit import (
     decide_rate_limit,
     window_start,
 )
-from sendarix_core.validation import _IDEMPOTENCY_KEY
 from sendarix_http.errors import HttpError
 from sendarix_http.limits import MAX_JSON_DEPTH, check_json_depth
 
@@ -212,7 +212,7 @@ def _too_large() -> HttpError:
 def idempotency_key_of(request: Request) -> str | None:
     """Return the ``Idempotency-Key`` header, checked like the body's key."""
     key = request.headers.get("idempotency-key")
-    if key is None or _IDEMPOTENCY_KEY.fullmatch(key):
+    if key is None or IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
         return key
     message = (
         f"{key[:60]!r} is not a valid idempotency key; expected 1 to 255 printable "

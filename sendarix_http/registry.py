@@ -20,8 +20,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Send
 from starlette.types import Scope as ASGIScope
 
+from sendarix_core.header_checks import IDEMPOTENCY_KEY_PATTERN
 from sendarix_core.keys import Scope
-from sendarix_core.validation import _IDEMPOTENCY_KEY
 from sendarix_http.http_io import authorize
 from sendarix_http.limits import check_request_headers
 
@@ -55,7 +55,7 @@ IDEMPOTENCY_KEY_PARAMETER = Parameter(
     location="header",
     description="within 24 hours, a retry with this key returns the first "
     "response; another body with it is 409",
-    schema={"type": "string", "pattern": f"^{_IDEMPOTENCY_KEY.pattern}$"},
+    schema={"type": "string", "pattern": f"^{IDEMPOTENCY_KEY_PATTERN.pattern}$"},
 )
 
 
