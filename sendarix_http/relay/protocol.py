@@ -15,7 +15,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import SMTP, Session, syntax
 
 __all__ = ["RelaySMTP"]
 
@@ -67,6 +67,17 @@ class RelaySMTP(SMTP):
             )
             return
         await super().smtp_MAIL(arg)
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        # aiosmtpd 1.4.6 replies 220 to a second STARTTLS and 454 to one on
+        # the implicit TLS port. RFC 3207 allows STARTTLS only on a session
+        # without TLS, so both get 503, RFC 5321's bad sequence of commands.
+        session_tls = self.session is not None and self.session.ssl is not None
+        if self._implicit_tls or session_tls:
+            await self.push("503 5.5.1 TLS is already active; go on without STARTTLS")
+            return
+        await super().smtp_STARTTLS(arg)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # aiosmtpd 1.4.6 reads every MAIL and RCPT path with the email

@@ -87,6 +87,43 @@ async def test_auth_offered_after_starttls(
     assert sorted((await in_thread(features)).split()) == ["LOGIN", "PLAIN"]
 
 
+async def test_second_starttls(
+    relay: Relay, relay_settings: Settings, certificate: TestCertificate
+) -> None:
+    def starttls_again() -> tuple[bool, tuple[int, bytes], int]:
+        with connect(relay_settings, certificate) as client:
+            offered = client.has_extn("starttls")
+            reply = client.docmd("STARTTLS")
+            # The session goes on over the TLS it already has.
+            return offered, reply, client.noop()[0]
+
+    offered, (code, reply), noop = await in_thread(starttls_again)
+    assert offered is False
+    assert code == 503
+    assert reply.startswith(b"5.5.1")
+    assert noop == 250
+
+
+async def test_starttls_on_implicit_tls_port(
+    engine: Engine, relay_settings: Settings, certificate: TestCertificate
+) -> None:
+    port = free_port()
+    async with custom_relay(
+        engine, relay_settings, certificate, relay_implicit_tls_port=port
+    ):
+
+        def starttls() -> tuple[bool, tuple[int, bytes]]:
+            context = certificate.client_context()
+            with smtplib.SMTP_SSL("127.0.0.1", port, context=context) as client:
+                client.ehlo()
+                return client.has_extn("starttls"), client.docmd("STARTTLS")
+
+        offered, (code, reply) = await in_thread(starttls)
+    assert offered is False
+    assert code == 503
+    assert reply.startswith(b"5.5.1")
+
+
 async def test_plaintext_loopback_setting(
     engine: Engine,
     relay_settings: Settings,
