@@ -22,7 +22,6 @@ from sendarix_core.errors import (
     ValidationError,
 )
 from sendarix_core.keys import ApiKey
-from sendarix_core.model import Address
 from sendarix_http.relay.auth import RelayAuthenticator, RelayCredential, client_address
 
 __all__ = ["RelayHandler"]
@@ -75,7 +74,7 @@ class RelayHandler:
             sender = parse_address(address)
         except AddressError as error:
             return f"553 5.1.7 invalid sender address: {error}"
-        if _needs_smtputf8(sender, envelope):
+        if _needs_smtputf8(address, envelope):
             return "553 5.6.7 a non-ASCII address needs MAIL FROM with SMTPUTF8"
         if key.sender_domains and sender.domain not in key.sender_domains:
             allowed = ", ".join(key.sender_domains)
@@ -111,7 +110,7 @@ class RelayHandler:
             recipient = parse_address(address)
         except AddressError as error:
             return f"553 5.1.3 invalid recipient address: {error}"
-        if _needs_smtputf8(recipient, envelope):
+        if _needs_smtputf8(address, envelope):
             return "553 5.6.7 a non-ASCII address needs MAIL FROM with SMTPUTF8"
 
         # A repeated recipient gets one message.
@@ -173,8 +172,10 @@ def _api_key(session: Session) -> ApiKey:
     return credential.api_key
 
 
-def _needs_smtputf8(address: Address, envelope: Envelope) -> bool:
-    return not address.local_part.isascii() and not envelope.smtp_utf8
+def _needs_smtputf8(path: str, envelope: Envelope) -> bool:
+    # parse_address turns a non-ASCII domain into its A-label, so this checks
+    # the path as sent. RFC 6531 needs SMTPUTF8 for a non-ASCII domain too.
+    return not path.isascii() and not envelope.smtp_utf8
 
 
 def _reply(code: str, enhanced_code: str, lines: Sequence[str]) -> str:

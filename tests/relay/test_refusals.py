@@ -224,6 +224,7 @@ async def test_unverified_sender_domain(
         ("bob@", 553, b"5.1.3"),
         ("bob@localhost", 553, b"5.1.3"),
         ("zoë@example.test", 553, b"5.6.7"),
+        ("bob@bücher.test", 553, b"5.6.7"),
     ],
 )
 async def test_invalid_recipient(
@@ -266,6 +267,40 @@ async def test_smtputf8_recipient(
     assert await in_thread(submit) == {}
     [message] = (await engine.list_messages(MessageQuery())).items
     assert message.recipient.email == f"zoë@{DOMAIN}"
+
+
+async def test_non_ascii_sender_domain(
+    relay: Relay, relay_settings: Settings, certificate: TestCertificate, api_key: str
+) -> None:
+    def mail() -> tuple[int, bytes]:
+        with connect(relay_settings, certificate, api_key) as client:
+            client.send("MAIL FROM:<ada@bücher.test>\r\n".encode())
+            return client.getreply()
+
+    code, reply = await in_thread(mail)
+    assert code == 553
+    assert reply.startswith(b"5.6.7")
+
+
+async def test_smtputf8_recipient_domain(
+    relay: Relay,
+    engine: Engine,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+) -> None:
+    def submit() -> dict[str, tuple[int, bytes]]:
+        with connect(relay_settings, certificate, api_key) as client:
+            return client.sendmail(
+                SENDER,
+                ["bob@bücher.test"],
+                message_bytes(recipient="bob@bücher.test"),
+                mail_options=["SMTPUTF8"],
+            )
+
+    assert await in_thread(submit) == {}
+    [message] = (await engine.list_messages(MessageQuery())).items
+    assert message.recipient.domain == "xn--bcher-kva.test"
 
 
 async def test_null_sender(
