@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -74,6 +74,20 @@ def _delivery_mode(value: str | DeliveryMode) -> DeliveryMode:
         allowed = ", ".join(mode.value for mode in DeliveryMode)
         raise ConfigurationError(
             f"invalid delivery mode {value!r}; expected one of {allowed}"
+        ) from None
+
+
+def _sender_verification(
+    value: str | SenderVerification | None,
+) -> SenderVerification | None:
+    if value is None:
+        return None
+    try:
+        return SenderVerification(value)
+    except ValueError:
+        allowed = ", ".join(mode.value for mode in SenderVerification)
+        raise ConfigurationError(
+            f"invalid sender verification {value!r}; expected one of {allowed}"
         ) from None
 
 
@@ -148,7 +162,7 @@ class Settings:
     default_sender: str | None = attrs.field(default=None, converter=_optional_str)
     webhook_allow_private: bool = attrs.field(default=False, converter=_boolean)
     sender_verification: SenderVerification | None = attrs.field(
-        default=None, converter=attrs.converters.optional(SenderVerification)
+        default=None, converter=_sender_verification
     )
     """``None`` (the default) requires a verified sender domain once any
     sending domain was added."""
@@ -243,6 +257,16 @@ def load_settings(
     for field, value in (overrides or {}).items():
         if value is not None:
             values[field] = value
+    # Converted here one by one, so an error names the setting it is about;
+    # the converters take their own output unchanged.
+    for attribute in attrs.fields(Settings):
+        if attribute.name in values and attribute.converter is not None:
+            convert = cast(Callable[[Any], Any], attribute.converter)
+            try:
+                values[attribute.name] = convert(values[attribute.name])
+            except (ValueError, TypeError, ConfigurationError) as exc:
+                name = environment_name(attribute.name)
+                raise ConfigurationError(f"{name}: {exc}") from exc
     try:
         return Settings(**values)
     except (ValueError, TypeError) as exc:
