@@ -12,6 +12,7 @@ upgrade. Other processes wait up to ``busy_timeout`` for the lock.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -77,6 +78,7 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
     }
     if url.get_backend_name() == "sqlite":
         options["connect_args"] = {"check_same_thread": False}
+        _check_sqlite_directory(url.database)
     try:
         engine = sa.create_engine(url, **options)
     except ModuleNotFoundError as exc:
@@ -87,6 +89,19 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     return engine
+
+
+def _check_sqlite_directory(database: str | None) -> None:
+    # sqlite3 reports a missing directory only as "unable to open database
+    # file", at the first query and deep inside a traceback.
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    directory = Path(database).absolute().parent
+    if not directory.is_dir():
+        raise ConfigurationError(
+            f"the directory {str(directory)!r} of the SQLite database does not "
+            "exist; create it, or point SENDARIX_DATABASE_URL elsewhere"
+        )
 
 
 def _dump_json(value: Any) -> str:

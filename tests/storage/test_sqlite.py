@@ -11,6 +11,7 @@ import pytest
 
 from sendarix_backends.sql import SqlStore
 from sendarix_backends.sql.engine import make_engine
+from sendarix_core.errors import ConfigurationError
 from sendarix_core.ports import MessageQuery
 
 pytestmark = pytest.mark.anyio
@@ -72,3 +73,13 @@ async def test_processes_share_file(tmp_path: Path) -> None:
 
     assert codes == [0, 0, 0]
     assert stored == 600
+
+
+def test_missing_directory_named(tmp_path: Path) -> None:
+    missing = tmp_path / "absent" / "sendarix.db"
+
+    with pytest.raises(ConfigurationError) as raised:
+        make_engine(f"sqlite:///{missing}")
+
+    assert repr(str(missing.parent)) in str(raised.value)
+    assert "does not exist" in str(raised.value)
