@@ -179,7 +179,7 @@ def _warn_about_settings(settings: Settings) -> None:
         )
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int, option: str = "--http-port") -> socket.socket:
     """Bind the HTTP socket before anything starts, so a busy port fails fast."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # The protocol number must be IPPROTO_TCP, not 0: asyncio sets
@@ -196,14 +196,35 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.close()
         raise ConfigurationError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop the "
-            "process using it or choose another --http-port"
+            f"process using it or choose another {option}"
         ) from exc
     return sock
+
+
+def _check_free_ports(settings: Settings) -> None:
+    """Fail fast when a listener that starts later would find its port taken.
+
+    The relay and the report listener bind inside the ASGI lifespan, where a
+    failure ends in uvicorn's traceback instead of one line.
+    """
+    listeners = [
+        (settings.relay_host, settings.relay_port, "SENDARIX_RELAY_PORT"),
+        (
+            settings.relay_host,
+            settings.relay_implicit_tls_port if settings.relay_port else 0,
+            "SENDARIX_RELAY_IMPLICIT_TLS_PORT",
+        ),
+        (settings.inbound_host, settings.inbound_port, "SENDARIX_INBOUND_PORT"),
+    ]
+    for host, port, setting in listeners:
+        if port != 0:
+            _listen(host, port, f"{setting} (0 turns it off)").close()
 
 
 def _serve(settings: Settings) -> None:
     _warn_about_settings(settings)
     sock = _listen(settings.http_host, settings.http_port)
+    _check_free_ports(settings)
     bound_host, bound_port = sock.getsockname()[:2]
     engine = Engine.from_settings(settings)
     app = create_app(engine, manage_engine=True)

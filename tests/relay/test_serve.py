@@ -172,4 +172,7 @@ def test_serve_relay_port_taken(tmp_path: Path) -> None:
         process = ServerProcess(tmp_path, {"SENDARIX_RELAY_PORT": str(port)})
         with pytest.raises(RuntimeError):
             process.start()
-    assert f"cannot listen on 127.0.0.1:{port}" in process.log()
+    log = process.log()
+    assert f"cannot listen on 127.0.0.1:{port}" in log
+    assert "SENDARIX_RELAY_PORT (0 turns it off)" in log
+    assert "Traceback" not in log
