@@ -89,6 +89,16 @@ def check_headers(
         )
         return (), None
 
+    # One more than the maximum may be X-Idempotency-Key, which is not a
+    # header of the message. Far more are refused before each is checked.
+    if len(value) > limits.max_headers + 1:
+        errors.add(
+            "headers",
+            ErrorCode.TOO_MANY,
+            f"{len(value)} headers were given; the maximum is {limits.max_headers}",
+        )
+        return (), None
+
     headers: list[tuple[str, str]] = []
     idempotency_key: str | None = None
     seen: set[str] = set()

@@ -75,6 +75,7 @@ FIELDS = frozenset(
 )
 
 # Field names of other email APIs, for the "did you mean" hint.
+_MAX_UNKNOWN_FIELDS_LISTED = 20
 _FIELD_ALIASES = {"to": "recipient", "sender": "from", "body": "text"}
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -176,16 +177,25 @@ def validate_send_request(
 
 
 def _check_unknown_fields(body: Mapping[str, Any], errors: Errors) -> None:
-    for key in body:
-        name = str(key)
-        if name in FIELDS:
-            continue
+    unknown = [str(key) for key in body if str(key) not in FIELDS]
+    # A suggestion costs a fuzzy match, and a body of many thousand unknown
+    # keys would otherwise take seconds and get an error list of megabytes.
+    for name in unknown[:_MAX_UNKNOWN_FIELDS_LISTED]:
         suggestion = _FIELD_ALIASES.get(name.lower())
         if suggestion is None:
             matches = difflib.get_close_matches(name, FIELDS, n=1)
             suggestion = matches[0] if matches else None
         hint = f"; did you mean {suggestion!r}?" if suggestion else ""
         errors.add(name, ErrorCode.UNKNOWN_FIELD, f"unknown field {name!r}{hint}")
+    if len(unknown) > _MAX_UNKNOWN_FIELDS_LISTED:
+        name = unknown[_MAX_UNKNOWN_FIELDS_LISTED]
+        rest = len(unknown) - _MAX_UNKNOWN_FIELDS_LISTED
+        errors.add(
+            name,
+            ErrorCode.UNKNOWN_FIELD,
+            f"unknown field {name!r}, and {rest - 1} more unknown fields not "
+            f"listed; only the first {_MAX_UNKNOWN_FIELDS_LISTED} are named",
+        )
 
 
 def _check_recipient(value: object, errors: Errors) -> Address | None:

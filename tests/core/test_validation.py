@@ -472,6 +472,24 @@ def test_header_count_limit() -> None:
     assert codes_of({"headers": headers}) == {("headers", "too_many")}
 
 
+def test_many_headers_refused_by_count() -> None:
+    headers = {f"X-H{i}\r\n": "v\r\n" for i in range(10_000)}
+
+    [error] = errors_of({"headers": headers})
+
+    assert (error.field, error.code) == ("headers", "too_many")
+    assert error.message == "10000 headers were given; the maximum is 50"
+
+
+def test_unknown_fields_listed_up_to_twenty() -> None:
+    errors = errors_of({f"extra{i}": 1 for i in range(1_000)})
+
+    assert len(errors) == 21
+    assert [error.field for error in errors[:20]] == [f"extra{i}" for i in range(20)]
+    assert errors[20].field == "extra20"
+    assert "979 more unknown fields not listed" in errors[20].message
+
+
 def test_header_count_excludes_idempotency_key() -> None:
     headers = {f"X-H{i}": "v" for i in range(50)}
     headers["X-Idempotency-Key"] = "k"
