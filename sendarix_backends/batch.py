@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from sendarix_core.checks import describe
 from sendarix_core.errors import (
     FieldError,
     IdempotencyConflictError,
@@ -168,7 +169,7 @@ async def _prepare_item(
     """Return the submission of one item; errors name ``messages.<index>``."""
     prefix = f"messages.{index}"
     if not isinstance(item, Mapping):
-        message = f"expected a message object, got {type(item).__name__}"
+        message = f"expected a message object, got {describe(item)}"
         raise ValidationError([FieldError(prefix, "invalid_type", message)])
     try:
         return await engine.prepare_submission(

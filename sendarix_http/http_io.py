@@ -12,6 +12,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from sendarix_backends.engine import Engine
+from sendarix_core.checks import describe
 from sendarix_core.errors import (
     AuthenticationError,
     FieldError,
@@ -192,7 +193,7 @@ async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
         raise HttpError(
             400,
             "invalid_body",
-            f"the body must be a JSON object, not {type(body).__name__}",
+            f"the body must be a JSON object, not {describe(body)}",
         )
     # Each level of nesting opens with "[" or "{", so a body with few of them
     # can't nest too deep and needs no walk.

@@ -103,6 +103,7 @@ async def test_item_errors_carry_every_field(client: httpx.AsyncClient) -> None:
     }
     assert data[2]["errors"][0]["field"] == "messages.2"
     assert data[2]["errors"][0]["code"] == "invalid_type"
+    assert data[2]["errors"][0]["message"] == "expected a message object, got 7"
 
 
 async def test_batch_shape_errors(client: httpx.AsyncClient) -> None:

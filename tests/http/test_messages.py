@@ -177,6 +177,17 @@ async def test_bad_json_400(
     assert response.json()["error"]["code"] == code
 
 
+async def test_null_body_named_in_json_terms(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/messages", content=b"null", headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        "the body must be a JSON object, not null"
+    )
+
+
 async def test_invalid_fields_422(client: httpx.AsyncClient) -> None:
     body = message_body(
         recipient="bob@",
