@@ -4,7 +4,8 @@ The SMTP relay keeps a submitted message as it arrived, so a signature it
 already carries stays valid. This module works on the raw header lines: it
 removes the hidden-recipient headers and Sendarix's control headers without
 re-encoding or refolding any other line, and reads the fields that Sendarix
-shows (Subject, From) or needs (Message-ID, Date).
+shows (Subject, From), needs (Message-ID, Date) or checks against the API
+key's sender domains (From, Sender, Resent-From, Resent-Sender).
 
 Control headers, removed before delivery:
 
@@ -32,6 +33,7 @@ from sendarix_core.validation import DEFAULT_LIMITS, ErrorCode, Limits
 __all__ = [
     "DROPPED_HEADERS",
     "HeaderField",
+    "HeaderMailbox",
     "RawMessage",
     "find_bare_line_break",
     "read_raw_message",
@@ -77,6 +79,14 @@ class HeaderField:
         return unfolded.decode("utf-8", errors="replace").strip(" \t")
 
 
+@attrs.frozen
+class HeaderMailbox:
+    """One mailbox of an address header, with the header's name."""
+
+    header: str
+    address: Address
+
+
 @attrs.frozen(kw_only=True)
 class RawMessage:
     """A submitted message with its control headers read and removed."""
@@ -86,6 +96,8 @@ class RawMessage:
     subject: str
     senders: tuple[Address, ...]
     """The mailboxes of the From header, usually one."""
+    other_senders: tuple[HeaderMailbox, ...]
+    """The mailboxes of the Sender, Resent-From and Resent-Sender headers."""
     message_id: str | None
     has_date: bool
     idempotency_key: str | None
@@ -173,12 +185,14 @@ def read_raw_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> RawMessage
             kept.append(field.raw)
 
     senders = _read_senders(fields, reader.errors)
+    other_senders = _read_other_senders(fields, reader.errors)
     if reader.errors:
         raise ValidationError(reader.errors)
     return RawMessage(
         data=b"".join(kept) + rest,
         subject=_read_subject(fields),
         senders=senders,
+        other_senders=other_senders,
         message_id=_first_value(fields, "message-id"),
         has_date=_first_value(fields, "date") is not None,
         idempotency_key=reader.idempotency_key,
@@ -229,48 +243,88 @@ def _read_senders(
             )
         )
         return ()
+    return _read_mailboxes("From", values[0], errors)
 
-    simple = _read_simple_sender(values[0])
+
+# Header fields besides From that name who sent the message: the mailbox
+# that sent it for the author (RFC 5322 section 3.6.2) and those of a
+# resend (section 3.6.6). Each resend adds its own Resent- fields.
+_OTHER_SENDER_FIELDS = {
+    "sender": "Sender",
+    "resent-from": "Resent-From",
+    "resent-sender": "Resent-Sender",
+}
+
+
+def _read_other_senders(
+    fields: Sequence[HeaderField], errors: list[FieldError]
+) -> tuple[HeaderMailbox, ...]:
+    sender_count = sum(1 for field in fields if field.name.lower() == "sender")
+    if sender_count > 1:
+        errors.append(
+            FieldError(
+                "Sender",
+                ErrorCode.DUPLICATE,
+                f"the message has {sender_count} Sender headers; RFC 5322 allows one",
+            )
+        )
+    mailboxes = []
+    for field in fields:
+        name = _OTHER_SENDER_FIELDS.get(field.name.lower())
+        if name is None:
+            continue
+        for address in _read_mailboxes(name, field.value, errors):
+            mailboxes.append(HeaderMailbox(name, address))
+    return tuple(mailboxes)
+
+
+def _read_mailboxes(
+    name: str, value: str, errors: list[FieldError]
+) -> tuple[Address, ...]:
+    """Read the mailboxes of the address header ``name``, adding any error."""
+    simple = _read_simple_sender(value)
     if simple is not None:
         return (simple,)
     try:
-        header = email.policy.default.header_factory("From", values[0])
+        header = email.policy.default.header_factory(name, value)
         mailboxes = getattr(header, "addresses", ())
     except Exception:
         # The email package of CPython 3.11 raises AttributeError or
         # TypeError on some obsolete syntax, such as "(c) .a <b@c.example>".
         errors.append(
             FieldError(
-                "From",
+                name,
                 ErrorCode.INVALID_VALUE,
-                f"the From header {quote_value(values[0])} can't be parsed; "
+                f"the {name} header {quote_value(value)} can't be parsed; "
                 "use 'Name <address>' or a bare address",
             )
         )
         return ()
-    senders = []
+    addresses = []
+    invalid = 0
     for mailbox in mailboxes:
         try:
             address = parse_address(mailbox.addr_spec)
         except AddressError as error:
-            errors.append(FieldError("From", error.code, str(error)))
+            errors.append(FieldError(name, error.code, str(error)))
+            invalid += 1
             continue
-        senders.append(
+        addresses.append(
             Address(address.local_part, address.domain, mailbox.display_name)
         )
-    if not senders and not errors:
+    if not addresses and not invalid:
         errors.append(
             FieldError(
-                "From",
+                name,
                 ErrorCode.INVALID_VALUE,
-                f"the From header {quote_value(values[0])} has no address",
+                f"the {name} header {quote_value(value)} has no address",
             )
         )
-    return tuple(senders)
+    return tuple(addresses)
 
 
 def _read_simple_sender(value: str) -> Address | None:
-    """Read a From value that is one plain mailbox, or return ``None``.
+    """Read an address header's value that is one plain mailbox, or return ``None``.
 
     Without these characters the value has no comment, quoted string,
     group, list, domain literal or encoded word, and ``parse_address``

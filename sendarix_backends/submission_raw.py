@@ -29,7 +29,7 @@ from datetime import datetime
 
 import attrs
 
-from sendarix_backends.raw_message import RawMessage, read_raw_message
+from sendarix_backends.raw_message import HeaderMailbox, RawMessage, read_raw_message
 from sendarix_core.addresses import AddressError, parse_address
 from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.idempotency import IdempotencyRecord, request_fingerprint
@@ -53,8 +53,9 @@ class RawBatch:
 
     submissions: tuple[Submission, ...]
     senders: tuple[Address, ...]
-    """The envelope sender and the From header's mailboxes, one per domain,
-    whose domains the API key and sender verification must allow."""
+    """The envelope sender and the mailboxes of From, Sender, Resent-From and
+    Resent-Sender, one per domain, whose domains the API key and sender
+    verification must allow."""
     idempotency_key: str | None
     anchor: int
     """Index of the submission whose record is the idempotency key itself."""
@@ -76,6 +77,12 @@ def prepare_raw_batch(
     """
     sender, addresses = _parse_envelope(mail_from, recipients)
     raw = read_raw_message(data)
+    header_senders = (
+        *(HeaderMailbox("From", address) for address in raw.senders),
+        *raw.other_senders,
+    )
+    if api_key is not None:
+        _check_key_domains(api_key, header_senders)
     display_sender = _display_sender(sender, raw.senders)
 
     fingerprint = request_fingerprint(
@@ -105,7 +112,10 @@ def prepare_raw_batch(
         transition = create(message, event_id=new_id("evt"))
         submissions.append(Submission(transition=transition, idempotency=record))
 
-    senders = {address.domain: address for address in (*raw.senders, sender)}
+    senders = {
+        address.domain: address
+        for address in (*(item.address for item in header_senders), sender)
+    }
     return RawBatch(
         submissions=tuple(submissions),
         senders=tuple(senders.values()),
@@ -169,6 +179,29 @@ def _parse_envelope(
     if errors or sender is None:
         raise ValidationError(errors)
     return sender, addresses
+
+
+def _check_key_domains(api_key: ApiKey, mailboxes: Sequence[HeaderMailbox]) -> None:
+    """Raise ``ValidationError`` naming each header whose domain the key forbids.
+
+    The engine checks the same domains, but names every one ``from``. Here
+    a refused Sender or Resent- header is named as such.
+    """
+    if not api_key.sender_domains:
+        return
+    allowed = ", ".join(api_key.sender_domains)
+    errors = [
+        FieldError(
+            mailbox.header,
+            "sender_domain_not_allowed",
+            f"the API key may send only from {allowed}, "
+            f"not from {mailbox.address.domain!r}",
+        )
+        for mailbox in mailboxes
+        if mailbox.address.domain.lower() not in api_key.sender_domains
+    ]
+    if errors:
+        raise ValidationError(errors)
 
 
 def _display_sender(sender: Address, header_senders: Sequence[Address]) -> Address:

@@ -153,6 +153,28 @@ def test_read_several_from_mailboxes() -> None:
     assert [sender.domain for sender in raw.senders] == ["one.example", "two.example"]
 
 
+def test_read_other_senders() -> None:
+    data = (
+        b"Resent-From: a@one.example, B <b@two.example>\r\n"
+        b"Resent-Sender: c@three.example\r\n"
+        b"Resent-From: d@four.example\r\n"
+        b"Sender: Ops <ops@acme.example>\r\n"
+        b"From: ada@acme.example\r\n\r\nx\r\n"
+    )
+    raw = read_raw_message(data)
+    found = [(item.header, str(item.address)) for item in raw.other_senders]
+    assert found == [
+        ("Resent-From", "a@one.example"),
+        ("Resent-From", "B <b@two.example>"),
+        ("Resent-Sender", "c@three.example"),
+        ("Resent-From", "d@four.example"),
+        ("Sender", "Ops <ops@acme.example>"),
+    ]
+    assert [str(sender) for sender in raw.senders] == ["ada@acme.example"]
+    # The headers are checked, not removed.
+    assert raw.data == data
+
+
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
@@ -194,6 +216,12 @@ def test_read_several_from_mailboxes() -> None:
             b"Idempotency-Key: " + b"k" * 256 + b"\r\n" + MESSAGE,
             [("Idempotency-Key", "invalid_idempotency_key")],
         ),
+        (
+            b"Sender: a@acme.example\r\nSender: b@acme.example\r\n" + MESSAGE,
+            [("Sender", "duplicate")],
+        ),
+        (b"Sender: nobody\r\n" + MESSAGE, [("Sender", "invalid_address")]),
+        (b"Resent-From: Team:;\r\n" + MESSAGE, [("Resent-From", "invalid_value")]),
         (MESSAGE + b"bare\nline\r\n", [("data", "invalid_character")]),
     ],
 )

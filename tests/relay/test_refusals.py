@@ -20,6 +20,7 @@ from sendarix_core.keys import Scope
 from sendarix_core.ports import MessageQuery
 from sendarix_http.relay import Relay
 from tests.conftest import DOMAIN
+from tests.content.conftest import verified_domain
 from tests.relay.conftest import (
     RECIPIENT,
     SENDER,
@@ -30,6 +31,7 @@ from tests.relay.conftest import (
     submit,
 )
 from tests.support.certificates import TestCertificate
+from tests.support.dns_server import DnsServer
 from tests.support.server_process import free_port
 
 pytestmark = pytest.mark.anyio
@@ -202,6 +204,60 @@ async def test_from_header_outside_key_domains(
     assert code == 550
     assert reply.startswith(b"5.7.1")
     assert (await engine.list_messages(MessageQuery())).items == []
+
+
+@pytest.mark.parametrize("header", ["Sender", "Resent-From", "Resent-Sender"])
+async def test_sender_header_outside_key_domains(
+    relay: Relay,
+    engine: Engine,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    header: str,
+) -> None:
+    secret = await create_key(engine, sender_domains=("acme.example",))
+
+    data = message_bytes(headers=f"{header}: CEO <ceo@other.test>\r\n")
+    code, reply = await submit(relay_settings, certificate, secret, data)
+    assert code == 550
+    assert reply.startswith(f"5.7.1 {header}: the API key may send only".encode())
+    assert b"'other.test'" in reply
+    assert (await engine.list_messages(MessageQuery())).items == []
+
+
+async def test_sender_header_inside_key_domains(
+    relay: Relay,
+    engine: Engine,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+) -> None:
+    secret = await create_key(engine, sender_domains=("acme.example",))
+
+    headers = "Sender: Ops <ops@acme.example>\r\nResent-From: ops@acme.example\r\n"
+    code, _ = await submit(
+        relay_settings, certificate, secret, message_bytes(headers=headers)
+    )
+    assert code == 250
+    assert len((await engine.list_messages(MessageQuery())).items) == 1
+
+
+async def test_unverified_sender_header_domain(
+    relay_settings: Settings, certificate: TestCertificate, dns_server: DnsServer
+) -> None:
+    settings = attrs.evolve(
+        relay_settings, relay_port=free_port(), sender_verification="required"
+    )
+    async with Engine.from_settings(settings, workers=False) as engine:
+        await verified_domain(engine, dns_server)
+        secret = await create_key(engine)
+        headers = "Sender: ceo@other.test\r\n"
+        async with Relay(engine, settings, tls_context=certificate.server_context()):
+            accepted = await submit(settings, certificate, secret, message_bytes())
+            refused = await submit(
+                settings, certificate, secret, message_bytes(headers=headers)
+            )
+    assert accepted[0] == 250
+    assert refused[0] == 550
+    assert refused[1].startswith(b"5.7.1 from: the sender domain 'other.test'")
 
 
 async def test_unverified_sender_domain(
@@ -571,16 +627,26 @@ async def test_idempotency_conflict_reply(
     assert conflict[1].startswith(b"5.7.0")
 
 
-async def test_invalid_control_header_reply(
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("X-Sendarix-Priority: soon", b"5.6.0 X-Sendarix-Priority: expected"),
+        ("Sender: ceo@", b"5.6.0 Sender: "),
+        ("Sender: a@acme.example\r\nSender: b@acme.example", b"5.6.0 Sender: "),
+    ],
+)
+async def test_invalid_header_reply(
     relay: Relay,
     relay_settings: Settings,
     certificate: TestCertificate,
     api_key: str,
+    header: str,
+    expected: bytes,
 ) -> None:
-    data = message_bytes(headers="X-Sendarix-Priority: soon\r\n")
+    data = message_bytes(headers=f"{header}\r\n")
     code, reply = await submit(relay_settings, certificate, api_key, data)
     assert code == 550
-    assert reply.startswith(b"5.6.0 X-Sendarix-Priority: expected")
+    assert reply.startswith(expected)
 
 
 async def test_credentials_not_logged(
