@@ -16,11 +16,12 @@ from sendarix_core.checks import describe
 from sendarix_core.errors import (
     AuthenticationError,
     FieldError,
+    PermissionDeniedError,
     RateLimitedError,
     ValidationError,
 )
 from sendarix_core.header_checks import IDEMPOTENCY_KEY_PATTERN
-from sendarix_core.keys import ApiKey, Scope, require_scope
+from sendarix_core.keys import ApiKey, Environment, Scope, require_scope
 from sendarix_core.ratelimit import (
     DEFAULT_RATE_LIMIT,
     RateLimitDecision,
@@ -36,10 +37,12 @@ __all__ = [
     "WARN_BODY_BYTES",
     "JsonResponse",
     "authorize",
+    "authorize_live",
     "idempotency_key_of",
     "query_int",
     "query_time",
     "read_json_object",
+    "require_live",
 ]
 
 MAX_BODY_BYTES = 50 * 1024 * 1024
@@ -87,6 +90,27 @@ async def authorize(request: Request, scope: Scope) -> ApiKey:
     request.state.api_key = key
     require_scope(key, scope)
     return key
+
+
+async def authorize_live(request: Request, scope: Scope, action: str) -> ApiKey:
+    """Authorize as ``authorize`` does, then reject a test key with ``403``.
+
+    ``action`` completes "test keys can't …" in the error message, for
+    example "change routing rules, which live mail uses".
+    """
+    key = await authorize(request, scope)
+    require_live(key, action)
+    return key
+
+
+def require_live(key: ApiKey, action: str) -> None:
+    """Raise ``PermissionDeniedError`` when ``key`` is a test key.
+
+    A test key runs the whole pipeline on its own messages, but must neither
+    change what live messages do nor read live data.
+    """
+    if key.environment == Environment.TEST:
+        raise PermissionDeniedError(f"test keys can't {action}; use a live key")
 
 
 async def _authenticate(request: Request, engine: Engine) -> ApiKey:

@@ -294,6 +294,8 @@ def fan_out(
     ``payload_of`` builds the body of an event's deliveries, only for events
     that have any. Returns how many deliveries were created.
     """
+    # NOTE: endpoints have no environment, so each receives the events of
+    # test messages as well as live ones. Only live keys may manage them.
     endpoints = [
         endpoint for endpoint in list_endpoints(connection) if endpoint.enabled
     ]

@@ -3,7 +3,8 @@
 The routes built from ``operations`` check the admin scope before these
 handlers run. The secret is in the ``201`` response of its creation and
 nowhere else; the other responses show its first characters (``prefix``)
-and never its hash.
+and never its hash. A test key may create and revoke only test keys, so it
+can neither gain nor take away access to live mail.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.keys import ApiKey, Environment, Scope
 from sendarix_core.ratelimit import DEFAULT_RATE_LIMIT
 from sendarix_core.representation import format_time
-from sendarix_http.http_io import JsonResponse, engine_of, read_json_object
+from sendarix_http.http_io import (
+    JsonResponse,
+    authorize,
+    engine_of,
+    read_json_object,
+    require_live,
+)
 from sendarix_http.registry import Parameter, Reply, operation
 from sendarix_http.schemas import define, list_of, nullable, time
 
@@ -197,6 +204,8 @@ async def create_api_key(request: Request) -> Response:
     engine = engine_of(request)
     body, _ = await read_json_object(request)
     checked = validate_key_request(body, engine.clock.now())
+    if checked.environment == Environment.LIVE:
+        require_live(await authorize(request, Scope.ADMIN), "create live keys")
     secret, key = await engine.create_api_key(
         checked.name,
         scopes=checked.scopes,
@@ -219,7 +228,11 @@ async def get_api_key(request: Request) -> Response:
 
 
 async def revoke_api_key(request: Request) -> Response:
-    key = await engine_of(request).revoke_api_key(request.path_params["key_id"])
+    engine = engine_of(request)
+    key_id = request.path_params["key_id"]
+    if (await engine.get_api_key(key_id)).environment == Environment.LIVE:
+        require_live(await authorize(request, Scope.ADMIN), "revoke live keys")
+    key = await engine.revoke_api_key(key_id)
     return JsonResponse(api_key_to_dict(key))
 
 

@@ -13,11 +13,19 @@ from starlette.responses import Response
 from sendarix_backends.domains import Domains, SendingDomain
 from sendarix_core.keys import Scope
 from sendarix_core.representation import format_time
-from sendarix_http.http_io import JsonResponse, engine_of, read_json_object
+from sendarix_http.http_io import (
+    JsonResponse,
+    authorize_live,
+    engine_of,
+    read_json_object,
+)
 from sendarix_http.registry import Parameter, Reply, operation
 from sendarix_http.schemas import define, list_of, nullable, time
 
 __all__ = ["domain_to_dict", "operations"]
+
+
+_CHANGE = "change sending domains, which live mail uses"
 
 
 def domains_of(request: Request) -> Domains:
@@ -38,6 +46,7 @@ def domain_to_dict(domains: Domains, domain: SendingDomain) -> dict[str, Any]:
 
 
 async def create_domain(request: Request) -> Response:
+    await authorize_live(request, Scope.DOMAINS_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
     domains = domains_of(request)
     domain = await domains.add(body)
@@ -57,11 +66,13 @@ async def get_domain(request: Request) -> Response:
 
 
 async def delete_domain(request: Request) -> Response:
+    await authorize_live(request, Scope.DOMAINS_WRITE, _CHANGE)
     await domains_of(request).delete(request.path_params["domain"])
     return Response(status_code=204)
 
 
 async def verify_domain(request: Request) -> Response:
+    await authorize_live(request, Scope.DOMAINS_WRITE, _CHANGE)
     domains = domains_of(request)
     domain = await domains.verify(request.path_params["domain"])
     return JsonResponse(domain_to_dict(domains, domain))

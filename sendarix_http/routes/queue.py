@@ -12,7 +12,12 @@ from sendarix_core.keys import Scope
 from sendarix_core.representation import format_time
 from sendarix_core.states import MessageStatus, Priority
 from sendarix_http.errors import HttpError
-from sendarix_http.http_io import JsonResponse, engine_of, read_json_object
+from sendarix_http.http_io import (
+    JsonResponse,
+    authorize_live,
+    engine_of,
+    read_json_object,
+)
 from sendarix_http.registry import Reply, operation
 from sendarix_http.route_schemas import (
     CANCEL_REQUEST,
@@ -24,6 +29,11 @@ from sendarix_http.route_schemas import (
 )
 
 __all__ = ["operations", "queue_to_dict"]
+
+
+# The queue contains live mail, and its state is not split by environment.
+_CHANGE = "control the queue, which contains live mail"
+_READ = "read the queue, which contains live mail"
 
 
 def queue_of(request: Request) -> QueueControl:
@@ -78,12 +88,14 @@ def _outcome(outcome: CancelOutcome) -> dict[str, Any]:
 
 
 async def get_queue(request: Request) -> Response:
+    await authorize_live(request, Scope.MESSAGES_READ, _READ)
     view = await queue_of(request).view()
     now = engine_of(request).clock.now().timestamp()
     return JsonResponse(queue_to_dict(view, now))
 
 
 async def pause_queue(request: Request) -> Response:
+    await authorize_live(request, Scope.ROUTES_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
     kind, value = await queue_of(request).pause(body)
     return JsonResponse(
@@ -92,6 +104,7 @@ async def pause_queue(request: Request) -> Response:
 
 
 async def resume_queue(request: Request) -> Response:
+    await authorize_live(request, Scope.ROUTES_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
     kind, value, unparked = await queue_of(request).resume(body)
     return JsonResponse(
@@ -100,6 +113,7 @@ async def resume_queue(request: Request) -> Response:
 
 
 async def retry_queue(request: Request) -> Response:
+    await authorize_live(request, Scope.ROUTES_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
     outcome = await queue_of(request).retry(body)
     engine_of(request).worker.wake()
@@ -107,6 +121,7 @@ async def retry_queue(request: Request) -> Response:
 
 
 async def cancel_queue(request: Request) -> Response:
+    await authorize_live(request, Scope.ROUTES_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
     return JsonResponse(_outcome(await queue_of(request).cancel(body)))
 

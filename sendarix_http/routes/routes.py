@@ -23,7 +23,12 @@ from sendarix_core.route_requests import action_to_document, match_to_document
 from sendarix_core.routing import DefaultRouteError, RouteRule
 from sendarix_core.states import Priority
 from sendarix_http.errors import HttpError
-from sendarix_http.http_io import JsonResponse, engine_of, read_json_object
+from sendarix_http.http_io import (
+    JsonResponse,
+    authorize_live,
+    engine_of,
+    read_json_object,
+)
 from sendarix_http.registry import Parameter, Reply, operation
 from sendarix_http.route_schemas import (
     EXPLANATION,
@@ -36,6 +41,9 @@ from sendarix_http.route_schemas import (
 )
 
 __all__ = ["operations", "rule_to_dict", "site_to_dict"]
+
+
+_CHANGE = "change routing rules, which live mail uses"
 
 
 def routes_of(request: Request) -> Routes:
@@ -77,6 +85,7 @@ async def list_routes(request: Request) -> Response:
 
 
 async def create_route(request: Request) -> Response:
+    await authorize_live(request, Scope.ROUTES_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
     routes = routes_of(request)
     rule = await routes.create(body)
@@ -90,6 +99,7 @@ async def get_route(request: Request) -> Response:
 
 
 async def update_route(request: Request) -> Response:
+    await authorize_live(request, Scope.ROUTES_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
     routes = routes_of(request)
     with _conflict():
@@ -98,12 +108,14 @@ async def update_route(request: Request) -> Response:
 
 
 async def delete_route(request: Request) -> Response:
+    await authorize_live(request, Scope.ROUTES_WRITE, _CHANGE)
     with _conflict():
         await routes_of(request).delete(request.path_params["route_id"])
     return Response(status_code=204)
 
 
 async def reorder_routes(request: Request) -> Response:
+    await authorize_live(request, Scope.ROUTES_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
     order = body.get("order")
     valid = isinstance(order, list) and all(isinstance(item, str) for item in order)

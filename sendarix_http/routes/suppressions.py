@@ -16,16 +16,16 @@ from sendarix_core.addresses import AddressError, parse_address
 from sendarix_core.errors import (
     FieldError,
     NotFoundError,
-    PermissionDeniedError,
     ValidationError,
 )
-from sendarix_core.keys import ApiKey, Environment, Scope
+from sendarix_core.keys import Scope
 from sendarix_core.ports import SuppressionQuery
 from sendarix_core.representation import suppression_to_dict
 from sendarix_core.suppression import UNSUBSCRIBE_REASONS, SuppressionReason
 from sendarix_http.http_io import (
     JsonResponse,
     authorize,
+    authorize_live,
     engine_of,
     query_int,
     read_json_object,
@@ -65,12 +65,7 @@ UNSUBSCRIBE_REQUEST = define(
 _FIELDS = frozenset({"recipient", "reason"})
 
 
-def _require_live(key: ApiKey) -> None:
-    if key.environment == Environment.TEST:
-        raise PermissionDeniedError(
-            "test keys can't change the suppression list, which live mail uses; "
-            "use a live key"
-        )
+_CHANGE = "change the suppression list, which live mail uses"
 
 
 def _reject_unknown_fields(
@@ -144,7 +139,7 @@ def _make_handlers(unsubscribes: bool) -> list[Operation]:
     )
 
     async def create(request: Request) -> Response:
-        _require_live(await authorize(request, Scope.SUPPRESSIONS_WRITE))
+        await authorize_live(request, Scope.SUPPRESSIONS_WRITE, _CHANGE)
         body, _ = await read_json_object(request)
         _reject_unknown_fields(body, {"recipient"} if unsubscribes else _FIELDS)
         reason = default_reason if unsubscribes else _reason_of(body, default_reason)
@@ -176,7 +171,7 @@ def _make_handlers(unsubscribes: bool) -> list[Operation]:
         return JsonResponse(suppression_to_dict(entry))
 
     async def remove(request: Request) -> Response:
-        _require_live(await authorize(request, Scope.SUPPRESSIONS_WRITE))
+        await authorize_live(request, Scope.SUPPRESSIONS_WRITE, _CHANGE)
         entry = await _visible_entry(request)
         await engine_of(request).unsuppress(entry.recipient)
         return Response(status_code=204)

@@ -10,11 +10,22 @@ from starlette.responses import Response
 from sendarix_backends.templates import Template, Templates, TemplateVersion
 from sendarix_core.keys import Scope
 from sendarix_core.representation import format_time
-from sendarix_http.http_io import JsonResponse, engine_of, query_int, read_json_object
+from sendarix_http.http_io import (
+    JsonResponse,
+    authorize_live,
+    engine_of,
+    query_int,
+    read_json_object,
+)
 from sendarix_http.registry import Parameter, Reply, operation
 from sendarix_http.schemas import define, list_of, nullable, time
 
 __all__ = ["operations", "template_to_dict"]
+
+
+# Test keys may create templates and add drafts, which no live message uses
+# yet, but not publish or delete what live messages render.
+_CHANGE = "publish or delete templates, which live mail uses"
 
 
 def templates_of(request: Request) -> Templates:
@@ -88,12 +99,14 @@ async def update_template(request: Request) -> Response:
 
 
 async def publish_template(request: Request) -> Response:
+    await authorize_live(request, Scope.TEMPLATES_WRITE, _CHANGE)
     body = await _optional_body(request)
     template = await templates_of(request).publish(request.path_params["name"], body)
     return JsonResponse(template_to_dict(template))
 
 
 async def delete_template(request: Request) -> Response:
+    await authorize_live(request, Scope.TEMPLATES_WRITE, _CHANGE)
     await templates_of(request).delete(request.path_params["name"])
     return Response(status_code=204)
 

@@ -23,6 +23,7 @@ from sendarix_core.representation import format_time
 from sendarix_core.states import EventType
 from sendarix_http.http_io import (
     JsonResponse,
+    authorize_live,
     query_int,
     query_time,
     read_json_object,
@@ -32,6 +33,10 @@ from sendarix_http.routes.events import event_services_of
 from sendarix_http.schemas import define, list_of, nullable, time
 
 __all__ = ["operations"]
+
+
+# Every endpoint receives the events of live messages as well as test ones.
+_CHANGE = "change webhooks, which receive the events of live mail"
 
 
 def endpoint_to_dict(endpoint: WebhookEndpoint) -> dict[str, Any]:
@@ -69,6 +74,7 @@ def attempt_to_dict(attempt: WebhookAttempt) -> dict[str, Any]:
 
 
 async def create_webhook(request: Request) -> Response:
+    await authorize_live(request, Scope.WEBHOOKS_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
     url = _string(body, "url", required=True) or ""
     endpoint = await event_services_of(request).webhooks.create(
@@ -93,6 +99,7 @@ async def get_webhook(request: Request) -> Response:
 
 
 async def update_webhook(request: Request) -> Response:
+    await authorize_live(request, Scope.WEBHOOKS_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
     enabled = body.get("enabled")
     if enabled is not None and not isinstance(enabled, bool):
@@ -112,11 +119,13 @@ async def update_webhook(request: Request) -> Response:
 
 
 async def delete_webhook(request: Request) -> Response:
+    await authorize_live(request, Scope.WEBHOOKS_WRITE, _CHANGE)
     await event_services_of(request).webhooks.delete(request.path_params["webhook_id"])
     return Response(status_code=204)
 
 
 async def rotate_webhook_secret(request: Request) -> Response:
+    await authorize_live(request, Scope.WEBHOOKS_WRITE, _CHANGE)
     endpoint_id = request.path_params["webhook_id"]
     endpoint = await event_services_of(request).webhooks.rotate_secret(endpoint_id)
     content = endpoint_to_dict(endpoint)
@@ -140,6 +149,7 @@ async def list_webhook_deliveries(request: Request) -> Response:
 
 
 async def replay_webhook_delivery(request: Request) -> Response:
+    await authorize_live(request, Scope.WEBHOOKS_WRITE, _CHANGE)
     delivery_id = request.path_params["delivery_id"]
     await event_services_of(request).webhooks.replay(
         request.path_params["webhook_id"], delivery_id
@@ -148,6 +158,7 @@ async def replay_webhook_delivery(request: Request) -> Response:
 
 
 async def replay_webhook_range(request: Request) -> Response:
+    await authorize_live(request, Scope.WEBHOOKS_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
     fields = {
         name: str(value) for name, value in body.items() if name in {"from", "to"}
