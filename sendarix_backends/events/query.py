@@ -37,4 +37,6 @@ class EventQuery:
     limit: int = 25
     cursor: str | None = None
     test_mode: bool | None = None
-    """With True, only events of messages sent with a test key."""
+    """With True, only events of messages sent with a test key. With False,
+    every other event, including those that belong to no message. With None,
+    all events."""

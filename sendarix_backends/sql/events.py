@@ -109,10 +109,10 @@ def _filter(
     if query.created_before is not None:
         statement = statement.where(events.c.created_at < query.created_before)
     if query.test_mode is not None:
-        in_mode = sa.select(messages.c.id).where(
-            messages.c.test_mode == query.test_mode
+        of_test_message = _of_test_message()
+        statement = statement.where(
+            of_test_message if query.test_mode else ~of_test_message
         )
-        statement = statement.where(events.c.message_id.in_(in_mode))
     if query.tag is None and not query.metadata:
         return statement
 
@@ -120,6 +120,24 @@ def _filter(
     if dialect == "postgresql":
         return _postgresql_message_filter(statement, query)
     return _sqlite_message_filter(statement, query)
+
+
+def _of_test_message() -> sa.Exists:
+    """Return a condition true for events of messages sent with a test key.
+
+    Events without a message (complaint reports and unsubscribes that name
+    none) count as live, because they change the suppression list that live
+    mail uses.
+    """
+    test_messages = messages.alias("test_messages")
+    return (
+        sa.exists()
+        .where(
+            test_messages.c.id == events.c.message_id,
+            test_messages.c.test_mode.is_(True),
+        )
+        .correlate(events)
+    )
 
 
 def _postgresql_message_filter(

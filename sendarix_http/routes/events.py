@@ -47,9 +47,9 @@ def event_services_of(request: Request) -> EventServices:
 async def search_events(request: Request) -> Response:
     query = _event_query(request.query_params)
     key: ApiKey = request.state.api_key
-    if key.environment == Environment.TEST:
-        # Test keys see the events of test messages only, never live mail.
-        query = attrs.evolve(query, test_mode=True)
+    # As with messages, test keys see only the events of test messages and
+    # live keys only the others.
+    query = attrs.evolve(query, test_mode=key.environment == Environment.TEST)
     page = await event_services_of(request).search(query)
     return JsonResponse(
         {

@@ -11,10 +11,11 @@ from sendarix_backends.events.query import EventOrder, EventQuery
 from sendarix_backends.events.services import EventServices
 from sendarix_core.clock import ManualClock
 from sendarix_core.errors import ValidationError
+from sendarix_core.keys import Environment
 from sendarix_core.model import Event
 from tests.conftest import DOMAIN
 from tests.core.factories import T0
-from tests.webhooks.conftest import message_body
+from tests.webhooks.conftest import api_client, message_body
 
 pytestmark = pytest.mark.anyio
 
@@ -173,16 +174,46 @@ async def test_cursor_of_other_order_rejected(
 
 
 async def test_test_mode_filter(engine: Engine, services: EventServices) -> None:
-    from sendarix_core.keys import Environment
-
     _, test_key = await engine.create_api_key("ci", environment=Environment.TEST)
     live = await engine.send(message_body())
     test = await engine.send(message_body(), api_key=test_key)
+    await engine.unsubscribe(f"gone@{DOMAIN}")
 
-    found = await services.search(EventQuery(test_mode=True))
-    assert {event.message_id for event in found.items} == {test.message_id}
+    test_only = await services.search(EventQuery(test_mode=True))
+    live_only = await services.search(EventQuery(test_mode=False))
     everything = await services.search(EventQuery())
+
+    assert {event.message_id for event in test_only.items} == {test.message_id}
+    # The unsubscribe belongs to no message, and counts as live.
+    assert {event.message_id for event in live_only.items} == {live.message_id, None}
     assert {event.message_id for event in everything.items} == {
         live.message_id,
         test.message_id,
+        None,
     }
+
+
+async def test_api_shows_events_of_own_environment(
+    engine: Engine, services: EventServices
+) -> None:
+    secret, test_key = await engine.create_api_key("ci", environment=Environment.TEST)
+    live = await engine.send(message_body())
+    test = await engine.send(message_body(), api_key=test_key)
+    as_test_key = {"Authorization": f"Bearer {secret}"}
+
+    async with api_client(engine) as client:
+        live_on_test = await client.get(
+            "/v1/events", params={"message_id": test.message_id}
+        )
+        live_all = await client.get("/v1/events")
+        test_on_live = await client.get(
+            "/v1/events", params={"message_id": live.message_id}, headers=as_test_key
+        )
+        test_all = await client.get("/v1/events", headers=as_test_key)
+
+    assert live_on_test.status_code == 200
+    assert live_on_test.json()["data"] == []
+    assert {e["message_id"] for e in live_all.json()["data"]} == {live.message_id}
+    assert test_on_live.status_code == 200
+    assert test_on_live.json()["data"] == []
+    assert {e["message_id"] for e in test_all.json()["data"]} == {test.message_id}
