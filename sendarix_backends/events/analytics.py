@@ -104,13 +104,15 @@ class AnalyticsQuery:
     """A report request: [start, end) in ``interval`` buckets.
 
     ``start`` and ``end`` are aligned down to the interval (UTC), so a bucket
-    is never partly counted.
+    is never partly counted. ``test_mode`` True reports on messages sent
+    with test keys, False on the others.
     """
 
     start: datetime
     end: datetime
     interval: Interval = Interval.DAY
     group_by: GroupBy | None = None
+    test_mode: bool = False
 
 
 @attrs.frozen

@@ -4,6 +4,8 @@ The event processor adds each batch of events to ``event_counts`` and
 ``delivery_latency`` in the transaction that marks the events processed, so
 every event is counted exactly once. Keys are upserted in sorted order, so
 two processors that share keys lock them in one order and cannot deadlock.
+Events of test messages are counted apart (``test_mode``), so a report
+covers either live or test traffic.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ event_counts = sa.Table(
     sa.Column("hour", UtcTimestamp, primary_key=True),
     sa.Column("value", sa.Text, primary_key=True),
     sa.Column("outcome", sa.Text, primary_key=True),
+    sa.Column("test_mode", sa.Boolean, primary_key=True, server_default=sa.false()),
     sa.Column("count", sa.BigInteger, nullable=False),
 )
 
@@ -61,6 +64,7 @@ delivery_latency = sa.Table(
     sa.Column("hour", UtcTimestamp, primary_key=True),
     sa.Column("value", sa.Text, primary_key=True),
     sa.Column("bucket", sa.Integer, primary_key=True),
+    sa.Column("test_mode", sa.Boolean, primary_key=True, server_default=sa.false()),
     sa.Column("count", sa.BigInteger, nullable=False),
 )
 
@@ -75,32 +79,38 @@ def add_to_rollups(
     """Count ``event_rows`` (rows of ``events``) into the hourly rollups."""
     message_ids = {row["message_id"] for row in event_rows if row["message_id"]}
     found = _message_facts(connection, message_ids)
-    counts: Counter[tuple[str, int, str, str]] = Counter()
-    latencies: Counter[tuple[str, int, str, int]] = Counter()
+    counts: Counter[tuple[str, int, str, str, bool]] = Counter()
+    latencies: Counter[tuple[str, int, str, int, bool]] = Counter()
     for row in event_rows:
         hour = to_micros(row["created_at"]) // _HOUR_MICROS * _HOUR_MICROS
         facts = found.get(row["message_id"])
         keys = [("", "")] if facts is None else group_keys(facts.tags, facts.domain)
+        # An event without a message (a complaint report that names none) is
+        # counted as live traffic.
+        test_mode = facts is not None and facts.test_mode
         outcomes = outcome_of(row["type"], row["data"])
         for dimension, value in keys:
             for outcome in outcomes:
-                counts[(dimension, hour, value, outcome)] += 1
+                counts[(dimension, hour, value, outcome, test_mode)] += 1
         if facts is not None and row["type"] == EventType.DELIVERED:
             bucket = latency_bucket(row["created_at"] - facts.accepted_at)
             for dimension, value in keys:
-                latencies[(dimension, hour, value, bucket)] += 1
+                latencies[(dimension, hour, value, bucket, test_mode)] += 1
 
     _upsert(connection, event_counts, "outcome", counts)
     _upsert(connection, delivery_latency, "bucket", latencies)
 
 
 class _MessageFacts:
-    __slots__ = ("accepted_at", "domain", "tags")
+    __slots__ = ("accepted_at", "domain", "tags", "test_mode")
 
-    def __init__(self, tags: list[str], domain: str, accepted_at: datetime) -> None:
+    def __init__(
+        self, tags: list[str], domain: str, accepted_at: datetime, test_mode: bool
+    ) -> None:
         self.tags = tags
         self.domain = domain
         self.accepted_at = accepted_at
+        self.test_mode = test_mode
 
 
 def _message_facts(
@@ -115,10 +125,14 @@ def _message_facts(
         messages.c.recipient_domain,
         messages.c.created_at,
         messages.c.scheduled_at,
+        messages.c.test_mode,
     ).where(messages.c.id.in_(ids))
     return {
         row.id: _MessageFacts(
-            list(row.tags), row.recipient_domain, row.scheduled_at or row.created_at
+            list(row.tags),
+            row.recipient_domain,
+            row.scheduled_at or row.created_at,
+            bool(row.test_mode),
         )
         for row in connection.execute(statement)
     }
@@ -132,7 +146,7 @@ def _upsert(
 ) -> None:
     if not counts:
         return
-    names = ("dimension", "hour", "value", last_key)
+    names = ("dimension", "hour", "value", last_key, "test_mode")
     rows = [
         {**dict(zip(names, key, strict=True)), "hour": from_micros(key[1]), "count": n}
         for key, n in sorted(counts.items())
@@ -195,6 +209,7 @@ def _sums(
             table.c.dimension == dimension,
             table.c.hour >= query.start,
             table.c.hour < query.end,
+            table.c.test_mode.is_(query.test_mode),
         )
         .group_by(bucket, table.c.value, table.c[last_key])
     )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import attrs
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
 from sendarix_backends.events.analytics import AnalyticsQuery, GroupBy, Interval
 from sendarix_core.errors import FieldError, ValidationError
-from sendarix_core.keys import Scope
+from sendarix_core.keys import ApiKey, Environment, Scope
 from sendarix_http.http_io import JsonResponse, query_time
 from sendarix_http.registry import Parameter, Reply, operation
 from sendarix_http.routes.events import event_services_of
@@ -25,6 +26,9 @@ MAX_SPAN = {Interval.HOUR: timedelta(days=31), Interval.DAY: timedelta(days=400)
 
 async def get_analytics(request: Request) -> Response:
     query = _analytics_query(request.query_params)
+    key: ApiKey = request.state.api_key
+    # Test keys see only test traffic, live keys only live traffic.
+    query = attrs.evolve(query, test_mode=key.environment == Environment.TEST)
     report = await event_services_of(request).analytics(query)
     return JsonResponse(report)
 

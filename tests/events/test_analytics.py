@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import attrs
 import pytest
 
 from sendarix_backends.engine import Engine
@@ -16,6 +17,7 @@ from sendarix_backends.events.analytics import (
 )
 from sendarix_backends.events.services import EventServices
 from sendarix_core.clock import ManualClock
+from sendarix_core.keys import Environment
 from tests.conftest import DOMAIN
 from tests.core.factories import T0
 from tests.inbound.reports import arf
@@ -199,3 +201,33 @@ async def test_api_report_and_errors(
     assert missing.status_code == 422
     assert reversed_range.status_code == 422
     assert too_long.status_code == 422
+
+
+async def test_test_traffic_counted_apart(
+    engine: Engine, services: EventServices, smtp_server: SmtpServer
+) -> None:
+    secret, test_key = await engine.create_api_key("ci", environment=Environment.TEST)
+    await engine.send(message_body(f"live@{DOMAIN}", tags=["otp"]))
+    for number in range(2):
+        await engine.send(message_body(f"test{number}@{DOMAIN}"), api_key=test_key)
+    await engine.deliver_due()
+    await services.processor.drain()
+
+    live = await services.analytics(HOUR)
+    test = await services.analytics(attrs.evolve(HOUR, test_mode=True))
+    params = {"from": "2026-04-19T00:00:00Z", "to": "2026-04-20T00:00:00Z"}
+    async with api_client(engine) as client:
+        live_reply = await client.get("/v1/analytics", params=params)
+        test_reply = await client.get(
+            "/v1/analytics",
+            params=params,
+            headers={"Authorization": f"Bearer {secret}"},
+        )
+
+    assert live["data"][0]["counts"]["delivered"] == 1
+    assert live["data"][0]["delivery_latency_ms"]["samples"] == 1
+    assert test["data"][0]["counts"]["delivered"] == 2
+    assert test["data"][0]["delivery_latency_ms"]["samples"] == 2
+    assert live_reply.json()["data"][0]["counts"]["delivered"] == 1
+    assert test_reply.json()["data"][0]["counts"]["delivered"] == 2
+    assert len(smtp_server.messages) == 1
