@@ -206,9 +206,7 @@ class Settings:
     """Days events and finished webhook deliveries are kept."""
     webhook_timeout: float = attrs.field(default=10.0, converter=_positive_float)
     """Seconds one webhook post may take in total, connection included."""
-    return_path_domain: str | None = attrs.field(
-        default=None, converter=_optional_str
-    )
+    return_path_domain: str | None = attrs.field(default=None, converter=_optional_str)
     """Domain of the VERP return path ``bounces+<message_id>@domain``; unset,
     the envelope sender is the from address."""
     inbound_host: str = "127.0.0.1"

@@ -169,4 +169,3 @@ async def test_worker_stops_on_sigterm(
 
     assert worker.process.returncode == 0
     assert "action=worker_stopped" in worker.log()
-
