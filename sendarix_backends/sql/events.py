@@ -37,7 +37,11 @@ from sendarix_backends.sql.schema import events, messages, suppressions
 from sendarix_core.model import Event
 from sendarix_core.ports import Page
 from sendarix_core.representation import event_to_dict, format_time
-from sendarix_core.suppression import Suppression, SuppressionReason
+from sendarix_core.suppression import (
+    Suppression,
+    SuppressionReason,
+    normalize_recipient,
+)
 
 __all__ = [
     "delete_expired",
@@ -99,8 +103,10 @@ def _filter(
     if query.types:
         statement = statement.where(events.c.type.in_(sorted(query.types)))
     if query.recipient is not None:
+        # An IDN domain is stored in A-labels, so the query's is converted.
+        recipient = normalize_recipient(query.recipient)
         statement = statement.where(
-            sa.func.lower(events.c.recipient) == sa.func.lower(query.recipient.strip())
+            sa.func.lower(events.c.recipient) == sa.func.lower(recipient)
         )
     if query.message_id is not None:
         statement = statement.where(events.c.message_id == query.message_id)

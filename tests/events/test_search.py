@@ -77,6 +77,18 @@ async def test_recipient_ignores_case(engine: Engine, services: EventServices) -
     assert [e.recipient for e in found] == [f"Ada.Lovelace@{DOMAIN}"]
 
 
+async def test_recipient_idn_domain(engine: Engine, services: EventServices) -> None:
+    await engine.send(message_body("user@bücher.test"))
+
+    by_unicode = await all_pages(services, EventQuery(recipient="user@bücher.test"))
+    by_a_label = await all_pages(
+        services, EventQuery(recipient="user@xn--bcher-kva.test")
+    )
+
+    assert [e.recipient for e in by_unicode] == ["user@xn--bcher-kva.test"]
+    assert [e.recipient for e in by_a_label] == ["user@xn--bcher-kva.test"]
+
+
 async def test_filters_by_tag_and_metadata(
     engine: Engine, services: EventServices
 ) -> None:
