@@ -27,6 +27,7 @@ from sendarix_http.http_io import (
     query_int,
     query_time,
     read_json_object,
+    reject_unknown_fields,
 )
 from sendarix_http.registry import Parameter, Reply, operation
 from sendarix_http.routes.events import event_services_of
@@ -76,6 +77,7 @@ def attempt_to_dict(attempt: WebhookAttempt) -> dict[str, Any]:
 async def create_webhook(request: Request) -> Response:
     await authorize_live(request, Scope.WEBHOOKS_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
+    reject_unknown_fields(body, ("url", "events", "description"))
     url = _string(body, "url", required=True) or ""
     endpoint = await event_services_of(request).webhooks.create(
         url,
@@ -101,6 +103,7 @@ async def get_webhook(request: Request) -> Response:
 async def update_webhook(request: Request) -> Response:
     await authorize_live(request, Scope.WEBHOOKS_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
+    reject_unknown_fields(body, ("url", "events", "description", "enabled"))
     enabled = body.get("enabled")
     if enabled is not None and not isinstance(enabled, bool):
         message = f"enabled must be true or false, not {enabled!r}"

@@ -57,6 +57,7 @@ async def test_create_without_events_gets_all(client: httpx.AsyncClient) -> None
         ({"url": "ftp://127.0.0.1/"}, "url"),
         ({"url": "http://127.0.0.1/", "events": ["message.sent"]}, "events.0"),
         ({"url": "http://127.0.0.1/", "events": "message.delivered"}, "events"),
+        ({"url": "http://127.0.0.1/", "secret": "mine"}, "secret"),
     ],
 )
 async def test_create_invalid_is_422(
@@ -114,6 +115,19 @@ async def test_update_changes_fields(client: httpx.AsyncClient) -> None:
     assert body["events"] is None
     assert body["enabled"] is False
     assert body["url"] == "http://127.0.0.1:9/"
+
+
+async def test_update_unknown_field_422(client: httpx.AsyncClient) -> None:
+    created = (
+        await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/"})
+    ).json()
+
+    response = await client.patch(f"/v1/webhooks/{created['id']}", json={"bogus": 1})
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "bogus"
+    assert error["code"] == "unknown_field"
 
 
 async def test_delete_then_404(client: httpx.AsyncClient) -> None:
