@@ -183,7 +183,7 @@ def _listen(host: str, port: int, option: str = "--http-port") -> socket.socket:
     """Bind the HTTP socket before anything starts, so a busy port fails fast."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # The protocol number must be IPPROTO_TCP, not 0: asyncio sets
-    # TCP_NODELAY only on accepted sockets that say so, and without it each
+    # TCP_NODELAY only on accepted sockets that declare it, and without it each
     # keep-alive response waits about 40 ms for the client's delayed ACK.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:

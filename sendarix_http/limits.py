@@ -5,7 +5,7 @@ h11's ``max_incomplete_event_size`` to ``MAX_HEADER_BLOCK_BYTES``. A larger
 block that arrives in pieces gets uvicorn's plain-text ``400`` and the
 connection is closed, because the request never reaches the application.
 The count and size of single fields, and the size of a block that arrived
-whole, are checked here and answered with ``422``.
+whole, are checked here and rejected with ``422``.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 uvicorn 0.55 closes a connection that stays idle between requests
 (``timeout_keep_alive``), but stops that timer at the first byte of a
-request. A client that then sends its head a byte at a time holds the
-connection, and with it a file descriptor and a buffer, for as long as it
-likes. A few hundred such clients exhaust the server.
+request. A client that then sends its head a byte at a time keeps the
+connection open, and with it a file descriptor and a buffer, for as long
+as it likes. A few hundred such clients exhaust the server.
 
 ``HeadTimeoutProtocol`` gives every request head ``REQUEST_HEAD_TIMEOUT``
 seconds, counted from the moment the connection opens or, on a kept-alive

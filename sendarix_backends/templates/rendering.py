@@ -30,7 +30,7 @@ __all__ = ["CompiledTemplate", "compile_template"]
 PARTS = ("subject", "html", "text")
 MAX_SUBJECT_LENGTH = 998
 # Characters of one rendered part, as many as a message's text or HTML may
-# hold in bytes (sendarix_core.validation.Limits).
+# hold in bytes (sendarix_core.checks.Limits).
 MAX_RENDERED_LENGTH = 5_000_000
 
 _HTML = make_environment(autoescape=True)
