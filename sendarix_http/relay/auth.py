@@ -95,7 +95,7 @@ class RelayAuthenticator:
 
     async def _check_password(self, server: SMTP, password: bytes) -> AuthResult:
         client = client_address(server)
-        attempt = self._limiter.reserve(client)
+        attempt = await self._limiter.acquire(client)
         if attempt is None:
             # Other sessions of this client failed while this one waited.
             await _disconnect_blocked(server, self._limiter.retry_after(client) or 1)
@@ -142,8 +142,7 @@ class RelayAuthenticator:
         return AuthResult(success=True, auth_data=RelayCredential(key))
 
     def _record_failure(self, client: str, attempt: AuthAttempt) -> AuthResult:
-        # The reserved attempt stays counted as the failure.
-        reached_limit = self._limiter.reached_limit(attempt)
+        reached_limit = self._limiter.fail(attempt)
         logger.info(
             "relay authentication failed",
             extra={"action": "relay_auth_failed", "client": client},

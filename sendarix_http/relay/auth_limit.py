@@ -5,14 +5,17 @@ further attempts until the window ends, which slows down guessing of API
 keys. Windows are fixed and aligned to the clock, as for API rate limits.
 The counts live in this process only.
 
-An attempt counts from the moment its key is checked: ``reserve`` counts
-it before the check and ``release`` takes it back when the key turns out
-valid. Without that, many sessions of one client checking keys at the same
-time would all pass the limit before the first failure was counted.
+An attempt is pending from ``acquire`` until ``release`` (the key was
+valid) or ``fail``. While a client's failures and pending attempts together
+reach the limit, its next attempt waits for a pending one to end. Without
+the wait, many sessions of one client checking wrong keys at the same time
+would all pass the limit before the first failure was counted; with it,
+many sessions logging in with a valid key still all get in.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -23,7 +26,7 @@ __all__ = ["AuthAttempt", "AuthFailureLimiter"]
 _MAX_ENTRIES = 10_000
 
 AuthAttempt = tuple[str, int]
-"""The client address and the window of a reserved attempt."""
+"""The client address and the window of an acquired attempt."""
 
 
 class AuthFailureLimiter:
@@ -38,6 +41,8 @@ class AuthFailureLimiter:
         self.window_seconds = window_seconds
         self._clock = clock
         self._failures: dict[AuthAttempt, int] = {}
+        self._pending: dict[AuthAttempt, int] = {}
+        self._ended = asyncio.Event()
 
     def retry_after(self, client: str) -> int | None:
         """Return the seconds until ``client`` may try again, or None if it may now."""
@@ -48,39 +53,56 @@ class AuthFailureLimiter:
         window_end = (window + 1) * self.window_seconds
         return max(math.ceil(window_end - now), 1)
 
-    def reserve(self, client: str) -> AuthAttempt | None:
-        """Count one attempt of ``client`` as failed until it is released.
+    async def acquire(self, client: str) -> AuthAttempt | None:
+        """Start one attempt of ``client``; return None when it is blocked.
 
-        Returns None, counting nothing, when the client is at the limit.
+        Waits while the client's failures and pending attempts fill the
+        limit, until one of the pending attempts ends.
         """
-        if self.retry_after(client) is not None:
-            return None
-        window = self._window(self._clock())
+        while True:
+            if self.retry_after(client) is not None:
+                return None
+            attempt = (client, self._window(self._clock()))
+            pending = self._pending.get(attempt, 0)
+            if self._failures.get(attempt, 0) + pending < self.limit:
+                self._drop_past_windows(attempt[1])
+                self._pending[attempt] = pending + 1
+                return attempt
+            ended = self._ended
+            await ended.wait()
+
+    def release(self, attempt: AuthAttempt) -> None:
+        """End a pending attempt that did not fail."""
+        self._end(attempt)
+
+    def fail(self, attempt: AuthAttempt) -> bool:
+        """Count a pending attempt as failed; return whether it hit the limit.
+
+        At most one failed attempt per client and window returns true, so a
+        caller can log the block once.
+        """
+        self._end(attempt)
+        count = self._failures.get(attempt, 0) + 1
+        self._failures[attempt] = count
+        return count == self.limit
+
+    def _end(self, attempt: AuthAttempt) -> None:
+        pending = self._pending.get(attempt, 0)
+        if pending > 1:
+            self._pending[attempt] = pending - 1
+        else:
+            self._pending.pop(attempt, None)
+        # Wake every waiter; each checks the counts again.
+        self._ended.set()
+        self._ended = asyncio.Event()
+
+    def _drop_past_windows(self, window: int) -> None:
         if len(self._failures) >= _MAX_ENTRIES:
             self._failures = {
                 slot: count
                 for slot, count in self._failures.items()
                 if slot[1] == window
             }
-        attempt = (client, window)
-        self._failures[attempt] = self._failures.get(attempt, 0) + 1
-        return attempt
-
-    def release(self, attempt: AuthAttempt) -> None:
-        """Take back a reserved attempt that did not fail."""
-        count = self._failures.get(attempt, 0)
-        if count > 1:
-            self._failures[attempt] = count - 1
-        else:
-            self._failures.pop(attempt, None)
-
-    def reached_limit(self, attempt: AuthAttempt) -> bool:
-        """Return whether the failed ``attempt`` brought its client to the limit.
-
-        At most one failed attempt per client and window returns true while
-        attempts run one after another, so a caller can log the block once.
-        """
-        return self._failures.get(attempt, 0) == self.limit
 
     def _window(self, now: float) -> int:
         return int(now // self.window_seconds)

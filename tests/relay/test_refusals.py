@@ -592,6 +592,33 @@ async def test_auth_limit_concurrent_sessions(
     assert codes.count(421) == sessions - 3
 
 
+async def test_valid_key_concurrent_sessions(
+    relay: Relay, relay_settings: Settings, certificate: TestCertificate, api_key: str
+) -> None:
+    # Many sessions of one client logging in at once with a valid key, as
+    # a connection pool does, are all admitted despite the limit of 3.
+    sessions = 12
+    blob = base64.b64encode(b"\0user\0" + api_key.encode()).decode()
+    clients = [
+        await in_thread(partial(connect, relay_settings, certificate))
+        for _ in range(sessions)
+    ]
+
+    def send(client: smtplib.SMTP) -> None:
+        client.send(f"AUTH PLAIN {blob}\r\n".encode())
+
+    def reply(client: smtplib.SMTP) -> int:
+        try:
+            return client.getreply()[0]
+        finally:
+            client.close()
+
+    for client in clients:
+        await in_thread(partial(send, client))
+    codes = [await in_thread(partial(reply, client)) for client in clients]
+    assert codes == [235] * sessions
+
+
 async def test_rate_limited_key(
     relay: Relay,
     engine: Engine,
