@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sendarix_core.addresses import AddressError, parse_address
-from sendarix_core.errors import FieldError, ValidationError
+from sendarix_core.errors import FieldError, NotFoundError, ValidationError
 from sendarix_core.keys import ApiKey, Environment, Scope
 from sendarix_core.ratelimit import DEFAULT_RATE_LIMIT
 from sendarix_core.representation import format_time
@@ -218,12 +218,20 @@ async def create_api_key(request: Request) -> Response:
 
 
 async def list_api_keys(request: Request) -> Response:
+    caller = await authorize(request, Scope.ADMIN)
     keys = await engine_of(request).list_api_keys()
+    if caller.environment == Environment.TEST:
+        # A test key sees test keys only, as it sees test messages only.
+        keys = [key for key in keys if key.environment == Environment.TEST]
     return JsonResponse({"data": [api_key_to_dict(key) for key in keys]})
 
 
 async def get_api_key(request: Request) -> Response:
-    key = await engine_of(request).get_api_key(request.path_params["key_id"])
+    caller = await authorize(request, Scope.ADMIN)
+    key_id = request.path_params["key_id"]
+    key = await engine_of(request).get_api_key(key_id)
+    if caller.environment == Environment.TEST and key.environment != Environment.TEST:
+        raise NotFoundError("api_key", key_id)
     return JsonResponse(api_key_to_dict(key))
 
 

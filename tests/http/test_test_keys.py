@@ -126,6 +126,28 @@ async def test_test_key_revokes_only_test_keys(
     assert test_reply.json()["revoked_at"] is not None
 
 
+async def test_test_key_sees_only_test_keys(
+    client: httpx.AsyncClient, engine: Engine, test_key: str
+) -> None:
+    _, live = await engine.create_api_key("production")
+    _, other_test = await engine.create_api_key("ci-2", environment=Environment.TEST)
+
+    listed = await client.get("/v1/api-keys", headers=bearer(test_key))
+    live_reply = await client.get(f"/v1/api-keys/{live.id}", headers=bearer(test_key))
+    test_reply = await client.get(
+        f"/v1/api-keys/{other_test.id}", headers=bearer(test_key)
+    )
+    live_listed = await client.get("/v1/api-keys")
+
+    environments = {key["environment"] for key in listed.json()["data"]}
+    assert environments == {"test"}
+    assert other_test.id in {key["id"] for key in listed.json()["data"]}
+    assert live_reply.status_code == 404
+    assert live_reply.json()["error"]["code"] == "api_key_not_found"
+    assert test_reply.status_code == 200
+    assert live.id in {key["id"] for key in live_listed.json()["data"]}
+
+
 async def test_test_key_leaves_live_mail_queued(
     client: httpx.AsyncClient, test_key: str
 ) -> None:
