@@ -50,7 +50,10 @@ def wait_for_fresh_window() -> None:
 async def fire(urls: list[str], key: str) -> list[httpx.Response]:
     """Send ``REQUESTS`` concurrent reads, spread over ``urls`` in turn."""
     responses: list[httpx.Response] = []
-    limits = httpx.Limits(max_connections=100)
+    # Connections idle for 5 s are closed by uvicorn, and httpx keeps them
+    # for 5 s too: a request sent on one as the server closes it would fail
+    # without a response. Expiring them first on this side rules that out.
+    limits = httpx.Limits(max_connections=100, keepalive_expiry=1.0)
     headers = {"Authorization": f"Bearer {key}"}
     clients = [
         httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60)
