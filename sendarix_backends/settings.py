@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import attrs
 
@@ -67,14 +67,21 @@ def _split_host_port(item: str, *, default_port: int) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _delivery_mode(value: str | DeliveryMode) -> DeliveryMode:
+_Choice = TypeVar("_Choice", bound=StrEnum)
+
+
+def _to_choice(enum: type[_Choice], value: str | _Choice, label: str) -> _Choice:
     try:
-        return DeliveryMode(value)
+        return enum(value)
     except ValueError:
-        allowed = ", ".join(mode.value for mode in DeliveryMode)
+        allowed = ", ".join(member.value for member in enum)
         raise ConfigurationError(
-            f"invalid delivery mode {value!r}; expected one of {allowed}"
+            f"invalid {label} {value!r}; expected one of {allowed}"
         ) from None
+
+
+def _delivery_mode(value: str | DeliveryMode) -> DeliveryMode:
+    return _to_choice(DeliveryMode, value, "delivery mode")
 
 
 def _sender_verification(
@@ -82,13 +89,7 @@ def _sender_verification(
 ) -> SenderVerification | None:
     if value is None:
         return None
-    try:
-        return SenderVerification(value)
-    except ValueError:
-        allowed = ", ".join(mode.value for mode in SenderVerification)
-        raise ConfigurationError(
-            f"invalid sender verification {value!r}; expected one of {allowed}"
-        ) from None
+    return _to_choice(SenderVerification, value, "sender verification")
 
 
 def _boolean(value: str | bool) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -14,7 +14,7 @@ from sendarix_core.addresses import (
     find_header_injection,
     quote_value,
 )
-from sendarix_core.errors import FieldError
+from sendarix_core.errors import FieldError, ValidationError
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -27,6 +27,7 @@ __all__ = [
     "check_required_string",
     "check_string",
     "describe",
+    "reject_unknown_fields",
 ]
 
 
@@ -101,6 +102,25 @@ class Errors:
 
     def add(self, field: str, code: str, message: str) -> None:
         self.items.append(FieldError(field, code, message))
+
+
+def reject_unknown_fields(body: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Raise ``ValidationError`` naming the keys of ``body`` not in ``known``.
+
+    At most 20 are named, in body order, so a flood of keys stays cheap.
+    """
+    expected = sorted(known)
+    unknown = [str(key) for key in body if key not in expected]
+    if unknown:
+        listed = ", ".join(expected)
+        raise ValidationError(
+            [
+                FieldError(
+                    key, "unknown_field", f"unknown field {key!r}; expected {listed}"
+                )
+                for key in unknown[:20]
+            ]
+        )
 
 
 def describe(value: object) -> str:

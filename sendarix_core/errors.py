@@ -102,8 +102,8 @@ class NotFoundError(SendarixError):
         # ``<resource>_not_found``; the message spells it in words.
         self.resource = resource
         self.identifier = identifier
-        shown = identifier if len(identifier) <= 100 else identifier[:100] + "…"
-        super().__init__(f"{resource.replace('_', ' ')} {shown!r} was not found")
+        truncated = identifier if len(identifier) <= 100 else identifier[:100] + "…"
+        super().__init__(f"{resource.replace('_', ' ')} {truncated!r} was not found")
 
 
 class MessageNotCancellableError(NotFoundError):

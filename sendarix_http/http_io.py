@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +42,6 @@ __all__ = [
     "query_int",
     "query_time",
     "read_json_object",
-    "reject_unknown_fields",
     "require_live",
 ]
 
@@ -225,22 +224,6 @@ async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
     if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:
         check_json_depth(body)
     return body, size
-
-
-def reject_unknown_fields(body: Mapping[str, Any], known: Iterable[str]) -> None:
-    """Raise ``ValidationError`` naming every key of ``body`` not in ``known``."""
-    expected = sorted(known)
-    unknown = [str(key) for key in body if key not in expected]
-    if unknown:
-        listed = ", ".join(expected)
-        raise ValidationError(
-            [
-                FieldError(
-                    key, "unknown_field", f"unknown field {key!r}; expected {listed}"
-                )
-                for key in unknown[:20]
-            ]
-        )
 
 
 def _too_large() -> HttpError:

@@ -24,6 +24,7 @@ from sendarix_backends.templates.model import (
 )
 from sendarix_backends.templates.rendering import CompiledTemplate, compile_template
 from sendarix_backends.templates.store import TemplateStore
+from sendarix_core.checks import reject_unknown_fields
 from sendarix_core.clock import Clock
 from sendarix_core.errors import FieldError, NotFoundError, ValidationError
 from sendarix_core.ports import Page
@@ -71,7 +72,7 @@ class Templates:
         The first version is published at once. Raises ``ValidationError``
         for invalid fields, template syntax errors or a name in use.
         """
-        _reject_unknown(body, {"name", *_PART_FIELDS})
+        reject_unknown_fields(body, {"name", *_PART_FIELDS})
         name = _check_name(body.get("name"))
         parts = _check_parts(body, required=True)
         now = self._clock.now()
@@ -108,7 +109,7 @@ class Templates:
         A part set to null is removed. Sends keep using the published
         version until ``publish``.
         """
-        _reject_unknown(body, set(_PART_FIELDS))
+        reject_unknown_fields(body, set(_PART_FIELDS))
         current = await self.get(name)
         changes = _check_parts(body, required=False)
         if not changes:
@@ -133,7 +134,7 @@ class Templates:
 
     async def publish(self, name: str, body: Mapping[str, Any]) -> Template:
         """Publish ``{"version": n}``, by default the latest version."""
-        _reject_unknown(body, {"version"})
+        reject_unknown_fields(body, {"version"})
         template = await self.get(name)
         number = body.get("version", template.latest.version)
         if not isinstance(number, int) or isinstance(number, bool):
@@ -160,7 +161,7 @@ class Templates:
         The latest version is rendered unless ``version`` names another, so
         a draft can be checked before it is published.
         """
-        _reject_unknown(body, {"template_data", "version"})
+        reject_unknown_fields(body, {"template_data", "version"})
         template = await self.get(name)
         number = body.get("version", template.latest.version)
         if not isinstance(number, int) or isinstance(number, bool):
@@ -213,20 +214,6 @@ class Templates:
         else:
             self._compiled.move_to_end(key)
         return compiled
-
-
-def _reject_unknown(body: Mapping[str, Any], known: set[str]) -> None:
-    unknown = [str(key) for key in body if key not in known]
-    if unknown:
-        expected = ", ".join(sorted(known))
-        raise ValidationError(
-            [
-                FieldError(
-                    key, "unknown_field", f"unknown field {key!r}; expected {expected}"
-                )
-                for key in unknown
-            ]
-        )
 
 
 def _check_name(value: object) -> str:

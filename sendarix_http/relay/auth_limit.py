@@ -9,8 +9,9 @@ An attempt is pending from ``acquire`` until ``release`` (the key was
 valid) or ``fail``. While a client's failures and pending attempts together
 reach the limit, its next attempt waits for a pending one to end. Without
 the wait, many sessions of one client checking wrong keys at the same time
-would all pass the limit before the first failure was counted; with it,
-many sessions logging in with a valid key still all get in.
+would all pass the limit before the first failure was counted. Sessions
+logging in with a valid key still all get in, because their attempts end
+without a failure.
 """
 
 from __future__ import annotations

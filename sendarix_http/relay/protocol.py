@@ -102,8 +102,8 @@ class RelaySMTP(SMTP):
             return super()._getaddr(arg)
         except IndexError:
             # The header parser of CPython 3.11 raises IndexError on a bare
-            # "a@"; without this the session would reply 451 and the
-            # client would retry a path that can never be valid.
+            # "a@". Without this the session would reply 451, so the client
+            # would retry a path that can never be valid.
             return None, None
 
     def _create_session(self) -> Session:

@@ -221,7 +221,7 @@ async def list_api_keys(request: Request) -> Response:
     caller = await authorize(request, Scope.ADMIN)
     keys = await engine_of(request).list_api_keys()
     if caller.environment == Environment.TEST:
-        # A test key sees test keys only, as it sees test messages only.
+        # A test key lists test keys only, as it lists test messages only.
         keys = [key for key in keys if key.environment == Environment.TEST]
     return JsonResponse({"data": [api_key_to_dict(key) for key in keys]})
 

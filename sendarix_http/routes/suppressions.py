@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from sendarix_backends.engine import Engine
 from sendarix_core.addresses import AddressError, parse_address
+from sendarix_core.checks import reject_unknown_fields
 from sendarix_core.errors import (
     FieldError,
     NotFoundError,
@@ -66,23 +67,6 @@ _FIELDS = frozenset({"recipient", "reason"})
 
 
 _CHANGE = "change the suppression list, which live mail uses"
-
-
-def _reject_unknown_fields(
-    body: dict[str, Any], known: frozenset[str] | set[str]
-) -> None:
-    unknown = sorted(set(body) - set(known))
-    if unknown:
-        raise ValidationError(
-            [
-                FieldError(
-                    name,
-                    "unknown_field",
-                    f"unknown field {name!r}; expected {', '.join(sorted(known))}",
-                )
-                for name in unknown
-            ]
-        )
 
 
 async def _exists(engine: Engine, recipient: str) -> bool:
@@ -141,7 +125,7 @@ def _make_handlers(unsubscribes: bool) -> list[Operation]:
     async def create(request: Request) -> Response:
         await authorize_live(request, Scope.SUPPRESSIONS_WRITE, _CHANGE)
         body, _ = await read_json_object(request)
-        _reject_unknown_fields(body, {"recipient"} if unsubscribes else _FIELDS)
+        reject_unknown_fields(body, {"recipient"} if unsubscribes else _FIELDS)
         reason = default_reason if unsubscribes else _reason_of(body, default_reason)
         recipient = _recipient_of(body)
         engine = engine_of(request)

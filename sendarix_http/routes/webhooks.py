@@ -17,6 +17,7 @@ from sendarix_backends.webhooks.model import (
     WebhookAttempt,
     WebhookEndpoint,
 )
+from sendarix_core.checks import reject_unknown_fields
 from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.keys import Scope
 from sendarix_core.representation import format_time
@@ -27,7 +28,6 @@ from sendarix_http.http_io import (
     query_int,
     query_time,
     read_json_object,
-    reject_unknown_fields,
 )
 from sendarix_http.registry import Parameter, Reply, operation
 from sendarix_http.routes.events import event_services_of

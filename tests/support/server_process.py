@@ -30,10 +30,10 @@ class ServerProcess:
     ``env`` adds ``SENDARIX_*`` settings; the database, HTTP port and the
     relay (turned off) are set here. Output goes to ``log_path``.
 
-    Without ``SENDARIX_DNS_NAMESERVERS`` in ``env`` the server asks an empty
-    loopback DNS server, never the system resolver: every name it looks up
-    is NXDOMAIN at once, instead of a lookup that leaves the machine or one
-    that waits out its timeout.
+    Without ``SENDARIX_DNS_NAMESERVERS`` in ``env`` the server queries an
+    empty loopback DNS server, never the system resolver. Every name it
+    looks up is then NXDOMAIN at once, instead of a lookup that leaves the
+    machine or one that waits out its timeout.
     """
 
     def __init__(self, workdir: Path, env: Mapping[str, str]) -> None:
