@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -251,6 +252,11 @@ def _serve(settings: Settings) -> None:
             "delivery_mode": str(settings.delivery_mode),
         },
     )
+    # The modules, tables and app built so far live as long as the process.
+    # Frozen, they are left out of every later collection: a full collection
+    # of them took about 70 ms, about once a second under load.
+    gc.collect()
+    gc.freeze()
     asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
 
