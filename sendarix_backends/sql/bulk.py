@@ -2,7 +2,10 @@
 
 The queue writes thousands of rows a second, and SQLAlchemy's per-row
 parameter processing would take much of that time. On SQLite a batch is one
-``executemany`` of a prepared statement, whose loop runs in C. On PostgreSQL
+``executemany`` of a prepared statement, whose loop runs in C, with
+positional parameters: the sqlite3 module looks up each named parameter in
+its row by a new string object, which cost a 30-column row about 8 µs
+against 4 µs for a tuple taken with ``operator.itemgetter``. On PostgreSQL
 a batch is one statement with one parameter: the rows as a JSON array,
 encoded by orjson and expanded on the server by ``json_to_recordset``.
 
@@ -13,6 +16,7 @@ value travels as a bound parameter.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -29,6 +33,7 @@ __all__ = [
     "encode_rows",
     "insert_encoded",
     "insert_rows",
+    "positional",
     "recordset",
     "sqlite_rows",
 ]
@@ -72,9 +77,18 @@ def insert_encoded(
         connection.exec_driver_sql(sql, (dump_rows(rows),))
         return
 
-    placeholders = ", ".join(f":{name}" for name in names)
+    placeholders = ", ".join("?" for _ in names)
     sql = f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({placeholders})"  # noqa: S608
-    connection.exec_driver_sql(sql, list(rows))
+    connection.exec_driver_sql(sql, positional(rows, names))
+
+
+def positional(rows: Iterable[Row], names: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Return the values of ``names`` in each row, in order, for ``?`` parameters."""
+    if len(names) == 1:
+        # itemgetter of one key returns the value itself, not a tuple.
+        (name,) = names
+        return [(row[name],) for row in rows]
+    return list(map(operator.itemgetter(*names), rows))
 
 
 def dump_rows(rows: Iterable[Row]) -> str:

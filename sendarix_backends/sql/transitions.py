@@ -107,8 +107,14 @@ def _apply_round(connection: Connection, rows: list[bulk.Row]) -> set[str]:
     matching = [
         row for row in rows if versions.get(row["match_id"]) == row["match_version"]
     ]
-    if matching:
-        connection.exec_driver_sql(_sqlite_update(connection.dialect), matching)
+    # A transition that keeps the lease leaves due_at alone, so its statement
+    # does not name the column and SQLite skips the due index, which it
+    # would otherwise rewrite for every row whose SET list names due_at.
+    for keep_lease in (True, False):
+        group = [row for row in matching if row["keep_lease"] is keep_lease]
+        if group:
+            sql, names = _sqlite_update(connection.dialect, keep_lease=keep_lease)
+            connection.exec_driver_sql(sql, bulk.positional(group, names))
     return {row["match_id"] for row in matching}
 
 
@@ -153,15 +159,21 @@ def _postgresql_update(dialect: sa.Dialect) -> str:
 
 
 @functools.cache
-def _sqlite_update(dialect: sa.Dialect) -> str:
+def _sqlite_update(
+    dialect: sa.Dialect, *, keep_lease: bool
+) -> tuple[str, tuple[str, ...]]:
+    """Return the update statement and the row keys of its ``?`` parameters."""
     quote = dialect.identifier_preparer.quote
-    assignments = [f"{quote(name)} = :{name}" for name in codec.STATE_COLUMNS]
-    return (
-        f"UPDATE messages SET {', '.join(assignments)}, "  # noqa: S608
-        "due_at = CASE WHEN :keep_lease THEN due_at ELSE :due_at END, "
-        "lease_owner = CASE WHEN :keep_lease THEN lease_owner END "
-        "WHERE id = :match_id AND version = :match_version"
+    assignments = [f"{quote(name)} = ?" for name in codec.STATE_COLUMNS]
+    names: tuple[str, ...] = codec.STATE_COLUMNS
+    if not keep_lease:
+        assignments += ["due_at = ?", "lease_owner = NULL"]
+        names += ("due_at",)
+    sql = (
+        f"UPDATE messages SET {', '.join(assignments)} "  # noqa: S608
+        "WHERE id = ? AND version = ?"
     )
+    return sql, (*names, "match_id", "match_version")
 
 
 def _insert_suppressions(connection: Connection, transitions: list[Transition]) -> None:
