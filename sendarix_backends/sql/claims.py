@@ -18,7 +18,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sendarix_backends.sql import bulk, codec, suppressions, transitions
+from sendarix_backends.sql import codec, suppressions, transitions
 from sendarix_backends.sql.schema import messages, to_micros
 from sendarix_core.lifecycle import Transition
 from sendarix_core.model import Message
@@ -164,8 +164,7 @@ def claim_and_decide(
 
 def decode_claimed(rows: Sequence[Sequence[Any]]) -> list[Message]:
     """Return the messages in rows returned by ``claim_due``."""
-    decoded = bulk.decode_rows(messages, _COLUMNS, rows)
-    return [codec.message_from_row(row) for row in decoded]
+    return [codec.message_from_values(row) for row in rows]
 
 
 @functools.cache
