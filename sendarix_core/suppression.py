@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import datetime
 from enum import StrEnum
 
@@ -46,6 +47,15 @@ def normalize_recipient(email: str) -> str:
     ``user@bücher.test`` finds ``user@xn--bcher-kva.test``.
     """
     text = email.strip()
+    if _PLAIN.fullmatch(text):
+        # Parsing would return this text, up to case, or reject it and keep
+        # the text as it is: either way the key is the text in lowercase.
+        return text.lower()
     with contextlib.suppress(AddressError):
         text = parse_address(text).email
     return text.lower()
+
+
+# A dot-atom local part at an ASCII domain that ends in a letter or digit:
+# nothing in it for parsing to unquote, convert or strip.
+_PLAIN = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]*[A-Za-z0-9]")
