@@ -568,6 +568,26 @@ class Engine:
         key = await self.store.find_api_key(presented)
         return check_key(key, presented, self.clock.now())
 
+    async def authenticate_and_count(
+        self, secret: str
+    ) -> tuple[ApiKey, RateLimitDecision]:
+        """Authenticate ``secret`` and count the request against the key's limit.
+
+        Does what ``authenticate`` and then ``check_rate_limit`` do. A store
+        that has ``find_and_count_request`` does both in one transaction,
+        shared by concurrent requests. Raises ``AuthenticationError`` for an
+        unknown, revoked or expired key, whose request is not counted.
+        """
+        find_and_count = getattr(self.store, "find_and_count_request", None)
+        if find_and_count is None:
+            key = await self.authenticate(secret)
+            return key, await self.check_rate_limit(key)
+        presented = hash_key(secret)
+        now = self.clock.now()
+        found, count = await find_and_count(presented, now)
+        key = check_key(found, presented, now)
+        return key, decide_rate_limit(count, key.rate_limit, now)
+
     async def check_rate_limit(self, key: ApiKey) -> RateLimitDecision:
         """Count a request of ``key`` and decide it.
 

@@ -79,11 +79,10 @@ async def authorize(request: Request, scope: Scope) -> ApiKey:
 
     engine = engine_of(request)
     try:
-        key = await _authenticate(request, engine)
+        key, decision = await engine.authenticate_and_count(_bearer_secret(request))
     except AuthenticationError:
         _count_anonymous(request, engine)
         raise
-    decision = await engine.check_rate_limit(key)
     request.state.rate_limit = decision
     if not decision.allowed:
         raise RateLimitedError(decision.limit, decision.reset_at)
@@ -113,14 +112,14 @@ def require_live(key: ApiKey, action: str) -> None:
         raise PermissionDeniedError(f"test keys can't {action}; use a live key")
 
 
-async def _authenticate(request: Request, engine: Engine) -> ApiKey:
+def _bearer_secret(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise AuthenticationError(
             "missing API key; send the header 'Authorization: Bearer sk_live_…'"
         )
-    return await engine.authenticate(secret.strip())
+    return secret.strip()
 
 
 def _count_anonymous(request: Request, engine: Engine) -> None:

@@ -12,13 +12,16 @@ from sqlalchemy.engine import Connection
 from sendarix_backends.sql import codec
 from sendarix_backends.sql.engine import dialect_insert
 from sendarix_backends.sql.schema import api_keys, rate_limit_counters
-from sendarix_core.keys import ApiKey
+from sendarix_core import ratelimit
+from sendarix_core.errors import AuthenticationError
+from sendarix_core.keys import ApiKey, check_key
 from sendarix_core.ratelimit import WINDOW_SECONDS
 
 __all__ = [
     "count_request",
     "count_requests",
     "create_api_key",
+    "find_and_count_requests",
     "find_api_key",
     "find_api_keys",
     "get_api_key",
@@ -108,8 +111,7 @@ def count_request(
     count: int = connection.execute(statement).scalar_one()
 
     if prune:
-        oldest_kept = window_start - WINDOW_SECONDS
-        connection.execute(sa.delete(table).where(table.c.window_start < oldest_kept))
+        _prune_counters(connection, window_start)
     return count
 
 
@@ -134,10 +136,60 @@ def count_requests(
         counts.append(totals[request] - amounts[request] + seen[request])
 
     if prune:
-        oldest_kept = max(window for _, window in requests) - WINDOW_SECONDS
-        table = rate_limit_counters
-        connection.execute(sa.delete(table).where(table.c.window_start < oldest_kept))
+        _prune_counters(connection, max(window for _, window in requests))
     return counts
+
+
+def find_and_count_requests(
+    connection: Connection, requests: Sequence[tuple[str, datetime]], *, prune: bool
+) -> list[tuple[ApiKey | None, int]]:
+    """Find the key of each ``(key_hash, now)`` request and count the request.
+
+    Returns each request's key (None when the hash is unknown) and its count
+    in the window of ``now``, as ``count_requests`` returns it. A request
+    whose key is unknown, revoked or expired at ``now`` is not counted and
+    gets 0. A key's first count in a window also records its last use, as
+    ``touch_api_key`` does.
+    """
+    found = find_api_keys(connection, sorted({key_hash for key_hash, _ in requests}))
+    keys = [found.get(key_hash) for key_hash, _ in requests]
+    usable = [
+        (index, key, now)
+        for index, (key, (_, now)) in enumerate(zip(keys, requests, strict=True))
+        if key is not None and _is_usable(key, now)
+    ]
+    counts = [0] * len(requests)
+    if usable:
+        windows = [(key.id, ratelimit.window_start(now)) for _, key, now in usable]
+        new_counts = count_requests(connection, windows, prune=False)
+        for (index, _, _), count in zip(usable, new_counts, strict=True):
+            counts[index] = count
+    # Sorted by key id, as the counter rows were locked, so concurrent
+    # batches lock the key rows in the same order too.
+    first_uses = sorted(
+        (key.id, now) for index, key, now in usable if counts[index] == 1
+    )
+    for key_id, now in first_uses:
+        touch_api_key(connection, key_id, now)
+    if prune:
+        latest = max(ratelimit.window_start(now) for _, now in requests)
+        _prune_counters(connection, latest)
+    return list(zip(keys, counts, strict=True))
+
+
+def _is_usable(key: ApiKey, now: datetime) -> bool:
+    try:
+        check_key(key, key.key_hash, now)
+    except AuthenticationError:
+        return False
+    return True
+
+
+def _prune_counters(connection: Connection, latest_window: int) -> None:
+    """Delete the counters of windows older than the one before ``latest_window``."""
+    oldest_kept = latest_window - WINDOW_SECONDS
+    table = rate_limit_counters
+    connection.execute(sa.delete(table).where(table.c.window_start < oldest_kept))
 
 
 def _one(connection: Connection, condition: sa.ColumnElement[bool]) -> ApiKey | None:

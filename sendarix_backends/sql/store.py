@@ -36,6 +36,7 @@ from sendarix_backends.sql import (
 from sendarix_backends.sql import events as _events  # noqa: F401
 from sendarix_backends.sql.engine import BEGIN_OPTION, describe_error, make_engine
 from sendarix_backends.sql.migrate import engine_revision, head_revision, upgrade_engine
+from sendarix_core import ratelimit
 from sendarix_core.errors import StorageError
 from sendarix_core.keys import ApiKey
 from sendarix_core.lifecycle import Transition
@@ -86,6 +87,9 @@ class SqlStore:
         self._key_lookups: GroupCommitter[str, ApiKey | None] = GroupCommitter(
             self._find_api_keys
         )
+        self._counted_lookups: GroupCommitter[
+            tuple[str, datetime], tuple[ApiKey | None, int]
+        ] = GroupCommitter(self._find_and_count_requests)
 
     @property
     def dialect(self) -> str:
@@ -253,18 +257,52 @@ class SqlStore:
         return await self._request_counts.submit((api_key_id, window_start))
 
     async def _count_requests(self, requests: Sequence[tuple[str, int]]) -> list[int]:
-        # Old windows are deleted by the first batch this process counts in
-        # each new window.
         latest = max(window_start for _, window_start in requests)
-        prune = self._pruned_window is None or latest > self._pruned_window
-        counts = await self._write(
-            "count_request",
-            functools.partial(api_keys.count_requests, prune=prune),
-            requests,
+        return await self._write_counts(
+            "count_request", api_keys.count_requests, requests, latest
+        )
+
+    async def find_and_count_request(
+        self, key_hash: str, now: datetime
+    ) -> tuple[ApiKey | None, int]:
+        """Find the key for ``key_hash`` and count one request of it at ``now``.
+
+        Does what ``find_api_key``, ``count_request`` and, on the first
+        request of a window, ``touch_api_key`` do, in one transaction that
+        concurrent calls share. Returns the key, or None when it is unknown,
+        and the request's count in its window. A key that is revoked or
+        expired at ``now`` is returned but its request is not counted, and
+        the count is 0.
+        """
+        return await self._counted_lookups.submit((key_hash, now))
+
+    async def _find_and_count_requests(
+        self, requests: Sequence[tuple[str, datetime]]
+    ) -> list[tuple[ApiKey | None, int]]:
+        latest = max(ratelimit.window_start(now) for _, now in requests)
+        return await self._write_counts(
+            "find_and_count_request", api_keys.find_and_count_requests, requests, latest
+        )
+
+    async def _write_counts(
+        self,
+        operation: str,
+        count: Callable[..., list[T]],
+        requests: Sequence[Any],
+        latest_window: int,
+    ) -> list[T]:
+        """Run ``count(connection, requests, prune=…)`` in a write transaction.
+
+        Old windows are deleted by the first batch this process counts in
+        each new window.
+        """
+        prune = self._pruned_window is None or latest_window > self._pruned_window
+        results = await self._write(
+            operation, functools.partial(count, prune=prune), requests
         )
         if prune:
-            self._pruned_window = max(latest, self._pruned_window or 0)
-        return counts
+            self._pruned_window = max(latest_window, self._pruned_window or 0)
+        return results
 
     # MessageQueue
 

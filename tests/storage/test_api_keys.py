@@ -12,6 +12,7 @@ from sendarix_backends.sql import SqlStore
 from sendarix_core.errors import StorageError
 from sendarix_core.keys import ApiKey, Environment, Scope, hash_key
 from sendarix_core.ratelimit import WINDOW_SECONDS
+from sendarix_core.ratelimit import window_start as window_of
 from tests.storage.conftest import T0
 
 pytestmark = pytest.mark.anyio
@@ -133,3 +134,74 @@ async def test_old_windows_pruned(store: SqlStore, second_store: SqlStore) -> No
     # A window that was pruned starts again from one.
     assert await second_store.count_request("key_1", window) == 1
     assert await second_store.count_request("key_1", window + WINDOW_SECONDS) == 2
+
+
+async def test_find_and_count_counts(store: SqlStore) -> None:
+    key = make_key()
+    await store.create_api_key(key)
+    now = T0 + timedelta(hours=1)
+
+    results = [await store.find_and_count_request(key.key_hash, now) for _ in range(3)]
+    touched = await store.get_api_key(key.id)
+
+    assert [found.id if found else None for found, _ in results] == [key.id] * 3
+    assert [count for _, count in results] == [1, 2, 3]
+    assert touched is not None
+    assert touched.last_used_at == now
+
+
+async def test_find_and_count_unknown(store: SqlStore) -> None:
+    found, count = await store.find_and_count_request(hash_key("sk_live_unknown"), T0)
+
+    assert found is None
+    assert count == 0
+
+
+async def test_find_and_count_skips_revoked(store: SqlStore) -> None:
+    key = make_key()
+    await store.create_api_key(key)
+    revoked = await store.revoke_api_key(key.id, T0 + timedelta(minutes=1))
+    now = T0 + timedelta(minutes=2)
+
+    found, count = await store.find_and_count_request(key.key_hash, now)
+    stored = await store.get_api_key(key.id)
+
+    assert found == revoked
+    assert count == 0
+    assert stored is not None
+    assert stored.last_used_at is None
+    assert await store.count_request(key.id, window_of(now)) == 1
+
+
+async def test_find_and_count_skips_expired(store: SqlStore) -> None:
+    key = make_key()
+    await store.create_api_key(key)
+    assert key.expires_at is not None
+
+    found, count = await store.find_and_count_request(key.key_hash, key.expires_at)
+
+    assert found == key
+    assert count == 0
+
+
+async def test_find_and_count_concurrent(
+    store: SqlStore, second_store: SqlStore
+) -> None:
+    first, second = make_key(1), make_key(2)
+    await store.create_api_key(first)
+    await store.create_api_key(second)
+    counts: dict[str, list[int]] = {first.id: [], second.id: []}
+
+    async def count_one(index: int) -> None:
+        target = store if index % 2 == 0 else second_store
+        key = first if index % 3 == 0 else second
+        found, count = await target.find_and_count_request(key.key_hash, T0)
+        assert found is not None
+        counts[found.id].append(count)
+
+    async with anyio.create_task_group() as group:
+        for index in range(200):
+            group.start_soon(count_one, index)
+
+    assert sorted(counts[first.id]) == list(range(1, 68))
+    assert sorted(counts[second.id]) == list(range(1, 134))
