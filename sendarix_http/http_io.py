@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from sendarix_backends.engine import Engine
@@ -169,36 +169,7 @@ async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise _too_large()
-    chunks = []
-    size = 0
-    stream = request.stream()
-    try:
-        while True:
-            # A body that stops arriving would hold its connection and its
-            # buffered part forever; the clock restarts with every chunk.
-            with anyio.fail_after(BODY_IDLE_TIMEOUT):
-                chunk = await anext(stream, None)
-            if chunk is None:
-                break
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise _too_large()
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise HttpError(
-            400, "client_disconnected", "the client closed the connection mid-body"
-        ) from None
-    except TimeoutError:
-        raise HttpError(
-            408,
-            "request_timeout",
-            f"no part of the body arrived for {BODY_IDLE_TIMEOUT:.0f} s after "
-            f"{size} bytes; send the whole body without pauses",
-            headers={"Connection": "close"},
-        ) from None
-    finally:
-        await stream.aclose()
-    raw = b"".join(chunks)
+    raw = await _receive_body(request)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -222,7 +193,41 @@ async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
     # can't nest too deep and needs no walk.
     if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:
         check_json_depth(body)
-    return body, size
+    return body, len(raw)
+
+
+async def _receive_body(request: Request) -> bytes:
+    """Receive the whole body, refusing more than 50 MB as it streams."""
+    chunks = []
+    size = 0
+    receive = request.receive
+    try:
+        # A body that stops arriving would hold its connection and its
+        # buffered part forever. One timer covers the whole read, and its
+        # deadline moves on with every chunk, so the limit is the pause
+        # between two chunks.
+        with anyio.fail_after(BODY_IDLE_TIMEOUT) as timer:
+            while (received := await receive())["type"] == "http.request":
+                chunk = received.get("body", b"")
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise _too_large()
+                chunks.append(chunk)
+                if not received.get("more_body", False):
+                    return b"".join(chunks)
+                timer.deadline = anyio.current_time() + BODY_IDLE_TIMEOUT
+    except TimeoutError:
+        raise HttpError(
+            408,
+            "request_timeout",
+            f"no part of the body arrived for {BODY_IDLE_TIMEOUT:.0f} s after "
+            f"{size} bytes; send the whole body without pauses",
+            headers={"Connection": "close"},
+        ) from None
+    # The only other message is http.disconnect.
+    raise HttpError(
+        400, "client_disconnected", "the client closed the connection mid-body"
+    )
 
 
 def _too_large() -> HttpError:
