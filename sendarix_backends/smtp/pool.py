@@ -100,7 +100,9 @@ class ConnectionPool:
         """
         if self._closed:
             raise RuntimeError("the connection pool is closed")
-        host = self._hosts.setdefault(key, _HostConnections())
+        host = self._hosts.get(key)
+        if host is None:
+            host = self._hosts[key] = _HostConnections()
         host.users += 1
         try:
             connection = await self._acquire(host, opener)
