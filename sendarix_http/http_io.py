@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -201,12 +201,14 @@ async def _receive_body(request: Request) -> bytes:
     chunks = []
     size = 0
     receive = request.receive
+    loop = asyncio.get_running_loop()
     try:
         # A body that stops arriving would hold its connection and its
         # buffered part forever. One timer covers the whole read, and its
         # deadline moves on with every chunk, so the limit is the pause
-        # between two chunks.
-        with anyio.fail_after(BODY_IDLE_TIMEOUT) as timer:
+        # between two chunks. asyncio's own timeout costs less than half
+        # of anyio.fail_after; uvicorn runs the app on asyncio.
+        async with asyncio.timeout(BODY_IDLE_TIMEOUT) as timer:
             while (received := await receive())["type"] == "http.request":
                 chunk = received.get("body", b"")
                 size += len(chunk)
@@ -215,7 +217,7 @@ async def _receive_body(request: Request) -> bytes:
                 chunks.append(chunk)
                 if not received.get("more_body", False):
                     return b"".join(chunks)
-                timer.deadline = anyio.current_time() + BODY_IDLE_TIMEOUT
+                timer.reschedule(loop.time() + BODY_IDLE_TIMEOUT)
     except TimeoutError:
         raise HttpError(
             408,
