@@ -1,15 +1,24 @@
-"""One mail transaction (MAIL, RCPT, DATA) on an open session."""
+"""One mail transaction (MAIL, RCPT, DATA) on an open session.
+
+When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in
+one write and their replies are read in turn, so a message takes two round
+trips instead of four. Each reply is still checked against its own
+command, and the first negative one decides the outcome, as without
+pipelining.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import ssl
-from collections.abc import Awaitable
 
 import aiosmtplib
+from aiosmtplib.email import quote_address
 
 from sendarix_backends.smtp.connection import SmtpConnection
 from sendarix_backends.smtp.fence import before_data
+from sendarix_backends.smtp.reader import ReplyReader
 from sendarix_backends.smtp.replies import HostFailure, reply_error
 from sendarix_core.errors import PermanentDeliveryError
 from sendarix_core.model import SmtpReply
@@ -21,6 +30,20 @@ __all__ = ["send_envelope"]
 logger = logging.getLogger("sendarix.smtp")
 
 _SERVICE_NOT_AVAILABLE = 421
+_RCPT_ACCEPTED = (250, 251)
+_START_MAIL_INPUT = 354
+_DATA = b"DATA\r\n"
+_END_OF_DATA = b".\r\n"
+# A dot-atom address: email.utils.parseaddr returns it unchanged and
+# aiosmtplib's check accepts it, so it is quoted without either. Non-ASCII
+# letters count as atom text, as in RFC 6531.
+_ATOM = r"[^\s\x00-\x1f\x7f()<>\[\]:;@\\,.\"]+"
+_DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
+_PLAIN_ADDRESS = re.compile(rf"{_DOT_ATOM}@{_DOT_ATOM}")
+# The control characters aiosmtplib rejects in a command.
+_CONTROL_CHARACTER = re.compile(rb"[\x00-\x1f\x7f]")
+_LINE_BREAK = re.compile(rb"(?:\r\n|\n|\r(?!\n))")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 async def send_envelope(connection: SmtpConnection, envelope: Envelope) -> SmtpReply:
@@ -33,26 +56,36 @@ async def send_envelope(connection: SmtpConnection, envelope: Envelope) -> SmtpR
     """
     mail_options = _mail_options(connection, envelope)
     encoding = "utf-8" if "SMTPUTF8" in mail_options else "ascii"
-    client = connection.client
+    mail = b" ".join(
+        [
+            b"MAIL FROM:" + _quote(envelope.mail_from, encoding),
+            *(option.encode("ascii") for option in mail_options),
+        ]
+    )
+    rcpt = b"RCPT TO:" + _quote(envelope.rcpt_to, encoding)
+    pipelined = connection.supports("pipelining")
+    if pipelined:
+        # DATA goes out together with MAIL and RCPT.
+        await before_data()
 
     connection.clean = False
     connection.transactions += 1
-    await _step(
-        connection,
-        envelope,
-        "MAIL",
-        client.mail(envelope.mail_from, options=mail_options, encoding=encoding),
-    )
-    await _step(
-        connection,
-        envelope,
-        "RCPT",
-        client.rcpt(envelope.rcpt_to, encoding=encoding),
-    )
-    await before_data()
-    response = await _step(connection, envelope, "DATA", client.data(envelope.data))
-    connection.clean = True
+    transaction = _Transaction(connection, envelope)
+    refusal = await transaction.run(mail + b"\r\n", rcpt + b"\r\n", pipelined)
+    if refusal is not None:
+        stage, code, text = refusal
+        error = reply_error(
+            code,
+            text,
+            stage=stage,
+            mx_host=connection.host,
+            recipient=envelope.rcpt_to,
+        )
+        connection.clean = await connection.reset()
+        raise error
 
+    response = transaction.response
+    connection.clean = True
     return SmtpReply(
         code=response.code,
         enhanced_code=parse_enhanced_code(response.message),
@@ -61,46 +94,160 @@ async def send_envelope(connection: SmtpConnection, envelope: Envelope) -> SmtpR
     )
 
 
-async def _step(
-    connection: SmtpConnection,
-    envelope: Envelope,
-    stage: str,
-    command: Awaitable[aiosmtplib.SMTPResponse],
-) -> aiosmtplib.SMTPResponse:
-    try:
-        response = await command
-    except aiosmtplib.SMTPResponseException as exc:
-        logger.debug("%s %s: %d %s", connection.host, stage, exc.code, exc.message)
-        if exc.code == _SERVICE_NOT_AVAILABLE:
+class _Transaction:
+    """The commands and replies of one transaction, read through a
+    ``ReplyReader`` that takes over the session's transport meanwhile."""
+
+    def __init__(self, connection: SmtpConnection, envelope: Envelope) -> None:
+        self._connection = connection
+        self._envelope = envelope
+        self._reader: ReplyReader
+        self.response = aiosmtplib.SMTPResponse(-1, "")
+
+    async def run(
+        self, mail: bytes, rcpt: bytes, pipelined: bool
+    ) -> tuple[str, int, str] | None:
+        """Run the transaction; return the stage, code and text of the first
+        negative reply, or None once the message is accepted.
+
+        The aiosmtplib protocol is back on the transport when this returns.
+        """
+        client = self._connection.client
+        try:
+            self._reader = ReplyReader(client.protocol, client.timeout)
+        except aiosmtplib.SMTPServerDisconnected as exc:
+            raise self._lost("MAIL", exc) from exc
+
+        with self._reader:
+            refusal = await self._exchange(mail, rcpt, pipelined)
+        if self._reader.has_unread_data:
+            # Replies to no command sent: the session is out of step.
+            self._connection.close()
+        return refusal
+
+    async def _exchange(
+        self, mail: bytes, rcpt: bytes, pipelined: bool
+    ) -> tuple[str, int, str] | None:
+        self._write("MAIL", mail + rcpt + _DATA if pipelined else mail)
+        response = await self._reply("MAIL")
+        if response.code != 250:
+            await self._skip_replies(2 if pipelined else 0)
+            return ("MAIL", response.code, response.message)
+
+        if not pipelined:
+            self._write("RCPT", rcpt)
+        response = await self._reply("RCPT")
+        if response.code not in _RCPT_ACCEPTED:
+            await self._skip_replies(1 if pipelined else 0)
+            return ("RCPT", response.code, response.message)
+
+        if not pipelined:
+            await before_data()
+            self._write("DATA", _DATA)
+        response = await self._reply("DATA")
+        if response.code != _START_MAIL_INPUT:
+            return ("DATA", response.code, response.message)
+
+        self._write("DATA", _message_content(self._envelope.data))
+        response = await self._reply("DATA")
+        if response.code != 250:
+            return ("DATA", response.code, response.message)
+        self.response = response
+        return None
+
+    def _write(self, stage: str, data: bytes) -> None:
+        try:
+            self._reader.write(data)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise self._lost(stage, exc) from exc
+
+    async def _reply(self, stage: str) -> aiosmtplib.SMTPResponse:
+        """Read the reply to ``stage``'s command.
+
+        A malformed reply is returned as code -1, as aiosmtplib reports it,
+        and closes the session, which can't be read in step any more.
+        """
+        connection = self._connection
+        try:
+            response = await self._reader.read()
+        except aiosmtplib.SMTPResponseException as exc:
+            connection.close()
+            response = aiosmtplib.SMTPResponse(exc.code, exc.message)
+        except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
+            raise self._lost(stage, exc) from exc
+
+        logger.debug(
+            "%s %s: %d %s", connection.host, stage, response.code, response.message
+        )
+        if response.code == _SERVICE_NOT_AVAILABLE:
             connection.close()
             raise HostFailure(
                 f"[{connection.address}]:{connection.port} closed the session at "
-                f"{stage}: {exc.code} {exc.message}",
-                reply_code=exc.code,
-                reply_text=exc.message,
+                f"{stage}: {response.code} {response.message}",
+                reply_code=response.code,
+                reply_text=response.message,
                 stage=stage,
-            ) from exc
-        error = reply_error(
-            exc.code,
-            exc.message,
-            stage=stage,
-            mx_host=connection.host,
-            recipient=envelope.rcpt_to,
-        )
-        connection.clean = await connection.reset()
-        raise error from exc
-    except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
+            )
+        return response
+
+    async def _skip_replies(self, count: int) -> None:
+        """Read the replies to pipelined commands after a refused one.
+
+        RFC 2920, section 3.1: a server may accept DATA although no
+        recipient was accepted, so a lone dot then ends the empty message.
+        A session that fails meanwhile is closed, and the refusal is
+        still what the transaction returns.
+        """
+        try:
+            for _ in range(count):
+                response = await self._reader.read()
+                if response.code == _START_MAIL_INPUT:
+                    self._reader.write(_END_OF_DATA)
+                    await self._reader.read()
+        except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
+            logger.debug("%s lost after a refusal: %s", self._connection.host, exc)
+            self._connection.close()
+
+    def _lost(self, stage: str, exc: BaseException) -> HostFailure:
+        connection = self._connection
         connection.close()
-        raise HostFailure(
+        return HostFailure(
             f"[{connection.address}]:{connection.port} lost the session at "
             f"{stage}: {exc}",
             stage=stage,
-        ) from exc
+        )
 
-    logger.debug(
-        "%s %s: %d %s", connection.host, stage, response.code, response.message
-    )
-    return response
+
+def _quote(address: str, encoding: str) -> bytes:
+    """Return ``address`` in angle brackets, as aiosmtplib's MAIL and RCPT
+    send it.
+
+    Raises ``ValueError`` for an address that can't be put on a command
+    line, as aiosmtplib does.
+    """
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>".encode(encoding)
+    quoted = quote_address(address).encode(encoding)
+    if _CONTROL_CHARACTER.search(quoted):
+        raise ValueError("Command arg contains a prohibited control character")
+    return quoted
+
+
+def _message_content(data: bytes) -> bytes:
+    """Return ``data`` as sent after DATA: CRLF line endings, leading dots
+    doubled (RFC 5321, section 4.5.2), and the ending dot line."""
+    crlf = data.count(b"\r\n")
+    if (
+        crlf != data.count(b"\n")
+        or crlf != data.count(b"\r")
+        or not data.endswith(b"\r\n")
+    ):
+        data = _LINE_BREAK.sub(b"\r\n", data)
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"
+    if data.startswith(b".") or b"\n." in data:
+        data = _LEADING_DOT.sub(b"..", data)
+    return data + _END_OF_DATA
 
 
 def _mail_options(connection: SmtpConnection, envelope: Envelope) -> list[str]:

@@ -38,9 +38,11 @@ def dns_server() -> Iterator[DnsServer]:
         yield server
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
+@pytest.fixture(params=[True, False], ids=["pipelining", "no-pipelining"])
+def smtp_server(request: pytest.FixtureRequest) -> Iterator[SmtpServer]:
+    """The SMTP server, once offering PIPELINING and once not, so each
+    test covers both ways the transaction is sent."""
+    with SmtpServer(pipelining=request.param) as server:
         yield server
 
 
