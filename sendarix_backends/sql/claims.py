@@ -101,6 +101,24 @@ def claim_due(
     to those priority tiers, so a paused tier is never scanned.
     ``decode_claimed`` turns them into messages after the transaction.
     """
+    ids = _due_ids(connection, now, limit, lease, ranks)
+    if not ids:
+        return []
+    result = connection.exec_driver_sql(
+        _claim_sql(connection.dialect),
+        (to_micros(now + lease), worker_id, _id_parameter(connection, ids)),
+    )
+    return _in_claim_order(ids, result.all())
+
+
+def _due_ids(
+    connection: Connection,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+    ranks: Sequence[int] | None,
+) -> list[str]:
+    """Return the ids of up to ``limit`` due messages; lock them on PostgreSQL."""
     if limit < 1:
         raise ValueError(f"claim limit must be at least 1, not {limit}")
     if lease <= timedelta(0):
@@ -113,18 +131,19 @@ def claim_due(
             break
         params = {"rank": rank, "now": now, "limit": remaining}
         ids.extend(connection.scalars(_DUE_IDS, params))
-    if not ids:
-        return []
+    return ids
 
-    id_list: list[str] | str = ids
+
+def _id_parameter(connection: Connection, ids: list[str]) -> list[str] | str:
+    """Return ``ids`` as the one parameter the claim statements expand."""
     if connection.dialect.name == "sqlite":
-        id_list = orjson.dumps(ids).decode()
-    result = connection.exec_driver_sql(
-        _claim_sql(connection.dialect),
-        (to_micros(now + lease), worker_id, id_list),
-    )
+        return orjson.dumps(ids).decode()
+    return ids
+
+
+def _in_claim_order(ids: list[str], rows: Sequence[Sequence[Any]]) -> list[Any]:
     position = {message_id: index for index, message_id in enumerate(ids)}
-    return sorted(result.all(), key=lambda row: position[row[0]])
+    return sorted(rows, key=lambda row: position[row[0]])
 
 
 def claim_and_decide(
@@ -140,10 +159,20 @@ def claim_and_decide(
     """Claim as ``claim_due`` does, then save what ``decide`` returns.
 
     The claim, the suppression lookup and the transitions share one
-    transaction, so a batch costs one transaction instead of three. Each
-    transition still needs the version the claim set, and records its event.
+    transaction, so a batch costs one transaction instead of three. A
+    transition from a claimed message is written in the same update as the
+    claim, so the row is written once; its version still rises by two, as
+    if claimed and then moved. Each transition records its event.
     """
-    rows = claim_due(connection, worker_id, now, limit, lease, ranks=ranks)
+    ids = _due_ids(connection, now, limit, lease, ranks)
+    rows: list[Any] = []
+    if ids:
+        # The rows as claim_due would return them, but read rather than
+        # updated: the claim is written together with each transition.
+        result = connection.exec_driver_sql(
+            _claimed_sql(connection.dialect), (_id_parameter(connection, ids),)
+        )
+        rows = _in_claim_order(ids, result.all())
     claimed = decode_claimed(rows)
     # The recipient column contains the address as normalize_recipient
     # returned it at insert, so the suppression keys need no parsing here.
@@ -155,9 +184,31 @@ def claim_and_decide(
         if recipient in found
     }
     decided = list(decide(claimed, by_message))
+
+    claim_lease = transitions.ClaimLease(
+        owner=worker_id,
+        expires_at=now + lease,
+        claimed={message.id: message for message in claimed},
+    )
+    by_id = claim_lease.claimed
+    merged = {t.after.id for t in decided if t.before is by_id.get(t.after.id)}
+    # A message without a transition (one already accepted, whose lease ran
+    # out) only gets the claim.
+    undecided = [message_id for message_id in ids if message_id not in merged]
+    if undecided:
+        connection.exec_driver_sql(
+            _claim_sql(connection.dialect),
+            (
+                to_micros(claim_lease.expires_at),
+                worker_id,
+                _id_parameter(connection, undecided),
+            ),
+        ).close()
     if not decided:
         return DecidedClaim(claimed, decided, [])
-    encoded = transitions.encode_transitions(connection.dialect, decided)
+    encoded = transitions.encode_transitions(
+        connection.dialect, decided, lease=claim_lease
+    )
     stale = transitions.save_transitions(connection, decided, encoded)
     return DecidedClaim(claimed, decided, stale)
 
@@ -180,6 +231,21 @@ def _claim_sql(dialect: sa.Dialect) -> str:
     return (
         "UPDATE messages SET due_at = ?, lease_owner = ?, version = version + 1 "  # noqa: S608
         f"WHERE id IN (SELECT value FROM json_each(?)) RETURNING {columns}"
+    )
+
+
+@functools.cache
+def _claimed_sql(dialect: sa.Dialect) -> str:
+    """Select every column, with the version a claim would give the row."""
+    quote = dialect.identifier_preparer.quote
+    columns = ", ".join(
+        "version + 1" if name == "version" else quote(name) for name in _COLUMNS
+    )
+    if dialect.name == "postgresql":
+        return f"SELECT {columns} FROM messages WHERE id = ANY(%s)"  # noqa: S608
+    return (
+        f"SELECT {columns} FROM messages "  # noqa: S608
+        "WHERE id IN (SELECT value FROM json_each(?))"
     )
 
 

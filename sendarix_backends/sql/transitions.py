@@ -7,13 +7,15 @@ Once a transition of a message is stale, its later ones are stale too.
 
 A transition into ``accepted`` keeps the lease the claim set (``due_at`` and
 ``lease_owner``). Every other one derives ``due_at`` from the new state and
-releases the lease.
+releases the lease. A transition saved in the claim's own transaction
+(``ClaimLease``) is written in the same update as the claim.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -25,11 +27,32 @@ from sendarix_backends.sql import bulk, codec
 from sendarix_backends.sql.engine import dialect_insert
 from sendarix_backends.sql.schema import events, messages, suppressions
 from sendarix_core.lifecycle import Transition
+from sendarix_core.model import Message
 from sendarix_core.states import MessageStatus
 
-__all__ = ["EncodedTransitions", "encode_transitions", "save_transitions"]
+__all__ = [
+    "ClaimLease",
+    "EncodedTransitions",
+    "encode_transitions",
+    "save_transitions",
+]
 
-_RELEASED = (*codec.STATE_COLUMNS, "due_at")
+_RELEASED = (*codec.STATE_COLUMNS, "due_at", "lease_owner")
+
+
+@attrs.frozen
+class ClaimLease:
+    """The lease a claim gives the messages whose transitions it saves.
+
+    ``claimed`` holds the messages as the claim returned them, by id. A
+    transition from one of them is saved together with the claim: it
+    matches the version stored before the claim, and an ``accepted``
+    message gets the lease (``owner`` until ``expires_at``).
+    """
+
+    owner: str
+    expires_at: datetime
+    claimed: Mapping[str, Message]
 
 
 @attrs.frozen
@@ -41,16 +64,23 @@ class EncodedTransitions:
 
 
 def encode_transitions(
-    dialect: sa.Dialect, transitions: Sequence[Transition]
+    dialect: sa.Dialect,
+    transitions: Sequence[Transition],
+    *,
+    lease: ClaimLease | None = None,
 ) -> EncodedTransitions:
-    """Encode the rows ``save_transitions`` writes; no connection is needed."""
+    """Encode the rows ``save_transitions`` writes; no connection is needed.
+
+    With ``lease``, transitions from the claimed messages also apply the
+    claim, as ``claims.claim_and_decide`` needs.
+    """
     for transition in transitions:
         if transition.before is None:
             raise ValueError(
                 f"transition of message {transition.after.id} has no previous "
                 "state; store new messages with create_messages"
             )
-    update_rows = [_update_row(transition) for transition in transitions]
+    update_rows = [_update_row(transition, lease) for transition in transitions]
     event_rows = [codec.event_row(transition.event) for transition in transitions]
     return EncodedTransitions(
         updates=bulk.encode_rows(dialect, messages, update_rows),
@@ -118,14 +148,28 @@ def _apply_round(connection: Connection, rows: list[bulk.Row]) -> set[str]:
     return {row["match_id"] for row in matching}
 
 
-def _update_row(transition: Transition) -> dict[str, Any]:
+def _update_row(transition: Transition, lease: ClaimLease | None) -> dict[str, Any]:
     after = transition.after
+    before = transition.before
     row = codec.message_state_row(after)
-    keep_lease = after.status is MessageStatus.ACCEPTED
-    row["due_at"] = None if keep_lease else codec.due_at(after)
-    row["keep_lease"] = keep_lease
+    accepted = after.status is MessageStatus.ACCEPTED
     row["match_id"] = after.id
-    row["match_version"] = transition.before.version if transition.before else None
+    row["match_version"] = before.version if before else None
+    if (
+        before is not None
+        and lease is not None
+        and before is lease.claimed.get(after.id)
+    ):
+        # The claim and this transition are one update: it matches the
+        # version before the claim and sets the lease of an accepted message.
+        row["match_version"] = before.version - 1
+        row["keep_lease"] = False
+        row["due_at"] = lease.expires_at if accepted else codec.due_at(after)
+        row["lease_owner"] = lease.owner if accepted else None
+        return row
+    row["keep_lease"] = accepted
+    row["due_at"] = None if accepted else codec.due_at(after)
+    row["lease_owner"] = None
     return row
 
 
@@ -151,7 +195,8 @@ def _postgresql_update(dialect: sa.Dialect) -> str:
     return (
         f"UPDATE messages AS t SET {', '.join(assignments)}, "  # noqa: S608
         "due_at = CASE WHEN v.keep_lease THEN t.due_at ELSE v.due_at END, "
-        "lease_owner = CASE WHEN v.keep_lease THEN t.lease_owner END "
+        "lease_owner = CASE WHEN v.keep_lease THEN t.lease_owner "
+        "ELSE v.lease_owner END "
         f"FROM {source} "
         "WHERE t.id = v.match_id AND t.version = v.match_version "
         "RETURNING t.id"
@@ -167,8 +212,8 @@ def _sqlite_update(
     assignments = [f"{quote(name)} = ?" for name in codec.STATE_COLUMNS]
     names: tuple[str, ...] = codec.STATE_COLUMNS
     if not keep_lease:
-        assignments += ["due_at = ?", "lease_owner = NULL"]
-        names += ("due_at",)
+        assignments += ["due_at = ?", "lease_owner = ?"]
+        names += ("due_at", "lease_owner")
     sql = (
         f"UPDATE messages SET {', '.join(assignments)} "  # noqa: S608
         "WHERE id = ? AND version = ?"

@@ -213,6 +213,52 @@ async def test_claim_and_decide_empty(store: SqlStore, factory: Factory) -> None
     assert calls == [0]
 
 
+async def test_claim_and_decide_resumes_accepted(
+    store: SqlStore, factory: Factory
+) -> None:
+    message = await enqueue(store, factory)
+    first = await store.claim_and_decide("w1", T0, 10, LEASE, decide_all)
+    [accepted] = [t.after for t in first.transitions]
+    later = T0 + LEASE
+
+    resumed = await store.claim_and_decide("w2", later, 10, LEASE, decide_all)
+    during_lease = await store.claim_due("w3", later + LEASE / 2, 10, LEASE)
+
+    assert resumed.transitions == []
+    assert [m.version for m in resumed.messages] == [accepted.version + 1]
+    assert resumed.messages[0].status is MessageStatus.ACCEPTED
+    assert during_lease == []
+    assert await store.next_due_at() == later + LEASE
+    stored = await store.get_message(message.id)
+    assert stored is not None
+    assert stored.version == accepted.version + 1
+
+
+async def test_claim_and_decide_mixes_new_and_resumed(
+    store: SqlStore, factory: Factory
+) -> None:
+    await enqueue(store, factory)
+    first = await store.claim_and_decide("w1", T0, 10, LEASE, decide_all)
+    [accepted] = [t.after for t in first.transitions]
+    fresh = await enqueue(store, factory)
+    later = T0 + LEASE
+
+    result = await store.claim_and_decide("w2", later, 10, LEASE, decide_all)
+    versions = {m.id: m.version for m in result.messages}
+
+    assert versions == {accepted.id: accepted.version + 1, fresh.id: fresh.version + 1}
+    assert [t.after.id for t in result.transitions] == [fresh.id]
+    assert result.stale == []
+    for message_id, version in [
+        (accepted.id, accepted.version + 1),
+        (fresh.id, fresh.version + 2),
+    ]:
+        stored = await store.get_message(message_id)
+        assert stored is not None
+        assert (stored.status, stored.version) == (MessageStatus.ACCEPTED, version)
+    assert await store.next_due_at() == later + LEASE
+
+
 async def test_claim_and_decide_fences(store: SqlStore, factory: Factory) -> None:
     await enqueue(store, factory)
     [held] = await store.claim_due("w1", T0, 1, LEASE)
