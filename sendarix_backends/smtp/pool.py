@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from contextlib import asynccontextmanager
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from types import TracebackType
 
 import attrs
 
@@ -52,12 +53,21 @@ class PoolSettings:
 
 @attrs.define(eq=False)
 class _HostConnections:
-    condition: asyncio.Condition = attrs.field(factory=asyncio.Condition)
     idle: list[SmtpConnection] = attrs.field(factory=list)
     open_count: int = 0
     # Deliveries waiting for or holding a session. The record leaves the map
     # only when this and open_count are zero, so no delivery keeps a stale one.
     users: int = 0
+    # Deliveries waiting for an idle session or a free slot, oldest first.
+    waiters: deque[asyncio.Future[None]] = attrs.field(factory=deque)
+
+    def notify(self) -> None:
+        """Wake the oldest waiting delivery to check the host again."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
 
 class ConnectionPool:
@@ -89,30 +99,14 @@ class ConnectionPool:
         host = self._hosts.get(key)
         return host.open_count if host is not None else 0
 
-    @asynccontextmanager
-    async def connection(
-        self, key: Hashable, opener: Opener
-    ) -> AsyncIterator[SmtpConnection]:
+    def connection(self, key: Hashable, opener: Opener) -> _Lease:
         """Lend a session to ``key``, opened with ``opener`` when none is idle.
 
-        The session goes back to the pool on exit when it is still open and
-        ``clean``; otherwise it is closed.
+        Use the result with ``async with``. The session goes back to the
+        pool on exit when it is still open and ``clean``; otherwise it is
+        closed.
         """
-        if self._closed:
-            raise RuntimeError("the connection pool is closed")
-        host = self._hosts.get(key)
-        if host is None:
-            host = self._hosts[key] = _HostConnections()
-        host.users += 1
-        try:
-            connection = await self._acquire(host, opener)
-            try:
-                yield connection
-            finally:
-                await self._release(host, connection)
-        finally:
-            host.users -= 1
-            self._drop_if_unused(key, host)
+        return _Lease(self, key, opener)
 
     async def aclose(self) -> None:
         """Close idle sessions now; busy ones close when they are returned."""
@@ -130,34 +124,28 @@ class ConnectionPool:
         await asyncio.gather(*self._closing)
 
     async def _acquire(self, host: _HostConnections, opener: Opener) -> SmtpConnection:
+        """Take an idle session, or open one in a free slot, or wait for either."""
+        limit = self._settings.max_connections_per_host
         while True:
-            connection = await self._take_or_reserve(host)
-            if connection is None:
+            if host.idle:
+                connection = host.idle.pop()
+            elif host.open_count < limit:
+                host.open_count += 1
                 return await self._open(host, opener)
+            else:
+                await _wait_for_turn(host)
+                continue
             if await self._is_usable(connection):
                 connection.uses += 1
                 return connection
             await self._forget(host, connection)
 
-    async def _take_or_reserve(self, host: _HostConnections) -> SmtpConnection | None:
-        """Pop an idle session, or reserve a slot for a new one (``None``)."""
-        limit = self._settings.max_connections_per_host
-        async with host.condition:
-            await host.condition.wait_for(
-                lambda: bool(host.idle) or host.open_count < limit
-            )
-            if host.idle:
-                return host.idle.pop()
-            host.open_count += 1
-            return None
-
     async def _open(self, host: _HostConnections, opener: Opener) -> SmtpConnection:
         try:
             connection = await opener()
         except BaseException:
-            async with host.condition:
-                host.open_count -= 1
-                host.condition.notify()
+            host.open_count -= 1
+            host.notify()
             raise
         connection.uses = 1
         return connection
@@ -186,9 +174,8 @@ class ConnectionPool:
             await self._forget(host, connection)
             return
 
-        async with host.condition:
-            host.idle.append(connection)
-            host.condition.notify()
+        host.idle.append(connection)
+        host.notify()
         self._schedule_reaper()
 
     async def _forget(self, host: _HostConnections, connection: SmtpConnection) -> None:
@@ -200,9 +187,8 @@ class ConnectionPool:
         try:
             await connection.quit()
         finally:
-            async with host.condition:
-                host.open_count -= 1
-                host.condition.notify()
+            host.open_count -= 1
+            host.notify()
 
     def _drop_if_unused(self, key: Hashable, host: _HostConnections) -> None:
         if host.open_count == 0 and host.users == 0 and self._hosts.get(key) is host:
@@ -256,3 +242,63 @@ class ConnectionPool:
         if closed:
             logger.debug("closed %d idle SMTP sessions", closed)
         self._schedule_reaper()
+
+
+class _Lease:
+    """The ``async with`` of ``ConnectionPool.connection``.
+
+    A class rather than ``contextlib.asynccontextmanager``, whose generator
+    costs more than the lending itself on every delivery.
+    """
+
+    __slots__ = ("_connection", "_host", "_key", "_opener", "_pool")
+
+    def __init__(self, pool: ConnectionPool, key: Hashable, opener: Opener) -> None:
+        self._pool = pool
+        self._key = key
+        self._opener = opener
+
+    async def __aenter__(self) -> SmtpConnection:
+        pool = self._pool
+        if pool._closed:
+            raise RuntimeError("the connection pool is closed")
+        host = pool._hosts.get(self._key)
+        if host is None:
+            host = pool._hosts[self._key] = _HostConnections()
+        host.users += 1
+        try:
+            self._connection = await pool._acquire(host, self._opener)
+        except BaseException:
+            host.users -= 1
+            pool._drop_if_unused(self._key, host)
+            raise
+        self._host = host
+        return self._connection
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        host = self._host
+        try:
+            await self._pool._release(host, self._connection)
+        finally:
+            host.users -= 1
+            self._pool._drop_if_unused(self._key, host)
+
+
+async def _wait_for_turn(host: _HostConnections) -> None:
+    """Wait until a session to ``host`` is returned or closed."""
+    waiter = asyncio.get_running_loop().create_future()
+    host.waiters.append(waiter)
+    try:
+        await waiter
+    except BaseException:
+        if waiter.done() and not waiter.cancelled():
+            # Woken, then cancelled before running: wake another delivery.
+            host.notify()
+        elif waiter in host.waiters:
+            host.waiters.remove(waiter)
+        raise

@@ -212,6 +212,41 @@ async def test_close_idle_ends_expired_sessions(
     await pool.aclose()
 
 
+async def test_cancelled_waiter_passes_turn_on(
+    routed_server: SmtpServer, clock: FakeClock
+) -> None:
+    settings = ConnectionSettings(
+        helo_name="sender.example.test",
+        timeout=5.0,
+        tls=TlsMode.NONE,
+        tls_context=unverified_context(),
+    )
+    pool = ConnectionPool(PoolSettings(max_connections_per_host=1), clock=clock)
+    key = ("mx1.example.test", routed_server.port)
+
+    async def opener() -> SmtpConnection:
+        return await open_connection(
+            "mx1.example.test", "127.0.0.1", routed_server.port, settings, clock
+        )
+
+    async def borrow() -> None:
+        async with pool.connection(key, opener):
+            pass
+
+    async with pool.connection(key, opener):
+        first = asyncio.create_task(borrow())
+        second = asyncio.create_task(borrow())
+        await asyncio.sleep(0.01)
+    # The session went back and woke the first waiter, which is cancelled
+    # before it runs; the second must get the session instead.
+    first.cancel()
+    await asyncio.wait_for(second, timeout=5)
+
+    assert first.cancelled()
+    assert pool.open_count(key) == 1
+    await pool.aclose()
+
+
 def test_pool_settings_reject_zero() -> None:
     with pytest.raises(ValueError, match="max_connections_per_host"):
         PoolSettings(max_connections_per_host=0)
