@@ -25,10 +25,9 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sendarix_backends.sql.schema import UtcTimestamp, from_micros, to_micros
+from sendarix_backends.sql.schema import UtcTimestamp, to_micros
 
 __all__ = [
-    "decode_rows",
     "dump_rows",
     "encode_rows",
     "insert_encoded",
@@ -139,27 +138,6 @@ def sqlite_rows(table: sa.Table, rows: Sequence[Row]) -> list[Row]:
     return encoded
 
 
-def decode_rows(
-    table: sa.Table, names: Sequence[str], rows: Iterable[Sequence[Any]]
-) -> list[dict[str, Any]]:
-    """Return driver rows of ``table`` columns as dicts of Python values."""
-    names = tuple(names)
-    # Most columns come back from the driver as they are stored, so only the
-    # others pass through a decoder, and zip builds the rest of the dict in C.
-    decoders = [
-        (index, name, decoder)
-        for index, name in enumerate(names)
-        if (decoder := _decoder(table.c[name])) is not _identity
-    ]
-    decoded = []
-    for row in rows:
-        values = dict(zip(names, row, strict=True))
-        for index, name, decode in decoders:
-            values[name] = decode(row[index])
-        decoded.append(values)
-    return decoded
-
-
 @functools.cache
 def _recordset(
     dialect: sa.Dialect,
@@ -204,38 +182,9 @@ def _sqlite_conversions(
     return tuple(conversions)
 
 
-@functools.cache
-def _decoder(column: sa.Column[Any]) -> Converter:
-    if isinstance(column.type, UtcTimestamp):
-        return _decode_time
-    if isinstance(column.type, sa.JSON):
-        return _decode_json
-    if isinstance(column.type, sa.Boolean):
-        return _decode_bool
-    return _identity
-
-
-def _identity(value: Any) -> Any:
-    return value
-
-
 def _encode_time(value: datetime | None) -> int | None:
     return None if value is None else to_micros(value)
 
 
-def _decode_time(value: int | None) -> datetime | None:
-    return None if value is None else from_micros(value)
-
-
 def _encode_json(value: Any) -> str:
     return orjson.dumps(value).decode()
-
-
-def _decode_json(value: Any) -> Any:
-    # psycopg parses json and jsonb itself; SQLite returns the text. Every
-    # document stored here is an object or an array, never a bare string.
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
-
-
-def _decode_bool(value: Any) -> bool | None:
-    return None if value is None else bool(value)
