@@ -171,6 +171,10 @@ class Settings:
     """Base URL of the HTTP API as recipients reach it, for unsubscribe links."""
     helo_name: str | None = attrs.field(default=None, converter=_optional_str)
     """Name sent in EHLO; the machine's fully qualified name when unset."""
+    serve_workers: bool = attrs.field(default=True, converter=_boolean)
+    """Run delivery and event processing inside ``sendarix serve``. False
+    leaves them to ``sendarix worker`` processes, so accepting and delivering
+    run in separate processes and can use separate cores."""
     worker_concurrency: int = attrs.field(default=50, converter=_positive_int)
     """Deliveries in flight at once per worker process."""
     claim_batch: int = attrs.field(default=100, converter=_positive_int)

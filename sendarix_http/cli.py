@@ -227,7 +227,7 @@ def _serve(settings: Settings) -> None:
     sock = _listen(settings.http_host, settings.http_port)
     _check_free_ports(settings)
     bound_host, bound_port = sock.getsockname()[:2]
-    engine = Engine.from_settings(settings)
+    engine = Engine.from_settings(settings, workers=settings.serve_workers)
     app = create_app(engine, manage_engine=True)
     if settings.relay_port != 0:
         run_in_lifespan(app, Relay(engine, settings))
@@ -250,6 +250,7 @@ def _serve(settings: Settings) -> None:
             "action": "serve_started",
             "http": f"{bound_host}:{bound_port}",
             "delivery_mode": str(settings.delivery_mode),
+            "workers": settings.serve_workers,
         },
     )
     # The modules, tables and app built so far live as long as the process.

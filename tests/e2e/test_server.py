@@ -177,3 +177,37 @@ def test_sigterm_releases_in_flight(
     message = wait_for_status(client, message_id, "delivered", timeout=20)
     assert message["status"] == "delivered", server.log()
     assert len(smtp_server.messages) == 1
+
+
+def test_worker_process_delivers_for_serve(
+    server: ServerProcess, smtp_server: SmtpServer
+) -> None:
+    server.env["SENDARIX_SERVE_WORKERS"] = "false"
+    key = server.create_key()
+    server.start()
+    client = httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {key}"}
+    )
+    message_id = client.post("/v1/messages", json=body()).json()["message_id"]
+
+    # Two poll intervals of the server's own workers, had it started any.
+    time.sleep(0.5)
+    assert client.get(f"/v1/messages/{message_id}").json()["status"] == "queued"
+    assert smtp_server.messages == []
+
+    with (server.workdir / "worker.log").open("ab") as log:
+        worker = subprocess.Popen(
+            [*SENDARIX, "worker", "--log-level", "DEBUG"],
+            env=server.env,
+            cwd=server.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        message = wait_for_status(client, message_id, "delivered")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=15)
+    worker_log = (server.workdir / "worker.log").read_text(errors="replace")
+    assert message["status"] == "delivered", worker_log
+    assert len(smtp_server.messages) == 1
