@@ -262,9 +262,9 @@ def _serve(settings: Settings) -> None:
     # of them took about 70 ms, about once a second under load.
     gc.collect()
     gc.freeze()
-    # Each request allocates hundreds of container objects that reference
-    # counting frees when it ends. At the default threshold of 700, the
-    # requests in flight set off a young collection about every seven requests.
+    # The requests in flight hold many container objects that reference
+    # counting frees when each request ends. At the default threshold of 700
+    # they set off a young collection about every seven requests.
     gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
