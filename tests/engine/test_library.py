@@ -12,6 +12,8 @@ from sendarix_backends import Engine, Settings
 from sendarix_backends.smtp import SinkTransport
 from sendarix_core.clock import ManualClock
 from sendarix_core.memory import MemoryStore
+from sendarix_core.model import SmtpReply
+from sendarix_core.ports import Envelope
 from sendarix_core.states import MessageStatus
 from sendarix_core.suppression import SuppressionReason
 from tests.conftest import DOMAIN
@@ -38,6 +40,53 @@ async def test_background_workers_deliver(
                 await anyio.sleep(0.05)
 
     assert [m.rcpt_tos for m in smtp_server.messages] == [(f"ada@{DOMAIN}",)]
+
+
+class CountingTransport:
+    """Accepts every message after a short wait and records the peak number
+    of deliveries in progress at once."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.peak = 0
+        self.delivered: list[str] = []
+
+    async def deliver(self, envelope: Envelope) -> SmtpReply:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        await anyio.sleep(0.01)
+        self.active -= 1
+        self.delivered.append(envelope.message_id)
+        return SmtpReply(code=250, enhanced_code="2.0.0", text="ok", mx_host="mx")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_background_workers_deliver_waves() -> None:
+    store = MemoryStore()
+    transport = CountingTransport()
+    engine = Engine(
+        settings=Settings(worker_concurrency=3, poll_interval=0.05),
+        store=store,
+        queue=store,
+        transport=transport,
+        sink=transport,
+    )
+    async with engine:
+        # The second wave comes after the delivery tasks have gone idle.
+        for wave in range(2):
+            results = [await engine.send(message_body()) for _ in range(10)]
+            with anyio.fail_after(20):
+                while len(transport.delivered) < 10 * (wave + 1):
+                    await anyio.sleep(0.05)
+            for result in results:
+                message = await engine.get_message(result.message_id)
+                assert message.status == MessageStatus.DELIVERED
+
+    assert len(transport.delivered) == 20
+    assert len(set(transport.delivered)) == 20
+    assert transport.peak <= 3
 
 
 async def test_memory_store_with_sink() -> None:
