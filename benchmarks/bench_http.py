@@ -3,7 +3,9 @@
 ``sendarix serve`` runs on a fresh SQLite database in sink delivery mode:
 its workers run and mark each message delivered without opening a
 connection, so the measured rate includes the workers' share of the CPU.
-Every ``202`` follows the commit of its message. The bare app returns
+A second pair of rows runs it with ``SENDARIX_SERVE_WORKERS=false``, so the
+process only accepts and the messages stay queued. Every ``202`` follows
+the commit of its message. The bare app returns
 ``202`` after reading the body. Both are served by uvicorn with the same
 options, and ``wrk`` (a separate process) loads them with the same request.
 """
@@ -42,8 +44,18 @@ def run(options: Options) -> list[Row]:
 
     body = write_body(options.workdir / "request.json")
     sendarix = _measure_sendarix(options, body)
+    api_only = _measure_sendarix(options, body, api_only=True)
     bare = _measure_bare(options, body)
-    return rows_for(title, sendarix, bare, options)
+    return [
+        *rows_for(title, sendarix, bare, options, "sink delivery mode"),
+        *rows_for(
+            f"{title}, API only",
+            api_only,
+            bare,
+            options,
+            "SENDARIX_SERVE_WORKERS=false, no delivery",
+        ),
+    ]
 
 
 def rows_for(
@@ -51,6 +63,7 @@ def rows_for(
     sendarix: Sequence[WrkResult],
     bare: Sequence[WrkResult],
     options: Options,
+    mode: str,
 ) -> list[Row]:
     rate = Series("Sendarix", "requests/s", tuple(r.rate for r in sendarix))
     bare_rate = Series("bare Starlette", "requests/s", tuple(r.rate for r in bare))
@@ -58,7 +71,7 @@ def rows_for(
     bare_p99 = Series("bare Starlette p99", "ms", tuple(r.p99_ms for r in bare))
     p50 = Series("p50", "ms", tuple(r.p50_ms for r in sendarix))
     errors = sum(r.status_errors + r.socket_errors for r in sendarix)
-    note = f"{options.http_seconds:.0f} s per run, sink delivery mode"
+    note = f"{options.http_seconds:.0f} s per run, {mode}"
     if errors:
         note += f"; {errors} requests failed"
     return [
@@ -81,17 +94,22 @@ def rows_for(
     ]
 
 
-def _measure_sendarix(options: Options, body: Path) -> list[WrkResult]:
-    workdir = options.workdir / "http-sendarix"
+def _measure_sendarix(
+    options: Options, body: Path, *, api_only: bool = False
+) -> list[WrkResult]:
+    workdir = options.workdir / ("http-sendarix-api" if api_only else "http-sendarix")
     workdir.mkdir()
     settings = {
         "SENDARIX_DATABASE_URL": f"sqlite:///{workdir / 'sendarix.db'}",
         "SENDARIX_DELIVERY_MODE": "sink",
     }
+    if api_only:
+        settings["SENDARIX_SERVE_WORKERS"] = "false"
     server = SendarixProcess(workdir, settings)
     key = server.create_key()
+    label = "Sendarix, API only" if api_only else "Sendarix"
     with server:
-        return _load(f"{server.url}/v1/messages", key, body, options, "Sendarix")
+        return _load(f"{server.url}/v1/messages", key, body, options, label)
 
 
 def _measure_bare(options: Options, body: Path) -> list[WrkResult]:
