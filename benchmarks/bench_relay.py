@@ -2,7 +2,9 @@
 
 Sendarix side: ``sendarix serve`` on a fresh SQLite database with its relay
 on a loopback port (AUTH without TLS allowed from loopback) and delivery in
-sink mode. Each ``250`` after DATA follows the commit of the message.
+sink mode. A second row runs it with ``SENDARIX_SERVE_WORKERS=false``, so
+the process only accepts. Each ``250`` after DATA follows the commit of the
+message.
 Reference: aiosmtpd with a handler that accepts and drops every message.
 Both are loaded by ``smtp_load`` in its own process, with the same sessions
 and message. It logs in with the API key only on the relay.
@@ -37,25 +39,45 @@ def run(options: Options) -> list[Row]:
         return [not_available(title, TARGET, reason)]
 
     relay = _measure_relay(options)
+    api_only = _measure_relay(options, api_only=True)
     bare = _measure_bare(options)
-    measured = Series("Sendarix relay", "messages/s", tuple(r["rate"] for r in relay))
     reference = Series("bare aiosmtpd", "messages/s", tuple(r["rate"] for r in bare))
-    p99 = Series("p99", "ms", tuple(r["p99_ms"] for r in relay))
     return [
-        Row(
-            benchmark=title,
-            measured=measured,
-            reference=reference,
-            target=TARGET,
-            met=measured.median >= 0.5 * reference.median,
-            note=f"{options.relay_messages:,} messages per run, sink delivery "
-            f"mode, p99 {p99.describe()}",
-        )
+        _row(title, relay, reference, options, "sink delivery mode"),
+        _row(
+            f"{title}, API only",
+            api_only,
+            reference,
+            options,
+            "SENDARIX_SERVE_WORKERS=false, no delivery",
+        ),
     ]
 
 
-def _measure_relay(options: Options) -> list[dict[str, float]]:
-    workdir = options.workdir / "relay-sendarix"
+def _row(
+    title: str,
+    relay: list[dict[str, float]],
+    reference: Series,
+    options: Options,
+    mode: str,
+) -> Row:
+    measured = Series("Sendarix relay", "messages/s", tuple(r["rate"] for r in relay))
+    p99 = Series("p99", "ms", tuple(r["p99_ms"] for r in relay))
+    return Row(
+        benchmark=title,
+        measured=measured,
+        reference=reference,
+        target=TARGET,
+        met=measured.median >= 0.5 * reference.median,
+        note=f"{options.relay_messages:,} messages per run, {mode}, "
+        f"p99 {p99.describe()}",
+    )
+
+
+def _measure_relay(
+    options: Options, *, api_only: bool = False
+) -> list[dict[str, float]]:
+    workdir = options.workdir / ("relay-sendarix-api" if api_only else "relay-sendarix")
     workdir.mkdir()
     port = free_port()
     settings = {
@@ -65,12 +87,14 @@ def _measure_relay(options: Options) -> list[dict[str, float]]:
         "SENDARIX_RELAY_ALLOW_PLAINTEXT_LOOPBACK": "true",
         "SENDARIX_HELO_NAME": "bench.localhost",
     }
+    if api_only:
+        settings["SENDARIX_SERVE_WORKERS"] = "false"
     server = SendarixProcess(workdir, settings)
     key = server.create_key()
     with server:
         if not wait_for_port(port, check=server.check_running):
             raise RuntimeError(f"the relay did not listen on port {port}")
-        return _load(port, key, options, "relay")
+        return _load(port, key, options, "relay, API only" if api_only else "relay")
 
 
 def _measure_bare(options: Options) -> list[dict[str, float]]:
