@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 Row = Mapping[str, Any]
+_UNSET = object()
 Converter = Callable[[Any], Any]
 
 
@@ -129,13 +130,19 @@ def sqlite_rows(table: sa.Table, rows: Sequence[Row]) -> list[Row]:
     if not rows:
         return []
     conversions = _sqlite_conversions(table, tuple(rows[0]))
-    encoded: list[Row] = []
-    for row in rows:
-        values = dict(row)
-        for name, convert in conversions:
-            values[name] = convert(values[name])
-        encoded.append(values)
-    return encoded
+    encoded: list[dict[str, Any]] = [dict(row) for row in rows]
+    for name, convert in conversions:
+        # The rows of one batch often share a value object, such as the
+        # moment of a batch of transitions, so each run of one object is
+        # converted once.
+        last: Any = _UNSET
+        converted: Any = None
+        for values in encoded:
+            value = values[name]
+            if value is not last:
+                last, converted = value, convert(value)
+            values[name] = converted
+    return list(encoded)
 
 
 @functools.cache
