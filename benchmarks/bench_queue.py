@@ -31,6 +31,17 @@ def run(options: Options) -> list[Row]:
         )
     else:
         rows.append(_row("PostgreSQL", options.postgresql_url, options, reference))
+        # Several workers claim from one PostgreSQL database, each query
+        # running on the server while the others' Python runs on the client.
+        rows.append(
+            _row(
+                "PostgreSQL, 2 claim loops",
+                options.postgresql_url,
+                options,
+                reference,
+                workers=2,
+            )
+        )
     return rows
 
 
@@ -39,11 +50,13 @@ def _row(
     database_url: str | None,
     options: Options,
     reference: Series | None,
+    *,
+    workers: int = 1,
 ) -> Row:
     arguments = argparse.Namespace(
         count=options.queue_count,
         batch=500,
-        workers=1,
+        workers=workers,
         separate_accept=False,
         database_url=database_url,
     )
