@@ -161,8 +161,8 @@ def claim_and_decide(
     The claim, the suppression lookup and the transitions share one
     transaction, so a batch costs one transaction instead of three. A
     transition from a claimed message is written in the same update as the
-    claim, so the row is written once; its version still rises by two, as
-    if claimed and then moved. Each transition records its event.
+    claim. Its version still rises by two, as if claimed and then moved.
+    Each transition records its event.
     """
     ids = _due_ids(connection, now, limit, lease, ranks)
     rows: list[Any] = []

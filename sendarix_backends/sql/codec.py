@@ -176,8 +176,8 @@ def message_from_row(row: Row) -> Message:
     )
 
 
-# Positions of the ``messages`` columns in a row that holds all of them in
-# table order, as ``SELECT *`` or ``RETURNING`` of every column give it.
+# Positions of the ``messages`` columns in a row that contains all of them
+# in table order, as ``SELECT *`` or ``RETURNING`` of every column give it.
 _AT = {column.name: index for index, column in enumerate(messages.columns)}
 
 

@@ -42,7 +42,7 @@ def stored_values(row: dict[str, Any]) -> tuple[Any, ...]:
         MessageContent(subject="Raw", raw=b"Subject: Raw\r\n\r\nbody\r\n"),
     ],
 )
-def test_values_decode_to_the_stored_message(content: MessageContent) -> None:
+def test_values_decode_to_message(content: MessageContent) -> None:
     message = make_message(
         content=content,
         attempts=2,
@@ -58,7 +58,7 @@ def test_values_decode_to_the_stored_message(content: MessageContent) -> None:
     assert codec.message_from_values(stored_values(row)) == message
 
 
-def test_content_stored_before_a_field_existed_gets_its_default() -> None:
+def test_old_content_document_gets_defaults() -> None:
     message = make_message()
     row = codec.message_row(message)
     values = list(stored_values(row))
