@@ -80,17 +80,22 @@ class ReplyReader(asyncio.Protocol):
         ``SMTPReadTimeoutError`` on a timeout, and ``SMTPResponseException``
         with code -1 for a malformed reply.
         """
+        # One deadline for the whole reply, as aiosmtplib's read_response
+        # has, so a server that sends it a byte at a time can't stretch it.
+        deadline = None
         while not self._replies:
             if self._error is not None:
                 raise self._error
-            await self._wait()
+            if deadline is None and self._timeout is not None:
+                deadline = self._loop.time() + self._timeout
+            await self._wait(deadline)
         return self._replies.popleft()
 
-    async def _wait(self) -> None:
+    async def _wait(self, deadline: float | None) -> None:
         waiter = self._waiter = self._loop.create_future()
         timer = None
-        if self._timeout is not None:
-            timer = self._loop.call_later(self._timeout, _time_out, waiter)
+        if deadline is not None:
+            timer = self._loop.call_at(deadline, _time_out, waiter)
         try:
             await waiter
         finally:

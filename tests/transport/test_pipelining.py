@@ -223,6 +223,26 @@ async def test_silent_server_times_out(deliver: Deliver) -> None:
     assert "Timed out" in str(caught.value)
 
 
+async def test_trickled_reply_times_out(deliver: Deliver) -> None:
+    async def script(session: Session) -> None:
+        await session.read_lines(3)
+        # Each byte comes well within the timeout, the whole reply does not.
+        for byte in b"250 2.1.0 ok\r\n250 ok\r\n354 go\r\n":
+            if session.reader.at_eof():
+                return
+            session.writer.write(bytes([byte]))
+            await session.writer.drain()
+            await asyncio.sleep(0.1)
+
+    async with ScriptedServer(script) as server:
+        with pytest.raises(TemporaryDeliveryError) as caught:
+            await deliver(server.port, timeout=0.5)
+
+    assert caught.value.details["stage"] == "MAIL"
+    assert "Timed out" in str(caught.value)
+    assert b"<content>" not in server.sessions[0].lines
+
+
 async def test_malformed_reply_closes_session(deliver: Deliver) -> None:
     async def script(session: Session) -> None:
         await session.read_lines(3)
