@@ -166,6 +166,10 @@ class ReplyReader(asyncio.Protocol):
             start = end + 1
             lines.append(line[4:].strip(b" \t\r\n"))
             if line[3:4] != b"-":
+                # The buffer starts at this reply, so start is its length with
+                # the continuation lines.
+                if start > _MAX_REPLY_LENGTH:
+                    raise SMTPResponseException(_INVALID_REPLY, "Response too long")
                 text = b"\n".join(lines).decode("utf-8", "surrogateescape")
                 self._replies.append(SMTPResponse(code, text))
                 lines = []

@@ -258,6 +258,23 @@ async def test_malformed_reply_closes_session(deliver: Deliver) -> None:
     assert b"<content>" not in server.sessions[0].lines
 
 
+async def test_oversized_multiline_reply_rejected(deliver: Deliver) -> None:
+    async def script(session: Session) -> None:
+        await session.read_lines(3)
+        # Five lines of 8,000 bytes: each line fits, the reply does not.
+        lines = ["250-" + "x" * 8000] * 5
+        await session.reply(*lines, "250 ok", "250 ok", "354 go")
+
+    async with ScriptedServer(script) as server:
+        with pytest.raises(TemporaryDeliveryError) as caught:
+            await deliver(server.port)
+
+    assert caught.value.reply_code == -1
+    assert caught.value.details["stage"] == "MAIL"
+    assert "too long" in str(caught.value)
+    assert b"<content>" not in server.sessions[0].lines
+
+
 @pytest.mark.parametrize(
     "address",
     [
