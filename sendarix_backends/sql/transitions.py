@@ -44,8 +44,8 @@ _RELEASED = (*codec.STATE_COLUMNS, "due_at", "lease_owner")
 class ClaimLease:
     """The lease a claim gives the messages whose transitions it saves.
 
-    ``claimed`` holds the messages as the claim returned them, by id. A
-    transition from one of them is saved together with the claim: it
+    ``claimed`` contains the messages as the claim returned them, by id. A
+    transition from one of them is saved together with the claim. It
     matches the version stored before the claim, and an ``accepted``
     message gets the lease (``owner`` until ``expires_at``).
     """
