@@ -30,6 +30,7 @@ from sendarix_backends.events.analytics import (
     latency_bucket,
     outcome_of,
 )
+from sendarix_backends.sql import bulk
 from sendarix_backends.sql.engine import dialect_insert
 from sendarix_backends.sql.schema import (
     UtcTimestamp,
@@ -117,14 +118,11 @@ class _MessageFacts:
 def _message_facts(
     connection: Connection, message_ids: Iterable[str]
 ) -> dict[str, _MessageFacts]:
-    ids: list[str] | str = sorted(message_ids)
-    if not ids:
+    if not message_ids:
         return {}
-    # One array parameter: an IN list of one bound value per event cost more
-    # to render on every batch than the lookup itself.
-    if connection.dialect.name == "sqlite":
-        ids = orjson.dumps(ids).decode()
-    result = connection.exec_driver_sql(_facts_sql(connection.dialect), (ids,))
+    dialect = connection.dialect
+    ids = bulk.array_parameter(dialect, sorted(message_ids))
+    result = connection.exec_driver_sql(_facts_sql(dialect), (ids,))
     found = {}
     for message_id, stored_tags, domain, created_at, scheduled_at, test_mode in result:
         # psycopg parses jsonb itself; SQLite returns the text.
@@ -142,15 +140,9 @@ def _message_facts(
 
 @functools.cache
 def _facts_sql(dialect: sa.Dialect) -> str:
-    if dialect.name == "postgresql":
-        return (
-            "SELECT id, tags, recipient_domain, created_at, scheduled_at, "
-            "test_mode FROM messages WHERE id = ANY(%s)"
-        )
-    # json_each expands one JSON array parameter, so any number of ids fits.
     return (
-        "SELECT id, tags, recipient_domain, created_at, scheduled_at, "
-        "test_mode FROM messages WHERE id IN (SELECT value FROM json_each(?))"
+        "SELECT id, tags, recipient_domain, created_at, scheduled_at, "  # noqa: S608
+        f"test_mode FROM messages WHERE {bulk.in_array(dialect, 'id')}"
     )
 
 

@@ -28,10 +28,13 @@ from sqlalchemy.engine import Connection
 from sendarix_backends.sql.schema import UtcTimestamp, to_micros
 
 __all__ = [
+    "array_parameter",
     "dump_rows",
     "encode_rows",
+    "in_array",
     "insert_encoded",
     "insert_rows",
+    "placeholder",
     "positional",
     "recordset",
     "sqlite_rows",
@@ -89,6 +92,31 @@ def positional(rows: Iterable[Row], names: Sequence[str]) -> list[tuple[Any, ...
         (name,) = names
         return [(row[name],) for row in rows]
     return list(map(operator.itemgetter(*names), rows))
+
+
+def array_parameter(dialect: sa.Dialect, values: Sequence[Any]) -> list[Any] | str:
+    """Return ``values`` as the one parameter that ``in_array`` expands.
+
+    A statement then has one parameter however many values it matches,
+    where an ``IN`` list of a few hundred bound values cost SQLAlchemy and
+    psycopg more to render and convert than the lookup itself.
+    """
+    if dialect.name == "sqlite":
+        return orjson.dumps(list(values)).decode()
+    return list(values)
+
+
+def in_array(dialect: sa.Dialect, column: str) -> str:
+    """Return a condition that ``column`` is one of an ``array_parameter``."""
+    if dialect.name == "postgresql":
+        return f"{column} = ANY(%s)"
+    # json_each expands one JSON array parameter, so any number of values fits.
+    return f"{column} IN (SELECT value FROM json_each(?))"  # noqa: S608
+
+
+def placeholder(dialect: sa.Dialect) -> str:
+    """Return the driver's positional parameter marker."""
+    return "%s" if dialect.name == "postgresql" else "?"
 
 
 def dump_rows(rows: Iterable[Row]) -> str:

@@ -14,11 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sendarix_backends.sql import codec, suppressions, transitions
+from sendarix_backends.sql import bulk, codec, suppressions, transitions
 from sendarix_backends.sql.schema import messages, to_micros
 from sendarix_core.lifecycle import Transition
 from sendarix_core.model import Message
@@ -106,7 +105,11 @@ def claim_due(
         return []
     result = connection.exec_driver_sql(
         _claim_sql(connection.dialect),
-        (to_micros(now + lease), worker_id, _id_parameter(connection, ids)),
+        (
+            to_micros(now + lease),
+            worker_id,
+            bulk.array_parameter(connection.dialect, ids),
+        ),
     )
     return _in_claim_order(ids, result.all())
 
@@ -131,13 +134,6 @@ def _due_ids(
             break
         params = {"rank": rank, "now": now, "limit": remaining}
         ids.extend(connection.scalars(_DUE_IDS, params))
-    return ids
-
-
-def _id_parameter(connection: Connection, ids: list[str]) -> list[str] | str:
-    """Return ``ids`` as the one parameter the claim statements expand."""
-    if connection.dialect.name == "sqlite":
-        return orjson.dumps(ids).decode()
     return ids
 
 
@@ -170,7 +166,8 @@ def claim_and_decide(
         # The rows as claim_due would return them, but read rather than
         # updated: the claim is written together with each transition.
         result = connection.exec_driver_sql(
-            _claimed_sql(connection.dialect), (_id_parameter(connection, ids),)
+            _claimed_sql(connection.dialect),
+            (bulk.array_parameter(connection.dialect, ids),),
         )
         rows = _in_claim_order(ids, result.all())
     claimed = decode_claimed(rows)
@@ -201,7 +198,7 @@ def claim_and_decide(
             (
                 to_micros(claim_lease.expires_at),
                 worker_id,
-                _id_parameter(connection, undecided),
+                bulk.array_parameter(connection.dialect, undecided),
             ),
         ).close()
     if not decided:
@@ -222,15 +219,11 @@ def decode_claimed(rows: Sequence[Sequence[Any]]) -> list[Message]:
 def _claim_sql(dialect: sa.Dialect) -> str:
     quote = dialect.identifier_preparer.quote
     columns = ", ".join(quote(name) for name in _COLUMNS)
-    if dialect.name == "postgresql":
-        return (
-            "UPDATE messages SET due_at = %s, lease_owner = %s, "  # noqa: S608
-            f"version = version + 1 WHERE id = ANY(%s) RETURNING {columns}"
-        )
-    # json_each expands one JSON array parameter, so any number of ids fits.
+    mark = bulk.placeholder(dialect)
     return (
-        "UPDATE messages SET due_at = ?, lease_owner = ?, version = version + 1 "  # noqa: S608
-        f"WHERE id IN (SELECT value FROM json_each(?)) RETURNING {columns}"
+        f"UPDATE messages SET due_at = {mark}, lease_owner = {mark}, "  # noqa: S608
+        f"version = version + 1 WHERE {bulk.in_array(dialect, 'id')} "
+        f"RETURNING {columns}"
     )
 
 
@@ -241,12 +234,7 @@ def _claimed_sql(dialect: sa.Dialect) -> str:
     columns = ", ".join(
         "version + 1" if name == "version" else quote(name) for name in _COLUMNS
     )
-    if dialect.name == "postgresql":
-        return f"SELECT {columns} FROM messages WHERE id = ANY(%s)"  # noqa: S608
-    return (
-        f"SELECT {columns} FROM messages "  # noqa: S608
-        "WHERE id IN (SELECT value FROM json_each(?))"
-    )
+    return f"SELECT {columns} FROM messages WHERE {bulk.in_array(dialect, 'id')}"  # noqa: S608
 
 
 def renew_leases(

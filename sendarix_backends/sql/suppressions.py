@@ -10,11 +10,10 @@ import functools
 from collections.abc import Sequence
 from datetime import datetime
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sendarix_backends.sql import codec
+from sendarix_backends.sql import bulk, codec
 from sendarix_backends.sql.engine import dialect_insert
 from sendarix_backends.sql.listings import (
     decode_cursor,
@@ -38,12 +37,9 @@ def get_suppressions(
 ) -> dict[str, Suppression]:
     if not recipients:
         return {}
-    # One array parameter, as the claim passes its ids: an IN list of a
-    # few hundred bound values cost more to render than the lookup itself.
-    unique: list[str] | str = sorted(set(recipients))
-    if connection.dialect.name == "sqlite":
-        unique = orjson.dumps(unique).decode()
-    result = connection.exec_driver_sql(_lookup_sql(connection.dialect), (unique,))
+    dialect = connection.dialect
+    unique = bulk.array_parameter(dialect, sorted(set(recipients)))
+    result = connection.exec_driver_sql(_lookup_sql(dialect), (unique,))
     found: dict[str, Suppression] = {}
     for recipient, reason, created_at, message_id in result:
         found[recipient] = Suppression(
@@ -57,15 +53,9 @@ def get_suppressions(
 
 @functools.cache
 def _lookup_sql(dialect: sa.Dialect) -> str:
-    if dialect.name == "postgresql":
-        return (
-            "SELECT recipient, reason, created_at, message_id FROM suppressions "
-            "WHERE recipient = ANY(%s)"
-        )
-    # json_each expands one JSON array parameter, so any number of keys fits.
     return (
-        "SELECT recipient, reason, created_at, message_id FROM suppressions "
-        "WHERE recipient IN (SELECT value FROM json_each(?))"
+        "SELECT recipient, reason, created_at, message_id FROM suppressions "  # noqa: S608
+        f"WHERE {bulk.in_array(dialect, 'recipient')}"
     )
 
 

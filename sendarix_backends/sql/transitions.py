@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any
 
 import attrs
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -174,10 +173,10 @@ def _update_row(transition: Transition, lease: ClaimLease | None) -> dict[str, A
 
 
 def _stored_versions(connection: Connection, message_ids: list[str]) -> dict[str, int]:
-    # json_each expands one JSON array parameter, so any number of ids fits.
+    dialect = connection.dialect
     result = connection.exec_driver_sql(
-        "SELECT id, version FROM messages WHERE id IN (SELECT value FROM json_each(?))",
-        (orjson.dumps(message_ids).decode(),),
+        f"SELECT id, version FROM messages WHERE {bulk.in_array(dialect, 'id')}",  # noqa: S608
+        (bulk.array_parameter(dialect, message_ids),),
     )
     return dict(result.all())
 
