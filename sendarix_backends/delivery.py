@@ -255,12 +255,16 @@ class DeliveryWorker:
         high = [Priority.HIGH] if Priority.HIGH not in pauses.priorities else []
         lower = [tier for tier in _LOWER_TIERS if tier not in pauses.priorities]
 
-        if free_lower >= free:
-            return await self._claim_tiers([*high, *lower], free)
-        claim = await self._claim_tiers(high, free)
-        room = min(free - len(claim.messages), free_lower)
-        if room > 0:
-            claim.extend(await self._claim_tiers(lower, room))
+        if free_lower <= 0 or not lower:
+            return await self._claim_tiers(high, free)
+        # One claim serves every tier, high first, up to what the lower
+        # tiers may fill. Only when it returned nothing but ``high``
+        # messages can more of them be due for the reserved slots.
+        limit = min(free, free_lower)
+        claim = await self._claim_tiers([*high, *lower], limit)
+        room = free - len(claim.messages)
+        if high and room > 0 and _all_high(claim.messages, limit):
+            claim.extend(await self._claim_tiers(high, room))
         return claim
 
     async def _claim_tiers(self, tiers: Sequence[Priority], limit: int) -> Claim:
@@ -451,6 +455,13 @@ class DeliveryWorker:
                     "pacing maintenance failed",
                     extra={"action": "pacing_maintenance_failed"},
                 )
+
+
+def _all_high(claimed: Sequence[Message], limit: int) -> bool:
+    """Whether a claim of ``limit`` filled up with ``high`` messages alone."""
+    return len(claimed) >= limit and all(
+        message.priority is Priority.HIGH for message in claimed
+    )
 
 
 def _wake_one(waiters: deque[asyncio.Future[None]]) -> bool:

@@ -69,11 +69,11 @@ class RecordingQueue:
         return None
 
 
-async def queue_backlog(engine: Engine, count: int) -> None:
+async def queue_backlog(engine: Engine, count: int, priority: str = "low") -> None:
     now = engine.clock.now()
     submissions = []
     for number in range(count):
-        body = message_body(f"user{number}@{DOMAIN}", priority="low")
+        body = message_body(f"user{number}@{DOMAIN}", priority=priority)
         submissions.append(
             await engine.prepare_submission(
                 body, api_key=None, idempotency_key=None, now=now
@@ -84,9 +84,10 @@ async def queue_backlog(engine: Engine, count: int) -> None:
     engine.worker.wake()
 
 
-async def test_high_claimed_next_cycle(
+def tarpit_engine(
     tmp_path: Path, dns_server: DnsServer, smtp_server: SmtpServer
-) -> None:
+) -> tuple[Engine, RecordingQueue]:
+    """An engine whose deliveries to DOMAIN hang on a tarpit."""
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'sendarix.db'}",
         dns_nameservers=(("127.0.0.1", dns_server.port),),
@@ -108,7 +109,13 @@ async def test_high_claimed_next_cycle(
         sink=SinkTransport(),
     )
     queue.engine = engine
+    return engine, queue
 
+
+async def test_high_claimed_next_cycle(
+    tmp_path: Path, dns_server: DnsServer, smtp_server: SmtpServer
+) -> None:
+    engine, queue = tarpit_engine(tmp_path, dns_server, smtp_server)
     with SmtpServer() as fast:
         async with engine:
             await engine.control.routes.create(
@@ -145,3 +152,22 @@ async def test_high_claimed_next_cycle(
                 f"high message claimed {claimed_in_cycle - sent_in_cycle} cycle(s) "
                 f"after it was queued behind {BACKLOG} low messages"
             )
+
+
+async def test_high_backlog_fills_reserved_slots(
+    tmp_path: Path, dns_server: DnsServer, smtp_server: SmtpServer
+) -> None:
+    engine, queue = tarpit_engine(tmp_path, dns_server, smtp_server)
+    async with engine:
+        await queue_backlog(engine, 3 * CONCURRENCY, priority="high")
+        with anyio.fail_after(30):
+            while smtp_server.active_sessions < CONCURRENCY:
+                await anyio.sleep(0.05)
+
+    # The first cycle that finds messages claims the lower tiers' share, all
+    # of it high, and then the reserved slot; the worker never claims beyond
+    # its concurrency.
+    first = min(cycle for cycle, ids in queue.claims if ids)
+    in_first = [len(ids) for cycle, ids in queue.claims if cycle == first]
+    assert in_first == [CONCURRENCY - 1, 1]
+    assert sum(len(ids) for _, ids in queue.claims) == CONCURRENCY
