@@ -77,10 +77,16 @@ def outcome_of(event_type: str, data: Mapping[str, Any]) -> list[str]:
     """Return the counters one event adds to."""
     if event_type == EventType.WEBHOOK_DISABLED:
         return []
-    name = EventType(event_type).value.split(".", 1)[1]
+    if event_type not in _OUTCOME_NAMES:
+        raise ValueError(f"{event_type!r} is not an event type")
+    name = _OUTCOME_NAMES[event_type]
     if event_type == EventType.BOUNCED and data.get("asynchronous"):
         return [name, ASYNC_BOUNCE]
     return [name]
+
+
+# The outcome name of each event type: the type without its prefix.
+_OUTCOME_NAMES = {str(kind): kind.value.split(".", 1)[1] for kind in EventType}
 
 
 def latency_bucket(latency: timedelta) -> int:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
@@ -36,11 +36,11 @@ from sendarix_backends.sql.schema import (
     UtcTimestamp,
     from_micros,
     metadata,
-    to_micros,
 )
 from sendarix_core.states import EventType
 
 __all__ = [
+    "CountedEvent",
     "add_to_rollups",
     "delete_rollups_before",
     "delivery_latency",
@@ -75,27 +75,38 @@ _DAY_MICROS = 24 * _HOUR_MICROS
 _DIMENSIONS = {None: "", GroupBy.TAG: "tag", GroupBy.DOMAIN: "domain"}
 
 
-def add_to_rollups(
-    connection: Connection, event_rows: Sequence[Mapping[Any, Any]]
-) -> None:
-    """Count ``event_rows`` (rows of ``events``) into the hourly rollups."""
-    message_ids = {row["message_id"] for row in event_rows if row["message_id"]}
+class CountedEvent(NamedTuple):
+    """What the rollups need of one row of ``events``.
+
+    ``created_at`` is in microseconds since the epoch, as stored.
+    """
+
+    message_id: str | None
+    type: str
+    created_at: int
+    data: Mapping[str, Any]
+
+
+def add_to_rollups(connection: Connection, counted: Sequence[CountedEvent]) -> None:
+    """Count events into the hourly rollups."""
+    message_ids = {event.message_id for event in counted if event.message_id}
     found = _message_facts(connection, message_ids)
     counts: Counter[tuple[str, int, str, str, bool]] = Counter()
     latencies: Counter[tuple[str, int, str, int, bool]] = Counter()
-    for row in event_rows:
-        hour = to_micros(row["created_at"]) // _HOUR_MICROS * _HOUR_MICROS
-        facts = found.get(row["message_id"])
-        keys = [("", "")] if facts is None else group_keys(facts.tags, facts.domain)
+    for message_id, event_type, created_at, data in counted:
+        hour = created_at // _HOUR_MICROS * _HOUR_MICROS
+        facts = found.get(message_id) if message_id else None
+        keys = [("", "")] if facts is None else facts.keys
         # An event without a message (a complaint report that names none) is
         # counted as live traffic.
         test_mode = facts is not None and facts.test_mode
-        outcomes = outcome_of(row["type"], row["data"])
+        outcomes = outcome_of(event_type, data)
         for dimension, value in keys:
             for outcome in outcomes:
                 counts[(dimension, hour, value, outcome, test_mode)] += 1
-        if facts is not None and row["type"] == EventType.DELIVERED:
-            bucket = latency_bucket(row["created_at"] - facts.accepted_at)
+        if facts is not None and event_type == EventType.DELIVERED:
+            latency = timedelta(microseconds=created_at - facts.accepted_at)
+            bucket = latency_bucket(latency)
             for dimension, value in keys:
                 latencies[(dimension, hour, value, bucket, test_mode)] += 1
 
@@ -104,13 +115,17 @@ def add_to_rollups(
 
 
 class _MessageFacts:
-    __slots__ = ("accepted_at", "domain", "tags", "test_mode")
+    """The rollup keys of a message's events, and what its latency counts from.
+
+    ``accepted_at`` is in microseconds since the epoch.
+    """
+
+    __slots__ = ("accepted_at", "keys", "test_mode")
 
     def __init__(
-        self, tags: list[str], domain: str, accepted_at: datetime, test_mode: bool
+        self, keys: list[tuple[str, str]], accepted_at: int, test_mode: bool
     ) -> None:
-        self.tags = tags
-        self.domain = domain
+        self.keys = keys
         self.accepted_at = accepted_at
         self.test_mode = test_mode
 
@@ -122,17 +137,16 @@ def _message_facts(
         return {}
     dialect = connection.dialect
     ids = bulk.array_parameter(dialect, sorted(message_ids))
-    result = connection.exec_driver_sql(_facts_sql(dialect), (ids,))
+    rows = connection.exec_driver_sql(_facts_sql(dialect), (ids,)).all()
     found = {}
-    for message_id, stored_tags, domain, created_at, scheduled_at, test_mode in result:
+    for message_id, stored_tags, domain, created_at, scheduled_at, test_mode in rows:
         # psycopg parses jsonb itself; SQLite returns the text.
         tags = stored_tags
         if isinstance(tags, str):
             tags = orjson.loads(tags)
         found[message_id] = _MessageFacts(
-            list(tags),
-            domain,
-            from_micros(scheduled_at if scheduled_at is not None else created_at),
+            group_keys(tags, domain),
+            scheduled_at if scheduled_at is not None else created_at,
             bool(test_mode),
         )
     return found

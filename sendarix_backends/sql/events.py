@@ -17,6 +17,7 @@ Events are written by the message lifecycle (``submissions`` and
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +34,13 @@ from sendarix_backends.sql.listings import (
     encode_cursor,
     invalid_cursor_error,
 )
-from sendarix_backends.sql.schema import events, messages, suppressions
+from sendarix_backends.sql.schema import (
+    events,
+    from_micros,
+    messages,
+    suppressions,
+    to_micros,
+)
 from sendarix_core.model import Event
 from sendarix_core.ports import Page
 from sendarix_core.representation import event_to_dict, format_time
@@ -41,6 +48,16 @@ from sendarix_core.suppression import (
     Suppression,
     SuppressionReason,
     normalize_recipient,
+)
+
+_UNPROCESSED_COLUMNS = (
+    "sequence",
+    "event_id",
+    "message_id",
+    "type",
+    "created_at",
+    "recipient",
+    "data",
 )
 
 __all__ = [
@@ -255,28 +272,68 @@ def process_events(
 
     Returns how many events were processed and how many deliveries created.
     """
-    statement = (
-        sa.select(events)
-        .where(events.c.processed_at.is_(None))
-        .order_by(events.c.sequence)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    rows = connection.execute(statement).mappings().all()
+    dialect = connection.dialect
+    # Raw rows: the rollups need four columns of each event, so the
+    # mappings with decoded times and documents are built only for fan-out.
+    rows = connection.exec_driver_sql(_unprocessed_sql(dialect), (limit,)).all()
     if not rows:
         return 0, 0
 
-    created = webhooks.fan_out(
-        connection, rows, _payload, now=now, retry_window=retry_window
+    created = 0
+    endpoints = webhooks.enabled_endpoints(connection)
+    if endpoints:
+        created = webhooks.fan_out(
+            connection,
+            endpoints,
+            [_event_mapping(row) for row in rows],
+            _payload,
+            now=now,
+            retry_window=retry_window,
+        )
+    analytics.add_to_rollups(
+        connection,
+        [
+            analytics.CountedEvent(row[2], row[3], row[4], _document(row[6]))
+            for row in rows
+        ],
     )
-    analytics.add_to_rollups(connection, rows)
-    sequences = [row["sequence"] for row in rows]
-    connection.execute(
-        sa.update(events)
-        .where(events.c.sequence.in_(sequences))
-        .values(processed_at=now)
+    sequences = bulk.array_parameter(dialect, [row[0] for row in rows])
+    connection.exec_driver_sql(
+        _mark_processed_sql(dialect), (to_micros(now), sequences)
     )
     return len(rows), created
+
+
+@functools.cache
+def _unprocessed_sql(dialect: sa.Dialect) -> str:
+    # PostgreSQL skips events another processor has locked.
+    lock = " FOR UPDATE SKIP LOCKED" if dialect.name == "postgresql" else ""
+    return (
+        f"SELECT {', '.join(_UNPROCESSED_COLUMNS)} FROM events "  # noqa: S608
+        "WHERE processed_at IS NULL ORDER BY sequence "
+        f"LIMIT {bulk.placeholder(dialect)}{lock}"
+    )
+
+
+@functools.cache
+def _mark_processed_sql(dialect: sa.Dialect) -> str:
+    return (
+        f"UPDATE events SET processed_at = {bulk.placeholder(dialect)} "  # noqa: S608
+        f"WHERE {bulk.in_array(dialect, 'sequence')}"
+    )
+
+
+def _document(value: Any) -> Any:
+    # psycopg decodes jsonb itself; SQLite returns the text.
+    return orjson.loads(value) if isinstance(value, str) else value
+
+
+def _event_mapping(row: Sequence[Any]) -> dict[str, Any]:
+    """Return a raw row as ``select(events)`` would: times and data decoded."""
+    mapping = dict(zip(_UNPROCESSED_COLUMNS, row, strict=True))
+    mapping["created_at"] = from_micros(mapping["created_at"])
+    mapping["data"] = _document(mapping["data"])
+    return mapping
 
 
 def _payload(row: Any) -> bytes:

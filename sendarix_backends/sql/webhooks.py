@@ -49,6 +49,7 @@ __all__ = [
     "create_endpoint",
     "delete_endpoint",
     "delete_finished_deliveries",
+    "enabled_endpoints",
     "fan_out",
     "get_endpoint",
     "list_attempts",
@@ -280,25 +281,29 @@ def _endpoint_from_row(row: Mapping[Any, Any]) -> WebhookEndpoint:
 # Fan-out
 
 
+def enabled_endpoints(connection: Connection) -> list[WebhookEndpoint]:
+    """Return the endpoints that ``fan_out`` creates deliveries for."""
+    return [endpoint for endpoint in list_endpoints(connection) if endpoint.enabled]
+
+
 def fan_out(
     connection: Connection,
+    endpoints: Sequence[WebhookEndpoint],
     event_rows: Sequence[Mapping[Any, Any]],
     payload_of: Callable[[Mapping[Any, Any]], bytes],
     *,
     now: datetime,
     retry_window: timedelta,
 ) -> int:
-    """Create one pending delivery per event and subscribed, enabled endpoint.
+    """Create one pending delivery per event and subscribed endpoint.
 
-    An endpoint receives the events created from its own creation on.
-    ``payload_of`` builds the body of an event's deliveries, only for events
-    that have any. Returns how many deliveries were created.
+    ``endpoints`` are those ``enabled_endpoints`` returned. An endpoint
+    receives the events created from its own creation on. ``payload_of``
+    builds the body of an event's deliveries, only for events that have
+    any. Returns how many deliveries were created.
     """
     # NOTE: endpoints have no environment, so each receives the events of
     # test messages as well as live ones. Only live keys may manage them.
-    endpoints = [
-        endpoint for endpoint in list_endpoints(connection) if endpoint.enabled
-    ]
     if not endpoints or not event_rows:
         return 0
     rows = []
