@@ -129,6 +129,12 @@ def _parse_arguments() -> argparse.Namespace:
         "(default 10000,1000000; smoke 1000,5000)",
     )
     parser.add_argument(
+        "--worker-concurrency",
+        type=int,
+        help="SENDARIX_WORKER_CONCURRENCY of the delivery and end-to-end "
+        "runs (default: the setting's default)",
+    )
+    parser.add_argument(
         "--growth-postgresql",
         action="store_true",
         help="also measure claim latency growth on PostgreSQL",
@@ -162,6 +168,7 @@ def _options(arguments: argparse.Namespace, workdir: Path) -> Options:
         procrastinate_missing_reason=_check_procrastinate(),
         growth_counts=(small, large),
         growth_postgresql=arguments.growth_postgresql,
+        worker_concurrency=arguments.worker_concurrency,
         **counts,
     )
 

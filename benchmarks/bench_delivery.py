@@ -2,7 +2,7 @@
 
 Sendarix side: ``fill.fill_queue`` queues the messages in a fresh SQLite
 database, then ``sendarix worker`` delivers them in smarthost mode to
-``smtp-sink`` on loopback, with its default 50 deliveries in flight over at
+``smtp-sink`` on loopback, with its default 200 deliveries in flight over at
 most 10 pooled sessions. The rate counts from the first completed message
 to the last, so process start-up is left out.
 
@@ -69,6 +69,8 @@ def run(options: Options) -> list[Row]:
         f"aiosmtplib, {options.smtp_connections} sessions", "messages/s", tuple(raw)
     )
     note = "sendarix worker, smarthost mode"
+    if options.worker_concurrency is not None:
+        note += f", {options.worker_concurrency} in flight"
     return [
         Row(
             benchmark=title,
@@ -114,6 +116,7 @@ def _measure_sendarix(options: Options, number: int, *, signed: bool) -> float:
             "SENDARIX_DELIVERY_MODE": "smarthost",
             "SENDARIX_SMARTHOST": f"smtp://{LOOPBACK}:{sink.port}",
             "SENDARIX_HELO_NAME": "bench.localhost",
+            **options.worker_settings(),
         }
         with SendarixProcess(workdir, settings, command="worker") as worker:
             rate = drain_rate(worker, database_url, count)

@@ -98,6 +98,7 @@ def _measure_sendarix(options: Options, *, split: bool = False) -> tuple[float, 
             "SENDARIX_DELIVERY_MODE": "smarthost",
             "SENDARIX_SMARTHOST": f"smtp://{LOOPBACK}:{sink.port}",
             "SENDARIX_HELO_NAME": "bench.localhost",
+            **options.worker_settings(),
         }
         worker = None
         if split:

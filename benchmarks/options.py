@@ -41,6 +41,9 @@ class Options:
     growth_postgresql: bool
     memory_count: int
     memory_seconds: float
+    worker_concurrency: int | None = None
+    """``SENDARIX_WORKER_CONCURRENCY`` of delivering processes; None keeps
+    the setting's default."""
     started: float = attrs.field(factory=time.monotonic)
     loads: list[float] = attrs.field(factory=list)
     """The 1-minute load average at each progress line, to judge the noise."""
@@ -49,6 +52,12 @@ class Options:
     def procrastinate_unavailable(self) -> str:
         """Why procrastinate cannot run, or an empty string when it can."""
         return self.postgresql_missing_reason or self.procrastinate_missing_reason
+
+    def worker_settings(self) -> dict[str, str]:
+        """Settings that delivering Sendarix processes get on top of their own."""
+        if self.worker_concurrency is None:
+            return {}
+        return {"SENDARIX_WORKER_CONCURRENCY": str(self.worker_concurrency)}
 
     def progress(self, text: str) -> None:
         """Print a progress line on standard error, with the elapsed time."""

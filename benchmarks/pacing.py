@@ -10,7 +10,7 @@ destination sites. A loopback DNS server answers for them, pointing them
 at 16 Postfix ``smtp-sink`` processes on 127.0.0.1 to 127.0.0.16 (one
 ``smtp-sink`` serves at most 256 sessions at once, fewer than the idle
 sessions three workers keep to 1,000 hosts). ``sendarix worker``
-processes (default settings: 50 deliveries in flight each) then deliver
+processes (default settings: 200 deliveries in flight each) then deliver
 the queue, and the rate counts from the first 2% of arrivals to the last,
 so process start-up is left out.
 
