@@ -73,6 +73,18 @@ _QUOTED_SPECIALS = frozenset('"\\')
 
 _OBJECT_KEYS = frozenset({"name", "email"})
 
+# The common shapes in plain ASCII, ``ada@example.com`` and ``Ada Lovelace
+# <ada@example.com>``, without quotes, comments or whitespace inside the
+# brackets. ``_parse_plain`` handles them without the general parser and
+# must return what it returns; a property test checks that.
+_PLAIN_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
+_PLAIN_LOCAL = rf"[{_PLAIN_ATEXT}]+(?:\.[{_PLAIN_ATEXT}]+)*"
+_PLAIN_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z0-9-]+"
+_PLAIN_ADDRESS = re.compile(
+    rf"(?:([{_PLAIN_ATEXT}. ]*)<({_PLAIN_LOCAL})@({_PLAIN_DOMAIN})>"
+    rf"|({_PLAIN_LOCAL})@({_PLAIN_DOMAIN}))"
+)
+
 
 class AddressErrorCode(StrEnum):
     """Stable reasons for rejecting an address, as shown to API clients."""
@@ -144,6 +156,10 @@ def parse_address(
             f"got {type(value).__name__}",
         )
 
+    plain = _parse_plain(value)
+    if plain is not None:
+        return plain
+
     _check_text(value, AddressErrorCode.ADDRESS_TOO_LONG)
     text = value.strip(" \t")
     if not text:
@@ -152,6 +168,36 @@ def parse_address(
     display_name, addr_spec = _split_name_addr(text, value)
     local_part, domain = _parse_addr_spec(addr_spec, value, allow_single_label)
     return Address(local_part, domain, display_name)
+
+
+def _parse_plain(value: str) -> Address | None:
+    """Parse a plain ASCII address; None when the general parser must decide.
+
+    Only a value that passes every check comes back, so errors keep the
+    general parser's messages.
+    """
+    if len(value) > _MAX_INPUT_LENGTH:
+        return None
+    match = _PLAIN_ADDRESS.fullmatch(value)
+    if match is None:
+        return None
+    name, local_part, domain, bare_local, bare_domain = match.groups()
+    if name is None:
+        name, local_part, domain = "", bare_local, bare_domain
+    domain = domain.lower()
+    labels = domain.split(".")
+    if (
+        len(local_part) > MAX_LOCAL_PART_OCTETS
+        or len(local_part) + 1 + len(domain) > MAX_ADDRESS_OCTETS
+        or "xn--" in domain
+        or labels[-1].isdigit()
+        or any(
+            len(label) > MAX_LABEL_OCTETS or label[0] == "-" or label[-1] == "-"
+            for label in labels
+        )
+    ):
+        return None
+    return Address(local_part, domain, " ".join(name.split()))
 
 
 def _parse_object(value: Mapping[str, object], allow_single_label: bool) -> Address:
