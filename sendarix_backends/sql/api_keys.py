@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -9,8 +10,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sendarix_backends.sql import codec
-from sendarix_backends.sql.engine import dialect_insert
+from sendarix_backends.sql import bulk, codec
 from sendarix_backends.sql.schema import api_keys, rate_limit_counters
 from sendarix_core import ratelimit
 from sendarix_core.errors import AuthenticationError
@@ -47,9 +47,15 @@ def find_api_keys(
     connection: Connection, key_hashes: Sequence[str]
 ) -> dict[str, ApiKey]:
     """Return the keys whose hash is in ``key_hashes``, by hash."""
-    query = sa.select(api_keys).where(api_keys.c.key_hash.in_(key_hashes))
-    keys = (codec.api_key_from_row(row) for row in connection.execute(query).mappings())
+    rows = connection.execute(_BY_HASHES, {"hashes": key_hashes}).mappings()
+    keys = (codec.api_key_from_row(row) for row in rows)
     return {key.key_hash: key for key in keys}
+
+
+# Built once: every authenticated request batch runs it.
+_BY_HASHES = sa.select(api_keys).where(
+    api_keys.c.key_hash.in_(sa.bindparam("hashes", expanding=True))
+)
 
 
 def get_api_key(connection: Connection, key_id: str) -> ApiKey | None:
@@ -100,19 +106,27 @@ def count_request(
 
     With ``prune``, counters of windows before the previous one are deleted.
     """
-    table = rate_limit_counters
-    insert = dialect_insert(connection, table).values(
-        api_key_id=api_key_id, window_start=window_start, count=amount
+    result = connection.exec_driver_sql(
+        _count_sql(connection.dialect), (api_key_id, window_start, amount)
     )
-    statement = insert.on_conflict_do_update(
-        index_elements=[table.c.api_key_id, table.c.window_start],
-        set_={"count": table.c.count + amount},
-    ).returning(table.c.count)
-    count: int = connection.execute(statement).scalar_one()
+    count: int = result.scalar_one()
 
     if prune:
         _prune_counters(connection, window_start)
     return count
+
+
+@functools.cache
+def _count_sql(dialect: sa.Dialect) -> str:
+    # Plain SQL: building the upsert with SQLAlchemy cost more than running it.
+    mark = bulk.placeholder(dialect)
+    return (
+        "INSERT INTO rate_limit_counters (api_key_id, window_start, count) "  # noqa: S608
+        f"VALUES ({mark}, {mark}, {mark}) "
+        "ON CONFLICT (api_key_id, window_start) "
+        "DO UPDATE SET count = rate_limit_counters.count + excluded.count "
+        "RETURNING count"
+    )
 
 
 def count_requests(
