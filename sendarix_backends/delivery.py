@@ -329,6 +329,8 @@ class DeliveryWorker:
             if message.priority is Priority.HIGH:
                 self._high_in_flight -= 1
             if self._pacer is not None and dispatch is not None:
+                # NOTE: the time includes the wait for a pooled session, so a
+                # busy pool makes a site's deliveries look slower to pacing.
                 elapsed = time.monotonic() - began if attempted else None
                 self._pacer.finished(dispatch.site, elapsed)
             self._wakeup.set()
