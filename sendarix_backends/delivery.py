@@ -339,6 +339,8 @@ class DeliveryWorker:
         now = self._clock.now
         retry = dispatch.rule.action.retry if dispatch is not None else None
         try:
+            # TODO: build the MIME once a pooled session is free; built here,
+            # every delivery waiting for a session holds its bytes in memory.
             envelope = await self._outbound.prepare(message)
             reply = await self._send(message, dispatch, envelope)
         except TemporaryDeliveryError as error:
