@@ -290,14 +290,12 @@ def process_events(
             now=now,
             retry_window=retry_window,
         )
-    analytics.add_to_rollups(
-        connection,
-        [
-            analytics.CountedEvent(row[2], row[3], row[4], _document(row[6]))
-            for row in rows
-        ],
-    )
-    sequences = bulk.array_parameter(dialect, [row[0] for row in rows])
+    counted = [
+        analytics.CountedEvent(message_id, event_type, created_at, _document(data))
+        for _, _, message_id, event_type, created_at, _, data in rows
+    ]
+    analytics.add_to_rollups(connection, counted)
+    sequences = bulk.array_parameter(dialect, [sequence for sequence, *_ in rows])
     connection.exec_driver_sql(
         _mark_processed_sql(dialect), (to_micros(now), sequences)
     )
