@@ -339,8 +339,8 @@ class DeliveryWorker:
         now = self._clock.now
         retry = dispatch.rule.action.retry if dispatch is not None else None
         try:
-            # TODO: build the MIME once a pooled session is free; built here,
-            # every delivery waiting for a session holds its bytes in memory.
+            # TODO: build the MIME once a pooled session is free. Built here,
+            # the bytes of every delivery waiting for a session stay in memory.
             envelope = await self._outbound.prepare(message)
             reply = await self._send(message, dispatch, envelope)
         except TemporaryDeliveryError as error:
@@ -462,7 +462,7 @@ class DeliveryWorker:
 
 
 def _all_high(claimed: Sequence[Message], limit: int) -> bool:
-    """Whether a claim of ``limit`` filled up with ``high`` messages alone."""
+    """Return whether a claim of ``limit`` filled up with ``high`` messages alone."""
     return len(claimed) >= limit and all(
         message.priority is Priority.HIGH for message in claimed
     )

@@ -76,7 +76,7 @@ _DIMENSIONS = {None: "", GroupBy.TAG: "tag", GroupBy.DOMAIN: "domain"}
 
 
 class CountedEvent(NamedTuple):
-    """What the rollups need of one row of ``events``.
+    """The columns of one row of ``events`` that the rollups count by.
 
     ``created_at`` is in microseconds since the epoch, as stored.
     """

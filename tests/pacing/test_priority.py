@@ -165,8 +165,8 @@ async def test_high_backlog_fills_reserved_slots(
                 await anyio.sleep(0.05)
 
     # The first cycle that finds messages claims the lower tiers' share, all
-    # of it high, and then the reserved slot; the worker never claims beyond
-    # its concurrency.
+    # of it high, and then the reserved slot. No cycle claims beyond the
+    # concurrency.
     first = min(cycle for cycle, ids in queue.claims if ids)
     in_first = [len(ids) for cycle, ids in queue.claims if cycle == first]
     assert in_first == [CONCURRENCY - 1, 1]
