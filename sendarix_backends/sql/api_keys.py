@@ -43,6 +43,12 @@ def find_api_key(connection: Connection, key_hash: str) -> ApiKey | None:
     return _one(connection, api_keys.c.key_hash == key_hash)
 
 
+# Built once, because every batch of authenticated requests runs it.
+_BY_HASHES = sa.select(api_keys).where(
+    api_keys.c.key_hash.in_(sa.bindparam("hashes", expanding=True))
+)
+
+
 def find_api_keys(
     connection: Connection, key_hashes: Sequence[str]
 ) -> dict[str, ApiKey]:
@@ -50,12 +56,6 @@ def find_api_keys(
     rows = connection.execute(_BY_HASHES, {"hashes": key_hashes}).mappings()
     keys = (codec.api_key_from_row(row) for row in rows)
     return {key.key_hash: key for key in keys}
-
-
-# Built once: every authenticated request batch runs it.
-_BY_HASHES = sa.select(api_keys).where(
-    api_keys.c.key_hash.in_(sa.bindparam("hashes", expanding=True))
-)
 
 
 def get_api_key(connection: Connection, key_id: str) -> ApiKey | None:

@@ -14,7 +14,7 @@ NAME = "abcXYZ019.' -"
 
 
 def general(value: str) -> Address | AddressError:
-    """What the parser without the shortcut returns for ``value``.
+    """Return what the parser without the shortcut returns for ``value``.
 
     A trailing space keeps the value off the shortcut, and the parser
     strips it.
@@ -26,6 +26,7 @@ def general(value: str) -> Address | AddressError:
 
 
 def check(value: str) -> None:
+    """Assert that a value the shortcut takes parses the same without it."""
     plain = _parse_plain(value)
     if plain is not None:
         assert general(value) == plain

@@ -87,7 +87,7 @@ async def queue_backlog(engine: Engine, count: int, priority: str = "low") -> No
 def tarpit_engine(
     tmp_path: Path, dns_server: DnsServer, smtp_server: SmtpServer
 ) -> tuple[Engine, RecordingQueue]:
-    """An engine whose deliveries to DOMAIN hang on a tarpit."""
+    """Build an engine whose deliveries to DOMAIN hang on a tarpit."""
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'sendarix.db'}",
         dns_nameservers=(("127.0.0.1", dns_server.port),),
