@@ -7,7 +7,9 @@ that. With ``FULL`` every commit syncs the WAL (see "PRAGMA synchronous" in
 https://www.sqlite.org/pragma.html). Write transactions start with
 ``BEGIN IMMEDIATE``, which takes the write lock up front. Two writers
 therefore never both read and then fail with SQLITE_BUSY when they try to
-upgrade. Other processes wait up to ``busy_timeout`` for the lock.
+upgrade. Before that, ``SqlStore`` queues its writers on a lock file shared
+with other Sendarix processes (``writer_lock``); other programs wait up to
+``busy_timeout`` for the lock.
 """
 
 from __future__ import annotations

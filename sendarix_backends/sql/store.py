@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
@@ -36,6 +35,7 @@ from sendarix_backends.sql import (
 from sendarix_backends.sql import events as _events  # noqa: F401
 from sendarix_backends.sql.engine import BEGIN_OPTION, describe_error, make_engine
 from sendarix_backends.sql.migrate import engine_revision, head_revision, upgrade_engine
+from sendarix_backends.sql.writer_lock import WriterLock, lock_path
 from sendarix_core import ratelimit
 from sendarix_core.errors import StorageError
 from sendarix_core.keys import ApiKey
@@ -77,9 +77,12 @@ class SqlStore:
         self._engine = make_engine(database_url, pool_size=pool_size)
         self._limiter = anyio.CapacityLimiter(pool_size)
         self._is_sqlite = self._engine.dialect.name == "sqlite"
-        # SQLite allows one writer. Queuing writers of this process on a lock
-        # is fairer and faster than letting them poll busy_timeout.
-        self._write_lock = threading.Lock()
+        # SQLite allows one writer. Queuing writers on a lock, of this process
+        # and of others on the same file, is fairer and faster than letting
+        # them poll busy_timeout.
+        self._write_lock = WriterLock(
+            lock_path(self._engine.url.database) if self._is_sqlite else None
+        )
         self._pruned_window: int | None = None
         self._request_counts: GroupCommitter[tuple[str, int], int] = GroupCommitter(
             self._count_requests
@@ -123,6 +126,7 @@ class SqlStore:
 
     async def aclose(self) -> None:
         await anyio.to_thread.run_sync(self._engine.dispose)
+        self._write_lock.close()
 
     async def __aenter__(self) -> Self:
         await self.open()

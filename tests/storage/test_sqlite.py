@@ -7,12 +7,15 @@ import sys
 import textwrap
 from pathlib import Path
 
+import anyio
 import pytest
 
 from sendarix_backends.sql import SqlStore
 from sendarix_backends.sql.engine import make_engine
+from sendarix_backends.sql.writer_lock import lock_path
 from sendarix_core.errors import ConfigurationError
 from sendarix_core.ports import MessageQuery
+from tests.storage.conftest import T0, Factory
 
 pytestmark = pytest.mark.anyio
 
@@ -73,6 +76,107 @@ async def test_processes_share_file(tmp_path: Path) -> None:
 
     assert codes == [0, 0, 0]
     assert stored == 600
+
+
+# Holds the writer lock file given as the argument until a line arrives on
+# standard input, as another Sendarix process does during a transaction.
+LOCK_HOLDER = textwrap.dedent(
+    """
+    import fcntl, sys
+    with open(sys.argv[1], "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        print("held", flush=True)
+        sys.stdin.readline()
+    """
+)
+
+
+def hold_lock(path: str) -> subprocess.Popen[str]:
+    """Start a process that holds the writer lock at ``path``, and return it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == "held\n"
+    return holder
+
+
+async def write_while_held(
+    store: SqlStore, holder: subprocess.Popen[str], release: str
+) -> int:
+    """Start a write, check that it waits, release the lock, return the count stored.
+
+    ``release`` is ``unlock``, ending the transaction, or ``kill``.
+    """
+    stored: list[int] = []
+
+    async def write() -> None:
+        ids = await store.create_messages(Factory().batch(3), T0)
+        stored.append(len(ids))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(write)
+        await anyio.sleep(0.3)
+        assert stored == [], "the write did not wait for the other process"
+        if release == "kill":
+            holder.kill()
+        else:
+            assert holder.stdin is not None
+            holder.stdin.write("done\n")
+            holder.stdin.flush()
+        with anyio.fail_after(30):
+            while not stored:
+                await anyio.sleep(0.01)
+    holder.wait(timeout=30)
+    return stored[0]
+
+
+@pytest.mark.parametrize("release", ["unlock", "kill"])
+async def test_write_waits_for_other_process(tmp_path: Path, release: str) -> None:
+    database = tmp_path / "locked.db"
+    async with SqlStore(f"sqlite:///{database}") as store:
+        holder = hold_lock(f"{database}-lock")
+        try:
+            stored = await write_while_held(store, holder, release)
+        finally:
+            holder.kill()
+            holder.wait(timeout=30)
+
+    assert stored == 3
+
+
+async def test_unusable_lock_file_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = tmp_path / "unlockable.db"
+    # A directory in the lock file's place cannot be opened as the file.
+    Path(f"{database}-lock").mkdir()
+    async with SqlStore(f"sqlite:///{database}") as store:
+        first = await store.create_messages(Factory().batch(2), T0)
+        second = await store.create_messages(Factory().batch(2), T0)
+
+    warnings = [
+        r
+        for r in caplog.records
+        if getattr(r, "action", None) == "lock_file_unavailable"
+    ]
+    assert len(first) == 2
+    assert len(second) == 2
+    assert len(warnings) == 1
+    assert "unlockable.db-lock" in warnings[0].getMessage()
+
+
+def test_lock_file_named_after_database() -> None:
+    assert lock_path("/var/lib/sendarix/sendarix.db") == (
+        "/var/lib/sendarix/sendarix.db-lock"
+    )
+    assert lock_path("sendarix.db") == "sendarix.db-lock"
+    assert lock_path("file:sendarix.db?mode=ro") is None
+    assert lock_path(":memory:") is None
+    assert lock_path(None) is None
 
 
 def test_missing_directory_named(tmp_path: Path) -> None:
