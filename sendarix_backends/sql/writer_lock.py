@@ -59,9 +59,7 @@ class WriterLock:
     def __enter__(self) -> None:
         self._thread_lock.acquire()
         try:
-            fd = self._file()
-            if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock_file()
         except BaseException:
             self._thread_lock.release()
             raise
@@ -85,21 +83,26 @@ class WriterLock:
                 os.close(self._fd)
                 self._fd = None
 
-    def _file(self) -> int | None:
-        """Open the lock file on first use; called with the thread lock held."""
-        if self._fd is None and self._path is not None:
-            try:
+    def _lock_file(self) -> None:
+        """Open the lock file on first use and lock it; needs the thread lock."""
+        if self._path is None:
+            return
+        try:
+            if self._fd is None:
                 self._fd = os.open(self._path, os.O_RDONLY | os.O_CREAT, 0o644)
-            except OSError as exc:
-                # SQLite's own locking still keeps writes apart; only the
-                # wait between processes gets slower.
-                logger.warning(
-                    "cannot open the SQLite lock file %s (%s): writers in "
-                    "other processes are kept apart by busy_timeout alone; "
-                    "make the database directory writable",
-                    self._path,
-                    exc.strerror,
-                    extra={"action": "lock_file_unavailable"},
-                )
-                self._path = None
-        return self._fd
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            # SQLite's own locking still keeps writes apart, so only the
+            # wait between processes gets slower.
+            logger.warning(
+                "locking the SQLite lock file %s failed (%s): writers in other "
+                "processes are kept apart by busy_timeout alone; keep the "
+                "database on a local file system, in a writable directory",
+                self._path,
+                exc.strerror,
+                extra={"action": "lock_file_unavailable"},
+            )
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._path = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
 import textwrap
@@ -167,6 +169,30 @@ async def test_unusable_lock_file_logged(
     assert len(second) == 2
     assert len(warnings) == 1
     assert "unlockable.db-lock" in warnings[0].getMessage()
+
+
+async def test_failing_flock_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Some network file systems reject flock with ENOLCK; a local one cannot
+    # be made to, so the call is replaced.
+    def reject(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr("fcntl.flock", reject)
+    async with SqlStore(f"sqlite:///{tmp_path / 'nfs.db'}") as store:
+        first = await store.create_messages(Factory().batch(2), T0)
+        second = await store.create_messages(Factory().batch(2), T0)
+
+    warnings = [
+        r
+        for r in caplog.records
+        if getattr(r, "action", None) == "lock_file_unavailable"
+    ]
+    assert len(first) == 2
+    assert len(second) == 2
+    assert len(warnings) == 1
+    assert "No locks available" in warnings[0].getMessage()
 
 
 def test_lock_file_named_after_database() -> None:
