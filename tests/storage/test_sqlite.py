@@ -150,12 +150,29 @@ async def test_write_waits_for_other_process(tmp_path: Path, release: str) -> No
     assert stored == 3
 
 
+def reject_flock(fd: int, operation: int) -> None:
+    raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [("directory", "Is a directory"), ("flock", "No locks available")],
+)
 async def test_unusable_lock_file_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: str,
+    reason: str,
 ) -> None:
     database = tmp_path / "unlockable.db"
-    # A directory in the lock file's place cannot be opened as the file.
-    Path(f"{database}-lock").mkdir()
+    if failure == "directory":
+        # A directory in the lock file's place cannot be opened as the file.
+        Path(f"{database}-lock").mkdir()
+    else:
+        # Some network file systems reject flock with ENOLCK. A local one
+        # cannot be made to, so the call is replaced.
+        monkeypatch.setattr("fcntl.flock", reject_flock)
     async with SqlStore(f"sqlite:///{database}") as store:
         first = await store.create_messages(Factory().batch(2), T0)
         second = await store.create_messages(Factory().batch(2), T0)
@@ -169,30 +186,7 @@ async def test_unusable_lock_file_logged(
     assert len(second) == 2
     assert len(warnings) == 1
     assert "unlockable.db-lock" in warnings[0].getMessage()
-
-
-async def test_failing_flock_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Some network file systems reject flock with ENOLCK; a local one cannot
-    # be made to, so the call is replaced.
-    def reject(fd: int, operation: int) -> None:
-        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
-
-    monkeypatch.setattr("fcntl.flock", reject)
-    async with SqlStore(f"sqlite:///{tmp_path / 'nfs.db'}") as store:
-        first = await store.create_messages(Factory().batch(2), T0)
-        second = await store.create_messages(Factory().batch(2), T0)
-
-    warnings = [
-        r
-        for r in caplog.records
-        if getattr(r, "action", None) == "lock_file_unavailable"
-    ]
-    assert len(first) == 2
-    assert len(second) == 2
-    assert len(warnings) == 1
-    assert "No locks available" in warnings[0].getMessage()
+    assert reason in warnings[0].getMessage()
 
 
 def test_lock_file_named_after_database() -> None:
