@@ -159,6 +159,14 @@ class SqlEventStorage:
     async def claim_deliveries(
         self, worker_id: str, now: datetime, limit: int, lease: timedelta
     ) -> list[ClaimedDelivery]:
+        # The dispatcher polls whether or not anything is due. A read finds
+        # that out without the write lock, which on SQLite would make the
+        # delivery workers wait on every poll.
+        due = await self._store.run_transaction(
+            "webhook_deliveries_due", webhooks.any_due, now, write=False
+        )
+        if not due:
+            return []
         return await self._store.run_transaction(
             "claim_webhook_deliveries",
             webhooks.claim_deliveries,

@@ -45,6 +45,7 @@ from sendarix_core.ports import Page
 from sendarix_core.states import EventType
 
 __all__ = [
+    "any_due",
     "claim_deliveries",
     "create_endpoint",
     "delete_endpoint",
@@ -350,6 +351,19 @@ def _delivery_row(
 
 
 # Dispatch
+
+
+def any_due(connection: Connection, now: datetime) -> bool:
+    """Return whether a delivery is due at ``now``, whatever its endpoint."""
+    statement = (
+        sa.select(webhook_deliveries.c.id)
+        .where(
+            webhook_deliveries.c.due_at.is_not(None),
+            webhook_deliveries.c.due_at <= now,
+        )
+        .limit(1)
+    )
+    return connection.execute(statement).first() is not None
 
 
 def claim_deliveries(

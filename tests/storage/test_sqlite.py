@@ -18,6 +18,7 @@ from sendarix_backends.sql.writer_lock import lock_path
 from sendarix_core.errors import ConfigurationError
 from sendarix_core.ports import MessageQuery
 from tests.storage.conftest import T0, Factory
+from tests.support.lock_holder import hold_lock
 
 pytestmark = pytest.mark.anyio
 
@@ -78,32 +79,6 @@ async def test_processes_share_file(tmp_path: Path) -> None:
 
     assert codes == [0, 0, 0]
     assert stored == 600
-
-
-# Holds the writer lock file given as the argument until a line arrives on
-# standard input, as another Sendarix process does during a transaction.
-LOCK_HOLDER = textwrap.dedent(
-    """
-    import fcntl, sys
-    with open(sys.argv[1], "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        print("held", flush=True)
-        sys.stdin.readline()
-    """
-)
-
-
-def hold_lock(path: str) -> subprocess.Popen[str]:
-    """Start a process that holds the writer lock at ``path``, and return it."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, path],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout is not None
-    assert holder.stdout.readline() == "held\n"
-    return holder
 
 
 async def write_while_held(

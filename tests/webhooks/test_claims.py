@@ -11,6 +11,7 @@ from sendarix_backends.engine import Engine
 from sendarix_backends.events.services import EventServices
 from sendarix_core.clock import ManualClock
 from tests.conftest import DOMAIN
+from tests.support.lock_holder import hold_lock
 from tests.support.server_process import free_port
 from tests.webhooks.conftest import message_body
 
@@ -77,3 +78,25 @@ async def test_later_event_waits_for_earlier(
     assert [d.event_type for d in claimed] == ["message.queued"]
     assert [d.message_id for d in claimed] == [sent.message_id]
     assert [d.event_type for d in reclaimed] == ["message.queued"]
+
+
+async def test_idle_claim_skips_write_lock(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    url = engine.settings.database_url
+    if not url.startswith("sqlite:///"):
+        pytest.skip("the writer lock file exists on SQLite only")
+    database = url.removeprefix("sqlite:///")
+    holder = hold_lock(f"{database}-lock")
+    try:
+        # Nothing is due, so the claim reads and returns without waiting for
+        # the lock that the other process holds.
+        with anyio.fail_after(10):
+            claimed = await services.storage.claim_deliveries(
+                "a", clock.now(), 10, LEASE
+            )
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+    assert claimed == []
