@@ -33,7 +33,12 @@ from sendarix_backends.sql import (
 
 # Registers the event, webhook and analytics tables on the shared metadata.
 from sendarix_backends.sql import events as _events  # noqa: F401
-from sendarix_backends.sql.engine import BEGIN_OPTION, describe_error, make_engine
+from sendarix_backends.sql.engine import (
+    BEGIN_OPTION,
+    BUSY_TIMEOUT_MS,
+    describe_error,
+    make_engine,
+)
 from sendarix_backends.sql.migrate import engine_revision, head_revision, upgrade_engine
 from sendarix_backends.sql.writer_lock import WriterLock, lock_path
 from sendarix_core import ratelimit
@@ -81,7 +86,8 @@ class SqlStore:
         # and of others on the same file, is fairer and faster than letting
         # them poll busy_timeout.
         self._write_lock = WriterLock(
-            lock_path(self._engine.url.database) if self._is_sqlite else None
+            lock_path(self._engine.url.database) if self._is_sqlite else None,
+            timeout=BUSY_TIMEOUT_MS / 1000,
         )
         self._pruned_window: int | None = None
         self._request_counts: GroupCommitter[tuple[str, int], int] = GroupCommitter(

@@ -14,18 +14,22 @@ database, named like SQLite's own ``-wal`` file: ``sendarix.db-lock``. The
 kernel wakes a waiting process as soon as the holder unlocks, and drops the
 lock of a process that exits, however it ends.
 
-A writer waits for the file lock as long as another Sendarix process holds
-it, which is for one transaction at a time. ``busy_timeout`` still bounds
-the wait for programs that write the database without taking the lock,
-such as the ``sqlite3`` shell.
+A blocking ``flock`` has no time limit, so a contended lock is waited for in
+a helper thread, and the writer gives up after ``timeout`` seconds with
+``StorageError``, as SQLite does after ``busy_timeout``. A process that is
+stopped while it holds the lock (``SIGSTOP``, a debugger) then makes the
+others fail after that time instead of hanging.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 from types import TracebackType
+
+from sendarix_core.errors import StorageError
 
 try:
     import fcntl
@@ -40,24 +44,101 @@ logger = logging.getLogger(__name__)
 def lock_path(database: str | None) -> str | None:
     """Return the lock file path of a SQLite database path, or None.
 
-    A ``file:`` URI may name its file through options that this module does
+    Symbolic links are resolved, as SQLite resolves them to place its
+    ``-wal`` file, so every path to one database gives one lock file. A
+    ``file:`` URI may name its file through options that this module does
     not parse, so such a database gets no lock file.
     """
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    return f"{database}-lock"
+    return f"{os.path.realpath(database)}-lock"
+
+
+class _Wait:
+    """One blocking ``flock`` in a helper thread, which its writer may abandon.
+
+    The wait has an open file description of its own. A wait abandoned at
+    the deadline that gets the lock later then unlocks only its own
+    description, never the lock of a writer that came after it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        self.acquired = threading.Event()
+        self.error: OSError | None = None
+        self._decided = threading.Lock()
+        self._abandoned = False
+
+    def run(self) -> None:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            self.error = exc
+        with self._decided:
+            # Set on an error too, to wake the writer, which then raises it.
+            if not self._abandoned:
+                self.acquired.set()
+            if not self._abandoned and self.error is None:
+                return
+        os.close(self.fd)
+
+    def abandon(self) -> bool:
+        """Give up the wait; return False if the lock came first and is held."""
+        with self._decided:
+            if self.acquired.is_set():
+                return False
+            self._abandoned = True
+            return True
+
+
+class _Waiters:
+    """Daemon threads that run blocking waits, started when first needed.
+
+    Daemon threads, because a wait for a stopped holder must not keep the
+    process from exiting. Waits beyond ``size`` queue for a free thread.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._started = 0
+        self._jobs: queue.SimpleQueue[_Wait | None] = queue.SimpleQueue()
+
+    def submit(self, wait: _Wait) -> None:
+        if self._started < self._size:
+            threading.Thread(
+                target=self._serve, name="sendarix-writer-lock", daemon=True
+            ).start()
+            self._started += 1
+        self._jobs.put(wait)
+
+    def stop(self) -> None:
+        """End each thread once it is idle."""
+        for _ in range(self._started):
+            self._jobs.put(None)
+        self._started = 0
+
+    def _serve(self) -> None:
+        while (wait := self._jobs.get()) is not None:
+            wait.run()
 
 
 class WriterLock:
-    """A lock held around each write transaction of one ``SqlStore``."""
+    """A lock held around each write transaction of one ``SqlStore``.
 
-    def __init__(self, path: str | None) -> None:
+    ``timeout`` is how many seconds a writer waits for another process's
+    writer before it raises ``StorageError``.
+    """
+
+    def __init__(self, path: str | None, *, timeout: float) -> None:
         self._thread_lock = threading.Lock()
         self._path = path if fcntl is not None else None
+        self._timeout = timeout
         self._fd: int | None = None
+        self._waiters = _Waiters(size=4)
 
     def __enter__(self) -> None:
-        self._thread_lock.acquire()
+        if not self._thread_lock.acquire(timeout=self._timeout):
+            raise StorageError(self._timed_out())
         try:
             self._lock_file()
         except BaseException:
@@ -82,27 +163,76 @@ class WriterLock:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+            # A thread still in an abandoned wait ends once the holder
+            # unlocks.
+            self._waiters.stop()
 
     def _lock_file(self) -> None:
-        """Open the lock file on first use and lock it; needs the thread lock."""
-        if self._path is None:
-            return
+        """Lock the file at the path, reopened if replaced; needs the thread lock."""
+        while self._path is not None:
+            try:
+                self._lock_once(self._path)
+                if self._is_current(self._path):
+                    return
+                # The file was deleted or replaced while this process had it
+                # open. Other processes lock the file now at the path.
+                self._close_fd()
+            except OSError as exc:
+                self._give_up(exc)
+
+    def _lock_once(self, path: str) -> None:
+        if self._fd is None:
+            self._fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
         try:
-            if self._fd is None:
-                self._fd = os.open(self._path, os.O_RDONLY | os.O_CREAT, 0o644)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except OSError as exc:
-            # SQLite's own locking still keeps writes apart, so only the
-            # wait between processes gets slower.
-            logger.warning(
-                "locking the SQLite lock file %s failed (%s): writers in other "
-                "processes are kept apart by busy_timeout alone; keep the "
-                "database on a local file system, in a writable directory",
-                self._path,
-                exc.strerror,
-                extra={"action": "lock_file_unavailable"},
-            )
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-            self._path = None
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._wait_for_lock(path)
+
+    def _wait_for_lock(self, path: str) -> None:
+        """Wait in a helper thread for another process to unlock, up to the timeout."""
+        wait = _Wait(path)
+        self._waiters.submit(wait)
+        if not wait.acquired.wait(self._timeout) and wait.abandon():
+            raise StorageError(self._timed_out())
+        if wait.error is not None:
+            raise wait.error
+        # The lock is held through the wait's file description from now on.
+        self._close_fd()
+        self._fd = wait.fd
+
+    def _is_current(self, path: str) -> bool:
+        if self._fd is None:
+            return False
+        opened = os.fstat(self._fd)
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            return False
+        return (opened.st_dev, opened.st_ino) == (current.st_dev, current.st_ino)
+
+    def _close_fd(self) -> None:
+        """Close the lock file, which also unlocks it."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _timed_out(self) -> str:
+        return (
+            f"database is locked: another writer held {self._path or 'the lock'} "
+            f"for {self._timeout:g} s; check for a stopped or hanging Sendarix "
+            "process on the same database"
+        )
+
+    def _give_up(self, exc: OSError) -> None:
+        # SQLite's own locking still keeps writes apart, so only the wait
+        # between processes gets slower.
+        logger.warning(
+            "locking the SQLite lock file %s failed (%s): writers in other "
+            "processes are kept apart by busy_timeout alone; check the file's "
+            "permissions and that the file system supports flock",
+            self._path,
+            exc.strerror,
+            extra={"action": "lock_file_unavailable"},
+        )
+        self._close_fd()
+        self._path = None

@@ -14,8 +14,8 @@ import pytest
 
 from sendarix_backends.sql import SqlStore
 from sendarix_backends.sql.engine import make_engine
-from sendarix_backends.sql.writer_lock import lock_path
-from sendarix_core.errors import ConfigurationError
+from sendarix_backends.sql.writer_lock import WriterLock, lock_path
+from sendarix_core.errors import ConfigurationError, StorageError
 from sendarix_core.ports import MessageQuery
 from tests.storage.conftest import T0, Factory
 from tests.support.lock_holder import hold_lock
@@ -164,14 +164,61 @@ async def test_unusable_lock_file_logged(
     assert reason in warnings[0].getMessage()
 
 
-def test_lock_file_named_after_database() -> None:
-    assert lock_path("/var/lib/sendarix/sendarix.db") == (
-        "/var/lib/sendarix/sendarix.db-lock"
-    )
-    assert lock_path("sendarix.db") == "sendarix.db-lock"
+def test_lock_file_named_after_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = tmp_path / "data" / "sendarix.db"
+    real.parent.mkdir()
+    link = tmp_path / "current.db"
+    link.symlink_to(real)
+    monkeypatch.chdir(tmp_path)
+
+    assert lock_path(str(real)) == f"{real}-lock"
+    assert lock_path(str(link)) == f"{real}-lock"
+    assert lock_path("data/sendarix.db") == f"{real}-lock"
     assert lock_path("file:sendarix.db?mode=ro") is None
     assert lock_path(":memory:") is None
     assert lock_path(None) is None
+
+
+def expect_timeout(lock: WriterLock, path: str) -> None:
+    """Hold ``path`` in another process and check that ``lock`` gives up."""
+    holder = hold_lock(path)
+    try:
+        with pytest.raises(StorageError, match="database is locked"), lock:
+            pass
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+
+def test_held_lock_times_out(tmp_path: Path) -> None:
+    path = str(tmp_path / "stopped.db-lock")
+    lock = WriterLock(path, timeout=0.5)
+    expect_timeout(lock, path)
+
+    # The wait given up at the deadline must not keep the lock once it gets
+    # it: another process can take it after this one.
+    with lock:
+        pass
+    second = hold_lock(path)
+    second.kill()
+    second.wait(timeout=30)
+    lock.close()
+
+
+def test_replaced_lock_file_followed(tmp_path: Path) -> None:
+    path = str(tmp_path / "replaced.db-lock")
+    lock = WriterLock(path, timeout=0.5)
+    with lock:
+        pass
+    # Deleted while this process keeps it open, then created anew by another
+    # process, which holds the new file.
+    os.unlink(path)
+    try:
+        expect_timeout(lock, path)
+    finally:
+        lock.close()
 
 
 def test_missing_directory_named(tmp_path: Path) -> None:
