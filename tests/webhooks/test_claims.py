@@ -80,13 +80,12 @@ async def test_later_event_waits_for_earlier(
     assert [d.event_type for d in reclaimed] == ["message.queued"]
 
 
+# The writer lock file exists on SQLite only.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_idle_claim_skips_write_lock(
     engine: Engine, services: EventServices, clock: ManualClock
 ) -> None:
-    url = engine.settings.database_url
-    if not url.startswith("sqlite:///"):
-        pytest.skip("the writer lock file exists on SQLite only")
-    database = url.removeprefix("sqlite:///")
+    database = engine.settings.database_url.removeprefix("sqlite:///")
     holder = hold_lock(f"{database}-lock")
     try:
         # Nothing is due, so the claim reads and returns without waiting for
