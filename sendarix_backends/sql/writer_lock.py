@@ -92,10 +92,10 @@ class _Wait:
 
 
 class _Waiters:
-    """Daemon threads that run blocking waits, started when first needed.
+    """Up to ``size`` threads that run blocking waits, started on demand.
 
-    Daemon threads, because a wait for a stopped holder must not keep the
-    process from exiting. Waits beyond ``size`` queue for a free thread.
+    They are daemon threads, so that a wait for a stopped holder does not
+    keep the process from exiting. Further waits queue for a free thread.
     """
 
     def __init__(self, size: int) -> None:

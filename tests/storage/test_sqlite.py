@@ -213,7 +213,7 @@ def test_replaced_lock_file_followed(tmp_path: Path) -> None:
     with lock:
         pass
     # Deleted while this process keeps it open, then created anew by another
-    # process, which holds the new file.
+    # process, which locks the new file.
     os.unlink(path)
     try:
         expect_timeout(lock, path)
