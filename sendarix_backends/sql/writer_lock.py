@@ -27,6 +27,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from types import TracebackType
 
 from sendarix_core.errors import StorageError
@@ -137,10 +138,12 @@ class WriterLock:
         self._waiters = _Waiters(size=4)
 
     def __enter__(self) -> None:
+        # One deadline for both locks, so a writer waits ``timeout`` in all.
+        deadline = time.monotonic() + self._timeout
         if not self._thread_lock.acquire(timeout=self._timeout):
             raise StorageError(self._timed_out())
         try:
-            self._lock_file()
+            self._lock_file(deadline)
         except BaseException:
             self._thread_lock.release()
             raise
@@ -167,11 +170,11 @@ class WriterLock:
             # unlocks.
             self._waiters.stop()
 
-    def _lock_file(self) -> None:
+    def _lock_file(self, deadline: float) -> None:
         """Lock the file at the path, reopened if replaced; needs the thread lock."""
         while self._path is not None:
             try:
-                self._lock_once(self._path)
+                self._lock_once(self._path, deadline)
                 if self._is_current(self._path):
                     return
                 # The file was deleted or replaced while this process had it
@@ -180,19 +183,20 @@ class WriterLock:
             except OSError as exc:
                 self._give_up(exc)
 
-    def _lock_once(self, path: str) -> None:
+    def _lock_once(self, path: str, deadline: float) -> None:
         if self._fd is None:
             self._fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._wait_for_lock(path)
+            self._wait_for_lock(path, deadline)
 
-    def _wait_for_lock(self, path: str) -> None:
+    def _wait_for_lock(self, path: str, deadline: float) -> None:
         """Wait in a helper thread for another process to unlock, up to the timeout."""
         wait = _Wait(path)
         self._waiters.submit(wait)
-        if not wait.acquired.wait(self._timeout) and wait.abandon():
+        remaining = max(0.0, deadline - time.monotonic())
+        if not wait.acquired.wait(remaining) and wait.abandon():
             raise StorageError(self._timed_out())
         if wait.error is not None:
             raise wait.error
@@ -218,9 +222,9 @@ class WriterLock:
 
     def _timed_out(self) -> str:
         return (
-            f"database is locked: another writer held {self._path or 'the lock'} "
-            f"for {self._timeout:g} s; check for a stopped or hanging Sendarix "
-            "process on the same database"
+            f"database is locked: waited {self._timeout:g} s for "
+            f"{self._path or 'the write lock'}; check for a stopped or hanging "
+            "process writing the same database"
         )
 
     def _give_up(self, exc: OSError) -> None:
