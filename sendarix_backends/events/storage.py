@@ -7,6 +7,7 @@ store's connection pool, so they share its write lock and retries.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -32,6 +33,10 @@ from sendarix_core.ports import Page
 from sendarix_core.suppression import Suppression
 
 __all__ = ["SqlEventStorage"]
+
+# How many times a batch is read before the processor waits for its next
+# poll, when other processors keep taking events of the batch first.
+_PREPARE_ATTEMPTS = 3
 
 
 class SqlEventStorage:
@@ -78,12 +83,42 @@ class SqlEventStorage:
     async def process_events(
         self, now: datetime, limit: int, retry_window: timedelta
     ) -> tuple[int, int]:
-        def run(connection: Connection) -> tuple[int, int]:
-            return events.process_events(
-                connection, now=now, limit=limit, retry_window=retry_window
-            )
+        if self._store.dialect != "sqlite":
 
-        return await self._store.run_transaction("process_events", run, write=True)
+            def run(connection: Connection) -> tuple[int, int]:
+                return events.process_events(
+                    connection, now=now, limit=limit, retry_window=retry_window
+                )
+
+            return await self._store.run_transaction("process_events", run, write=True)
+
+        # On SQLite the batch is read and its rollups and webhook deliveries
+        # built outside the write lock, which the delivery workers of every
+        # process need for their claims and outcomes. A batch that changed
+        # in between is read again.
+        for _ in range(_PREPARE_ATTEMPTS):
+            prepared = await self._store.run_transaction(
+                "read_events",
+                functools.partial(
+                    events.prepare_events,
+                    now=now,
+                    limit=limit,
+                    retry_window=retry_window,
+                ),
+                write=False,
+            )
+            if prepared is None:
+                return 0, 0
+            try:
+                return await self._store.run_transaction(
+                    "process_events",
+                    functools.partial(events.apply_events, now=now),
+                    prepared,
+                    write=True,
+                )
+            except events.BatchChanged:
+                continue
+        return 0, 0
 
     async def delete_expired(self, cutoff: datetime, limit: int) -> int:
         """Delete one batch of old events, finished deliveries and rollups."""

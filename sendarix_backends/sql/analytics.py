@@ -41,11 +41,13 @@ from sendarix_core.states import EventType
 
 __all__ = [
     "CountedEvent",
-    "add_to_rollups",
+    "Rollup",
+    "count_events",
     "delete_rollups_before",
     "delivery_latency",
     "event_counts",
     "read_rollups",
+    "write_rollup",
 ]
 
 event_counts = sa.Table(
@@ -87,8 +89,15 @@ class CountedEvent(NamedTuple):
     data: Mapping[str, Any]
 
 
-def add_to_rollups(connection: Connection, counted: Sequence[CountedEvent]) -> None:
-    """Count events into the hourly rollups."""
+class Rollup(NamedTuple):
+    """The counts a batch of events adds to the rollup tables."""
+
+    counts: Counter[tuple[str, int, str, str, bool]]
+    latencies: Counter[tuple[str, int, str, int, bool]]
+
+
+def count_events(connection: Connection, counted: Sequence[CountedEvent]) -> Rollup:
+    """Return what ``counted`` adds to the rollups, reading but not writing."""
     message_ids = {event.message_id for event in counted if event.message_id}
     found = _message_facts(connection, message_ids)
     counts: Counter[tuple[str, int, str, str, bool]] = Counter()
@@ -109,9 +118,13 @@ def add_to_rollups(connection: Connection, counted: Sequence[CountedEvent]) -> N
             bucket = latency_bucket(latency)
             for dimension, value in keys:
                 latencies[(dimension, hour, value, bucket, test_mode)] += 1
+    return Rollup(counts, latencies)
 
-    _upsert(connection, event_counts, "outcome", counts)
-    _upsert(connection, delivery_latency, "bucket", latencies)
+
+def write_rollup(connection: Connection, rollup: Rollup) -> None:
+    """Add the counts of ``count_events`` to the stored rollups."""
+    _upsert(connection, event_counts, "outcome", rollup.counts)
+    _upsert(connection, delivery_latency, "bucket", rollup.latencies)
 
 
 class _MessageFacts:

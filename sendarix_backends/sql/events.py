@@ -12,6 +12,10 @@ Events are written by the message lifecycle (``submissions`` and
   LOCKED``, so processors in several processes share the work. An event
   committed late, after events with higher sequence numbers, is still
   unprocessed and is picked up by a later batch, so none is missed.
+* ``prepare_events`` and ``apply_events`` are its two halves, for SQLite:
+  the first only reads, so it runs without the write lock, and the second
+  raises ``BatchChanged``, for a rollback, when another processor got to
+  some of the events first.
 * ``delete_expired`` removes old processed events in small batches.
 """
 
@@ -22,6 +26,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import attrs
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -41,6 +46,7 @@ from sendarix_backends.sql.schema import (
     suppressions,
     to_micros,
 )
+from sendarix_backends.webhooks.model import WebhookEndpoint
 from sendarix_core.model import Event
 from sendarix_core.ports import Page
 from sendarix_core.representation import event_to_dict, format_time
@@ -61,7 +67,11 @@ _UNPROCESSED_COLUMNS = (
 )
 
 __all__ = [
+    "BatchChanged",
+    "PreparedBatch",
+    "apply_events",
     "delete_expired",
+    "prepare_events",
     "process_events",
     "record_events",
     "record_unsubscribe",
@@ -261,6 +271,20 @@ def record_unsubscribe(
 # Processing
 
 
+@attrs.frozen
+class PreparedBatch:
+    """Unprocessed events and the rows that processing them writes.
+
+    ``prepare_events`` builds it from reads alone, so on SQLite it needs no
+    write lock; ``apply_events`` writes it.
+    """
+
+    sequences: list[int]
+    endpoints: tuple[tuple[str, datetime, tuple[str, ...] | None], ...]
+    deliveries: list[dict[str, Any]]
+    counts: analytics.Rollup
+
+
 def process_events(
     connection: Connection,
     *,
@@ -272,18 +296,38 @@ def process_events(
 
     Returns how many events were processed and how many deliveries created.
     """
+    prepared = prepare_events(
+        connection, now=now, limit=limit, retry_window=retry_window
+    )
+    if prepared is None:
+        return 0, 0
+    # Read in this transaction, and locked on PostgreSQL, the batch cannot
+    # change before it is applied.
+    return apply_events(connection, prepared, now=now)
+
+
+def prepare_events(
+    connection: Connection,
+    *,
+    now: datetime,
+    limit: int,
+    retry_window: timedelta,
+) -> PreparedBatch | None:
+    """Read up to ``limit`` unprocessed events and build what processing writes.
+
+    Returns None when no event is waiting.
+    """
     dialect = connection.dialect
     # Raw rows: the rollups need four columns of each event, so the
     # mappings with decoded times and documents are built only for fan-out.
     rows = connection.exec_driver_sql(_unprocessed_sql(dialect), (limit,)).all()
     if not rows:
-        return 0, 0
+        return None
 
-    created = 0
+    deliveries: list[dict[str, Any]] = []
     endpoints = webhooks.enabled_endpoints(connection)
     if endpoints:
-        created = webhooks.fan_out(
-            connection,
+        deliveries = webhooks.delivery_rows(
             endpoints,
             [_event_mapping(row) for row in rows],
             _payload,
@@ -294,12 +338,50 @@ def process_events(
         analytics.CountedEvent(message_id, event_type, created_at, _document(data))
         for _, _, message_id, event_type, created_at, _, data in rows
     ]
-    analytics.add_to_rollups(connection, counted)
-    sequences = bulk.array_parameter(dialect, [sequence for sequence, *_ in rows])
-    connection.exec_driver_sql(
-        _mark_processed_sql(dialect), (to_micros(now), sequences)
+    return PreparedBatch(
+        sequences=[sequence for sequence, *_ in rows],
+        endpoints=_endpoint_keys(endpoints),
+        deliveries=deliveries,
+        counts=analytics.count_events(connection, counted),
     )
-    return len(rows), created
+
+
+class BatchChanged(Exception):
+    """Another processor took events of a prepared batch, or the enabled
+    webhook endpoints changed, after ``prepare_events`` read them."""
+
+
+def apply_events(
+    connection: Connection, prepared: PreparedBatch, *, now: datetime
+) -> tuple[int, int]:
+    """Write a prepared batch and mark its events processed.
+
+    Returns how many events were processed and how many deliveries created.
+    Raises ``BatchChanged`` when the batch is out of date; the transaction
+    must then be rolled back, as ``run_transaction`` does.
+    """
+    if prepared.endpoints != _endpoint_keys(webhooks.enabled_endpoints(connection)):
+        raise BatchChanged("the enabled webhook endpoints changed")
+    dialect = connection.dialect
+    result = connection.exec_driver_sql(
+        _mark_processed_sql(dialect),
+        (to_micros(now), bulk.array_parameter(dialect, prepared.sequences)),
+    )
+    if result.rowcount != len(prepared.sequences):
+        raise BatchChanged("another processor took events of the batch")
+    bulk.insert_rows(connection, webhooks.webhook_deliveries, prepared.deliveries)
+    analytics.write_rollup(connection, prepared.counts)
+    return len(prepared.sequences), len(prepared.deliveries)
+
+
+def _endpoint_keys(
+    endpoints: Sequence[WebhookEndpoint],
+) -> tuple[tuple[str, datetime, tuple[str, ...] | None], ...]:
+    """Return what decides which deliveries ``delivery_rows`` creates."""
+    return tuple(
+        (endpoint.id, endpoint.created_at, endpoint.event_types)
+        for endpoint in endpoints
+    )
 
 
 @functools.cache
@@ -317,7 +399,7 @@ def _unprocessed_sql(dialect: sa.Dialect) -> str:
 def _mark_processed_sql(dialect: sa.Dialect) -> str:
     return (
         f"UPDATE events SET processed_at = {bulk.placeholder(dialect)} "  # noqa: S608
-        f"WHERE {bulk.in_array(dialect, 'sequence')}"
+        f"WHERE {bulk.in_array(dialect, 'sequence')} AND processed_at IS NULL"
     )
 
 

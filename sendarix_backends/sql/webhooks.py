@@ -1,7 +1,7 @@
 """Webhook endpoints, deliveries and attempts on SQLite and PostgreSQL.
 
 A delivery is one event for one endpoint. The event processor creates
-deliveries (``fan_out``) in the transaction that marks the events processed,
+deliveries (``delivery_rows``) in the transaction that marks the events processed,
 so an event is handed to every subscribed endpoint exactly once; a unique
 key on (endpoint, event) backs this up. Dispatchers
 lease due deliveries the way workers lease messages: ``due_at`` is the next
@@ -19,7 +19,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sendarix_backends.sql import bulk
 from sendarix_backends.sql.codec import event_row
 from sendarix_backends.sql.listings import decode_cursor, encode_cursor
 from sendarix_backends.sql.schema import (
@@ -50,8 +49,8 @@ __all__ = [
     "create_endpoint",
     "delete_endpoint",
     "delete_finished_deliveries",
+    "delivery_rows",
     "enabled_endpoints",
-    "fan_out",
     "get_endpoint",
     "list_attempts",
     "list_endpoints",
@@ -283,30 +282,28 @@ def _endpoint_from_row(row: Mapping[Any, Any]) -> WebhookEndpoint:
 
 
 def enabled_endpoints(connection: Connection) -> list[WebhookEndpoint]:
-    """Return the endpoints that ``fan_out`` creates deliveries for."""
+    """Return the endpoints that events are handed to."""
     return [endpoint for endpoint in list_endpoints(connection) if endpoint.enabled]
 
 
-def fan_out(
-    connection: Connection,
+def delivery_rows(
     endpoints: Sequence[WebhookEndpoint],
     event_rows: Sequence[Mapping[Any, Any]],
     payload_of: Callable[[Mapping[Any, Any]], bytes],
     *,
     now: datetime,
     retry_window: timedelta,
-) -> int:
-    """Create one pending delivery per event and subscribed endpoint.
+) -> list[dict[str, Any]]:
+    """Return one pending delivery row per event and subscribed endpoint.
 
-    ``endpoints`` are those ``enabled_endpoints`` returned. An endpoint
-    receives the events created from its own creation on. ``payload_of``
-    builds the body of an event's deliveries, only for events that have
-    any. Returns how many deliveries were created.
+    An endpoint receives the events created from its own creation on.
+    ``payload_of`` builds the body of an event's deliveries, only for events
+    that have any.
     """
     # NOTE: endpoints have no environment, so each receives the events of
     # test messages as well as live ones. Only live keys may manage them.
     if not endpoints or not event_rows:
-        return 0
+        return []
     rows = []
     for event in event_rows:
         subscribed = [
@@ -320,8 +317,7 @@ def fan_out(
         payload = payload_of(event)
         for endpoint in subscribed:
             rows.append(_delivery_row(endpoint.id, event, payload, now, retry_window))
-    bulk.insert_rows(connection, webhook_deliveries, rows)
-    return len(rows)
+    return rows
 
 
 def _delivery_row(

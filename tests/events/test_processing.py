@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 
 import httpx
 import pytest
 
 from sendarix_backends.engine import Engine
+from sendarix_backends.events.analytics import AnalyticsQuery, Interval
 from sendarix_backends.events.query import EventQuery
 from sendarix_backends.events.services import EventServices
+from sendarix_backends.sql import SqlStore, events
 from sendarix_core.clock import ManualClock
 from sendarix_core.suppression import SuppressionReason
 from sendarix_http.app import create_app
+from tests.core.factories import T0
 from tests.webhooks.conftest import api_client, message_body
 from tests.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.anyio
+
+_HOUR_OF_T0 = AnalyticsQuery(
+    start=T0, end=T0 + timedelta(hours=1), interval=Interval.HOUR
+)
+# Nothing listens here; the tests only create deliveries, never send them.
+_RECEIVER_URL = "http://127.0.0.1:9/hooks"
 
 
 async def test_processing_takes_each_event_once(
@@ -182,3 +192,79 @@ async def test_cleanup_deletes_finished_deliveries(
     await services.cleaner.run_once()
 
     assert (await services.webhooks.attempts(endpoint.id)).items == []
+
+
+async def _prepare(engine: Engine, clock: ManualClock) -> events.PreparedBatch | None:
+    run = functools.partial(
+        events.prepare_events,
+        now=clock.now(),
+        limit=100,
+        retry_window=timedelta(hours=1),
+    )
+    return await _sql_store(engine).run_transaction("read_events", run, write=False)
+
+
+async def _apply(
+    engine: Engine, clock: ManualClock, prepared: events.PreparedBatch
+) -> tuple[int, int]:
+    run = functools.partial(events.apply_events, now=clock.now())
+    return await _sql_store(engine).run_transaction(
+        "process_events", run, prepared, write=True
+    )
+
+
+def _sql_store(engine: Engine) -> SqlStore:
+    assert isinstance(engine.store, SqlStore)
+    return engine.store
+
+
+async def test_stale_batch_is_not_counted(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    await engine.send(message_body())
+    prepared = await _prepare(engine, clock)
+    assert prepared is not None
+    assert len(prepared.sequences) == 1
+    assert await services.processor.drain() == 1
+
+    with pytest.raises(events.BatchChanged):
+        await _apply(engine, clock, prepared)
+
+    [bucket] = (await services.analytics(_HOUR_OF_T0))["data"]
+    assert bucket["counts"]["queued"] == 1
+
+
+async def test_batch_rereads_after_endpoint_change(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    await engine.send(message_body())
+    prepared = await _prepare(engine, clock)
+    assert prepared is not None
+    assert prepared.deliveries == []
+    async with api_client(engine) as client:
+        created = await client.post("/v1/webhooks", json={"url": _RECEIVER_URL})
+        assert created.status_code == 201
+
+    with pytest.raises(events.BatchChanged):
+        await _apply(engine, clock, prepared)
+    # The endpoint, created after the event, still receives none of it; the
+    # processor's own read of the batch decides that.
+    assert await services.processor.drain() == 1
+    [bucket] = (await services.analytics(_HOUR_OF_T0))["data"]
+    assert bucket["counts"]["queued"] == 1
+
+
+async def test_prepared_batch_applies_once(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    for _ in range(2):
+        await engine.send(message_body())
+    prepared = await _prepare(engine, clock)
+    assert prepared is not None
+
+    assert await _apply(engine, clock, prepared) == (2, 0)
+    with pytest.raises(events.BatchChanged):
+        await _apply(engine, clock, prepared)
+    assert await services.processor.drain() == 0
+    [bucket] = (await services.analytics(_HOUR_OF_T0))["data"]
+    assert bucket["counts"]["queued"] == 2
