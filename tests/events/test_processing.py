@@ -5,13 +5,16 @@ from __future__ import annotations
 import functools
 from datetime import timedelta
 
+import anyio
 import httpx
 import pytest
 
 from sendarix_backends.engine import Engine
 from sendarix_backends.events.analytics import AnalyticsQuery, Interval
+from sendarix_backends.events.processor import EventProcessor
 from sendarix_backends.events.query import EventQuery
 from sendarix_backends.events.services import EventServices
+from sendarix_backends.settings import Settings
 from sendarix_backends.sql import SqlStore, events
 from sendarix_core.clock import ManualClock
 from sendarix_core.suppression import SuppressionReason
@@ -268,3 +271,35 @@ async def test_prepared_batch_applies_once(
     assert await services.processor.drain() == 0
     [bucket] = (await services.analytics(_HOUR_OF_T0))["data"]
     assert bucket["counts"]["queued"] == 2
+
+
+async def test_concurrent_processors_count_once(
+    engine: Engine, services: EventServices, settings: Settings, clock: ManualClock
+) -> None:
+    for _ in range(60):
+        await engine.send(message_body())
+    totals: list[int] = []
+
+    async def drain(processor: EventProcessor) -> None:
+        totals.append(await processor.drain())
+
+    async with Engine.from_settings(settings, clock=clock, workers=False) as other:
+        assert other.events is not None
+        small = [
+            EventProcessor(
+                storage=storage,
+                clock=clock,
+                retry_window=timedelta(hours=1),
+                poll_interval=0.01,
+                on_deliveries=lambda: None,
+                batch_size=7,
+            )
+            for storage in (services.storage, other.events.storage)
+        ]
+        async with anyio.create_task_group() as group:
+            for processor in small:
+                group.start_soon(drain, processor)
+
+    assert sum(totals) == 60
+    [bucket] = (await services.analytics(_HOUR_OF_T0))["data"]
+    assert bucket["counts"]["queued"] == 60
