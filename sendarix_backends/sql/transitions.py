@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import attrs
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -142,8 +143,10 @@ def _apply_round(connection: Connection, rows: list[bulk.Row]) -> set[str]:
     for keep_lease in (True, False):
         group = [row for row in matching if row["keep_lease"] is keep_lease]
         if group:
-            sql, names = _sqlite_update(connection.dialect, keep_lease=keep_lease)
-            connection.exec_driver_sql(sql, bulk.positional(group, names))
+            head, tail, names = _sqlite_update(
+                connection.dialect, keep_lease=keep_lease
+            )
+            bulk.run_in_chunks(connection, head, tail, bulk.positional(group, names))
     return {row["match_id"] for row in matching}
 
 
@@ -173,12 +176,19 @@ def _update_row(transition: Transition, lease: ClaimLease | None) -> dict[str, A
 
 
 def _stored_versions(connection: Connection, message_ids: list[str]) -> dict[str, int]:
+    """Return the stored version of each message on SQLite.
+
+    The versions come back as one JSON object in one row, since each row
+    fetched is a step of the sqlite3 module, which gives up the GIL.
+    """
     dialect = connection.dialect
     result = connection.exec_driver_sql(
-        f"SELECT id, version FROM messages WHERE {bulk.in_array(dialect, 'id')}",  # noqa: S608
+        "SELECT json_group_object(id, version) FROM messages "  # noqa: S608
+        f"WHERE {bulk.in_array(dialect, 'id')}",
         (bulk.array_parameter(dialect, message_ids),),
     )
-    return dict(result.all())
+    versions: dict[str, int] = orjson.loads(result.scalar_one())
+    return versions
 
 
 @functools.cache
@@ -205,19 +215,24 @@ def _postgresql_update(dialect: sa.Dialect) -> str:
 @functools.cache
 def _sqlite_update(
     dialect: sa.Dialect, *, keep_lease: bool
-) -> tuple[str, tuple[str, ...]]:
-    """Return the update statement and the row keys of its ``?`` parameters."""
+) -> tuple[str, str, tuple[str, ...]]:
+    """Return the update around its ``VALUES`` rows, and the keys of a row.
+
+    ``bulk.run_in_chunks`` puts the rows between the two parts, so one
+    statement updates a whole chunk.
+    """
     quote = dialect.identifier_preparer.quote
-    assignments = [f"{quote(name)} = ?" for name in codec.STATE_COLUMNS]
     names: tuple[str, ...] = codec.STATE_COLUMNS
     if not keep_lease:
-        assignments += ["due_at = ?", "lease_owner = ?"]
         names += ("due_at", "lease_owner")
-    sql = (
-        f"UPDATE messages SET {', '.join(assignments)} "  # noqa: S608
-        "WHERE id = ? AND version = ?"
+    keys = (*names, "match_id", "match_version")
+    assignments = ", ".join(f"{quote(name)} = v.{quote(name)}" for name in names)
+    head = f"WITH v({', '.join(quote(key) for key in keys)}) AS (VALUES "
+    tail = (
+        f") UPDATE messages SET {assignments} FROM v "  # noqa: S608
+        "WHERE messages.id = v.match_id AND messages.version = v.match_version"
     )
-    return sql, (*names, "match_id", "match_version")
+    return head, tail, keys
 
 
 def _insert_suppressions(connection: Connection, transitions: list[Transition]) -> None:
