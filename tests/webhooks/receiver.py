@@ -3,7 +3,9 @@
 ``python -m tests.webhooks.receiver PORT LOG [--delay SECONDS] [--status CODE]``
 answers every POST with ``CODE`` after ``SECONDS`` and appends one JSON line
 per request (headers, base64 body) to ``LOG`` before answering, so a test
-sees every request that reached it, even one whose sender was killed.
+sees every request that reached it, even one whose sender was killed
+while waiting for the answer. A request whose body was cut off is not
+recorded.
 ``Receiver`` starts and stops that process from a test.
 """
 
@@ -98,6 +100,10 @@ def _serve(port: int, log_path: str, delay: float, status: int) -> None:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             body = self.rfile.read(length)
+            if len(body) < length:
+                # The sender closed the connection before the whole body
+                # arrived, as a killed server does: nothing was delivered.
+                return
             entry = {
                 "path": self.path,
                 "headers": {k.lower(): v for k, v in self.headers.items()},
