@@ -45,9 +45,9 @@ __all__ = [
 
 Row = Mapping[str, Any]
 _UNSET = object()
-# SQLite's default limit on the parameters of one statement, raised from
-# 999 in version 3.32.
-_SQLITE_MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+# Rows of one multi-row statement at most, which keeps each statement text
+# and the cache of them small.
+_MAX_CHUNK_ROWS = 1024
 Converter = Callable[[Any], Any]
 
 
@@ -105,7 +105,8 @@ def run_in_chunks(
     if not values:
         return
     width = len(values[0])
-    largest = 1 << ((_SQLITE_MAX_VARIABLES // width).bit_length() - 1)
+    limit = min(_max_variables(connection) // width, _MAX_CHUNK_ROWS)
+    largest = 1 << (limit.bit_length() - 1)
     start = 0
     while start < len(values):
         size = min(largest, 1 << ((len(values) - start).bit_length() - 1))
@@ -113,6 +114,13 @@ def run_in_chunks(
         sql = _chunk_sql(head, tail, width, size)
         connection.exec_driver_sql(sql, tuple(itertools.chain.from_iterable(chunk)))
         start += size
+
+
+def _max_variables(connection: Connection) -> int:
+    """Return how many parameters one statement may have on this SQLite."""
+    driver = connection.connection.driver_connection
+    limit: int = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # type: ignore[union-attr]
+    return limit
 
 
 @functools.lru_cache(maxsize=256)
