@@ -105,7 +105,8 @@ def run_in_chunks(
     if not values:
         return
     width = len(values[0])
-    limit = min(_max_variables(connection) // width, _MAX_CHUNK_ROWS)
+    # At least one row, so a row wider than the limit gets SQLite's error.
+    limit = max(1, min(_max_variables(connection) // width, _MAX_CHUNK_ROWS))
     largest = 1 << (limit.bit_length() - 1)
     start = 0
     while start < len(values):
