@@ -102,9 +102,6 @@ def run_in_chunks(
     chunks of a power of two, so a table needs few statement texts, and
     each chunk stays within SQLite's limit on parameters.
     """
-    # NOTE: each chunk size is a statement text of its own. Small batches,
-    # as a worker's outcomes are, may cost a new prepare per chunk once the
-    # sqlite3 module's cache of 128 statements is full; not measured yet.
     if not values:
         return
     width = len(values[0])
