@@ -45,10 +45,10 @@ __all__ = [
 
 Row = Mapping[str, Any]
 _UNSET = object()
+Converter = Callable[[Any], Any]
 # Rows of one multi-row statement at most, which keeps each statement text
 # and the cache of them small.
 _MAX_CHUNK_ROWS = 1024
-Converter = Callable[[Any], Any]
 
 
 def insert_rows(connection: Connection, table: sa.Table, rows: Sequence[Row]) -> None:

@@ -302,8 +302,8 @@ def process_events(
     if prepared is None:
         return 0, 0
     # Read in this transaction, and locked on PostgreSQL, the batch cannot
-    # change before it is applied.
-    return apply_events(connection, prepared, now=now)
+    # change before it is written, so the endpoints need no second read.
+    return _write_batch(connection, prepared, now=now)
 
 
 def prepare_events(
@@ -362,6 +362,17 @@ def apply_events(
     """
     if prepared.endpoints != _endpoint_keys(webhooks.enabled_endpoints(connection)):
         raise BatchChanged("the enabled webhook endpoints changed")
+    return _write_batch(connection, prepared, now=now)
+
+
+def _write_batch(
+    connection: Connection, prepared: PreparedBatch, *, now: datetime
+) -> tuple[int, int]:
+    """Mark the batch's events processed and write its rows.
+
+    Raises ``BatchChanged`` when another processor marked some of the
+    events first.
+    """
     dialect = connection.dialect
     result = connection.exec_driver_sql(
         _mark_processed_sql(dialect),

@@ -1,9 +1,9 @@
 """Webhook endpoints, deliveries and attempts on SQLite and PostgreSQL.
 
-A delivery is one event for one endpoint. The event processor creates
-deliveries (``delivery_rows``) in the transaction that marks the events processed,
-so an event is handed to every subscribed endpoint exactly once; a unique
-key on (endpoint, event) backs this up. Dispatchers
+A delivery is one event for one endpoint. The event processor writes
+deliveries (``delivery_rows``) in the transaction that marks the events
+processed, so an event is handed to every subscribed endpoint exactly once;
+a unique key on (endpoint, event) backs this up. Dispatchers
 lease due deliveries the way workers lease messages: ``due_at`` is the next
 attempt while waiting and the lease expiry while an attempt runs, and a
 delivery whose dispatcher died becomes due again when its lease runs out.
@@ -296,7 +296,8 @@ def delivery_rows(
 ) -> list[dict[str, Any]]:
     """Return one pending delivery row per event and subscribed endpoint.
 
-    An endpoint receives the events created from its own creation on.
+    ``endpoints`` are those ``enabled_endpoints`` returned. An endpoint
+    receives the events created from its own creation on.
     ``payload_of`` builds the body of an event's deliveries, only for events
     that have any.
     """

@@ -250,8 +250,8 @@ async def test_batch_rereads_after_endpoint_change(
 
     with pytest.raises(events.BatchChanged):
         await _apply(engine, clock, prepared)
-    # The endpoint, created after the event, still receives none of it; the
-    # processor's own read of the batch decides that.
+    # The endpoint was created after the event, so the processor's own read
+    # of the batch creates no delivery for it.
     assert await services.processor.drain() == 1
     [bucket] = (await services.analytics(_HOUR_OF_T0))["data"]
     assert bucket["counts"]["queued"] == 1
