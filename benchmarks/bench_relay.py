@@ -27,13 +27,15 @@ from benchmarks.processes import (
     python_environment,
     wait_for_port,
 )
-from benchmarks.report import Row, Series, not_available
+from benchmarks.report import Row, Series, counted, not_available
 
 TARGET = "≥ 50% of the bare server's rate"
 
 
 def run(options: Options) -> list[Row]:
-    title = f"SMTP relay ingress, durable 250, {options.relay_sessions} sessions"
+    title = (
+        f"SMTP relay ingress, durable 250, {counted(options.relay_sessions, 'session')}"
+    )
     if importlib.util.find_spec("sendarix_http.relay") is None:
         reason = "the SMTP relay listener is not part of this version"
         return [not_available(title, TARGET, reason)]

@@ -65,21 +65,28 @@ class PostfixInstance:
         if postfix is None:
             raise ServiceError(postfix_missing_reason())
         self.postfix = postfix
+        self.port = free_port()
+        self._relay_port = relay_port
+        self.root = Path()
+        self.config_directory = Path()
+        self.log_path = Path()
+
+    def __enter__(self) -> Self:
         # A folder of its own, since the postfix user must be able to reach
         # it and the benchmarks' temporary folder is private to root.
         self.root = Path(tempfile.mkdtemp(prefix="sendarix-bench-postfix-"))
-        self.port = free_port()
         self.config_directory = self.root / "config"
         self.log_path = self.root / "postfix.log"
-        self._relay_port = relay_port
-
-    def __enter__(self) -> Self:
-        self._write_configuration()
-        self._postfix("check")
-        self._postfix("start")
-        if not wait_for_port(self.port):
-            self._postfix("stop")
-            raise ServiceError(f"Postfix did not listen on port {self.port}")
+        try:
+            self._write_configuration()
+            self._postfix("check")
+            self._postfix("start")
+            if not wait_for_port(self.port):
+                raise ServiceError(f"Postfix did not listen on port {self.port}")
+        except BaseException:
+            # Also on Ctrl-C during start-up: stop what may have started.
+            self._stop(check=False)
+            raise
         return self
 
     def __exit__(
@@ -88,8 +95,12 @@ class PostfixInstance:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self._stop(check=True)
+
+    def _stop(self, *, check: bool) -> None:
         try:
-            self._postfix("stop")
+            if (self.config_directory / "main.cf").exists():
+                self._postfix("stop", check=check)
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -136,7 +147,7 @@ class PostfixInstance:
             "biff": "no",
         }
 
-    def _postfix(self, command: str) -> None:
+    def _postfix(self, command: str, *, check: bool = True) -> None:
         result = subprocess.run(
             [self.postfix, "-c", str(self.config_directory), command],
             capture_output=True,
@@ -144,7 +155,7 @@ class PostfixInstance:
             check=False,
             timeout=60,
         )
-        if result.returncode != 0:
+        if check and result.returncode != 0:
             log = self.log_path.read_text() if self.log_path.exists() else ""
             raise ServiceError(
                 f"postfix {command} failed with {result.returncode}: "

@@ -56,6 +56,11 @@ class Row:
         return self.measured.median / self.reference.median
 
 
+def counted(count: int, noun: str) -> str:
+    """Return ``count`` with ``noun``, plural unless the count is one."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
 def not_available(benchmark: str, target: str, reason: str) -> Row:
     return Row(benchmark=benchmark, measured=None, target=target, note=reason)
 
