@@ -25,6 +25,7 @@ from sendarix_backends.delivery import DeliveryWorker
 from sendarix_backends.delivery_control import DeliveryControl
 from sendarix_backends.events.services import build_event_services
 from sendarix_backends.outbound import Outbound
+from sendarix_backends.randomness import random_bytes
 from sendarix_backends.settings import Settings
 from sendarix_backends.submission_raw import prepare_raw_batch, submit_raw_batch
 from sendarix_core import lifecycle
@@ -265,7 +266,7 @@ class Engine:
         )
 
     def new_id(self, prefix: str) -> str:
-        return self._ids.new_id(prefix, self.clock.now(), os.urandom(10))
+        return self._ids.new_id(prefix, self.clock.now(), random_bytes(10))
 
     # Submission
 

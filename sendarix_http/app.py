@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sendarix_backends.engine import Engine
+from sendarix_backends.randomness import random_bytes
 from sendarix_core.errors import SendarixError
 from sendarix_core.ratelimit import RateLimitDecision
 from sendarix_http import openapi
@@ -185,7 +185,7 @@ class ResponseHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or f"req_{secrets.token_hex(12)}"
+        request_id = _incoming_request_id(scope) or f"req_{random_bytes(12).hex()}"
         state: dict[str, Any] = scope.setdefault("state", {})
 
         started = False

@@ -11,7 +11,6 @@ delivery whose dispatcher died becomes due again when its lease runs out.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sendarix_backends.randomness import random_bytes
 from sendarix_backends.sql.codec import event_row
 from sendarix_backends.sql.listings import decode_cursor, encode_cursor
 from sendarix_backends.sql.schema import (
@@ -329,7 +329,7 @@ def _delivery_row(
     retry_window: timedelta,
 ) -> dict[str, Any]:
     return {
-        "id": new_id("whd", now, secrets.token_bytes(10)),
+        "id": new_id("whd", now, random_bytes(10)),
         "endpoint_id": endpoint_id,
         "event_sequence": event["sequence"],
         "event_id": event["event_id"],
@@ -561,7 +561,7 @@ def _disable_failing(
         )
         # The event reaches the event log and every other subscribed endpoint.
         disabled = Event(
-            event_id=new_id("evt", now, secrets.token_bytes(10)),
+            event_id=new_id("evt", now, random_bytes(10)),
             type=EventType.WEBHOOK_DISABLED,
             created_at=now,
             message_id=None,
