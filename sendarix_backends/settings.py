@@ -20,7 +20,13 @@ import attrs
 
 from sendarix_core.errors import ConfigurationError
 
-__all__ = ["DeliveryMode", "SenderVerification", "Settings", "load_settings"]
+__all__ = [
+    "DeliveryMode",
+    "EventLoop",
+    "SenderVerification",
+    "Settings",
+    "load_settings",
+]
 
 logger = logging.getLogger("sendarix.settings")
 
@@ -29,6 +35,13 @@ class DeliveryMode(StrEnum):
     MX = "mx"
     SMARTHOST = "smarthost"
     SINK = "sink"
+
+
+class EventLoop(StrEnum):
+    AUTO = "auto"
+    """uvloop where it is installed, asyncio's own loop elsewhere."""
+    UVLOOP = "uvloop"
+    ASYNCIO = "asyncio"
 
 
 class SenderVerification(StrEnum):
@@ -82,6 +95,10 @@ def _to_choice(enum: type[_Choice], value: str | _Choice, label: str) -> _Choice
 
 def _delivery_mode(value: str | DeliveryMode) -> DeliveryMode:
     return _to_choice(DeliveryMode, value, "delivery mode")
+
+
+def _event_loop(value: str | EventLoop) -> EventLoop:
+    return _to_choice(EventLoop, value, "event loop")
 
 
 def _sender_verification(
@@ -219,6 +236,8 @@ class Settings:
     inbound_host: str = "127.0.0.1"
     inbound_port: int = attrs.field(default=0, converter=_port)
     """Port of the SMTP listener for bounce and complaint reports; 0 is off."""
+    event_loop: EventLoop = attrs.field(default=EventLoop.AUTO, converter=_event_loop)
+    """The asyncio event loop of ``serve`` and ``worker``."""
 
     def __attrs_post_init__(self) -> None:
         if self.delivery_mode == DeliveryMode.SMARTHOST and not self.smarthost:

@@ -25,6 +25,7 @@ from sendarix_backends.settings import (
 )
 from sendarix_core.errors import ConfigurationError, SendarixError, ValidationError
 from sendarix_core.keys import Environment, Scope
+from sendarix_http import event_loop
 from sendarix_http.app import create_app
 from sendarix_http.inbound import attach_inbound
 from sendarix_http.key_commands import add_key_commands, list_keys, revoke_key
@@ -150,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             _serve(settings)
         elif args.command == "worker":
-            anyio.run(_run_worker, settings)
+            event_loop.run(settings.event_loop, _run_worker(settings))
         elif args.command == "migrate":
             _migrate(settings)
         elif args.command == "keys" and args.key_command == "list":
@@ -255,6 +256,7 @@ def _serve(settings: Settings) -> None:
             "http": f"{bound_host}:{bound_port}",
             "delivery_mode": str(settings.delivery_mode),
             "workers": settings.serve_workers,
+            "event_loop": event_loop.loop_name(settings.event_loop),
         },
     )
     # The modules, tables and app built so far live as long as the process.
@@ -266,11 +268,19 @@ def _serve(settings: Settings) -> None:
     # counting frees when each request ends. At the default threshold of 700
     # they set off a young collection about every seven requests.
     gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+    event_loop.run(settings.event_loop, uvicorn.Server(config).serve(sockets=[sock]))
 
 
 async def _run_worker(settings: Settings) -> None:
     _warn_about_settings(settings)
+    logger.info(
+        "worker process started",
+        extra={
+            "action": "worker_process_started",
+            "delivery_mode": str(settings.delivery_mode),
+            "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+        },
+    )
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with Engine.from_settings(settings):
             # Leaving the engine on SIGTERM drains the deliveries in flight,

@@ -58,9 +58,11 @@ def body(number: int = 0) -> dict[str, object]:
     }
 
 
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
 def test_posted_message_delivered(
-    server: ServerProcess, smtp_server: SmtpServer
+    server: ServerProcess, smtp_server: SmtpServer, event_loop: str
 ) -> None:
+    server.env["SENDARIX_EVENT_LOOP"] = event_loop
     key = server.create_key()
     server.start()
     client = httpx.Client(
@@ -85,6 +87,7 @@ def test_posted_message_delivered(
     ]
     assert len(smtp_server.messages) == 1
     assert smtp_server.messages[0].message_id == message["message_id_header"]
+    assert f"event_loop={event_loop}" in server.log()
 
 
 def test_keys_create_prints_only_key(server: ServerProcess) -> None:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from sendarix_backends.settings import DeliveryMode, SenderVerification, load_settings
+from sendarix_backends.settings import (
+    DeliveryMode,
+    EventLoop,
+    SenderVerification,
+    load_settings,
+)
 from sendarix_core.errors import ConfigurationError
 
 
@@ -16,6 +21,7 @@ def test_values_converted() -> None:
             "SENDARIX_SENDER_VERIFICATION": "off",
             "SENDARIX_DATA_FENCE": "yes",
             "SENDARIX_DNS_NAMESERVERS": "127.0.0.1:5353, [::1]",
+            "SENDARIX_EVENT_LOOP": "asyncio",
         }
     )
 
@@ -24,6 +30,7 @@ def test_values_converted() -> None:
     assert settings.sender_verification is SenderVerification.OFF
     assert settings.data_fence is True
     assert settings.dns_nameservers == (("127.0.0.1", 5353), ("::1", 53))
+    assert settings.event_loop is EventLoop.ASYNCIO
 
 
 @pytest.mark.parametrize(
@@ -43,6 +50,12 @@ def test_values_converted() -> None:
         ),
         ("SENDARIX_LEASE_SECONDS", "0", "SENDARIX_LEASE_SECONDS: invalid number '0'"),
         ("SENDARIX_DATA_FENCE", "maybe", "SENDARIX_DATA_FENCE: invalid boolean"),
+        (
+            "SENDARIX_EVENT_LOOP",
+            "tokio",
+            "SENDARIX_EVENT_LOOP: invalid event loop 'tokio'; "
+            "expected one of auto, uvloop, asyncio",
+        ),
     ],
 )
 def test_invalid_value_names_setting(name: str, value: str, message: str) -> None:
