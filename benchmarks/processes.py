@@ -165,7 +165,13 @@ class Service:
         return "\n".join(text.splitlines()[-lines:])
 
     def __enter__(self) -> Self:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            # Started but not ready (a timeout, Ctrl-C or SIGTERM while
+            # waiting): __exit__ will not run, so stop it here.
+            self.stop()
+            raise
         return self
 
     def __exit__(
