@@ -1,6 +1,6 @@
 """Run the benchmarks and print a table of medians beside reference runs.
 
-    benchmarks/run                      # everything, about 12 minutes on 2 cores
+    benchmarks/run                      # everything, about 14 minutes on 2 cores
     benchmarks/run --only http --runs 5
     benchmarks/run --smoke              # tiny counts: proves the scripts work
 
@@ -90,8 +90,8 @@ def main() -> int:
                 rows.append(not_available(name, "—", f"failed: {exc!r}"[:300]))
         reduced = _reduced_counts(arguments)
         if options.smoke or reduced:
-            # The targets are set for the full counts; smaller runs are too
-            # short to judge them, start-up weighs too much.
+            # The targets are set for the full counts. In smaller runs,
+            # start-up weighs too much to judge them.
             rows = [attrs.evolve(row, met=None) for row in rows]
         if reduced and not options.smoke:
             print(

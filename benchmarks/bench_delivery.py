@@ -222,7 +222,7 @@ def _measure_raw(options: Options, number: int, processes: int = 1) -> float:
             seconds = anyio.run(_send_all, sink.port, messages, sessions)
         else:
             # Each process times its own sending, so interpreter start-up is
-            # left out; the clock runs from the first start to the last end.
+            # left out. The clock runs from the first start to the last end.
             spawn = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(processes, mp_context=spawn) as pool:
                 shares = [messages[index::processes] for index in range(processes)]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from benchmarks.processes import find_tool
 
-_PACKAGES = ("SQLAlchemy", "psycopg", "uvicorn", "starlette", "aiosmtplib")
+_PACKAGES = ("SQLAlchemy", "psycopg", "uvicorn", "starlette", "aiosmtplib", "uvloop")
 
 
 def describe_machine() -> list[str]:

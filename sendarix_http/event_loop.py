@@ -43,7 +43,7 @@ def loop_factory(choice: EventLoop) -> Callable[[], asyncio.AbstractEventLoop]:
 
 
 def loop_name(choice: EventLoop) -> str:
-    """Return ``uvloop`` or ``asyncio``: the loop that ``choice`` gives here."""
+    """Return the name of the loop that ``choice`` gives here: uvloop or asyncio."""
     return "asyncio" if loop_factory(choice) is asyncio.new_event_loop else "uvloop"
 
 

@@ -79,7 +79,7 @@ def test_standalone_benchmark_runs(name: str) -> None:
         (["--output", "missing-folder/results.md"], "does not exist; create it"),
     ],
 )
-def test_runner_refuses_bad_options_before_starting(
+def test_runner_rejects_bad_options(
     arguments: list[str], message: str, tmp_path: Path
 ) -> None:
     result = subprocess.run(
@@ -99,7 +99,7 @@ def test_runner_refuses_bad_options_before_starting(
 
 @pytest.mark.timeout(120)
 @pytest.mark.skipif(shutil.which("smtp-sink") is None, reason="needs smtp-sink")
-def test_sigterm_stops_the_servers_the_runner_started(tmp_path: Path) -> None:
+def test_sigterm_stops_started_servers(tmp_path: Path) -> None:
     runner = subprocess.Popen(
         [sys.executable, "-m", "benchmarks", "--only", "delivery", "--runs", "1"],
         cwd=ROOT,
