@@ -22,8 +22,15 @@ from sendarix_http.relay import Relay
 from tests.conftest import DOMAIN
 from tests.support.certificates import TestCertificate, make_certificate
 from tests.support.dns_server import DnsServer
+from tests.support.event_loops import EVENT_LOOPS
 from tests.support.server_process import free_port
 from tests.support.smtp_server import SmtpServer
+
+
+@pytest.fixture(params=EVENT_LOOPS)
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    return request.param
+
 
 SENDER = "ada@acme.example"
 RECIPIENT = f"bob@{DOMAIN}"

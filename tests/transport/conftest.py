@@ -12,7 +12,14 @@ from sendarix_backends.smtp import MxResolver, MxTransport, TlsMode
 from sendarix_core.ports import Envelope
 from tests.support.certificates import TestCertificate, make_certificate
 from tests.support.dns_server import DnsServer
+from tests.support.event_loops import EVENT_LOOPS
 from tests.support.smtp_server import SmtpServer
+
+
+@pytest.fixture(params=EVENT_LOOPS)
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    return request.param
+
 
 DOMAIN = "example.test"
 
