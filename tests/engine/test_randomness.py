@@ -8,12 +8,12 @@ from sendarix_backends.randomness import random_bytes
 
 
 def test_sizes_and_no_repeats() -> None:
-    # More than one block of 4 KiB, so the pool is refilled in between.
-    taken = [random_bytes(10) for _ in range(1_000)]
+    # More than one block of 64 KiB, so the pool is refilled in between.
+    taken = [random_bytes(10) for _ in range(7_000)]
 
     assert {len(data) for data in taken} == {10}
     assert len(set(taken)) == len(taken)
-    assert len(random_bytes(5_000)) == 5_000
+    assert len(random_bytes(100_000)) == 100_000
 
 
 def test_forked_child_draws_its_own_bytes() -> None:
