@@ -24,24 +24,32 @@ class _Pool:
         self._lock = threading.Lock()
         self._block = b""
         self._offset = 0
-        # A forked child must not hand out the bytes its parent hands out.
-        self._pid = 0
 
     def take(self, size: int) -> bytes:
         if size > _BLOCK_SIZE:
             return os.urandom(size)
         with self._lock:
             end = self._offset + size
-            if end > len(self._block) or self._pid != os.getpid():
+            if end > len(self._block):
                 self._block = os.urandom(_BLOCK_SIZE)
-                self._pid = os.getpid()
                 self._offset, end = 0, size
             data = self._block[self._offset : end]
             self._offset = end
             return data
 
+    def forget(self) -> None:
+        """Drop the bytes read so far, so the next call reads new ones."""
+        self._lock = threading.Lock()
+        self._block = b""
+        self._offset = 0
+
 
 _pool = _Pool()
+# A forked child must not hand out the bytes its parent hands out. The hook
+# costs nothing per id, where checking os.getpid() made a system call each
+# time (glibc does not cache the pid).
+if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
+    os.register_at_fork(after_in_child=_pool.forget)
 
 
 def random_bytes(size: int) -> bytes:
