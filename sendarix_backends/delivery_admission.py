@@ -60,6 +60,8 @@ class _DecidedClaim(Protocol):
     def messages(self) -> list[Message]: ...
     @property
     def stale(self) -> list[str]: ...
+    @property
+    def released(self) -> frozenset[str]: ...
 
 
 @runtime_checkable
@@ -97,12 +99,15 @@ class Claim:
     decisions: list[Transition] = attrs.Factory(list)
     stale: set[str] = attrs.Factory(set)
     candidates: list[_Candidate] = attrs.Factory(list)
+    released: set[str] = attrs.Factory(set)
+    """Ids of accepted messages that a stopping worker gave back."""
 
     def extend(self, other: Claim) -> None:
         self.messages.extend(other.messages)
         self.decisions.extend(other.decisions)
         self.stale.update(other.stale)
         self.candidates.extend(other.candidates)
+        self.released.update(other.released)
 
 
 @attrs.define
@@ -185,6 +190,7 @@ class Admitter:
                 worker_id, now, limit, lease, decider, priorities=priorities
             )
             claimed, stale = result.messages, result.stale
+            released = set(result.released)
         else:
             claimed = await queue.claim_due(
                 worker_id, now, limit, lease, priorities=priorities
@@ -198,7 +204,12 @@ class Admitter:
             }
             transitions = decider(claimed, suppressions)
             stale = await self._store.save_transitions(transitions)
-        return Claim(claimed, decider.decisions, set(stale), decider.candidates)
+            # NOTE: claim_due does not tell a released lease from one that
+            # ran out, so every resumed message here logs a takeover.
+            released = set()
+        return Claim(
+            claimed, decider.decisions, set(stale), decider.candidates, released
+        )
 
     async def admit(self, claim: Claim, pauses: Pauses) -> list[Started]:
         """Route and pace a claimed batch; return what to deliver."""
@@ -227,7 +238,12 @@ class Admitter:
                 if self._pacer is not None and dispatch is not None:
                     self._pacer.finished(dispatch.site, None)
                 continue
-            if candidate.accept is None:
+            if candidate.accept is None and message.id in claim.released:
+                logger.info(
+                    "resuming a delivery that a stopping worker gave back",
+                    extra={"action": "lease_released", "message_id": message.id},
+                )
+            elif candidate.accept is None:
                 logger.warning(
                     "resuming a delivery whose worker's lease ran out",
                     extra={"action": "lease_taken_over", "message_id": message.id},

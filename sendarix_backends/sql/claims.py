@@ -21,7 +21,7 @@ from sendarix_backends.sql import bulk, codec, suppressions, transitions
 from sendarix_backends.sql.schema import messages, to_micros
 from sendarix_core.lifecycle import Transition
 from sendarix_core.model import Message
-from sendarix_core.states import Priority
+from sendarix_core.states import MessageStatus, Priority
 from sendarix_core.suppression import Suppression
 
 __all__ = [
@@ -52,12 +52,17 @@ class DecidedClaim:
     messages: list[Message]
     transitions: list[Transition]
     stale: list[str]
+    released: frozenset[str] = frozenset()
+    """Ids of messages whose previous worker gave the lease back when it
+    stopped, rather than letting it run out."""
 
 
 _TIERS = sorted(priority.rank for priority in Priority)
 # ``id`` comes first: claim_due sorts the rows by it.
 _COLUMNS = tuple(column.name for column in messages.columns)
 _RECIPIENT = _COLUMNS.index("recipient")
+_LEASE_OWNER = _COLUMNS.index("lease_owner")
+_STATUS = _COLUMNS.index("status")
 
 _DUE_IDS = (
     sa.select(messages.c.id)
@@ -82,6 +87,7 @@ _RENEW = (
     )
     .values(due_at=sa.bindparam("new_due_at", type_=messages.c.due_at.type))
 )
+_GIVE_BACK = _RENEW.values(lease_owner=None)
 
 
 def claim_due(
@@ -171,6 +177,13 @@ def claim_and_decide(
         )
         rows = _in_claim_order(ids, result.all())
     claimed = decode_claimed(rows)
+    # Read before the claim writes the new owner: a worker that stopped
+    # cleanly cleared the owner when it released its messages.
+    released = frozenset(
+        row[0]
+        for row in rows
+        if row[_LEASE_OWNER] is None and row[_STATUS] == MessageStatus.ACCEPTED
+    )
     # The recipient column contains the address as normalize_recipient
     # returned it at insert, so the suppression keys need no parsing here.
     recipients = {row[0]: row[_RECIPIENT] for row in rows}
@@ -202,12 +215,12 @@ def claim_and_decide(
             ),
         ).close()
     if not decided:
-        return DecidedClaim(claimed, decided, [])
+        return DecidedClaim(claimed, decided, [], released)
     encoded = transitions.encode_transitions(
         connection.dialect, decided, lease=claim_lease
     )
     stale = transitions.save_transitions(connection, decided, encoded)
-    return DecidedClaim(claimed, decided, stale)
+    return DecidedClaim(claimed, decided, stale, released)
 
 
 def decode_claimed(rows: Sequence[Sequence[Any]]) -> list[Message]:
@@ -243,10 +256,16 @@ def renew_leases(
     now: datetime,
     lease: timedelta,
 ) -> None:
-    """Move the lease expiry of each message whose version still matches."""
+    """Move the lease expiry of each message whose version still matches.
+
+    A lease of zero gives the messages back: they are due at once, and
+    their owner is cleared, so the worker that claims them next knows they
+    were released rather than left behind by a worker that died.
+    """
     if not messages_held:
         return
     new_due_at = now + lease
+    statement = _RENEW if lease > timedelta(0) else _GIVE_BACK
     params = [
         {
             "match_id": message.id,
@@ -255,7 +274,7 @@ def renew_leases(
         }
         for message in sorted(messages_held, key=lambda message: message.id)
     ]
-    connection.execute(_RENEW, params)
+    connection.execute(statement, params)
 
 
 def next_due_at(connection: Connection) -> datetime | None:

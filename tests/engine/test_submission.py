@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import anyio
@@ -103,7 +104,10 @@ async def test_sender_domain_restriction(engine: Engine) -> None:
 
 
 async def test_dead_worker_lease_taken_over(
-    engine: Engine, smtp_server: SmtpServer, clock: ManualClock
+    engine: Engine,
+    smtp_server: SmtpServer,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     result = await engine.send(message_body())
     claimed = await engine.queue.claim_due("dead-worker", clock.now(), 10, engine.lease)
@@ -113,16 +117,43 @@ async def test_dead_worker_lease_taken_over(
 
     assert await engine.deliver_due() == 0
     clock.advance(engine.lease)
-    assert await engine.deliver_due() == 1
+    with caplog.at_level(logging.INFO, logger="sendarix.delivery"):
+        assert await engine.deliver_due() == 1
 
     message = await engine.get_message(result.message_id)
     assert message.status == MessageStatus.DELIVERED
     assert len(smtp_server.messages) == 1
     types = [str(event.type) for event in await engine.list_events(result.message_id)]
     assert types == ["message.queued", "message.accepted", "message.delivered"]
+    actions = [getattr(record, "action", None) for record in caplog.records]
+    assert "lease_taken_over" in actions
 
     reply = SmtpReply(code=250, enhanced_code="2.0.0", text="late", mx_host="mx")
     late = deliver(
         accepted.after, reply, now=clock.now(), event_id=engine.new_id("evt")
     )
     assert await engine.store.save_transitions([late]) == [result.message_id]
+
+
+async def test_released_lease_resumed_without_warning(
+    engine: Engine,
+    smtp_server: SmtpServer,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    result = await engine.send(message_body())
+    claimed = await engine.queue.claim_due("stopping", clock.now(), 10, engine.lease)
+    accepted = accept(claimed[0], now=clock.now(), event_id=engine.new_id("evt"))
+    assert await engine.store.save_transitions([accepted]) == []
+
+    # What a worker stopped with SIGTERM does with deliveries it cancelled.
+    await engine.queue.renew_leases([accepted.after], clock.now(), timedelta(0))
+    with caplog.at_level(logging.INFO, logger="sendarix.delivery"):
+        assert await engine.deliver_due() == 1
+
+    message = await engine.get_message(result.message_id)
+    assert message.status == MessageStatus.DELIVERED
+    assert len(smtp_server.messages) == 1
+    actions = [getattr(record, "action", None) for record in caplog.records]
+    assert "lease_released" in actions
+    assert "lease_taken_over" not in actions
