@@ -12,7 +12,7 @@ from sendarix_backends.engine import Engine
 from sendarix_core.clock import ManualClock
 from sendarix_core.errors import IdempotencyConflictError, ValidationError
 from sendarix_core.keys import Environment
-from sendarix_core.lifecycle import accept, deliver
+from sendarix_core.lifecycle import Transition, accept, deliver
 from sendarix_core.model import SmtpReply
 from sendarix_core.ports import MessageQuery
 from sendarix_core.states import MessageStatus
@@ -109,21 +109,18 @@ async def test_dead_worker_lease_taken_over(
     clock: ManualClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    result = await engine.send(message_body())
-    claimed = await engine.queue.claim_due("dead-worker", clock.now(), 10, engine.lease)
-    assert [message.id for message in claimed] == [result.message_id]
-    accepted = accept(claimed[0], now=clock.now(), event_id=engine.new_id("evt"))
-    assert await engine.store.save_transitions([accepted]) == []
+    accepted = await _accepted_by("dead-worker", engine, clock)
+    message_id = accepted.after.id
 
     assert await engine.deliver_due() == 0
     clock.advance(engine.lease)
     with caplog.at_level(logging.INFO, logger="sendarix.delivery"):
         assert await engine.deliver_due() == 1
 
-    message = await engine.get_message(result.message_id)
+    message = await engine.get_message(message_id)
     assert message.status == MessageStatus.DELIVERED
     assert len(smtp_server.messages) == 1
-    types = [str(event.type) for event in await engine.list_events(result.message_id)]
+    types = [str(event.type) for event in await engine.list_events(message_id)]
     assert types == ["message.queued", "message.accepted", "message.delivered"]
     actions = [getattr(record, "action", None) for record in caplog.records]
     assert "lease_taken_over" in actions
@@ -132,7 +129,7 @@ async def test_dead_worker_lease_taken_over(
     late = deliver(
         accepted.after, reply, now=clock.now(), event_id=engine.new_id("evt")
     )
-    assert await engine.store.save_transitions([late]) == [result.message_id]
+    assert await engine.store.save_transitions([late]) == [message_id]
 
 
 async def test_released_lease_resumed_without_warning(
@@ -141,19 +138,26 @@ async def test_released_lease_resumed_without_warning(
     clock: ManualClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    result = await engine.send(message_body())
-    claimed = await engine.queue.claim_due("stopping", clock.now(), 10, engine.lease)
-    accepted = accept(claimed[0], now=clock.now(), event_id=engine.new_id("evt"))
-    assert await engine.store.save_transitions([accepted]) == []
+    accepted = await _accepted_by("stopping", engine, clock)
 
     # What a worker stopped with SIGTERM does with deliveries it cancelled.
     await engine.queue.renew_leases([accepted.after], clock.now(), timedelta(0))
     with caplog.at_level(logging.INFO, logger="sendarix.delivery"):
         assert await engine.deliver_due() == 1
 
-    message = await engine.get_message(result.message_id)
+    message = await engine.get_message(accepted.after.id)
     assert message.status == MessageStatus.DELIVERED
     assert len(smtp_server.messages) == 1
     actions = [getattr(record, "action", None) for record in caplog.records]
     assert "lease_released" in actions
     assert "lease_taken_over" not in actions
+
+
+async def _accepted_by(worker: str, engine: Engine, clock: ManualClock) -> Transition:
+    """Queue a message, claim it as ``worker`` and save it as accepted."""
+    result = await engine.send(message_body())
+    claimed = await engine.queue.claim_due(worker, clock.now(), 10, engine.lease)
+    assert [message.id for message in claimed] == [result.message_id]
+    accepted = accept(claimed[0], now=clock.now(), event_id=engine.new_id("evt"))
+    assert await engine.store.save_transitions([accepted]) == []
+    return accepted
