@@ -271,16 +271,22 @@ def load_settings(
     flags do not mask the environment.
     """
     values: dict[str, Any] = {}
+    # Where each value came from, for the error that names it.
+    sources: dict[str, str] = {}
     if config_file is not None:
-        values.update(_read_toml(Path(config_file)))
+        for key, value in _read_toml(Path(config_file)).items():
+            values[key] = value
+            sources[key] = f"{key} in {str(config_file)!r}"
     environ = os.environ if environ is None else environ
     for field in _FIELDS:
         name = environment_name(field)
         if name in environ:
             values[field] = environ[name]
+            sources[field] = name
     for field, value in (overrides or {}).items():
         if value is not None:
             values[field] = value
+            sources[field] = "--" + field.replace("_", "-")
     # Converted here one by one, so an error names the setting it is about;
     # the converters take their own output unchanged.
     for attribute in attrs.fields(Settings):
@@ -289,8 +295,8 @@ def load_settings(
             try:
                 values[attribute.name] = convert(values[attribute.name])
             except (ValueError, TypeError, ConfigurationError) as exc:
-                name = environment_name(attribute.name)
-                raise ConfigurationError(f"{name}: {exc}") from exc
+                source = sources.get(attribute.name, attribute.name)
+                raise ConfigurationError(f"{source}: {exc}") from exc
     try:
         return Settings(**values)
     except (ValueError, TypeError) as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sendarix_backends.settings import (
@@ -63,3 +65,22 @@ def test_invalid_value_names_setting(name: str, value: str, message: str) -> Non
         load_settings(environ={name: value})
 
     assert str(raised.value).startswith(message)
+
+
+def test_invalid_file_value_names_key_and_file(tmp_path: Path) -> None:
+    config = tmp_path / "sendarix.toml"
+    config.write_text('event_loop = "tokio"\n')
+
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(config_file=config, environ={})
+
+    assert str(raised.value).startswith(
+        f"event_loop in {str(config)!r}: invalid event loop 'tokio'"
+    )
+
+
+def test_invalid_flag_value_names_flag() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(environ={}, overrides={"http_port": "http"})
+
+    assert str(raised.value).startswith("--http-port: invalid port 'http'")
