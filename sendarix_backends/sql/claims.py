@@ -258,9 +258,9 @@ def renew_leases(
 ) -> None:
     """Move the lease expiry of each message whose version still matches.
 
-    A lease of zero gives the messages back: they are due at once, and
-    their owner is cleared, so the worker that claims them next knows they
-    were released rather than left behind by a worker that died.
+    A lease of zero gives the messages back. They are due at once and
+    their owner is cleared, so the worker that claims them next can tell
+    them from messages that a dead worker left behind.
     """
     if not messages_held:
         return
