@@ -4,8 +4,9 @@ uvloop is the default where it is installed. Its sockets send and receive
 without releasing the GIL, while asyncio's loop releases it around every
 ``send`` and ``recv``. In a worker the database threads then take the GIL
 in between, and the event loop waits to get it back, up to the switch
-interval (5 ms) each time. A worker delivering to smtp-sink used 15 to 19%
-less CPU per message on uvloop (docs/benchmarks.md).
+interval (5 ms) each time. A worker delivering to smtp-sink used less CPU
+per message on uvloop in five of six paired runs, 15 to 20% less in four
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations

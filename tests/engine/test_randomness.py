@@ -9,10 +9,10 @@ from sendarix_backends.randomness import random_bytes
 
 def test_sizes_and_no_repeats() -> None:
     # More than one block of 64 KiB, so the pool is refilled in between.
-    taken = [random_bytes(10) for _ in range(7_000)]
+    draws = [random_bytes(10) for _ in range(7_000)]
 
-    assert {len(data) for data in taken} == {10}
-    assert len(set(taken)) == len(taken)
+    assert {len(data) for data in draws} == {10}
+    assert len(set(draws)) == len(draws)
     assert len(random_bytes(100_000)) == 100_000
 
 
