@@ -1,7 +1,8 @@
 """The reference HTTP server: a bare Starlette app that returns ``202``.
 
 It reads the request body and returns a fixed JSON body, with nothing
-stored. ``uvicorn`` serves it with the options ``sendarix serve`` uses.
+stored. ``uvicorn`` serves it with the options ``sendarix serve`` uses, on
+the same event loop.
 
     python -m benchmarks.bare_app --port 8081
 """
@@ -9,13 +10,14 @@ stored. ``uvicorn`` serves it with the options ``sendarix serve`` uses.
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from benchmarks import loops
 
 _BODY = b'{"message_id": "msg_00000000000000000000000000", "status": "queued"}'
 
@@ -40,7 +42,7 @@ def main() -> None:
         access_log=False,
         lifespan="on",
     )
-    asyncio.run(uvicorn.Server(config).serve())
+    loops.run_coroutine(uvicorn.Server(config).serve())
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """The reference SMTP server: aiosmtpd that accepts every message and drops it.
 
+It runs on the event loop ``sendarix serve`` runs its relay on.
+
 python -m benchmarks.bare_smtp --port 2526
 """
 
@@ -10,6 +12,8 @@ import asyncio
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
+
+from benchmarks import loops
 
 
 class DropHandler:
@@ -30,7 +34,7 @@ async def serve(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True, help="port on 127.0.0.1")
-    asyncio.run(serve(parser.parse_args().port))
+    loops.run_coroutine(serve(parser.parse_args().port))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from pathlib import Path
 import anyio
 import psycopg
 
+from sendarix_backends.randomness import random_bytes
 from sendarix_backends.sql import SqlStore
 from sendarix_core.ids import MonotonicIds
 from sendarix_core.lifecycle import Transition, create, decide_claimed, deliver
@@ -44,8 +45,9 @@ from sendarix_core.ports import Submission
 from sendarix_core.states import MessageStatus, Priority
 from sendarix_core.suppression import Suppression
 
-# The engine generates ids the same way. Ids of one process then sort in
-# creation order, so new rows and index entries go to the end of each index.
+# The engine generates ids the same way, random part included. Ids of one
+# process then sort in creation order, so new rows and index entries go to
+# the end of each index.
 MONOTONIC_IDS = MonotonicIds()
 REPLY = SmtpReply(code=250, enhanced_code="2.0.0", text="OK", mx_host="sink.invalid")
 LEASE = timedelta(minutes=5)
@@ -75,7 +77,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def new_event_id(now: datetime) -> str:
-    return MONOTONIC_IDS.new_id("evt", now, os.urandom(10))
+    return MONOTONIC_IDS.new_id("evt", now, random_bytes(10))
 
 
 def build_submissions(count: int, now: datetime) -> list[Submission]:
@@ -83,7 +85,7 @@ def build_submissions(count: int, now: datetime) -> list[Submission]:
     submissions = []
     for number in range(count):
         message = Message(
-            id=MONOTONIC_IDS.new_id("msg", now, os.urandom(10)),
+            id=MONOTONIC_IDS.new_id("msg", now, random_bytes(10)),
             status=MessageStatus.QUEUED,
             priority=Priority.NORMAL,
             sender=sender,

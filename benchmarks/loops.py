@@ -1,0 +1,35 @@
+"""The event loop of the reference runs: the one ``sendarix serve`` picks.
+
+``sendarix serve`` and ``sendarix worker`` run on uvloop where it is
+installed (``SENDARIX_EVENT_LOOP=auto``). The bare Starlette app, the bare
+aiosmtpd server and the raw aiosmtplib client run on the same loop, so a
+ratio compares the work done rather than the loops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar, TypeVarTuple
+
+import anyio
+
+from sendarix_backends.settings import EventLoop
+from sendarix_http import event_loop
+
+__all__ = ["LOOP_NAME", "run", "run_coroutine"]
+
+T = TypeVar("T")
+Arguments = TypeVarTuple("Arguments")
+
+LOOP_NAME = event_loop.loop_name(EventLoop.AUTO)
+
+
+def run(function: Callable[[*Arguments], Awaitable[T]], *arguments: *Arguments) -> T:
+    """``anyio.run`` on the loop ``sendarix serve`` runs on."""
+    factory = event_loop.loop_factory(EventLoop.AUTO)
+    return anyio.run(function, *arguments, backend_options={"loop_factory": factory})
+
+
+def run_coroutine(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to completion on the loop ``sendarix serve`` runs on."""
+    return event_loop.run(EventLoop.AUTO, main)
