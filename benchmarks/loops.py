@@ -16,20 +16,18 @@ import anyio
 from sendarix_backends.settings import EventLoop
 from sendarix_http import event_loop
 
-__all__ = ["LOOP_NAME", "run", "run_coroutine"]
+__all__ = ["run", "run_coroutine"]
 
 T = TypeVar("T")
 Arguments = TypeVarTuple("Arguments")
 
-LOOP_NAME = event_loop.loop_name(EventLoop.AUTO)
-
 
 def run(function: Callable[[*Arguments], Awaitable[T]], *arguments: *Arguments) -> T:
-    """``anyio.run`` on the loop ``sendarix serve`` runs on."""
+    """Run ``function(*arguments)`` with anyio on the loop of ``sendarix serve``."""
     factory = event_loop.loop_factory(EventLoop.AUTO)
     return anyio.run(function, *arguments, backend_options={"loop_factory": factory})
 
 
 def run_coroutine(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` to completion on the loop ``sendarix serve`` runs on."""
+    """Run ``main`` to completion on the loop of ``sendarix serve``."""
     return event_loop.run(EventLoop.AUTO, main)
