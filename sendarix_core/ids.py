@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-__all__ = ["MonotonicIds", "new_id"]
+__all__ = ["MonotonicIds", "is_id", "new_id"]
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 # Every pair of characters, indexed by the 10 bits it encodes, so encoding
@@ -18,6 +18,7 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 _PAIRS = tuple(first + second for first in _ALPHABET for second in _ALPHABET)
 _PAIR_SHIFTS = tuple(range(120, -1, -10))
 _RANDOM_BYTES = 10
+_LENGTH = 26
 
 
 def new_id(prefix: str, now: datetime, random_bytes: bytes) -> str:
@@ -28,6 +29,17 @@ def new_id(prefix: str, now: datetime, random_bytes: bytes) -> str:
         )
     return _encode(
         prefix, int(now.timestamp() * 1000), int.from_bytes(random_bytes, "big")
+    )
+
+
+def is_id(value: str, prefix: str) -> bool:
+    """Return whether ``value`` has the form of an id with ``prefix``."""
+    head, separator, tail = value.partition("_")
+    return (
+        head == prefix
+        and bool(separator)
+        and len(tail) == _LENGTH
+        and all(character in _ALPHABET for character in tail)
     )
 
 

@@ -35,6 +35,7 @@ from sendarix_backends.events.query import EventOrder, EventQuery
 from sendarix_backends.sql import analytics, bulk, codec, webhooks
 from sendarix_backends.sql.engine import dialect_insert
 from sendarix_backends.sql.listings import (
+    cursor_number,
     decode_cursor,
     encode_cursor,
     invalid_cursor_error,
@@ -215,9 +216,9 @@ def _sqlite_message_filter(
 
 def _decode_position(cursor: str, order: EventOrder) -> int:
     prefix, _, sequence = decode_cursor(cursor).partition(":")
-    if prefix != order.value or not sequence.isdigit():
+    if prefix != order.value:
         raise invalid_cursor_error(cursor)
-    return int(sequence)
+    return cursor_number(cursor, sequence)
 
 
 # Events without a transition

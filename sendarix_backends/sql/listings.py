@@ -15,11 +15,13 @@ from sqlalchemy.engine import Connection
 from sendarix_backends.sql import codec
 from sendarix_backends.sql.schema import events, messages
 from sendarix_core.errors import FieldError, ValidationError
+from sendarix_core.ids import is_id
 from sendarix_core.model import Event, Message
 from sendarix_core.ports import MessageQuery, Page
 from sendarix_core.suppression import normalize_recipient
 
 __all__ = [
+    "cursor_number",
     "decode_cursor",
     "encode_cursor",
     "get_message",
@@ -40,6 +42,21 @@ def decode_cursor(cursor: str) -> str:
         return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeError, ValueError):
         raise invalid_cursor_error(cursor) from None
+
+
+# Numeric sort keys are BIGINT columns; a larger number is no position.
+_LARGEST_SORT_KEY = 2**63 - 1
+
+
+def cursor_number(cursor: str, text: str) -> int:
+    """Return ``text``, the numeric part of ``cursor``, as an integer.
+
+    Raises ValidationError unless ``text`` is ASCII digits within the range
+    of a BIGINT column.
+    """
+    if not (text.isascii() and text.isdigit()) or int(text) > _LARGEST_SORT_KEY:
+        raise invalid_cursor_error(cursor)
+    return int(text)
 
 
 def invalid_cursor_error(cursor: str) -> ValidationError:
@@ -77,7 +94,10 @@ def list_messages(connection: Connection, query: MessageQuery) -> Page[Message]:
     if query.created_before is not None:
         statement = statement.where(messages.c.created_at < query.created_before)
     if query.cursor is not None:
-        statement = statement.where(messages.c.id < decode_cursor(query.cursor))
+        last_id = decode_cursor(query.cursor)
+        if not is_id(last_id, "msg"):
+            raise invalid_cursor_error(query.cursor)
+        statement = statement.where(messages.c.id < last_id)
     if query.test_mode is not None:
         statement = statement.where(messages.c.test_mode == query.test_mode)
 

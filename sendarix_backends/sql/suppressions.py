@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from sendarix_backends.sql import bulk, codec
 from sendarix_backends.sql.engine import dialect_insert
 from sendarix_backends.sql.listings import (
+    cursor_number,
     decode_cursor,
     encode_cursor,
     invalid_cursor_error,
@@ -104,9 +105,13 @@ def list_suppressions(
 
 def _decode_position(cursor: str) -> tuple[datetime, str]:
     micros, separator, recipient = decode_cursor(cursor).partition(":")
-    if not separator or not micros.isdigit():
+    if not separator:
         raise invalid_cursor_error(cursor)
-    return from_micros(int(micros)), recipient
+    try:
+        return from_micros(cursor_number(cursor, micros)), recipient
+    except OverflowError:
+        # Past the year 9999, which no stored time reaches.
+        raise invalid_cursor_error(cursor) from None
 
 
 def remove_suppression(connection: Connection, recipient: str) -> bool:

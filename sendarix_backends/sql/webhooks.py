@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from sendarix_backends.randomness import random_bytes
 from sendarix_backends.sql.codec import event_row
-from sendarix_backends.sql.listings import decode_cursor, encode_cursor
+from sendarix_backends.sql.listings import cursor_number, decode_cursor, encode_cursor
 from sendarix_backends.sql.schema import (
     JSON_DOCUMENT,
     SEQUENCE,
@@ -37,7 +37,6 @@ from sendarix_backends.webhooks.model import (
     WebhookAttempt,
     WebhookEndpoint,
 )
-from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.ids import new_id
 from sendarix_core.model import Event
 from sendarix_core.ports import Page
@@ -604,11 +603,7 @@ def list_attempts(
 
 
 def _decode_sequence(cursor: str) -> int:
-    value = decode_cursor(cursor)
-    if not value.isdigit():
-        message = f"cursor {cursor!r} is invalid; pass next_cursor unchanged"
-        raise ValidationError([FieldError("cursor", "invalid_cursor", message)])
-    return int(value)
+    return cursor_number(cursor, decode_cursor(cursor))
 
 
 def _attempt_from_row(row: Mapping[Any, Any]) -> WebhookAttempt:

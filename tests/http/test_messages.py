@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 
 import anyio
@@ -278,12 +279,56 @@ async def test_401_names_scheme(client: httpx.AsyncClient) -> None:
     assert response.headers["www-authenticate"] == 'Bearer realm="sendarix"'
 
 
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("Basic dXNlcjpwYXNz", "unsupported authorization scheme 'Basic'"),
+        ("sk_live_abc", "the Authorization header does not start with 'Bearer '"),
+        ("Bearer ", "missing API key"),
+    ],
+)
+async def test_401_message_names_problem(
+    client: httpx.AsyncClient, header: str, expected: str
+) -> None:
+    response = await client.get("/v1/messages", headers={"Authorization": header})
+
+    assert response.status_code == 401
+    assert response.json()["error"]["message"].startswith(expected)
+
+
 async def test_idempotency_header_validated(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/v1/messages", json=message_body(), headers={"Idempotency-Key": "has space"}
     )
     assert response.status_code == 422
     assert response.json()["error"]["errors"][0]["code"] == "invalid_idempotency_key"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("Idempotency-Key", "")],
+        [("Idempotency-Key", "k-1"), ("Idempotency-Key", "k-2")],
+    ],
+)
+async def test_idempotency_header_empty_or_repeated(
+    client: httpx.AsyncClient, headers: list[tuple[str, str]]
+) -> None:
+    response = await client.post("/v1/messages", json=message_body(), headers=headers)
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "Idempotency-Key"
+    assert error["code"] == "invalid_idempotency_key"
+
+
+async def test_idempotency_error_shows_utf8_key(client: httpx.AsyncClient) -> None:
+    headers = [(b"Idempotency-Key", "k\u00e9".encode())]
+
+    response = await client.post("/v1/messages", json=message_body(), headers=headers)
+
+    assert response.status_code == 422
+    assert "'k\u00e9'" in response.json()["error"]["errors"][0]["message"]
 
 
 async def test_key_moved_to_header_replays(client: httpx.AsyncClient) -> None:
@@ -319,6 +364,32 @@ async def test_environments_do_not_see_each_other(
     assert [m["message_id"] for m in listed] == [test["message_id"]]
     live_listed = (await client.get("/v1/messages")).json()["data"]
     assert [m["message_id"] for m in live_listed] == [live["message_id"]]
+
+
+def encoded(position: str) -> str:
+    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("path", "position"),
+    [
+        ("/v1/messages", "msg_"),
+        ("/v1/messages", "msg_01m932fvxnfsyjzks8e6eqkxc3%"),
+        ("/v1/events", "desc:99999999999999999999999"),
+        ("/v1/events", "desc:\u00b2"),
+        ("/v1/suppressions", "99999999999999999999999:user@example.com"),
+        ("/v1/suppressions", "9223372036854775807:user@example.com"),
+    ],
+)
+async def test_edited_cursor_is_422(
+    client: httpx.AsyncClient, path: str, position: str
+) -> None:
+    response = await client.get(path, params={"cursor": encoded(position)})
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "cursor"
+    assert error["code"] == "invalid_cursor"
 
 
 async def test_empty_cursor_is_first_page(client: httpx.AsyncClient) -> None:

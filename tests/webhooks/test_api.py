@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 
 import httpx
@@ -97,6 +98,18 @@ async def test_private_url_rejected_by_default(
     assert named.status_code == 422
 
 
+@pytest.mark.parametrize(
+    "url", ["http://169.254.169.254/latest", "http://[::ffff:169.254.169.254]/"]
+)
+async def test_metadata_url_advice(client: httpx.AsyncClient, url: str) -> None:
+    response = await client.post("/v1/webhooks", json={"url": url})
+
+    assert response.status_code == 422
+    message = response.json()["error"]["errors"][0]["message"]
+    assert "no setting allows metadata addresses" in message
+    assert "SENDARIX_WEBHOOK_ALLOW_PRIVATE" not in message
+
+
 async def test_update_changes_fields(client: httpx.AsyncClient) -> None:
     created = (
         await client.post(
@@ -181,6 +194,18 @@ async def test_deliveries_list_attempts(
     )
     assert replayed.status_code == 202
     assert await services.dispatcher.run_once() == 1
+
+
+async def test_deliveries_reject_huge_cursor(client: httpx.AsyncClient) -> None:
+    created = await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/"})
+    cursor = base64.urlsafe_b64encode(b"99999999999999999999999").decode()
+
+    listed = await client.get(
+        f"/v1/webhooks/{created.json()['id']}/deliveries", params={"cursor": cursor}
+    )
+
+    assert listed.status_code == 422
+    assert listed.json()["error"]["errors"][0]["code"] == "invalid_cursor"
 
 
 async def test_replay_range_needs_bounds(client: httpx.AsyncClient) -> None:
