@@ -148,7 +148,10 @@ class RateLimitedError(SendarixError):
     def __init__(self, limit: int, reset_at: int) -> None:
         self.limit = limit
         self.reset_at = reset_at
-        super().__init__(f"rate limit of {limit} requests per minute exceeded")
+        super().__init__(
+            f"rate limit of {limit} requests per minute exceeded; retry after "
+            "the seconds in the Retry-After header"
+        )
 
 
 class ConfigurationError(SendarixError):

@@ -114,8 +114,16 @@ def require_live(key: ApiKey, action: str) -> None:
 
 def _bearer_secret(request: Request) -> str:
     header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
+    scheme, separator, secret = header.partition(" ")
+    if scheme and scheme.lower() != "bearer":
+        # A key sent without a scheme must not be echoed back.
+        problem = "the Authorization header does not start with 'Bearer '"
+        if separator and scheme.isascii() and scheme.isalpha() and len(scheme) <= 20:
+            problem = f"unsupported authorization scheme {scheme!r}"
+        raise AuthenticationError(
+            f"{problem}; send the header 'Authorization: Bearer sk_live_…'"
+        )
+    if not secret.strip():
         raise AuthenticationError(
             "missing API key; send the header 'Authorization: Bearer sk_live_…'"
         )
@@ -242,16 +250,39 @@ def _too_large() -> HttpError:
 
 def idempotency_key_of(request: Request) -> str | None:
     """Return the ``Idempotency-Key`` header, checked like the body's key."""
-    key = request.headers.get("idempotency-key")
-    if key is None or IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
+    keys = request.headers.getlist("idempotency-key")
+    if not keys:
+        return None
+    if len(keys) > 1:
+        shown = ", ".join(repr(_header_text(key)[:60]) for key in keys)
+        message = (
+            f"the request has {len(keys)} Idempotency-Key headers ({shown}); send one"
+        )
+        raise ValidationError(
+            [FieldError("Idempotency-Key", "invalid_idempotency_key", message)]
+        )
+    [key] = keys
+    if IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
         return key
     message = (
-        f"{key[:60]!r} is not a valid idempotency key; expected 1 to 255 printable "
-        "ASCII characters without spaces, such as a UUID"
+        f"{_header_text(key)[:60]!r} is not a valid idempotency key; expected 1 to "
+        "255 printable ASCII characters without spaces, such as a UUID"
     )
     raise ValidationError(
         [FieldError("Idempotency-Key", "invalid_idempotency_key", message)]
     )
+
+
+def _header_text(value: str) -> str:
+    """Return a header value as the client most likely wrote it.
+
+    ASGI servers decode header bytes as Latin-1, so UTF-8 text such as
+    ``ké`` arrives as ``kÃ©``. Bytes that are not UTF-8 stay as decoded.
+    """
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
 
 
 def query_int(

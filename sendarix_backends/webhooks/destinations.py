@@ -98,8 +98,7 @@ def parse_url(url: str) -> Destination:
 
 def check_address(address: IpAddress, *, allow_private: bool) -> str | None:
     """Return why webhooks may not go to ``address``, or ``None`` if they may."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
+    address = _unmapped(address)
     if address in METADATA_ADDRESSES:
         return f"{address} is a cloud metadata address"
     if allow_private:
@@ -113,6 +112,13 @@ def check_address(address: IpAddress, *, allow_private: bool) -> str | None:
     if address.is_private or address in _SHARED:
         return f"{address} is a private address"
     return None
+
+
+def _unmapped(address: IpAddress) -> IpAddress:
+    """Return the IPv4 address an IPv4-mapped IPv6 address carries, else ``address``."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
 
 
 class AddressResolver:
@@ -153,12 +159,19 @@ class AddressResolver:
         found = [literal] if literal is not None else await self._resolve(destination)
         for address in found:
             reason = check_address(address, allow_private=self.allow_private)
-            if reason is not None:
-                raise DestinationError(
-                    f"webhook host {destination.host!r} is not allowed: {reason}; "
-                    "use a public address, or set SENDARIX_WEBHOOK_ALLOW_PRIVATE=true "
-                    "for internal receivers"
+            if reason is None:
+                continue
+            if _unmapped(address) in METADATA_ADDRESSES:
+                # No setting allows these, so the only way out is another host.
+                advice = "use another host; no setting allows metadata addresses"
+            else:
+                advice = (
+                    "use a public address, or set "
+                    "SENDARIX_WEBHOOK_ALLOW_PRIVATE=true for internal receivers"
                 )
+            raise DestinationError(
+                f"webhook host {destination.host!r} is not allowed: {reason}; {advice}"
+            )
         return found
 
     async def _resolve(self, destination: Destination) -> list[IpAddress]:

@@ -162,7 +162,12 @@ def _make_handlers(unsubscribes: bool) -> list[Operation]:
 
     async def _visible_entry(request: Request) -> Any:
         recipient = request.path_params["recipient"]
-        entry = await engine_of(request).get_suppression(recipient)
+        try:
+            entry = await engine_of(request).get_suppression(recipient)
+        except NotFoundError:
+            if unsubscribes:
+                raise NotFoundError("unsubscribe", recipient) from None
+            raise
         if unsubscribes and entry.reason not in UNSUBSCRIBE_REASONS:
             raise NotFoundError("unsubscribe", recipient)
         return entry

@@ -53,6 +53,18 @@ async def test_unsubscribes_view(client: httpx.AsyncClient) -> None:
     assert (await client.get("/v1/unsubscribes/m@example.com")).status_code == 404
 
 
+@pytest.mark.parametrize("recipient", ["m@example.com", "nobody@example.com"])
+async def test_unsubscribe_not_found_code(
+    client: httpx.AsyncClient, recipient: str
+) -> None:
+    await client.post("/v1/suppressions", json={"recipient": "m@example.com"})
+
+    response = await client.get(f"/v1/unsubscribes/{recipient}")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "unsubscribe_not_found"
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
