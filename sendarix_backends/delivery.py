@@ -422,7 +422,15 @@ class DeliveryWorker:
         doubles from 50 ms up to the poll interval instead of spinning.
         """
         timeout = self._poll_interval
-        next_due = await self._queue.next_due_at()
+        try:
+            next_due = await self._queue.next_due_at()
+        except StorageError:
+            # Waiting a full poll interval, the loop claims again afterwards,
+            # as it does after a failed claim.
+            logger.exception(
+                "reading the next due time failed", extra={"action": "claim_failed"}
+            )
+            next_due = None
         if next_due is not None:
             until_due = (next_due - self._clock.now()).total_seconds()
             if until_due <= 0:

@@ -211,6 +211,8 @@ class Engine:
         if opener is not None:
             await opener()
         if self._run_workers:
+            # NOTE: an exception other than StorageError ends these tasks for
+            # good, and the process that embeds the engine carries on.
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
             await self._task_group.start(self.worker.run)
