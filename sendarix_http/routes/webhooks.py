@@ -104,6 +104,13 @@ async def update_webhook(request: Request) -> Response:
     await authorize_live(request, Scope.WEBHOOKS_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
     reject_unknown_fields(body, ("url", "events", "description", "enabled"))
+    nulls = [
+        FieldError(name, "invalid_type", f"{name} can't be null; leave it out instead")
+        for name in ("url", "enabled")
+        if name in body and body[name] is None
+    ]
+    if nulls:
+        raise ValidationError(nulls)
     enabled = body.get("enabled")
     if enabled is not None and not isinstance(enabled, bool):
         message = f"enabled must be true or false, not {enabled!r}"

@@ -130,6 +130,18 @@ async def test_update_changes_fields(client: httpx.AsyncClient) -> None:
     assert body["url"] == "http://127.0.0.1:9/"
 
 
+async def test_update_null_url_or_enabled_422(client: httpx.AsyncClient) -> None:
+    created = await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/"})
+
+    updated = await client.patch(
+        f"/v1/webhooks/{created.json()['id']}", json={"url": None, "enabled": None}
+    )
+
+    assert updated.status_code == 422
+    fields = [error["field"] for error in updated.json()["error"]["errors"]]
+    assert fields == ["url", "enabled"]
+
+
 async def test_update_unknown_field_422(client: httpx.AsyncClient) -> None:
     created = (
         await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/"})
