@@ -425,8 +425,8 @@ class DeliveryWorker:
         try:
             next_due = await self._queue.next_due_at()
         except StorageError:
-            # Waiting a full poll interval, the loop claims again afterwards,
-            # as it does after a failed claim.
+            # The loop then waits a full poll interval and claims again, as
+            # after a failed claim.
             logger.exception(
                 "reading the next due time failed", extra={"action": "claim_failed"}
             )

@@ -254,9 +254,9 @@ def idempotency_key_of(request: Request) -> str | None:
     if not keys:
         return None
     if len(keys) > 1:
-        shown = ", ".join(repr(_header_text(key)[:60]) for key in keys)
+        listed = ", ".join(repr(_header_text(key)[:60]) for key in keys)
         message = (
-            f"the request has {len(keys)} Idempotency-Key headers ({shown}); send one"
+            f"the request has {len(keys)} Idempotency-Key headers ({listed}); send one"
         )
         raise ValidationError(
             [FieldError("Idempotency-Key", "invalid_idempotency_key", message)]

@@ -44,8 +44,8 @@ def decode_cursor(cursor: str) -> str:
         raise invalid_cursor_error(cursor) from None
 
 
-# Numeric sort keys are BIGINT columns; a larger number is no position.
-_LARGEST_SORT_KEY = 2**63 - 1
+# Numeric sort keys are BIGINT columns, so a larger number is no position.
+_MAX_SORT_KEY = 2**63 - 1
 
 
 def cursor_number(cursor: str, text: str) -> int:
@@ -54,7 +54,7 @@ def cursor_number(cursor: str, text: str) -> int:
     Raises ValidationError unless ``text`` is ASCII digits within the range
     of a BIGINT column.
     """
-    if not (text.isascii() and text.isdigit()) or int(text) > _LARGEST_SORT_KEY:
+    if not (text.isascii() and text.isdigit()) or int(text) > _MAX_SORT_KEY:
         raise invalid_cursor_error(cursor)
     return int(text)
 
