@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ __all__ = [
     "authorize",
     "authorize_live",
     "idempotency_key_of",
+    "parse_query",
     "query_int",
     "query_time",
     "read_json_object",
@@ -318,6 +319,24 @@ def query_time(params: Mapping[str, str], name: str) -> datetime | None:
             name, "missing_timezone", f"{raw!r} has no timezone; add Z or an offset"
         )
     return value.astimezone(UTC)
+
+
+def parse_query(**parsers: Callable[[], Any]) -> dict[str, Any]:
+    """Return the value of each parser by name, all parsed.
+
+    Raises one ValidationError with the errors of every parser that
+    failed, so a request with several invalid parameters hears of all.
+    """
+    values: dict[str, Any] = {}
+    errors: list[FieldError] = []
+    for name, parse in parsers.items():
+        try:
+            values[name] = parse()
+        except ValidationError as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise ValidationError(errors)
+    return values
 
 
 def _query_error(name: str, code: str, message: str) -> ValidationError:

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from sendarix_backends.events.analytics import AnalyticsQuery, GroupBy, Interval
 from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.keys import ApiKey, Environment, Scope
-from sendarix_http.http_io import JsonResponse, query_time
+from sendarix_http.http_io import JsonResponse, parse_query, query_time
 from sendarix_http.registry import Parameter, Reply, operation
 from sendarix_http.routes.events import event_services_of
 from sendarix_http.schemas import define
@@ -34,10 +34,14 @@ async def get_analytics(request: Request) -> Response:
 
 
 def _analytics_query(params: QueryParams) -> AnalyticsQuery:
-    start = _required_time(params, "from")
-    end = _required_time(params, "to")
-    interval = _interval(params)
-    group_by = _group_by(params)
+    parsed = parse_query(
+        start=lambda: _required_time(params, "from"),
+        end=lambda: _required_time(params, "to"),
+        interval=lambda: _interval(params),
+        group_by=lambda: _group_by(params),
+    )
+    start, end = parsed["start"], parsed["end"]
+    interval, group_by = parsed["interval"], parsed["group_by"]
     if end <= start:
         message = f"'to' ({params['to']}) must be later than 'from' ({params['from']})"
         raise ValidationError([FieldError("to", "invalid_range", message)])

@@ -19,6 +19,7 @@ from sendarix_http.errors import HttpError
 from sendarix_http.http_io import (
     JsonResponse,
     engine_of,
+    parse_query,
     query_int,
     query_time,
 )
@@ -60,16 +61,19 @@ async def search_events(request: Request) -> Response:
 
 
 def _event_query(params: QueryParams) -> EventQuery:
+    parsed = parse_query(
+        types=lambda: _types(params),
+        created_after=lambda: query_time(params, "created_after"),
+        created_before=lambda: query_time(params, "created_before"),
+        order=lambda: _order(params),
+        limit=lambda: query_int(params, "limit", default=25, low=1, high=100),
+    )
     return EventQuery(
-        types=_types(params),
+        **parsed,
         recipient=params.get("recipient"),
         message_id=params.get("message_id"),
         tag=params.get("tag"),
         metadata=_metadata(params),
-        created_after=query_time(params, "created_after"),
-        created_before=query_time(params, "created_before"),
-        order=_order(params),
-        limit=query_int(params, "limit", default=25, low=1, high=100),
         cursor=params.get("cursor"),
     )
 

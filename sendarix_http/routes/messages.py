@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,6 +19,7 @@ from sendarix_http.http_io import (
     authorize,
     engine_of,
     idempotency_key_of,
+    parse_query,
     query_int,
     query_time,
     read_json_object,
@@ -59,22 +62,15 @@ async def create_message(request: Request) -> Response:
 async def list_messages(request: Request) -> Response:
     key = await authorize(request, Scope.MESSAGES_READ)
     params = request.query_params
-    status = params.get("status")
-    if status is not None and status not in MessageStatus.__members__.values():
-        allowed = ", ".join(MessageStatus)
-        raise ValidationError(
-            [
-                FieldError(
-                    "status", "invalid_status", f"{status!r} is not one of {allowed}"
-                )
-            ]
-        )
+    parsed = parse_query(
+        status=lambda: _status(params),
+        created_after=lambda: query_time(params, "created_after"),
+        created_before=lambda: query_time(params, "created_before"),
+        limit=lambda: query_int(params, "limit", default=25, low=1, high=100),
+    )
     query = MessageQuery(
-        status=MessageStatus(status) if status else None,
+        **parsed,
         recipient=params.get("recipient"),
-        created_after=query_time(params, "created_after"),
-        created_before=query_time(params, "created_before"),
-        limit=query_int(params, "limit", default=25, low=1, high=100),
         cursor=params.get("cursor") or None,
         test_mode=key.environment == Environment.TEST,
     )
@@ -85,6 +81,17 @@ async def list_messages(request: Request) -> Response:
             "next_cursor": page.next_cursor,
         }
     )
+
+
+def _status(params: Mapping[str, str]) -> MessageStatus | None:
+    status = params.get("status")
+    if not status:
+        return None
+    if status not in MessageStatus.__members__.values():
+        allowed = ", ".join(MessageStatus)
+        message = f"{status!r} is not one of {allowed}"
+        raise ValidationError([FieldError("status", "invalid_status", message)])
+    return MessageStatus(status)
 
 
 async def visible_message(request: Request, key: ApiKey) -> Message:

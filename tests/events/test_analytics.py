@@ -203,6 +203,17 @@ async def test_api_report_and_errors(
     assert too_long.status_code == 422
 
 
+async def test_api_reports_every_bad_parameter(engine: Engine) -> None:
+    params = {"from": "2026-04-19T00:00:00Z", "interval": "minute", "group_by": "x"}
+
+    async with api_client(engine) as client:
+        response = await client.get("/v1/analytics", params=params)
+
+    assert response.status_code == 422
+    fields = [error["field"] for error in response.json()["error"]["errors"]]
+    assert fields == ["to", "interval", "group_by"]
+
+
 async def test_test_traffic_counted_apart(
     engine: Engine, services: EventServices, smtp_server: SmtpServer
 ) -> None:

@@ -98,6 +98,16 @@ async def test_list_rejects_bad_query(
     assert response.json()["error"]["errors"][0]["field"] == field
 
 
+async def test_list_reports_every_bad_parameter(client: httpx.AsyncClient) -> None:
+    params = {"status": "sent", "limit": "0", "created_after": "yesterday"}
+
+    response = await client.get("/v1/messages", params=params)
+
+    assert response.status_code == 422
+    fields = [error["field"] for error in response.json()["error"]["errors"]]
+    assert fields == ["status", "created_after", "limit"]
+
+
 async def test_cancel_scheduled(client: httpx.AsyncClient, clock: ManualClock) -> None:
     later = (clock.now() + timedelta(hours=1)).isoformat()
     created = (
