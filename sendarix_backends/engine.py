@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -128,6 +128,8 @@ class Engine:
         self.queue = queue
         self.clock = clock or SystemClock()
         self._run_workers = workers
+        self._stopped_tasks: list[str] = []
+        self._task_stopped: anyio.Event | None = None
         self._ids = MonotonicIds()
         self.content = Content.for_store(store, settings=settings, clock=self.clock)
         self.outbound = Outbound(
@@ -211,14 +213,64 @@ class Engine:
         if opener is not None:
             await opener()
         if self._run_workers:
-            # NOTE: an exception other than StorageError ends these tasks for
-            # good, and the process that embeds the engine carries on.
+            self._task_stopped = anyio.Event()
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
-            await self._task_group.start(self.worker.run)
+            await self._task_group.start(
+                self._run_background, "delivery worker", self.worker.run
+            )
             if self.events is not None:
-                await self._task_group.start(self.events.run)
+                await self._task_group.start(
+                    self._run_background, "event processing", self.events.run
+                )
         return self
+
+    @property
+    def stopped_tasks(self) -> tuple[str, ...]:
+        """The names of the background tasks that ended on an unexpected error.
+
+        Database errors are logged and retried inside each task; anything
+        else ends the task for good, and the process should be restarted.
+        """
+        return tuple(self._stopped_tasks)
+
+    async def wait_for_stopped_task(self) -> None:
+        """Wait until a background task ends on an unexpected error.
+
+        Without background tasks, wait until cancelled.
+        """
+        if self._task_stopped is None:
+            await anyio.sleep_forever()
+        else:
+            await self._task_stopped.wait()
+
+    async def _run_background(
+        self,
+        name: str,
+        run: Callable[..., Awaitable[None]],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run ``run`` until cancelled; record it in ``stopped_tasks`` if it fails.
+
+        A failure before the task has started still fails the engine's start.
+        The other background tasks and the caller's work go on.
+        """
+        status = _StartSignal(task_status)
+        try:
+            await run(task_status=status)
+        except Exception:
+            if not status.started_once:
+                raise
+            self._stopped_tasks.append(name)
+            if self._task_stopped is not None:
+                self._task_stopped.set()
+            logger.critical(
+                "%s stopped on an unexpected error; restart the process",
+                name,
+                exc_info=True,
+                extra={"action": "task_failed", "task": name},
+            )
 
     async def __aexit__(
         self,
@@ -649,3 +701,15 @@ def _without_idempotency_key(body: Mapping[str, Any]) -> Mapping[str, Any]:
     if kept:
         return {**body, "headers": kept}
     return {name: value for name, value in body.items() if name != "headers"}
+
+
+class _StartSignal:
+    """A task status that remembers whether the task reported its start."""
+
+    def __init__(self, status: anyio.abc.TaskStatus[None]) -> None:
+        self._status = status
+        self.started_once = False
+
+    def started(self, value: None = None) -> None:
+        self.started_once = True
+        self._status.started(value)

@@ -80,7 +80,20 @@ def create_app(engine: Engine, *, manage_engine: bool = False) -> Starlette:
 
 
 async def _health(request: Request) -> Response:
-    """Answer liveness probes; needs no key."""
+    """Answer liveness probes; needs no key.
+
+    A background task of the engine that ended on an unexpected error makes
+    the process unhealthy: it still accepts but no longer delivers.
+    """
+    engine: Engine = request.app.state.engine
+    stopped = engine.stopped_tasks
+    if stopped:
+        raise HttpError(
+            503,
+            "task_stopped",
+            f"{', '.join(stopped)} stopped on an unexpected error (see the "
+            "log); restart the process",
+        )
     return JsonResponse({"status": "ok"})
 
 
@@ -96,9 +109,10 @@ OPERATIONS: tuple[Operation, ...] = (
         description="For load balancers and process supervisors.",
         tag="meta",
         scope=None,
+        errors=(503,),
         replies=Reply(
             status=200,
-            description="the process is up",
+            description="the process is up and its background tasks run",
             schema={
                 "type": "object",
                 "properties": {"status": {"const": "ok"}},

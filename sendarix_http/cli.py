@@ -282,11 +282,26 @@ async def _run_worker(settings: Settings) -> None:
         },
     )
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with Engine.from_settings(settings):
+        async with Engine.from_settings(settings) as engine:
             # Leaving the engine on SIGTERM drains the deliveries in flight,
-            # as `serve` does through uvicorn's shutdown.
-            async for _ in signals:
-                return
+            # as `serve` does through uvicorn's shutdown. So does leaving it
+            # after a background task failed, before the process exits 1.
+            async with anyio.create_task_group() as waiting:
+
+                async def stop_on_signal() -> None:
+                    async for _ in signals:
+                        waiting.cancel_scope.cancel()
+                        return
+
+                waiting.start_soon(stop_on_signal)
+                await engine.wait_for_stopped_task()
+                waiting.cancel_scope.cancel()
+            stopped = engine.stopped_tasks
+    if stopped:
+        raise SendarixError(
+            f"{', '.join(stopped)} stopped on an unexpected error (see the log "
+            "above); the process exits so that its supervisor restarts it"
+        )
 
 
 def _migrate(settings: Settings) -> None:
