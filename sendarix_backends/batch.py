@@ -235,7 +235,11 @@ def _item_conflict(
     submissions: Sequence[Submission], outcomes: Sequence[SubmitOutcome]
 ) -> IdempotencyConflictError:
     """Return the error of a strict batch rolled back by an item's key."""
-    for submission, outcome in zip(submissions, outcomes, strict=True):
+    for index, (submission, outcome) in enumerate(
+        zip(submissions, outcomes, strict=True)
+    ):
         if outcome.conflict and submission.idempotency is not None:
-            return IdempotencyConflictError(submission.idempotency.key, None)
+            return IdempotencyConflictError(
+                submission.idempotency.key, None, field=f"messages.{index}"
+            )
     raise AssertionError("a rolled-back batch has a conflicting item")

@@ -121,12 +121,16 @@ class MessageNotCancellableError(NotFoundError):
 class IdempotencyConflictError(SendarixError):
     """An idempotency key was reused with a different request body."""
 
-    def __init__(self, key: str, message_id: str | None) -> None:
+    def __init__(
+        self, key: str, message_id: str | None, *, field: str | None = None
+    ) -> None:
         self.key = key
         self.message_id = message_id
+        self.field = field
+        where = f" of {field}" if field else ""
         super().__init__(
-            f"idempotency key {key!r} was already used with a different request "
-            "body; use a new key for a new message"
+            f"idempotency key {key!r}{where} was already used with a different "
+            "request body; use a new key for a new message"
         )
 
 

@@ -217,7 +217,7 @@ async def test_item_key_conflict_strict(client: httpx.AsyncClient) -> None:
     response = await client.post(BATCH, json=body, headers=headers)
 
     assert response.status_code == 409
-    assert "item-3" in response.json()["error"]["message"]
+    assert "'item-3' of messages.1" in response.json()["error"]["message"]
     assert await stored_count(client) == 1
     # The rolled-back batch did not claim its own key either.
     fixed = {"messages": [message_body()]}
