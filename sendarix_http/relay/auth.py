@@ -32,11 +32,18 @@ _INVALID = "535 5.7.8 authentication credentials invalid"
 _TEMPORARY_FAILURE = "454 4.7.0 temporary authentication failure; try again later"
 
 
-@attrs.frozen
+@attrs.define
 class RelayCredential:
-    """The API key a session authenticated with, shown in logs by id only."""
+    """The API key a session authenticated with, shown in logs by id only.
+
+    ``secret`` is kept so that every transaction looks the key up again,
+    as every HTTP request does: a key revoked or expired during a session
+    stops working at the session's next ``MAIL``, and ``api_key`` is then
+    replaced by the key as stored.
+    """
 
     api_key: ApiKey = attrs.field(repr=False)
+    secret: str = attrs.field(repr=False)
 
     @property
     def key_id(self) -> str:
@@ -101,7 +108,8 @@ class RelayAuthenticator:
             await _disconnect_blocked(server, self._limiter.retry_after(client) or 1)
             return AuthResult(success=False, handled=True)
         try:
-            key = await self._engine.authenticate(password.decode("ascii"))
+            secret = password.decode("ascii")
+            key = await self._engine.authenticate(secret)
         except (UnicodeDecodeError, AuthenticationError):
             return self._record_failure(client, attempt)
         except StorageError:
@@ -139,7 +147,7 @@ class RelayAuthenticator:
                 "api_key_id": key.id,
             },
         )
-        return AuthResult(success=True, auth_data=RelayCredential(key))
+        return AuthResult(success=True, auth_data=RelayCredential(key, secret))
 
     def _record_failure(self, client: str, attempt: AuthAttempt) -> AuthResult:
         reached_limit = self._limiter.fail(attempt)

@@ -17,11 +17,13 @@ from sendarix_backends.engine import Engine, SendResult
 from sendarix_backends.settings import Settings
 from sendarix_core.addresses import AddressError, parse_address
 from sendarix_core.errors import (
+    AuthenticationError,
     IdempotencyConflictError,
+    PermissionDeniedError,
     StorageError,
     ValidationError,
 )
-from sendarix_core.keys import ApiKey
+from sendarix_core.keys import ApiKey, Scope, require_scope
 from sendarix_http.relay.auth import RelayAuthenticator, RelayCredential, client_address
 
 __all__ = ["RelayHandler"]
@@ -69,21 +71,36 @@ class RelayHandler:
         address: str,
         mail_options: list[str],
     ) -> str:
-        key = _api_key(session)
         try:
             sender = parse_address(address)
         except AddressError as error:
             return f"553 5.1.7 invalid sender address: {error}"
         if _needs_smtputf8(address, envelope):
             return "553 5.6.7 a non-ASCII address needs MAIL FROM with SMTPUTF8"
+
+        # The key is looked up again, so one revoked, expired or narrowed
+        # since AUTH applies now; the lookup also counts the rate limit.
+        credential = _credential(session)
+        try:
+            key, decision = await self._engine.authenticate_and_count(credential.secret)
+            require_scope(key, Scope.MESSAGES_SEND)
+        except (AuthenticationError, PermissionDeniedError) as error:
+            logger.info(
+                "relay key no longer valid",
+                extra={
+                    "action": "relay_key_rejected",
+                    "api_key_id": credential.key_id,
+                    "client": client_address(server),
+                },
+            )
+            return f"550 5.7.8 {error}; connect again with a valid key"
+        credential.api_key = key
         if key.sender_domains and sender.domain not in key.sender_domains:
             allowed = ", ".join(key.sender_domains)
             return (
                 f"550 5.7.1 the API key may send only from {allowed}, "
                 f"not from {sender.domain}"
             )
-
-        decision = await self._engine.check_rate_limit(key)
         if not decision.allowed:
             return (
                 f"451 4.7.1 the API key's rate limit of {decision.limit} messages "
@@ -164,12 +181,16 @@ class RelayHandler:
 
 
 def _api_key(session: Session) -> ApiKey:
+    return _credential(session).api_key
+
+
+def _credential(session: Session) -> RelayCredential:
     # aiosmtpd runs MAIL, RCPT and DATA only after a successful AUTH, whose
     # result RelayAuthenticator stores here.
     credential = session.auth_data
     if not isinstance(credential, RelayCredential):
         raise TypeError(f"the session has no relay credential: {credential!r}")
-    return credential.api_key
+    return credential
 
 
 def _needs_smtputf8(path: str, envelope: Envelope) -> bool:

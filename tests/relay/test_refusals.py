@@ -636,6 +636,27 @@ async def test_rate_limited_key(
     assert await in_thread(mails) == [250, 451]
 
 
+async def test_key_revoked_during_session(
+    relay: Relay,
+    engine: Engine,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+) -> None:
+    secret, key = await engine.create_api_key("revoked-later")
+    client = await in_thread(partial(connect, relay_settings, certificate, secret))
+    try:
+        before = await in_thread(partial(client.mail, SENDER))
+        await in_thread(client.rset)
+        await engine.revoke_api_key(key.id)
+        after = await in_thread(partial(client.mail, SENDER))
+    finally:
+        await in_thread(client.close)
+
+    assert before[0] == 250
+    assert after[0] == 550
+    assert after[1].startswith(b"5.7.8")
+
+
 async def test_idempotency_conflict_reply(
     relay: Relay,
     relay_settings: Settings,
