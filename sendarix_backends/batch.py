@@ -100,7 +100,7 @@ async def send_batch(
         claim = IdempotencyRecord(
             api_key_id=api_key.id if api_key else _LIBRARY_KEY_ID,
             key=idempotency_key,
-            fingerprint=request_fingerprint(_with_default_mode_left_out(body)),
+            fingerprint=request_fingerprint(body),
             status_code=202,
             response={},
             created_at=now,
@@ -149,17 +149,6 @@ def _check_batch(body: Mapping[str, Any]) -> tuple[list[Any], BatchMode]:
     if errors or mode is None or not isinstance(items, list):
         raise ValidationError(errors)
     return items, mode
-
-
-def _with_default_mode_left_out(body: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Return ``body`` without a ``mode`` that names the default.
-
-    A batch sent with ``"mode": "strict"`` then matches the same batch sent
-    without ``mode``, as fingerprints stored before did for the latter.
-    """
-    if body.get("mode") == str(BatchMode.STRICT):
-        return {name: value for name, value in body.items() if name != "mode"}
-    return body
 
 
 def _check_mode(value: object, errors: list[FieldError]) -> BatchMode | None:

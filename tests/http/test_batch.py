@@ -136,18 +136,6 @@ async def test_batch_key_replays(client: httpx.AsyncClient) -> None:
     assert await stored_count(client) == 2
 
 
-async def test_batch_key_replays_default_mode(client: httpx.AsyncClient) -> None:
-    headers = {"Idempotency-Key": "batch-mode"}
-    await client.post(BATCH, json={"messages": [message_body()]}, headers=headers)
-
-    spelled_out = {"messages": [message_body()], "mode": "strict"}
-    again = await client.post(BATCH, json=spelled_out, headers=headers)
-
-    assert again.status_code == 202
-    assert again.headers["idempotent-replayed"] == "true"
-    assert await stored_count(client) == 1
-
-
 async def test_batch_key_other_body_409(client: httpx.AsyncClient) -> None:
     headers = {"Idempotency-Key": "batch-2"}
     await client.post(BATCH, json={"messages": [message_body()]}, headers=headers)
