@@ -176,6 +176,22 @@ async def test_send_raw_verifies_sender_domain(relay_settings: Settings) -> None
     assert [item.code for item in caught.value.errors] == ["sender_not_verified"]
 
 
+async def test_send_raw_names_every_unverified_domain(
+    relay_settings: Settings,
+) -> None:
+    settings = attrs.evolve(relay_settings, sender_verification="required")
+    data = message_bytes(sender="a@evil.example", headers="Sender: s@other.example\r\n")
+    async with Engine.from_settings(settings, workers=False) as engine:
+        with pytest.raises(ValidationError) as caught:
+            await engine.send_raw(
+                data, mail_from="m@third.example", recipients=[RECIPIENT]
+            )
+
+    messages = " ".join(item.message for item in caught.value.errors)
+    for domain in ("evil.example", "other.example", "third.example"):
+        assert repr(domain) in messages
+
+
 async def test_send_raw_idempotent_replay(engine: Engine) -> None:
     data = message_bytes(headers="Idempotency-Key: order-7\r\n")
     first = await engine.send_raw(data, mail_from=SENDER, recipients=[RECIPIENT, OTHER])
