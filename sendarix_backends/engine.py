@@ -130,6 +130,7 @@ class Engine:
         self._run_workers = workers
         self._stopped_tasks: list[str] = []
         self._task_stopped: anyio.Event | None = None
+        self._stopping = False
         self._ids = MonotonicIds()
         self.content = Content.for_store(store, settings=settings, clock=self.clock)
         self.outbound = Outbound(
@@ -253,14 +254,16 @@ class Engine:
     ) -> None:
         """Run ``run`` until cancelled; record it in ``stopped_tasks`` if it fails.
 
-        A failure before the task has started still fails the engine's start.
-        The other background tasks and the caller's work go on.
+        A failure before the task has started still fails the engine's start,
+        and one while the engine stops still reaches the caller of
+        ``__aexit__``. Otherwise the other background tasks and the caller's
+        work go on.
         """
         status = _StartSignal(task_status)
         try:
             await run(task_status=status)
         except Exception:
-            if not status.started_once:
+            if not status.started_once or self._stopping:
                 raise
             self._stopped_tasks.append(name)
             if self._task_stopped is not None:
@@ -281,6 +284,7 @@ class Engine:
         try:
             if self._task_group is not None:
                 task_group, self._task_group = self._task_group, None
+                self._stopping = True
                 await self._stop_workers(task_group, exc_type, exc, traceback)
         finally:
             await self.worker.aclose()

@@ -282,21 +282,24 @@ async def _run_worker(settings: Settings) -> None:
         },
     )
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with Engine.from_settings(settings) as engine:
-            # Leaving the engine on SIGTERM drains the deliveries in flight,
-            # as `serve` does through uvicorn's shutdown. So does leaving it
-            # after a background task failed, before the process exits 1.
-            async with anyio.create_task_group() as waiting:
+        # Leaving the engine on SIGTERM drains the deliveries in flight, as
+        # `serve` does through uvicorn's shutdown. So does leaving it after a
+        # background task failed, before the process exits 1.
+        async with (
+            Engine.from_settings(settings) as engine,
+            anyio.create_task_group() as waiting,
+        ):
 
-                async def stop_on_signal() -> None:
-                    async for _ in signals:
-                        waiting.cancel_scope.cancel()
-                        return
+            async def stop_on_signal() -> None:
+                async for _ in signals:
+                    waiting.cancel_scope.cancel()
+                    return
 
-                waiting.start_soon(stop_on_signal)
-                await engine.wait_for_stopped_task()
-                waiting.cancel_scope.cancel()
-            stopped = engine.stopped_tasks
+            waiting.start_soon(stop_on_signal)
+            await engine.wait_for_stopped_task()
+            waiting.cancel_scope.cancel()
+    # Read once the engine has stopped: a failure while it stopped raised.
+    stopped = engine.stopped_tasks
     if stopped:
         raise SendarixError(
             f"{', '.join(stopped)} stopped on an unexpected error (see the log "

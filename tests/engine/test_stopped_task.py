@@ -6,6 +6,7 @@ due time with ``RuntimeError``, which the worker does not retry.
 
 from __future__ import annotations
 
+import traceback
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,15 +45,31 @@ class FailingQueue:
         raise RuntimeError("next_due_at is broken on purpose")
 
 
+class FailingOnStopQueue(FailingQueue):
+    """A queue whose ``next_due_at`` waits, and fails once it is cancelled."""
+
+    async def next_due_at(self) -> datetime | None:
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            raise RuntimeError("next_due_at failed while stopping") from None
+        return None
+
+
 class FailingQueuePlugin:
+    def __init__(self, queue: type[FailingQueue]) -> None:
+        self._queue = queue
+
     @hookimpl
     def sendarix_queue(self, settings: Settings, storage: MessageStore) -> Any:
-        return FailingQueue(storage)
+        return self._queue(storage)
 
 
-def failing_engine(database_url: str) -> Engine:
+def failing_engine(
+    database_url: str, queue: type[FailingQueue] = FailingQueue
+) -> Engine:
     manager = get_plugin_manager()
-    manager.register(FailingQueuePlugin())
+    manager.register(FailingQueuePlugin(queue))
     settings = Settings(
         database_url=database_url, delivery_mode="sink", poll_interval=0.05
     )
@@ -67,6 +84,18 @@ async def test_failed_worker_is_listed(tmp_path: Path) -> None:
 
         assert engine.stopped_tasks == ("delivery worker",)
         assert result.message_id.startswith("msg_")
+
+
+async def test_failure_while_stopping_raises(tmp_path: Path) -> None:
+    engine = failing_engine(f"sqlite:///{tmp_path / 'sendarix.db'}", FailingOnStopQueue)
+
+    with pytest.raises(Exception) as raised:  # noqa: PT011
+        async with engine:
+            await anyio.sleep(0.3)
+
+    shown = "".join(traceback.format_exception(raised.value))
+    assert "next_due_at failed while stopping" in shown
+    assert engine.stopped_tasks == ()
 
 
 async def test_healthz_503_after_failure(tmp_path: Path) -> None:
