@@ -254,15 +254,17 @@ def idempotency_key_of(request: Request) -> str | None:
     keys = request.headers.getlist("idempotency-key")
     if not keys:
         return None
-    if len(keys) > 1:
+    # Some HTTP stacks send a header twice; only differing values are ambiguous.
+    if len(set(keys)) > 1:
         listed = ", ".join(repr(_header_text(key)[:60]) for key in keys)
         message = (
-            f"the request has {len(keys)} Idempotency-Key headers ({listed}); send one"
+            "the request has Idempotency-Key headers with different values "
+            f"({listed}); send one"
         )
         raise ValidationError(
             [FieldError("Idempotency-Key", "invalid_idempotency_key", message)]
         )
-    [key] = keys
+    key = keys[0]
     if IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
         return key
     message = (

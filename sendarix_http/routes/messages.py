@@ -85,7 +85,7 @@ async def list_messages(request: Request) -> Response:
 
 def _status(params: Mapping[str, str]) -> MessageStatus | None:
     status = params.get("status")
-    if not status:
+    if status is None:
         return None
     if status not in MessageStatus.__members__.values():
         allowed = ", ".join(MessageStatus)

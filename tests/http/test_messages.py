@@ -86,6 +86,7 @@ async def test_list_filters_and_pages(client: httpx.AsyncClient) -> None:
         ({"limit": "0"}, "limit"),
         ({"limit": "101"}, "limit"),
         ({"status": "sent"}, "status"),
+        ({"status": ""}, "status"),
         ({"created_after": "2026-04-19T14:30:00"}, "created_after"),
         ({"cursor": "!!!"}, "cursor"),
     ],
@@ -312,6 +313,16 @@ async def test_idempotency_header_validated(client: httpx.AsyncClient) -> None:
     )
     assert response.status_code == 422
     assert response.json()["error"]["errors"][0]["code"] == "invalid_idempotency_key"
+
+
+async def test_idempotency_header_sent_twice_same(client: httpx.AsyncClient) -> None:
+    headers = [("Idempotency-Key", "k-1"), ("Idempotency-Key", "k-1")]
+
+    first = await client.post("/v1/messages", json=message_body(), headers=headers)
+    again = await client.post("/v1/messages", json=message_body(), headers=headers)
+
+    assert first.status_code == 202
+    assert again.headers["idempotent-replayed"] == "true"
 
 
 @pytest.mark.parametrize(
