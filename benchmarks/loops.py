@@ -3,11 +3,14 @@
 ``sendarix serve`` and ``sendarix worker`` run on uvloop where it is
 installed (``SENDARIX_EVENT_LOOP=auto``). The bare Starlette app, the bare
 aiosmtpd server and the raw aiosmtplib client run on the same loop, so a
-ratio compares the work done rather than the loops.
+ratio compares the work done rather than the loops. They follow
+``SENDARIX_EVENT_LOOP`` too when it is set, as the Sendarix processes
+inherit it.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar, TypeVarTuple
 
@@ -24,10 +27,14 @@ Arguments = TypeVarTuple("Arguments")
 
 def run(function: Callable[[*Arguments], Awaitable[T]], *arguments: *Arguments) -> T:
     """Run ``function(*arguments)`` with anyio on the loop of ``sendarix serve``."""
-    factory = event_loop.loop_factory(EventLoop.AUTO)
+    factory = event_loop.loop_factory(_choice())
     return anyio.run(function, *arguments, backend_options={"loop_factory": factory})
 
 
 def run_coroutine(main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` to completion on the loop of ``sendarix serve``."""
-    return event_loop.run(EventLoop.AUTO, main)
+    return event_loop.run(_choice(), main)
+
+
+def _choice() -> EventLoop:
+    return EventLoop(os.environ.get("SENDARIX_EVENT_LOOP", "auto").strip().lower())
