@@ -11,15 +11,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Session, syntax
+from aiosmtpd.smtp import SMTP, Session, TLSSetupException, syntax
+
+from sendarix_http.relay.auth import client_address
 
 __all__ = ["RelaySMTP"]
 
 Command = Callable[[str | None], Awaitable[None]]
+
+logger = logging.getLogger("sendarix.relay")
 
 _NULL_SENDER = re.compile(r"FROM:\s*<>", re.IGNORECASE)
 # A path of MAIL or RCPT that is <dot-atom@domain>: no quoted local part,
@@ -55,6 +60,22 @@ class RelaySMTP(SMTP):
         self._smtp_methods = {
             verb: self._counted(method) for verb, method in self._smtp_methods.items()
         }
+
+    async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            # Clients and scanners that hang up during the handshake are
+            # common, so this is one line with the client, not a traceback.
+            logger.warning(
+                "relay TLS handshake failed",
+                extra={
+                    "action": "relay_tls_failed",
+                    "client": client_address(self),
+                    "error": repr(error.__cause__ or error),
+                },
+            )
+            # aiosmtpd closes the connection without sending this reply.
+            return "454 4.7.0 TLS not available due to temporary reason"
+        return await super().handle_exception(error)
 
     async def smtp_MAIL(self, arg: str | None) -> None:
         # aiosmtpd replies "malformed address" to "<>"; give the real reason.

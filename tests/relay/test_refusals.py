@@ -106,6 +106,29 @@ async def test_second_starttls(
     assert noop == 250
 
 
+async def test_hang_up_in_tls_handshake_logged_once(
+    relay: Relay, relay_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sendarix.relay")
+
+    def hang_up_after_starttls() -> int:
+        client = smtplib.SMTP("127.0.0.1", relay_settings.relay_port, timeout=10)
+        client.ehlo()
+        code = client.docmd("STARTTLS")[0]
+        client.sock.close()
+        return code
+
+    assert await in_thread(hang_up_after_starttls) == 220
+    with anyio.fail_after(5):
+        while "relay TLS handshake failed" not in caplog.text:
+            await anyio.sleep(0.05)
+
+    [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.getMessage() == "relay TLS handshake failed"
+    assert record.levelno == logging.WARNING
+    assert record.exc_info is None
+
+
 async def test_starttls_on_implicit_tls_port(
     engine: Engine, relay_settings: Settings, certificate: TestCertificate
 ) -> None:
