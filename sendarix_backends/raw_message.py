@@ -178,6 +178,15 @@ def read_raw_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> RawMessage
     reader = _ControlReader(limits)
     kept: list[bytes] = []
     for field in fields:
+        if b"\x00" in field.raw:
+            # RFC 5322 allows no NUL in a header, and the API rejects it.
+            reader.errors.append(
+                FieldError(
+                    field.name,
+                    ErrorCode.INVALID_CHARACTER,
+                    f"the {field.name} header contains a NUL byte; remove it",
+                )
+            )
         lowered = field.name.lower()
         if lowered.startswith(_CONTROL_PREFIX) or lowered in _IDEMPOTENCY_KEYS:
             reader.read(field)

@@ -91,6 +91,23 @@ def test_read_keeps_other_bytes_exactly() -> None:
     assert raw.data == signed.replace(b"X-Sendarix-Tags: otp\r\n", b"")
 
 
+def test_read_rejects_nul_in_header() -> None:
+    data = b"Subject: a\x00b\r\n" + MESSAGE.replace(b"Subject:", b"X-Old-Subject:")
+
+    with pytest.raises(ValidationError) as raised:
+        read_raw_message(data)
+
+    [error] = raised.value.errors
+    assert error.field == "Subject"
+    assert error.code == "invalid_character"
+
+
+def test_read_keeps_nul_in_body() -> None:
+    raw = read_raw_message(MESSAGE + b"a\x00b\r\n")
+
+    assert raw.data.endswith(b"a\x00b\r\n")
+
+
 def test_read_removes_bcc_and_return_path() -> None:
     data = (
         b"Bcc: hidden@example.test,\r\n other@example.test\r\n"
@@ -324,7 +341,7 @@ def test_plain_from_read_as_email_package_does(value: str) -> None:
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\r\n")))
+@given(st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\r\n\x00")))
 def test_subject_read_as_email_package_does(value: str) -> None:
     data = f"From: a@b.example\r\nSubject: {value}\r\n\r\nbody\r\n".encode()
     fields, _ = split_header_section(data)
