@@ -119,6 +119,10 @@ class RelaySMTP(SMTP):
         return address, rest
 
     def _getaddr_by_aiosmtpd(self, arg: str) -> tuple[str | None, str | None]:
+        if arg.lstrip().startswith("<") and ">" not in arg:
+            # The header parser reads "<a@b.example" as a@b.example, but
+            # RFC 5321 requires the closing bracket.
+            return None, None
         try:
             return super()._getaddr(arg)
         except IndexError:

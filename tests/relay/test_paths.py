@@ -51,6 +51,9 @@ def test_path_read_as_aiosmtpd_does(session: RelaySMTP, path: str) -> None:
         # The email package's parser fails on some paths, such as "a@";
         # the relay calls them malformed instead.
         expected = (None, None)
+    if path.lstrip().startswith("<") and ">" not in path:
+        # RFC 5321 requires the closing bracket, which aiosmtpd does not.
+        expected = (None, None)
     assert session._getaddr(path) == expected
 
 
@@ -67,6 +70,11 @@ def test_path_examples(
     session: RelaySMTP, path: str, expected: tuple[str, str]
 ) -> None:
     assert session._getaddr(path) == expected
+
+
+@pytest.mark.parametrize("path", ["<ada@acme.example", "<ada@acme.example SIZE=1"])
+def test_path_without_closing_bracket(session: RelaySMTP, path: str) -> None:
+    assert session._getaddr(path) == (None, None)
 
 
 def test_path_local_part_limit() -> None:
