@@ -61,7 +61,9 @@ __all__ = [
 ]
 
 # Resent-* fields describe a re-sending that Sendarix never performs.
-_RESERVED_PREFIXES = ("content-", "resent-")
+# X-Sendarix-* are the relay's control headers: sent on, they would set the
+# priority, tags or metadata of the message at a Sendarix relay downstream.
+_RESERVED_PREFIXES = ("content-", "resent-", "x-sendarix-")
 
 # A field name is printable ASCII except the colon (RFC 5322 section 2.2).
 _HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
@@ -147,7 +149,8 @@ def _check_header_name(field: str, name: str, seen: set[str], errors: Errors) ->
             ErrorCode.RESERVED_HEADER,
             f"the header {name!r} is reserved and can't be set in 'headers'; "
             "Sendarix writes the addresses, subject, date and MIME structure "
-            "from the request fields",
+            "from the request fields, and takes priority, tags and metadata "
+            "from fields of those names",
         )
         return False
     if lowered in seen:

@@ -438,6 +438,8 @@ def test_header_value_unicode_and_tab() -> None:
         "To",
         "Subject",
         "SENDER",
+        "X-Sendarix-Priority",
+        "x-sendarix-tags",
     ],
 )
 def test_reserved_header(name: str) -> None:
