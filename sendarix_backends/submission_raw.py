@@ -85,13 +85,17 @@ def prepare_raw_batch(
         _check_key_domains(api_key, header_senders)
     display_sender = _display_sender(sender, raw.senders)
 
-    fingerprint = request_fingerprint(
-        {
-            "mail_from": sender.email,
-            "recipients": sorted(address.email for address in addresses),
-            "data": hashlib.sha256(data).hexdigest(),
-        }
-    )
+    # Only a message with an idempotency key needs the fingerprint, and
+    # hashing the whole message is not free.
+    fingerprint = ""
+    if raw.idempotency_key is not None:
+        fingerprint = request_fingerprint(
+            {
+                "mail_from": sender.email,
+                "recipients": sorted(address.email for address in addresses),
+                "data": hashlib.sha256(data).hexdigest(),
+            }
+        )
     anchor = min(range(len(addresses)), key=lambda index: addresses[index].email)
     submissions = []
     for index, recipient in enumerate(addresses):
