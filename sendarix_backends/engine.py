@@ -410,15 +410,15 @@ class Engine:
             idempotency_owner=api_key.id if api_key else LIBRARY_KEY_ID,
         )
         # Every refused sender is reported, not only the first.
-        refusals: list[FieldError] = []
+        sender_errors: list[FieldError] = []
         for sender in batch.senders:
             try:
                 self._check_sender_domain(api_key, sender.domain)
                 await self.content.domains.check_sender(sender)
             except ValidationError as error:
-                refusals.extend(e for e in error.errors if e not in refusals)
-        if refusals:
-            raise ValidationError(refusals)
+                sender_errors.extend(e for e in error.errors if e not in sender_errors)
+        if sender_errors:
+            raise ValidationError(sender_errors)
         outcomes = await submit_raw_batch(
             batch, submit_one=self._submissions.submit, submit_all=self._create_batch
         )

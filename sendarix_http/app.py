@@ -80,7 +80,7 @@ def create_app(engine: Engine, *, manage_engine: bool = False) -> Starlette:
 
 
 async def _health(request: Request) -> Response:
-    """Answer liveness probes; needs no key.
+    """Return the liveness state of the process; needs no key.
 
     A background task of the engine that ended on an unexpected error makes
     the process unhealthy: it still accepts but no longer delivers.

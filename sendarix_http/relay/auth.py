@@ -37,9 +37,9 @@ class RelayCredential:
     """The API key a session authenticated with, shown in logs by id only.
 
     ``secret`` is kept so that every transaction looks the key up again,
-    as every HTTP request does: a key revoked or expired during a session
-    stops working at the session's next ``MAIL``, and ``api_key`` is then
-    replaced by the key as stored.
+    as every HTTP request does. A key revoked or expired during a session
+    stops working at the session's next ``MAIL``. Otherwise ``api_key`` is
+    replaced there by the key as stored.
     """
 
     api_key: ApiKey = attrs.field(repr=False)

@@ -93,8 +93,8 @@ async def test_failure_while_stopping_raises(tmp_path: Path) -> None:
         async with engine:
             await anyio.sleep(0.3)
 
-    shown = "".join(traceback.format_exception(raised.value))
-    assert "next_due_at failed while stopping" in shown
+    formatted = "".join(traceback.format_exception(raised.value))
+    assert "next_due_at failed while stopping" in formatted
     assert engine.stopped_tasks == ()
 
 
