@@ -27,14 +27,14 @@ Arguments = TypeVarTuple("Arguments")
 
 def run(function: Callable[[*Arguments], Awaitable[T]], *arguments: *Arguments) -> T:
     """Run ``function(*arguments)`` with anyio on the loop of ``sendarix serve``."""
-    factory = event_loop.loop_factory(_choice())
+    factory = event_loop.loop_factory(_configured_loop())
     return anyio.run(function, *arguments, backend_options={"loop_factory": factory})
 
 
 def run_coroutine(main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` to completion on the loop of ``sendarix serve``."""
-    return event_loop.run(_choice(), main)
+    return event_loop.run(_configured_loop(), main)
 
 
-def _choice() -> EventLoop:
+def _configured_loop() -> EventLoop:
     return EventLoop(os.environ.get("SENDARIX_EVENT_LOOP", "auto").strip().lower())

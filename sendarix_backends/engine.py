@@ -230,7 +230,7 @@ class Engine:
     def stopped_tasks(self) -> tuple[str, ...]:
         """The names of the background tasks that ended on an unexpected error.
 
-        Database errors are logged and retried inside each task; anything
+        Database errors are logged and retried inside each task. Anything
         else ends the task for good, and the process should be restarted.
         """
         return tuple(self._stopped_tasks)
@@ -252,7 +252,7 @@ class Engine:
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run ``run`` until cancelled; record it in ``stopped_tasks`` if it fails.
+        """Run ``run`` until cancelled, and record ``name`` if it fails.
 
         A failure before the task has started still fails the engine's start,
         and one while the engine stops still reaches the caller of

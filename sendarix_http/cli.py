@@ -298,7 +298,8 @@ async def _run_worker(settings: Settings) -> None:
             waiting.start_soon(stop_on_signal)
             await engine.wait_for_stopped_task()
             waiting.cancel_scope.cancel()
-    # Read once the engine has stopped: a failure while it stopped raised.
+    # Read after the engine has stopped, because a failure during the stop
+    # raises instead of being recorded.
     stopped = engine.stopped_tasks
     if stopped:
         raise SendarixError(

@@ -254,7 +254,7 @@ def idempotency_key_of(request: Request) -> str | None:
     keys = request.headers.getlist("idempotency-key")
     if not keys:
         return None
-    # Some HTTP stacks send a header twice; only differing values are ambiguous.
+    # Some HTTP stacks send a header twice, so only differing values are ambiguous.
     if len(set(keys)) > 1:
         listed = ", ".join(repr(_header_text(key)[:60]) for key in keys)
         message = (
@@ -324,10 +324,10 @@ def query_time(params: Mapping[str, str], name: str) -> datetime | None:
 
 
 def parse_query(**parsers: Callable[[], Any]) -> dict[str, Any]:
-    """Return the value of each parser by name, all parsed.
+    """Run every parser and return their values by name.
 
     Raises one ValidationError with the errors of every parser that
-    failed, so a request with several invalid parameters hears of all.
+    failed, so a request with several invalid parameters learns of them all.
     """
     values: dict[str, Any] = {}
     errors: list[FieldError] = []
