@@ -116,9 +116,11 @@ async def update_webhook(request: Request) -> Response:
         message = f"enabled must be true or false, not {enabled!r}"
         raise ValidationError([FieldError("enabled", "invalid_type", message)])
     event_types = _event_types(body)
+    # A null description clears it, as an empty one does.
+    clears_description = "description" in body and body["description"] is None
     changes = EndpointChanges(
         url=_string(body, "url"),
-        description=_string(body, "description"),
+        description="" if clears_description else _string(body, "description"),
         event_types=None if event_types is None else tuple(event_types),
         all_event_types="events" in body and event_types is None,
         enabled=enabled,
@@ -382,7 +384,8 @@ operations = [
         update_webhook,
         summary="Change a webhook endpoint",
         description="Fields left out keep their value; `events: null` "
-        "subscribes to every type; `enabled: true` re-enables a disabled "
+        "subscribes to every type; `description: null` clears the description; "
+        "`enabled: true` re-enables a disabled "
         "endpoint and clears its failure record.",
         tag="webhooks",
         scope=_SCOPE,

@@ -142,6 +142,20 @@ async def test_update_null_url_or_enabled_422(client: httpx.AsyncClient) -> None
     assert fields == ["url", "enabled"]
 
 
+async def test_update_null_description_clears_it(client: httpx.AsyncClient) -> None:
+    created = await client.post(
+        "/v1/webhooks", json={"url": "http://127.0.0.1:9/", "description": "CRM"}
+    )
+
+    updated = await client.patch(
+        f"/v1/webhooks/{created.json()['id']}", json={"description": None}
+    )
+
+    assert updated.status_code == 200
+    assert updated.json()["description"] == ""
+    assert updated.json()["url"] == "http://127.0.0.1:9/"
+
+
 async def test_update_unknown_field_422(client: httpx.AsyncClient) -> None:
     created = (
         await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/"})
