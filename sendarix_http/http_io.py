@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sendarix_backends.engine import Engine
-from sendarix_core.checks import describe
+from sendarix_core.checks import ErrorCode, describe
 from sendarix_core.errors import (
     AuthenticationError,
     FieldError,
@@ -29,7 +31,7 @@ from sendarix_core.ratelimit import (
     window_start,
 )
 from sendarix_http.errors import HttpError
-from sendarix_http.limits import MAX_JSON_DEPTH, check_json_depth
+from sendarix_http.limits import MAX_JSON_DEPTH, check_json_depth, deep_json_path
 
 __all__ = [
     "BODY_IDLE_TIMEOUT",
@@ -188,7 +190,12 @@ async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
                 f"the JSON nests more than {MAX_JSON_DEPTH} arrays and objects "
                 "deep; flatten the data"
             )
-            raise ValidationError([FieldError("", "too_deep", message)]) from exc
+            raise ValidationError(
+                [FieldError(deep_json_path(raw), "too_deep", message)]
+            ) from exc
+        if _LONG_DIGITS.search(raw):
+            # orjson refuses an integer too long for a double.
+            _check_integer_range(raw)
         raise HttpError(
             400, "invalid_json", f"the body is not valid JSON: {exc}"
         ) from exc
@@ -202,7 +209,54 @@ async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
     # can't nest too deep and needs no walk.
     if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:
         check_json_depth(body)
+    if _LONG_DIGITS.search(raw):
+        _check_integer_range(raw)
     return body, len(raw)
+
+
+# orjson turns an integer outside the 64-bit range into a float, which would
+# lose digits unnoticed, or refuses it when it is past a double's range too.
+# Only a run of 19 or more digits can be one.
+_LONG_DIGITS = re.compile(rb"\d{19}")
+_SMALLEST_INTEGER = -(2**63)
+_LARGEST_INTEGER = 2**64 - 1
+
+
+class _OutOfRange(str):
+    """The text of an integer outside the range orjson keeps exact."""
+
+
+def _read_integer(text: str) -> int | _OutOfRange:
+    # Python refuses to convert integers of more than 4,300 digits.
+    if len(text) > 25:
+        return _OutOfRange(text)
+    value = int(text)
+    if _SMALLEST_INTEGER <= value <= _LARGEST_INTEGER:
+        return value
+    return _OutOfRange(text)
+
+
+def _check_integer_range(raw: bytes) -> None:
+    """Raise ``ValidationError`` for an integer that orjson read as a float."""
+    try:
+        document = json.loads(raw, parse_int=_read_integer)
+    except (ValueError, RecursionError):
+        return
+    stack: list[tuple[Any, str]] = [(document, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.items()
+        elif isinstance(value, list):
+            children = enumerate(value)
+        else:
+            if isinstance(value, _OutOfRange):
+                excerpt = value if len(value) <= 40 else f"{value[:20]}…{value[-10:]}"
+                message = f"the integer {excerpt} does not fit in 64 bits; send it as a string"
+                raise ValidationError([FieldError(path, ErrorCode.TOO_LARGE, message)])
+            continue
+        for key, child in reversed(list(children)):
+            stack.append((child, f"{path}.{key}" if path else str(key)))
 
 
 async def _receive_body(request: Request) -> bytes:

@@ -10,6 +10,8 @@ whole, are checked here and rejected with ``422``.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +24,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "check_json_depth",
     "check_request_headers",
+    "deep_json_path",
 ]
 
 MAX_HEADER_BLOCK_BYTES = 32 * 1024
@@ -30,6 +33,10 @@ MAX_HEADER_FIELD_BYTES = 8 * 1024
 # Deep enough for any message body; a deeper document is an attack on the
 # parser or on code that walks it recursively.
 MAX_JSON_DEPTH = 32
+
+# The tokens of JSON text that give its structure: strings (which may hold
+# brackets) and punctuation. Numbers and literals are skipped.
+_STRUCTURE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},:]')
 
 
 def check_request_headers(headers: Iterable[tuple[bytes, bytes]]) -> None:
@@ -90,3 +97,38 @@ def check_json_depth(document: Any, max_depth: int = MAX_JSON_DEPTH) -> None:
             raise ValidationError([FieldError(path, "too_deep", message)])
         for key, child in children:
             stack.append((child, depth + 1, f"{path}.{key}" if path else str(key)))
+
+
+def deep_json_path(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> str:
+    """Return the path of the first array or object deeper than ``max_depth``.
+
+    The path is the one ``check_json_depth`` reports. This reads the text
+    rather than parsed values, for documents too deep for the parser; it
+    returns "" when nothing nests that deep.
+    """
+    # One entry per open container: [is_object, key or index of the child].
+    open_containers: list[list[Any]] = []
+    last_string = b'""'
+    for match in _STRUCTURE.finditer(raw):
+        token = match.group()
+        if token[0] == ord('"'):
+            last_string = token
+        elif token == b":" and open_containers:
+            open_containers[-1][1] = _key_text(last_string)
+        elif token in (b"{", b"["):
+            if len(open_containers) == max_depth:
+                return ".".join(str(entry[1]) for entry in open_containers)
+            open_containers.append([token == b"{", "" if token == b"{" else 0])
+        elif token in (b"}", b"]"):
+            if open_containers:
+                open_containers.pop()
+        elif token == b"," and open_containers and not open_containers[-1][0]:
+            open_containers[-1][1] += 1
+    return ""
+
+
+def _key_text(token: bytes) -> str:
+    try:
+        return str(json.loads(token))
+    except ValueError:
+        return token[1:-1].decode("utf-8", "replace")

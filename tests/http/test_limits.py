@@ -67,6 +67,42 @@ async def test_json_past_parser_depth_422(client: httpx.AsyncClient) -> None:
     assert response.status_code == 422
     [error] = response.json()["error"]["errors"]
     assert error["code"] == "too_deep"
+    assert error["field"] == ".".join(["a"] + ["0"] * (MAX_JSON_DEPTH - 1))
+
+
+@pytest.mark.parametrize(
+    ("number", "shown"),
+    [
+        ("123456789012345678901234567890", "123456789012345678901234567890"),
+        ("18446744073709551616", "18446744073709551616"),
+        ("-9223372036854775809", "-9223372036854775809"),
+        ("9" * 5000, "99999999999999999999…9999999999"),
+    ],
+)
+async def test_integer_past_64_bits_422(
+    client: httpx.AsyncClient, number: str, shown: str
+) -> None:
+    body = json.dumps(message_body()).replace(
+        '"recipient":', f'"template_data": {{"n": [1, {number}]}}, "recipient":', 1
+    )
+
+    response = await client.post(
+        "/v1/messages", content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["code"] == "too_large"
+    assert error["field"] == "template_data.n.1"
+    assert shown in error["message"]
+
+
+async def test_long_digits_in_strings_accepted(client: httpx.AsyncClient) -> None:
+    body = message_body(metadata={"order": "12345678901234567890123"})
+
+    response = await client.post("/v1/messages", json=body)
+
+    assert response.status_code == 202
 
 
 async def test_too_many_header_fields(client: httpx.AsyncClient) -> None:
