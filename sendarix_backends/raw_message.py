@@ -23,7 +23,12 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
-from sendarix_core.addresses import AddressError, parse_address, quote_value
+from sendarix_core.addresses import (
+    AddressError,
+    AddressErrorCode,
+    parse_address,
+    quote_value,
+)
 from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.header_checks import IDEMPOTENCY_KEY_PATTERN, TAG_PATTERN
 from sendarix_core.model import Address
@@ -312,6 +317,20 @@ def _read_mailboxes(
     addresses = []
     invalid = 0
     for mailbox in mailboxes:
+        if not mailbox.domain:
+            # The email package reads words without "@" as a local part and
+            # quotes them, which would show 'Acme Corp' as '"Acme Corp"'.
+            errors.append(
+                FieldError(
+                    name,
+                    AddressErrorCode.INVALID_ADDRESS,
+                    f"the {name} header {quote_value(value)} has no address "
+                    "such as 'name@example.com'; use 'Name <address>' or a "
+                    "bare address",
+                )
+            )
+            invalid += 1
+            continue
         try:
             address = parse_address(mailbox.addr_spec)
         except AddressError as error:

@@ -278,6 +278,16 @@ def test_read_from_obsolete_syntax(value: bytes) -> None:
     assert field_codes(raised.value) == [("From", "invalid_value")]
 
 
+@pytest.mark.parametrize("value", ["Acme Corp", "Acme <acme>", '"Acme" <>'])
+def test_read_from_without_address_shows_header(value: str) -> None:
+    data = f"From: {value}\r\nSubject: s\r\n\r\nbody\r\n".encode()
+    with pytest.raises(ValidationError) as raised:
+        read_raw_message(data)
+    [error] = raised.value.errors
+    assert (error.field, error.code) == ("From", "invalid_address")
+    assert error.message.startswith(f"the From header {value!r} has no address")
+
+
 def test_read_from_dotted_display_name() -> None:
     data = b"From: .a <b@C.example>\r\nSubject: s\r\n\r\nbody\r\n"
     (sender,) = read_raw_message(data).senders
