@@ -252,7 +252,10 @@ def _check_integer_range(raw: bytes) -> None:
         else:
             if isinstance(value, _OutOfRange):
                 excerpt = value if len(value) <= 40 else f"{value[:20]}…{value[-10:]}"
-                message = f"the integer {excerpt} does not fit in 64 bits; send it as a string"
+                message = (
+                    f"the integer {excerpt} does not fit in 64 bits; send it "
+                    "as a string"
+                )
                 raise ValidationError([FieldError(path, ErrorCode.TOO_LARGE, message)])
             continue
         for key, child in reversed(list(children)):
