@@ -24,6 +24,7 @@ from sendarix_backends.settings import (
     load_settings,
 )
 from sendarix_core.errors import ConfigurationError, SendarixError, ValidationError
+from sendarix_core.key_requests import validate_key_request
 from sendarix_core.keys import Environment, Scope
 from sendarix_http import event_loop
 from sendarix_http.app import create_app
@@ -33,7 +34,6 @@ from sendarix_http.limits import MAX_HEADER_BLOCK_BYTES
 from sendarix_http.logs import configure_logging
 from sendarix_http.protocol import HeadTimeoutProtocol
 from sendarix_http.relay import Relay, run_in_lifespan
-from sendarix_http.routes.api_keys import validate_key_request
 
 __all__ = ["main"]
 
