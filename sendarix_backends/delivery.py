@@ -342,7 +342,7 @@ class DeliveryWorker:
             # TODO: build the MIME once a pooled session is free. Built here,
             # the bytes of every delivery waiting for a session stay in memory.
             envelope = await self._outbound.prepare(message)
-            reply = await self._send(message, dispatch, envelope)
+            reply = _checked_reply(await self._send(message, dispatch, envelope))
         except TemporaryDeliveryError as error:
             if message.expires_at is not None and now() >= message.expires_at:
                 return lifecycle.expire(
@@ -512,3 +512,13 @@ def _reply_of(error: DeliveryError) -> SmtpReply:
         text=" ".join(error.reply_text.split()),
         mx_host=error.mx_host,
     )
+
+
+def _checked_reply(reply: object) -> SmtpReply:
+    """Return ``reply``; raise ``TypeError`` if a transport returned another type.
+
+    A plugin's wrong return is then handled as if ``deliver`` had raised.
+    """
+    if not isinstance(reply, SmtpReply):
+        raise TypeError(f"Transport.deliver returned {reply!r}, not an SmtpReply")
+    return reply

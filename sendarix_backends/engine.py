@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -29,8 +29,10 @@ from sendarix_backends.randomness import random_bytes
 from sendarix_backends.settings import Settings
 from sendarix_backends.submission_raw import prepare_raw_batch, submit_raw_batch
 from sendarix_core import lifecycle
+from sendarix_core.addresses import AddressError, parse_address
 from sendarix_core.clock import Clock, SystemClock
 from sendarix_core.errors import (
+    ConfigurationError,
     FieldError,
     IdempotencyConflictError,
     MessageNotCancellableError,
@@ -40,6 +42,7 @@ from sendarix_core.errors import (
 )
 from sendarix_core.idempotency import IdempotencyRecord, request_fingerprint
 from sendarix_core.ids import MonotonicIds
+from sendarix_core.key_requests import validate_key_request
 from sendarix_core.keys import (
     ApiKey,
     Environment,
@@ -61,7 +64,6 @@ from sendarix_core.ports import (
     WebhookSender,
 )
 from sendarix_core.ratelimit import (
-    DEFAULT_RATE_LIMIT,
     RateLimitDecision,
     decide_rate_limit,
     window_start,
@@ -169,6 +171,9 @@ class Engine:
             new_id=self.new_id,
             sender=webhook_sender,
         )
+        # Without event services nothing posts webhooks; the sender is only
+        # closed at the end.
+        self._unused_sender = webhook_sender if self.events is None else None
         self._task_group: anyio.abc.TaskGroup | None = None
 
     @classmethod
@@ -198,6 +203,10 @@ class Engine:
                 f"no queue plugin works with the storage {type(store).__name__}"
             )
         transport = manager.hook.sendarix_transport(settings=settings)
+        _check_hook_result("sendarix_transport", transport, ("deliver", "aclose"))
+        sender = manager.hook.sendarix_webhook_sender(settings=settings)
+        if sender is not None:
+            _check_hook_result("sendarix_webhook_sender", sender, ("post", "aclose"))
         return cls(
             settings=settings,
             store=store,
@@ -206,7 +215,7 @@ class Engine:
             sink=SinkTransport(),
             clock=clock,
             workers=workers,
-            webhook_sender=manager.hook.sendarix_webhook_sender(settings=settings),
+            webhook_sender=sender,
         )
 
     async def __aenter__(self) -> Self:
@@ -290,6 +299,8 @@ class Engine:
             await self.worker.aclose()
             if self.events is not None:
                 await self.events.aclose()
+            if self._unused_sender is not None:
+                await self._unused_sender.aclose()
             await self.store.aclose()
             if self.queue is not self.store:  # type: ignore[comparison-overlap]
                 await self.queue.aclose()
@@ -309,7 +320,10 @@ class Engine:
             await self.worker.drain()
         abandoned = self.worker.in_flight()
         task_group.cancel_scope.cancel()
-        await task_group.__aexit__(exc_type, exc, traceback)
+        # The caller's own exception is not handed to the task group, which
+        # would wrap it in an ExceptionGroup: it leaves the ``async with``
+        # as raised, so ``except NotFoundError`` around the block still works.
+        await task_group.__aexit__(None, None, None)
         with anyio.CancelScope(shield=True):
             try:
                 await self.worker.release(abandoned)
@@ -380,6 +394,11 @@ class Engine:
 
         See ``sendarix_backends.batch.send_batch`` for the modes and results.
         """
+        if not isinstance(body, Mapping):
+            raise TypeError(
+                "send_batch takes the request body, {'messages': [...]}, not "
+                f"{type(body).__name__}"
+            )
         return await send_batch(
             self, body, api_key=api_key, idempotency_key=idempotency_key
         )
@@ -400,8 +419,18 @@ class Engine:
         ``IdempotencyConflictError``. Returns after the commit, one result
         per recipient in their order.
         """
+        if not isinstance(data, bytes | bytearray):
+            raise TypeError(
+                f"send_raw takes the message as bytes, not {type(data).__name__}; "
+                "encode a str first"
+            )
+        if isinstance(recipients, str):
+            raise TypeError(
+                "recipients must be a list of addresses, not one string; "
+                f"write [{recipients!r}]"
+            )
         batch = prepare_raw_batch(
-            data,
+            bytes(data),
             mail_from=mail_from,
             recipients=recipients,
             now=self.clock.now(),
@@ -541,11 +570,24 @@ class Engine:
     async def suppress(
         self,
         recipient: str,
-        reason: SuppressionReason = SuppressionReason.MANUAL,
+        reason: SuppressionReason | str = SuppressionReason.MANUAL,
     ) -> Suppression:
+        """Add ``recipient`` to the suppression list, or return its entry.
+
+        Raises ``ValidationError`` for an invalid address or reason.
+        """
+        address = _checked_recipient(recipient)
+        try:
+            checked_reason = SuppressionReason(reason)
+        except ValueError:
+            known = ", ".join(SuppressionReason)
+            message = f"unknown reason {reason!r}; use one of {known}"
+            raise ValidationError(
+                [FieldError("reason", "invalid_reason", message)]
+            ) from None
         entry = Suppression(
-            recipient=normalize_recipient(recipient),
-            reason=reason,
+            recipient=normalize_recipient(address),
+            reason=checked_reason,
             created_at=self.clock.now(),
         )
         return await self.store.add_suppression(entry)
@@ -568,7 +610,9 @@ class Engine:
 
         A recipient already unsubscribed keeps its entry and gets no second
         event. ``message_id`` names the message the unsubscribe came from.
+        Raises ``ValidationError`` for an invalid address.
         """
+        recipient = _checked_recipient(recipient)
         if self.events is None:
             # NOTE: stores other than the SQL backend have no event log, so
             # the unsubscribe is stored without its event.
@@ -585,25 +629,46 @@ class Engine:
         self,
         name: str,
         *,
-        scopes: frozenset[Scope] | None = None,
-        environment: Environment = Environment.LIVE,
+        scopes: Iterable[Scope | str] | None = None,
+        environment: Environment | str = Environment.LIVE,
         rate_limit: int | None = None,
         sender_domains: Sequence[str] = (),
         expires_at: datetime | None = None,
     ) -> tuple[str, ApiKey]:
-        """Create a key; return the secret (shown once) and the stored record."""
-        secret = format_key(environment, os.urandom(32))
+        """Create a key; return the secret (shown once) and the stored record.
+
+        The arguments are checked as ``POST /v1/api-keys`` checks its body:
+        ``ValidationError`` lists every bad one. ``scopes`` and
+        ``environment`` may be given as their names, such as ``"admin"``.
+        """
+        now = self.clock.now()
+        request = validate_key_request(
+            {
+                "name": name,
+                "scopes": _as_list(scopes) if scopes is not None else list(Scope),
+                "environment": environment,
+                "sender_domains": _as_list(sender_domains),
+                "rate_limit": rate_limit,
+                "expires_at": (
+                    expires_at.isoformat()
+                    if isinstance(expires_at, datetime)
+                    else expires_at
+                ),
+            },
+            now,
+        )
+        secret = format_key(request.environment, os.urandom(32))
         key = ApiKey(
             id=self.new_id("key"),
-            name=name,
+            name=request.name,
             key_hash=hash_key(secret),
             prefix=secret[:12],
-            scopes=scopes if scopes is not None else frozenset(Scope),
-            environment=environment,
-            created_at=self.clock.now(),
-            sender_domains=tuple(domain.lower() for domain in sender_domains),
-            rate_limit=rate_limit if rate_limit is not None else DEFAULT_RATE_LIMIT,
-            expires_at=expires_at,
+            scopes=request.scopes,
+            environment=request.environment,
+            created_at=now,
+            sender_domains=request.sender_domains,
+            rate_limit=request.rate_limit,
+            expires_at=request.expires_at,
         )
         await self.store.create_api_key(key)
         return secret, key
@@ -724,3 +789,35 @@ class _StartSignal:
     def started(self, value: None = None) -> None:
         self.started_once = True
         self._status.started(value)
+
+
+def _check_hook_result(hook: str, result: object, methods: tuple[str, ...]) -> None:
+    """Raise ``ConfigurationError`` if a plugin's backend lacks ``methods``."""
+    missing = [name for name in methods if not callable(getattr(result, name, None))]
+    if result is None or missing:
+        raise ConfigurationError(
+            f"the {hook} hook returned {result!r}, which has no "
+            f"{' or '.join(missing or methods)} method; check the plugin that "
+            "implements it (docs/plugins.md lists what each hook returns)"
+        )
+
+
+def _as_list(values: object) -> object:
+    """Return a collection as a list, and anything else (a string) unchanged,
+    so that the check reports it instead of reading it letter by letter."""
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        return values
+    return list(values)
+
+
+def _checked_recipient(recipient: object) -> str:
+    """Return the address in ``recipient``; raise ``ValidationError`` if invalid."""
+    if not isinstance(recipient, str):
+        message = f"expected an address such as 'user@example.com', got {recipient!r}"
+        raise ValidationError([FieldError("recipient", "invalid_type", message)])
+    try:
+        return parse_address(recipient).email
+    except AddressError as error:
+        raise ValidationError(
+            [FieldError("recipient", error.code, str(error))]
+        ) from None

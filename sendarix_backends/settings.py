@@ -9,6 +9,7 @@ case without the ``SENDARIX_`` prefix (``database_url = "sqlite:///x.db"``).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -133,7 +134,7 @@ def _port(value: str | int) -> int:
 def _positive_int(value: str | int) -> int:
     try:
         number = int(value)
-    except ValueError:
+    except (TypeError, ValueError, OverflowError):
         raise ConfigurationError(
             f"invalid number {value!r}; expected a positive integer"
         ) from None
@@ -147,12 +148,14 @@ def _positive_int(value: str | int) -> int:
 def _positive_float(value: str | float) -> float:
     try:
         number = float(value)
-    except ValueError:
+    except (TypeError, ValueError):
         raise ConfigurationError(
             f"invalid number {value!r}; expected seconds"
         ) from None
-    if number <= 0:
-        raise ConfigurationError(f"invalid number {value!r}; expected seconds above 0")
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigurationError(
+            f"invalid number {value!r}; expected a finite number of seconds above 0"
+        )
     return number
 
 

@@ -8,12 +8,13 @@ boundary; no driver exception escapes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
+from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.idempotency import IdempotencyRecord
 from sendarix_core.keys import ApiKey
 from sendarix_core.lifecycle import Transition
@@ -22,6 +23,7 @@ from sendarix_core.states import MessageStatus, Priority
 from sendarix_core.suppression import Suppression, SuppressionReason
 
 __all__ = [
+    "MAX_PAGE_SIZE",
     "BatchOutcome",
     "BatchSubmission",
     "Envelope",
@@ -48,13 +50,71 @@ class Page(Generic[T]):
     next_cursor: str | None
 
 
+# The largest page a listing returns; the HTTP API allows 100.
+MAX_PAGE_SIZE = 10_000
+
+
+def _page_size(_: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        message = f"limit must be an integer, not {value!r}"
+        raise ValidationError([FieldError("limit", "invalid_type", message)])
+    if not 1 <= value <= MAX_PAGE_SIZE:
+        message = f"limit must be from 1 to {MAX_PAGE_SIZE:,}, not {value}"
+        raise ValidationError([FieldError("limit", "invalid_value", message)])
+
+
+def _aware(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        message = (
+            f"{attribute.name} must be a timezone-aware datetime, such as "
+            f"datetime.now(UTC), not {value!r}"
+        )
+        raise ValidationError([FieldError(attribute.name, "invalid_datetime", message)])
+
+
+def _status(value: object) -> MessageStatus | None:
+    if value is None or isinstance(value, MessageStatus):
+        return value
+    try:
+        return MessageStatus(str(value))
+    except ValueError:
+        known = ", ".join(status.value for status in MessageStatus)
+        message = f"unknown status {value!r}; use one of {known}"
+        raise ValidationError(
+            [FieldError("status", "invalid_value", message)]
+        ) from None
+
+
+def _reasons(value: object) -> frozenset[SuppressionReason] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        message = f"reasons must be a set of reasons, not {value!r}"
+        raise ValidationError([FieldError("reasons", "invalid_type", message)])
+    try:
+        return frozenset(SuppressionReason(reason) for reason in value)
+    except ValueError as error:
+        message = f"{error}; use one of {', '.join(SuppressionReason)}"
+        raise ValidationError(
+            [FieldError("reasons", "invalid_value", message)]
+        ) from None
+
+
 @attrs.frozen(kw_only=True)
 class MessageQuery:
-    status: MessageStatus | None = None
+    """A page of messages; every field left out matches all.
+
+    ``status`` may also be given as its name, such as ``"queued"``. Bad
+    values raise ``ValidationError``.
+    """
+
+    status: MessageStatus | None = attrs.field(default=None, converter=_status)
     recipient: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    limit: int = 25
+    created_after: datetime | None = attrs.field(default=None, validator=_aware)
+    created_before: datetime | None = attrs.field(default=None, validator=_aware)
+    limit: int = attrs.field(default=25, validator=_page_size)
     cursor: str | None = None
     test_mode: bool | None = None
     """Only messages sent with a test key (True) or a live key (False)."""
@@ -62,8 +122,10 @@ class MessageQuery:
 
 @attrs.frozen(kw_only=True)
 class SuppressionQuery:
-    reasons: frozenset[SuppressionReason] | None = None
-    limit: int = 25
+    reasons: frozenset[SuppressionReason] | None = attrs.field(
+        default=None, converter=_reasons
+    )
+    limit: int = attrs.field(default=25, validator=_page_size)
     cursor: str | None = None
 
 

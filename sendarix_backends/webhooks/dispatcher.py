@@ -16,7 +16,8 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import anyio
@@ -122,7 +123,7 @@ class WebhookDispatcher:
             headers = delivery_headers(
                 delivery.secrets, delivery.id, sent_at, delivery.payload
             )
-            response = await self._sender.post(delivery.url, headers, delivery.payload)
+            response = await self._post(delivery, headers)
             record = self._record(delivery, sent_at, response)
             disabled = await self._attempts.submit(record)
             _log_attempt(delivery, record)
@@ -140,6 +141,32 @@ class WebhookDispatcher:
         finally:
             self._in_flight -= 1
             self._slot_freed.set()
+
+    async def _post(
+        self, delivery: ClaimedDelivery, headers: Mapping[str, str]
+    ) -> WebhookResponse:
+        """Post one delivery; a sender that fails unexpectedly fails the attempt.
+
+        The built-in sender reports every failure in its response. A plugin's
+        sender that raises, or returns something else, would otherwise end
+        the dispatch of every endpoint.
+        """
+        started = time.monotonic()
+        try:
+            return _checked_response(
+                await self._sender.post(delivery.url, headers, delivery.payload)
+            )
+        except Exception as error:
+            logger.exception(
+                "webhook sender failed unexpectedly",
+                extra={"action": "webhook_sender_crashed", "webhook_id": delivery.id},
+            )
+            return WebhookResponse(
+                status_code=None,
+                body_excerpt="",
+                elapsed=timedelta(seconds=time.monotonic() - started),
+                error=f"internal error: {error!r}",
+            )
 
     def _record(
         self, delivery: ClaimedDelivery, sent_at: datetime, response: WebhookResponse
@@ -185,6 +212,14 @@ class WebhookDispatcher:
         )
         # Each disabled endpoint is reported once, by the first caller.
         return [disabled] + [[] for _ in records[1:]]
+
+
+def _checked_response(response: object) -> WebhookResponse:
+    if not isinstance(response, WebhookResponse):
+        raise TypeError(
+            f"WebhookSender.post returned {response!r}, not a WebhookResponse"
+        )
+    return response
 
 
 def _log_attempt(delivery: ClaimedDelivery, record: AttemptRecord) -> None:

@@ -57,13 +57,14 @@ class WebhookService:
         description: str = "",
     ) -> WebhookEndpoint:
         """Create an enabled endpoint with a new secret and return it."""
+        checked_types = check_event_types(event_types)
         await self.check_url(url)
         now = self._clock.now()
         endpoint = WebhookEndpoint(
             id=self._new_id("wh"),
             url=url,
             description=description,
-            event_types=check_event_types(event_types),
+            event_types=checked_types,
             enabled=True,
             secret=format_secret(os.urandom(32)),
             created_at=now,
@@ -174,6 +175,12 @@ def check_event_types(event_types: Sequence[str] | None) -> tuple[str, ...] | No
         return None
     known = {str(event_type) for event_type in EventType}
     allowed = ", ".join(sorted(known))
+    if isinstance(event_types, str):
+        message = (
+            f"expected a list of event types, not the string {event_types!r}; "
+            f"write [{event_types!r}]"
+        )
+        raise ValidationError([FieldError("events", "invalid_type", message)])
     errors = [
         FieldError(
             f"events.{index}",

@@ -1,0 +1,149 @@
+"""The library's own methods check their arguments as the HTTP API does."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from sendarix_backends.engine import Engine
+from sendarix_backends.settings import Settings
+from sendarix_core.errors import ConfigurationError, ValidationError
+from sendarix_core.keys import Environment, Scope
+from sendarix_core.ports import MessageQuery, SuppressionQuery
+from sendarix_core.states import MessageStatus
+from sendarix_core.suppression import SuppressionReason
+
+pytestmark = pytest.mark.anyio
+
+
+def fields(error: ValidationError) -> list[tuple[str, str]]:
+    return [(e.field, e.code) for e in error.errors]
+
+
+@pytest.mark.parametrize("recipient", ["", "not an address", "a@", None])
+async def test_suppress_refuses_invalid_address(
+    engine: Engine, recipient: object
+) -> None:
+    with pytest.raises(ValidationError) as raised:
+        await engine.suppress(recipient)  # type: ignore[arg-type]
+    assert [field for field, _ in fields(raised.value)] == ["recipient"]
+
+
+async def test_suppress_takes_reason_by_name(engine: Engine) -> None:
+    entry = await engine.suppress("Ada@Example.com", "manual")
+
+    assert entry.recipient == "ada@example.com"
+    assert entry.reason is SuppressionReason.MANUAL
+
+
+async def test_suppress_refuses_unknown_reason(engine: Engine) -> None:
+    with pytest.raises(ValidationError) as raised:
+        await engine.suppress("ada@example.com", "angry")
+    assert fields(raised.value) == [("reason", "invalid_reason")]
+
+
+async def test_unsubscribe_refuses_invalid_address(engine: Engine) -> None:
+    with pytest.raises(ValidationError) as raised:
+        await engine.unsubscribe("not an address")
+    assert [field for field, _ in fields(raised.value)] == ["recipient"]
+
+
+async def test_api_key_takes_names(engine: Engine) -> None:
+    secret, key = await engine.create_api_key(
+        "ci", scopes={"admin"}, environment="test"
+    )
+
+    assert secret.startswith("sk_test_")
+    assert key.scopes == frozenset({Scope.ADMIN})
+    assert key.environment is Environment.TEST
+
+
+async def test_api_key_refuses_bad_arguments(engine: Engine) -> None:
+    with pytest.raises(ValidationError) as raised:
+        await engine.create_api_key(
+            "",
+            scopes={"root"},
+            sender_domains="acme.example",
+            rate_limit=-1,
+            expires_at=engine.clock.now() - timedelta(days=1),
+        )
+
+    assert fields(raised.value) == [
+        ("name", "missing_field"),
+        ("scopes.0", "invalid_value"),
+        ("sender_domains", "invalid_type"),
+        ("rate_limit", "invalid_value"),
+        ("expires_at", "in_the_past"),
+    ]
+
+
+async def test_api_key_normalizes_domains(engine: Engine) -> None:
+    _, key = await engine.create_api_key("web", sender_domains=["Acme.Example"])
+    assert key.sender_domains == ("acme.example",)
+
+
+def test_message_query_takes_status_name() -> None:
+    assert MessageQuery(status="queued").status is MessageStatus.QUEUED
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"status": "sent"}, "status"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 10**20}, "limit"),
+        ({"limit": "10"}, "limit"),
+        ({"created_after": datetime(2026, 1, 1)}, "created_after"),
+    ],
+)
+def test_message_query_refuses_bad_values(
+    arguments: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ValidationError) as raised:
+        MessageQuery(**arguments)  # type: ignore[arg-type]
+    assert [error.field for error in raised.value.errors] == [field]
+
+
+def test_suppression_query_reasons() -> None:
+    query = SuppressionQuery(reasons={"manual"})
+    assert query.reasons == frozenset({SuppressionReason.MANUAL})
+    with pytest.raises(ValidationError):
+        SuppressionQuery(reasons="manual")
+
+
+async def test_webhook_event_types_string_refused(engine: Engine) -> None:
+    assert engine.events is not None
+    with pytest.raises(ValidationError) as raised:
+        await engine.events.webhooks.create(
+            "http://127.0.0.1:9/",
+            event_types="message.delivered",
+        )
+    assert fields(raised.value) == [("events", "invalid_type")]
+
+
+async def test_send_raw_argument_types(engine: Engine) -> None:
+    data = b"From: a@acme.example\r\nSubject: s\r\n\r\nbody\r\n"
+    with pytest.raises(TypeError, match="as bytes, not str"):
+        await engine.send_raw(
+            data.decode(),  # type: ignore[arg-type]
+            mail_from="a@acme.example",
+            recipients=["b@example.com"],
+        )
+    with pytest.raises(TypeError, match="list of addresses"):
+        await engine.send_raw(
+            data,
+            mail_from="a@acme.example",
+            recipients="b@example.com",
+        )
+
+
+async def test_send_batch_needs_a_body(engine: Engine) -> None:
+    with pytest.raises(TypeError, match="request body"):
+        await engine.send_batch([{"recipient": "b@example.com"}])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), "inf"])
+def test_settings_refuse_infinite_seconds(value: object) -> None:
+    with pytest.raises(ConfigurationError, match="finite"):
+        Settings(lease_seconds=value)  # type: ignore[arg-type]
