@@ -73,6 +73,7 @@ from sendarix_core.submission import new_message
 from sendarix_core.suppression import (
     Suppression,
     SuppressionReason,
+    check_reason,
     normalize_recipient,
 )
 from sendarix_core.validation import (
@@ -577,17 +578,9 @@ class Engine:
         Raises ``ValidationError`` for an invalid address or reason.
         """
         address = _checked_recipient(recipient)
-        try:
-            checked_reason = SuppressionReason(reason)
-        except ValueError:
-            known = ", ".join(SuppressionReason)
-            message = f"unknown reason {reason!r}; use one of {known}"
-            raise ValidationError(
-                [FieldError("reason", "invalid_reason", message)]
-            ) from None
         entry = Suppression(
             recipient=normalize_recipient(address),
-            reason=checked_reason,
+            reason=check_reason(reason),
             created_at=self.clock.now(),
         )
         return await self.store.add_suppression(entry)

@@ -10,11 +10,13 @@ from enum import StrEnum
 import attrs
 
 from sendarix_core.addresses import AddressError, parse_address
+from sendarix_core.errors import FieldError, ValidationError
 
 __all__ = [
     "UNSUBSCRIBE_REASONS",
     "Suppression",
     "SuppressionReason",
+    "check_reason",
     "normalize_recipient",
 ]
 
@@ -59,3 +61,15 @@ def normalize_recipient(email: str) -> str:
 # A dot-atom local part at an ASCII domain that ends in a letter or digit:
 # nothing in it for parsing to unquote, convert or strip.
 _PLAIN = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]*[A-Za-z0-9]")
+
+
+def check_reason(value: object) -> SuppressionReason:
+    """Return the reason named by ``value``; raise ``ValidationError`` if none is."""
+    try:
+        return SuppressionReason(str(value))
+    except ValueError:
+        allowed = ", ".join(SuppressionReason)
+        message = f"{value!r} is not a suppression reason; expected one of {allowed}"
+        raise ValidationError(
+            [FieldError("reason", "invalid_reason", message)]
+        ) from None

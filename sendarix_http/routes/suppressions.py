@@ -22,7 +22,11 @@ from sendarix_core.errors import (
 from sendarix_core.keys import Scope
 from sendarix_core.ports import SuppressionQuery
 from sendarix_core.representation import suppression_to_dict
-from sendarix_core.suppression import UNSUBSCRIBE_REASONS, SuppressionReason
+from sendarix_core.suppression import (
+    UNSUBSCRIBE_REASONS,
+    SuppressionReason,
+    check_reason,
+)
 from sendarix_http.http_io import (
     JsonResponse,
     authorize,
@@ -92,15 +96,7 @@ def _recipient_of(body: dict[str, Any]) -> str:
 
 
 def _reason_of(body: dict[str, Any], default: SuppressionReason) -> SuppressionReason:
-    value = body.get("reason", str(default))
-    try:
-        return SuppressionReason(value)
-    except ValueError:
-        allowed = ", ".join(SuppressionReason)
-        message = f"{value!r} is not a suppression reason; expected one of {allowed}"
-        raise ValidationError(
-            [FieldError("reason", "invalid_reason", message)]
-        ) from None
+    return check_reason(body.get("reason", str(default)))
 
 
 def _reasons_query(
