@@ -9,12 +9,16 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import uvicorn
+from starlette.applications import Starlette
+from starlette.types import Message, Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from sendarix_backends.engine import Engine
 from sendarix_backends.settings import (
@@ -237,8 +241,10 @@ def _serve(settings: Settings) -> None:
     if settings.relay_port != 0:
         run_in_lifespan(app, Relay(engine, settings))
     attach_inbound(app, engine)
+    startup = _StartupFailure(app)
     config = uvicorn.Config(
-        app,
+        startup.app,
+        interface="asgi3",
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,
@@ -268,7 +274,58 @@ def _serve(settings: Settings) -> None:
     # counting frees when each request ends. At the default threshold of 700
     # they set off a young collection about every seven requests.
     gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-    event_loop.run(settings.event_loop, uvicorn.Server(config).serve(sockets=[sock]))
+    try:
+        event_loop.run(
+            settings.event_loop, uvicorn.Server(config).serve(sockets=[sock])
+        )
+    except SystemExit:
+        # uvicorn exits 3 when the lifespan fails; a known cause is reported
+        # in one line, as the other commands report it.
+        if startup.error is not None:
+            raise startup.error from None
+        raise
+
+
+class _StartupFailure:
+    """Keeps the ``SendarixError`` that stopped the app's start, if any.
+
+    Starlette hands uvicorn the traceback of a failed start, which uvicorn
+    logs. For an error Sendarix raised on purpose, such as a database on an
+    older schema or a missing certificate, its message is enough: ``app``
+    passes an empty text instead, and ``serve`` raises ``error`` again once
+    uvicorn has stopped.
+    """
+
+    def __init__(self, inner: Starlette) -> None:
+        self.error: SendarixError | None = None
+        self._inner = inner
+        lifespan = inner.router.lifespan_context
+
+        @asynccontextmanager
+        async def recording(app: Starlette) -> AsyncIterator[None]:
+            started = False
+            try:
+                async with lifespan(app):
+                    started = True
+                    yield
+            except SendarixError as exc:
+                if not started:
+                    self.error = exc
+                raise
+
+        inner.router.lifespan_context = recording
+
+    async def app(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self._inner(scope, receive, send)
+            return
+
+        async def quiet_send(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed" and self.error:
+                message = {"type": "lifespan.startup.failed", "message": ""}
+            await send(message)
+
+        await self._inner(scope, receive, quiet_send)
 
 
 async def _run_worker(settings: Settings) -> None:

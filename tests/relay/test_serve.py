@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sendarix_backends.sql.migrate import upgrade
 from tests.e2e.test_server import wait_for_status
 from tests.relay.conftest import RECIPIENT, SENDER, message_bytes
 from tests.support.certificates import TestCertificate
@@ -176,3 +177,35 @@ def test_serve_relay_port_taken(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in log
     assert "SENDARIX_RELAY_PORT (0 turns it off)" in log
     assert "Traceback" not in log
+
+
+def test_serve_missing_certificate_one_line(tmp_path: Path) -> None:
+    process = ServerProcess(
+        tmp_path,
+        {
+            "SENDARIX_RELAY_PORT": str(free_port()),
+            "SENDARIX_RELAY_TLS_CERT": str(tmp_path / "missing.pem"),
+            "SENDARIX_RELAY_TLS_KEY": str(tmp_path / "missing.key"),
+        },
+    )
+    with pytest.raises(RuntimeError):
+        process.start()
+    log = process.log()
+    assert "sendarix: cannot load the relay certificate" in log
+    assert "Traceback" not in log
+    assert process.process is not None
+    assert process.process.returncode == 2
+    process.stop()
+
+
+def test_serve_old_schema_one_line(tmp_path: Path) -> None:
+    upgrade(f"sqlite:///{tmp_path / 'sendarix.db'}", "0004_delivery_control")
+    process = ServerProcess(tmp_path, {"SENDARIX_RELAY_PORT": "0"})
+    with pytest.raises(RuntimeError):
+        process.start()
+    log = process.log()
+    assert "run `sendarix migrate`" in log
+    assert "Traceback" not in log
+    assert process.process is not None
+    assert process.process.returncode == 1
+    process.stop()
