@@ -8,10 +8,12 @@ case without the ``SENDARIX_`` prefix (``database_url = "sqlite:///x.db"``).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import os
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -19,7 +21,9 @@ from typing import Any, TypeVar, cast
 
 import attrs
 
+from sendarix_core.addresses import AddressError, parse_address
 from sendarix_core.errors import ConfigurationError
+from sendarix_core.routing import SmarthostUrl
 
 __all__ = [
     "DeliveryMode",
@@ -55,20 +59,45 @@ def _nameservers(
 ) -> tuple[tuple[str, int], ...]:
     if isinstance(value, tuple):
         return value
-    items = value if isinstance(value, list) else value.split(",")
+    if isinstance(value, str):
+        items: list[Any] = value.split(",")
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise ConfigurationError(
+            f"invalid name servers {value!r}; expected a comma-separated list "
+            "of IP addresses, each with an optional :port"
+        )
     servers = []
     for raw in items:
+        if not isinstance(raw, str):
+            raise ConfigurationError(
+                f"invalid name server {raw!r}; expected an IP address such as "
+                "'127.0.0.1' or '127.0.0.1:5353'"
+            )
         item = raw.strip()
         if not item:
             continue
         host, port = _split_host_port(item, default_port=53)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigurationError(
+                f"invalid name server {item!r}; expected an IP address with an "
+                "optional port, such as 127.0.0.1:5353 or [::1]:53 (the "
+                "resolver does not look names up)"
+            ) from None
         servers.append((host, port))
     return tuple(servers)
 
 
 def _split_host_port(item: str, *, default_port: int) -> tuple[str, int]:
     if item.startswith("["):
-        host, _, rest = item[1:].partition("]")
+        host, bracket, rest = item[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ConfigurationError(
+                f"invalid address {item!r}; expected [IPv6 address]:port"
+            )
         port_text = rest.removeprefix(":")
     elif item.count(":") == 1:
         host, port_text = item.split(":")
@@ -123,17 +152,43 @@ def _boolean(value: str | bool) -> bool:
 
 def _port(value: str | int) -> int:
     try:
-        port = int(value)
-    except ValueError:
+        port = _whole_number(value)
+    except (TypeError, ValueError):
         raise ConfigurationError(f"invalid port {value!r}; expected 0-65535") from None
     if not 0 <= port < 65536:
         raise ConfigurationError(f"invalid port {value!r}; expected 0-65535")
     return port
 
 
+def _whole_number(value: object) -> int:
+    """Return ``value`` as an int; raise ValueError for a bool or a fraction.
+
+    TOML gives numbers their own types, so ``port = true`` or ``8080.9``
+    would otherwise pass as 1 or 8080.
+    """
+    if isinstance(value, bool):
+        raise TypeError(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(value)
+        return int(value)
+    if isinstance(value, int | str):
+        return int(value)
+    raise TypeError(value)
+
+
+def _destination_port(value: str | int) -> int:
+    port = _port(value)
+    if port == 0:
+        raise ConfigurationError(
+            f"invalid port {value!r}; use a number from 1 to 65535"
+        )
+    return port
+
+
 def _positive_int(value: str | int) -> int:
     try:
-        number = int(value)
+        number = _whole_number(value)
     except (TypeError, ValueError, OverflowError):
         raise ConfigurationError(
             f"invalid number {value!r}; expected a positive integer"
@@ -145,49 +200,103 @@ def _positive_int(value: str | int) -> int:
     return number
 
 
+# The shortest time a setting in seconds may have. Shorter ones round to
+# zero where they become a timedelta, or make a loop spin.
+_SHORTEST_SECONDS = 0.001
+
+
 def _positive_float(value: str | float) -> float:
+    expected = f"expected a finite number of seconds, at least {_SHORTEST_SECONDS}"
+    if isinstance(value, bool):
+        # TOML's true would otherwise pass as one second.
+        raise ConfigurationError(f"invalid number {value!r}; {expected}")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ConfigurationError(
-            f"invalid number {value!r}; expected seconds"
-        ) from None
-    if not math.isfinite(number) or number <= 0:
-        raise ConfigurationError(
-            f"invalid number {value!r}; expected a finite number of seconds above 0"
-        )
+        raise ConfigurationError(f"invalid number {value!r}; {expected}") from None
+    if not math.isfinite(number) or number < _SHORTEST_SECONDS:
+        raise ConfigurationError(f"invalid number {value!r}; {expected}")
     return number
 
 
 def _optional_str(value: str | None) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigurationError(f"invalid value {value!r}; expected a string")
     return value or None
+
+
+def _text(value: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"invalid value {value!r}; expected a string")
+    return value
+
+
+def _smarthost(value: str | None) -> str | None:
+    url = _optional_str(value)
+    if url is None:
+        return None
+    try:
+        SmarthostUrl.parse(url)
+    except ValueError as exc:
+        # The message never repeats the URL, whose password it may hold.
+        raise ConfigurationError(f"invalid smarthost URL: {exc}") from None
+    return url
+
+
+def _sender(value: str | None) -> str | None:
+    text = _optional_str(value)
+    if text is None:
+        return None
+    try:
+        parse_address(text)
+    except AddressError as exc:
+        raise ConfigurationError(
+            f"invalid default sender: {exc}; use 'Name <address@domain>' or an address"
+        ) from None
+    return text
+
+
+def _public_url(value: str | None) -> str | None:
+    text = _optional_str(value)
+    if text is None:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"invalid public URL {text!r}; expected the base URL recipients "
+            "reach the API at, such as https://mail.example.com"
+        )
+    return text
 
 
 @attrs.frozen(kw_only=True)
 class Settings:
     """Every setting of a Sendarix process, with its default."""
 
-    database_url: str = "sqlite:///sendarix.db"
-    http_host: str = "127.0.0.1"
+    database_url: str = attrs.field(default="sqlite:///sendarix.db", converter=_text)
+    http_host: str = attrs.field(default="127.0.0.1", converter=_text)
     http_port: int = attrs.field(default=8080, converter=_port)
-    relay_host: str = "127.0.0.1"
+    relay_host: str = attrs.field(default="127.0.0.1", converter=_text)
     relay_port: int = attrs.field(default=2525, converter=_port)
     delivery_mode: DeliveryMode = attrs.field(
         default=DeliveryMode.MX, converter=_delivery_mode
     )
-    smarthost: str | None = attrs.field(default=None, converter=_optional_str)
+    smarthost: str | None = attrs.field(default=None, converter=_smarthost)
     dns_nameservers: tuple[tuple[str, int], ...] = attrs.field(
         default=(), converter=_nameservers
     )
-    destination_port: int = attrs.field(default=25, converter=_port)
-    default_sender: str | None = attrs.field(default=None, converter=_optional_str)
+    destination_port: int = attrs.field(default=25, converter=_destination_port)
+    default_sender: str | None = attrs.field(default=None, converter=_sender)
     webhook_allow_private: bool = attrs.field(default=False, converter=_boolean)
     sender_verification: SenderVerification | None = attrs.field(
         default=None, converter=_sender_verification
     )
     """``None`` (the default) requires a verified sender domain once any
     sending domain was added."""
-    public_url: str | None = attrs.field(default=None, converter=_optional_str)
+    public_url: str | None = attrs.field(default=None, converter=_public_url)
     """Base URL of the HTTP API as recipients reach it, for unsubscribe links."""
     helo_name: str | None = attrs.field(default=None, converter=_optional_str)
     """Name sent in EHLO; the machine's fully qualified name when unset."""
@@ -236,7 +345,7 @@ class Settings:
     return_path_domain: str | None = attrs.field(default=None, converter=_optional_str)
     """Domain of the VERP return path ``bounces+<message_id>@domain``; unset,
     the envelope sender is the from address."""
-    inbound_host: str = "127.0.0.1"
+    inbound_host: str = attrs.field(default="127.0.0.1", converter=_text)
     inbound_port: int = attrs.field(default=0, converter=_port)
     """Port of the SMTP listener for bounce and complaint reports; 0 is off."""
     event_loop: EventLoop = attrs.field(default=EventLoop.AUTO, converter=_event_loop)

@@ -293,9 +293,10 @@ def take_connection_token(
 
 
 # Reply texts that servers use for rate and volume limits.
+# "Try again later" is left out: servers say it of any temporary failure,
+# greylisting and full disks included.
 _RATE_LIMIT_TEXT = re.compile(
-    r"rate|too many|throttl|slow down|exceeded|limit|reputation|"
-    r"try again later|temporarily deferred",
+    r"rate|too many|throttl|slow down|exceeded|limit|reputation",
     re.IGNORECASE,
 )
 _GREYLISTING_TEXT = re.compile(r"grey|gray", re.IGNORECASE)
@@ -307,13 +308,15 @@ def is_throttling_reply(code: int | None, enhanced_code: str | None, text: str) 
     These are ``421`` (the server closes the session, often for too many
     connections), RFC 3463 security and policy codes ``4.7.x`` (``4.7.0``,
     ``4.7.1``, Gmail's ``4.7.28``), and ``450``/``451`` replies whose text
-    speaks of rates or limits. Greylisting (a ``4.7.1`` whose text mentions
-    grey or gray listing) asks for a later retry, not a lower rate.
+    speaks of rates or limits. Greylisting (a reply whose text mentions grey
+    or gray listing) asks for a later retry, not a lower rate.
     """
     if code == 421:
         return True
+    if _GREYLISTING_TEXT.search(text) is not None:
+        return False
     if enhanced_code is not None and enhanced_code.startswith("4.7."):
-        return _GREYLISTING_TEXT.search(text) is None
+        return True
     if code in {450, 451}:
         return _RATE_LIMIT_TEXT.search(text) is not None
     return False

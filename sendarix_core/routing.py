@@ -108,9 +108,13 @@ class SmarthostUrl:
                 "the URL has a path, query or fragment; use smtp://user:pass@host:port"
             )
         try:
-            port = parts.port or _SMARTHOST_PORTS[parts.scheme]
+            port = parts.port
         except ValueError:
-            raise ValueError("the URL has an invalid port; use 1 to 65535") from None
+            port = 0
+        if port is None:
+            port = _SMARTHOST_PORTS[parts.scheme]
+        elif port == 0:
+            raise ValueError("the URL has an invalid port; use 1 to 65535")
         return cls(
             scheme=parts.scheme,
             host=parts.hostname,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import logging
 import signal
@@ -84,7 +85,11 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for flag, dest, help_text in _SETTING_FLAGS:
         parser.add_argument(flag, dest=dest, help=help_text)
     parser.add_argument(
-        "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR"
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="DEBUG, INFO, WARNING or ERROR",
     )
 
 
@@ -205,10 +210,19 @@ def _listen(host: str, port: int, option: str = "--http-port") -> socket.socket:
     except OSError as exc:
         sock.close()
         raise ConfigurationError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop the "
-            f"process using it or choose another {option}"
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+            f"{_listen_advice(exc, option)}"
         ) from exc
     return sock
+
+
+def _listen_advice(error: OSError, option: str) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return f"stop the process using it or choose another {option}"
+    if error.errno == errno.EACCES:
+        return f"run as a user allowed to use that port, or choose another {option}"
+    # An unknown name, or an address that is not one of this machine's.
+    return "listen on an address of this machine, such as 127.0.0.1 or 0.0.0.0"
 
 
 def _check_free_ports(settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,13 @@ from sqlalchemy.engine import Engine
 from sendarix_backends.sql.engine import BEGIN_OPTION, describe_error, make_engine
 from sendarix_core.errors import StorageError
 
-__all__ = ["current_revision", "head_revision", "upgrade", "upgrade_engine"]
+__all__ = [
+    "check_known_revision",
+    "current_revision",
+    "head_revision",
+    "upgrade",
+    "upgrade_engine",
+]
 
 logger = logging.getLogger("sendarix.storage")
 
@@ -53,6 +60,7 @@ def upgrade_engine(engine: Engine, revision: str = "head") -> None:
                     {"key": _MIGRATION_LOCK},
                 )
             before = MigrationContext.configure(connection).get_current_revision()
+            check_known_revision(engine, before)
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
             after = MigrationContext.configure(connection).get_current_revision()
@@ -75,6 +83,29 @@ def current_revision(database_url: str) -> str | None:
 def engine_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def check_known_revision(engine: Engine, revision: str | None) -> None:
+    """Raise ``StorageError`` if a newer release migrated the database.
+
+    Its revision is then missing from the packaged migrations, and neither
+    ``migrate`` nor this release can use the schema.
+    """
+    if revision is None or revision in _known_revisions():
+        return
+    where = engine.url.render_as_string(hide_password=True)
+    raise StorageError(
+        f"database {where} has schema revision {revision}, which this version "
+        "of Sendarix does not know: a newer release migrated it. Run that "
+        "release, or restore a backup taken before the upgrade"
+    )
+
+
+@functools.cache
+def _known_revisions() -> frozenset[str]:
+    with _alembic_config() as config:
+        scripts = ScriptDirectory.from_config(config)
+        return frozenset(script.revision for script in scripts.walk_revisions())
 
 
 def head_revision() -> str:

@@ -39,7 +39,12 @@ from sendarix_backends.sql.engine import (
     describe_error,
     make_engine,
 )
-from sendarix_backends.sql.migrate import engine_revision, head_revision, upgrade_engine
+from sendarix_backends.sql.migrate import (
+    check_known_revision,
+    engine_revision,
+    head_revision,
+    upgrade_engine,
+)
 from sendarix_backends.sql.writer_lock import WriterLock, lock_path
 from sendarix_core import ratelimit
 from sendarix_core.errors import StorageError
@@ -122,6 +127,7 @@ class SqlStore:
                 current = engine_revision(self._engine)
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(describe_error("open", self._engine, exc)) from exc
+        check_known_revision(self._engine, current)
         if current != head:
             where = self._engine.url.render_as_string(hide_password=True)
             found = "no schema" if current is None else f"schema revision {current}"

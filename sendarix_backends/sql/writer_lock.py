@@ -39,7 +39,7 @@ except ImportError:  # Windows has no flock; the thread lock still applies.
 
 __all__ = ["WriterLock", "lock_path"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("sendarix.storage")
 
 
 def lock_path(database: str | None) -> str | None:

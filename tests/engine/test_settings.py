@@ -58,6 +58,45 @@ def test_values_converted() -> None:
             "SENDARIX_EVENT_LOOP: invalid event loop 'tokio'; "
             "expected one of auto, uvloop, asyncio",
         ),
+        ("SENDARIX_POLL_INTERVAL", "nan", "SENDARIX_POLL_INTERVAL: invalid number"),
+        ("SENDARIX_SMTP_TIMEOUT", "inf", "SENDARIX_SMTP_TIMEOUT: invalid number"),
+        ("SENDARIX_LEASE_SECONDS", "1e-9", "SENDARIX_LEASE_SECONDS: invalid number"),
+        (
+            "SENDARIX_DNS_NAMESERVERS",
+            "dns.invalid",
+            "SENDARIX_DNS_NAMESERVERS: invalid name server 'dns.invalid'",
+        ),
+        (
+            "SENDARIX_DNS_NAMESERVERS",
+            "127.0.0.1:53:53",
+            "SENDARIX_DNS_NAMESERVERS: invalid name server",
+        ),
+        ("SENDARIX_DNS_NAMESERVERS", "[::1", "SENDARIX_DNS_NAMESERVERS: invalid"),
+        (
+            "SENDARIX_DESTINATION_PORT",
+            "0",
+            "SENDARIX_DESTINATION_PORT: invalid port '0'",
+        ),
+        (
+            "SENDARIX_DEFAULT_SENDER",
+            "notanaddress",
+            "SENDARIX_DEFAULT_SENDER: invalid default sender",
+        ),
+        (
+            "SENDARIX_PUBLIC_URL",
+            "notaurl",
+            "SENDARIX_PUBLIC_URL: invalid public URL 'notaurl'",
+        ),
+        (
+            "SENDARIX_SMARTHOST",
+            "smtp://u:secret@[::1:25",
+            "SENDARIX_SMARTHOST: invalid smarthost URL",
+        ),
+        (
+            "SENDARIX_SMARTHOST",
+            "smtp://relay.test:0",
+            "SENDARIX_SMARTHOST: invalid smarthost URL: the URL has an invalid port",
+        ),
     ],
 )
 def test_invalid_value_names_setting(name: str, value: str, message: str) -> None:
@@ -84,3 +123,44 @@ def test_invalid_flag_value_names_flag() -> None:
         load_settings(environ={}, overrides={"http_port": "http"})
 
     assert str(raised.value).startswith("--http-port: invalid port 'http'")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("dns_nameservers = 53", "dns_nameservers in"),
+        ("dns_nameservers = [5353]", "dns_nameservers in"),
+        ("http_host = 8080", "http_host in"),
+        ("database_url = 5", "database_url in"),
+        ("smarthost = 5", "smarthost in"),
+        ("http_port = true", "http_port in"),
+        ("http_port = 8080.9", "http_port in"),
+        ("worker_concurrency = 1.9", "worker_concurrency in"),
+        ("lease_seconds = true", "lease_seconds in"),
+    ],
+)
+def test_wrong_types_in_file_refused(tmp_path: Path, line: str, message: str) -> None:
+    config = tmp_path / "sendarix.toml"
+    config.write_text(line + "\n")
+
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(config_file=config, environ={})
+
+    assert str(raised.value).startswith(message)
+
+
+def test_smarthost_error_hides_password() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(environ={"SENDARIX_SMARTHOST": "smtp://u:secret@[::1:25"})
+
+    assert "secret" not in str(raised.value)
+
+
+def test_whole_float_port_in_file_accepted(tmp_path: Path) -> None:
+    config = tmp_path / "sendarix.toml"
+    config.write_text("http_port = 8081.0\nsmarthost = 'smtp://relay.test'\n")
+
+    settings = load_settings(config_file=config, environ={})
+
+    assert settings.http_port == 8081
+    assert settings.smarthost == "smtp://relay.test"

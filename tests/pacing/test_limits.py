@@ -150,6 +150,8 @@ def test_limits_shared_state() -> None:
         (451, "4.7.1", "4.7.1 greylisted, try later", False),
         (451, "4.3.0", "4.3.0 mailbox busy", False),
         (451, None, "too many messages from your IP", True),
+        (451, "4.3.0", "4.3.0 Try again later", False),
+        (450, "4.2.0", "4.2.0 Greylisted, please try again later", False),
         (452, "4.2.2", "mailbox full", False),
         (None, "4.4.1", "connection refused", False),
     ],

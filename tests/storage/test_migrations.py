@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -57,6 +58,26 @@ async def test_open_without_create_raises(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="sendarix migrate"):
         await store.open(create=False)
     await store.aclose()
+
+
+async def test_newer_revision_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'newer.db'}"
+    upgrade(url)
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text("UPDATE alembic_version SET version_num = '0099_future'")
+            )
+    finally:
+        engine.dispose()
+    store = SqlStore(url)
+
+    with pytest.raises(StorageError, match="a newer release migrated it"):
+        await store.open()
+    await store.aclose()
+    with pytest.raises(StorageError, match="a newer release migrated it"):
+        upgrade(url)
 
 
 async def test_unreachable_server_raises() -> None:

@@ -160,6 +160,7 @@ async def test_unusable_lock_file_logged(
     assert len(first) == 2
     assert len(second) == 2
     assert len(warnings) == 1
+    assert warnings[0].name.startswith("sendarix.")
     assert "unlockable.db-lock" in warnings[0].getMessage()
     assert reason in warnings[0].getMessage()
 
