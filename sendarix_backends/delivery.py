@@ -19,6 +19,13 @@ is between sending DATA and saving its outcome. A worker killed at any
 moment has therefore sent at most one message that the destination may
 have accepted but the database still shows as undelivered; that message
 is sent again when its lease runs out.
+
+A worker that was paused or stalled past its lease may find, when it goes
+on, that another worker has taken its messages over. Each delivery records
+until when its lease surely holds (``_InFlight.valid_until``, on the
+monotonic clock, which also runs while the process is stopped). It sends
+neither DATA nor the content once less than a tenth of the lease is left:
+the attempt is deferred, and the other worker's delivery is the only one.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from datetime import timedelta
 
 import anyio
 import anyio.abc
+import attrs
 
 from sendarix_backends.batching import GroupCommitter
 from sendarix_backends.delivery_admission import (
@@ -49,7 +57,7 @@ from sendarix_backends.pacing import Pacer
 from sendarix_backends.queue_control import Pauses
 from sendarix_backends.routing import Dispatch
 from sendarix_backends.settings import Settings
-from sendarix_backends.smtp.fence import DATA_FENCE
+from sendarix_backends.smtp.fence import CONTENT_CHECK, DATA_FENCE
 from sendarix_core import lifecycle
 from sendarix_core.clock import Clock
 from sendarix_core.errors import (
@@ -100,6 +108,7 @@ class DeliveryWorker:
         self._reserve = max(1, self._concurrency // 10) if self._concurrency > 1 else 0
         self._claim_batch = settings.claim_batch
         self._lease = timedelta(seconds=settings.lease_seconds)
+        self._lease_margin = settings.lease_seconds / 10
         self._poll_interval = settings.poll_interval
 
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{new_id('wrk')[-6:]}"
@@ -112,10 +121,10 @@ class DeliveryWorker:
             new_id=new_id,
         )
 
-        self._in_flight: dict[str, Message] = {}
+        self._in_flight: dict[str, _InFlight] = {}
         # Admitted deliveries that no task has started yet; they are in
         # _in_flight already.
-        self._ready: deque[Started] = deque()
+        self._ready: deque[tuple[Started, _InFlight]] = deque()
         # Delivery tasks waiting for the next admitted message.
         self._idle_runners: deque[asyncio.Future[None]] = deque()
         self._stopping = False
@@ -144,7 +153,7 @@ class DeliveryWorker:
             await self._wait_for_event()
 
     def in_flight(self) -> list[Message]:
-        return list(self._in_flight.values())
+        return [held.message for held in self._in_flight.values()]
 
     async def release(self, abandoned: Sequence[Message]) -> None:
         """Make messages whose deliveries were cancelled claimable now.
@@ -192,10 +201,15 @@ class DeliveryWorker:
 
         Pacing slots are given back at the end, without the linger.
         """
-        async with anyio.create_task_group() as task_group:
-            claimed = await self._claim_and_start(
-                lambda started: task_group.start_soon(self._deliver, started)
-            )
+        async with anyio.create_task_group() as renewing:
+            renewing.start_soon(self._renew_leases)
+            async with anyio.create_task_group() as task_group:
+                claimed = await self._claim_and_start(
+                    lambda started, held: task_group.start_soon(
+                        self._deliver, started, held
+                    )
+                )
+            renewing.cancel_scope.cancel()
         if self._pacer is not None:
             await self._pacer.maintain(force=True)
         return claimed
@@ -214,22 +228,27 @@ class DeliveryWorker:
                 await self._control.aclose()
             await self._outbound.aclose()
 
-    async def _claim_and_start(self, start: Callable[[Started], object]) -> int:
+    async def _claim_and_start(
+        self, start: Callable[[Started, _InFlight], object]
+    ) -> int:
         pauses = await self._pauses()
+        # Read before the claim, so the lease surely holds until then.
+        valid_until = time.monotonic() + self._lease.total_seconds()
         claim = await self._claim(pauses)
         if not claim.messages:
             return 0
         for started in await self._admitter.admit(claim, pauses):
-            self._in_flight[started.message.id] = started.message
+            held = _InFlight(started.message, valid_until)
+            self._in_flight[started.message.id] = held
             if started.message.priority is Priority.HIGH:
                 self._high_in_flight += 1
-            start(started)
+            start(started, held)
         return len(claim.messages)
 
     def _start_delivery(
-        self, task_group: anyio.abc.TaskGroup, started: Started
+        self, task_group: anyio.abc.TaskGroup, started: Started, held: _InFlight
     ) -> None:
-        self._ready.append(started)
+        self._ready.append((started, held))
         if not _wake_one(self._idle_runners):
             task_group.start_soon(self._run_deliveries, name="delivery")
 
@@ -242,7 +261,7 @@ class DeliveryWorker:
         """
         while True:
             if self._ready:
-                await self._deliver(self._ready.popleft())
+                await self._deliver(*self._ready.popleft())
             else:
                 await _wait_in(self._idle_runners)
 
@@ -280,12 +299,22 @@ class DeliveryWorker:
             return Pauses()
         return await self._control.queue.current_pauses()
 
-    async def _deliver(self, started: Started) -> None:
+    async def _deliver(self, started: Started, held: _InFlight) -> None:
         message, dispatch = started.message, started.dispatch
         fence_held = False
 
+        def check_lease() -> None:
+            if time.monotonic() >= held.valid_until - self._lease_margin:
+                raise TemporaryDeliveryError(
+                    "the worker's lease ran out before the message was sent, so "
+                    "another worker may deliver it; it was not sent",
+                    enhanced_code="4.3.0",
+                    recipient=message.recipient.email,
+                )
+
         async def enter_fence() -> None:
             nonlocal fence_held
+            check_lease()
             # The last moment to keep an expired message from arriving late:
             # connecting and MAIL/RCPT may have taken the time that was left.
             if (
@@ -302,6 +331,7 @@ class DeliveryWorker:
                 fence_held = True
 
         DATA_FENCE.set(enter_fence)
+        CONTENT_CHECK.set(check_lease)
         began = time.monotonic()
         attempted = False
         try:
@@ -325,7 +355,10 @@ class DeliveryWorker:
         finally:
             if fence_held and self._fence is not None:
                 self._fence.release()
-            self._in_flight.pop(message.id, None)
+            # This worker may have claimed the message again after its lease
+            # ran out; that delivery keeps its entry.
+            if self._in_flight.get(message.id) is held:
+                del self._in_flight[message.id]
             if message.priority is Priority.HIGH:
                 self._high_in_flight -= 1
             if self._pacer is not None and dispatch is not None:
@@ -448,14 +481,23 @@ class DeliveryWorker:
             await anyio.sleep(interval)
             if not self._in_flight:
                 continue
+            renewing = list(self._in_flight.values())
+            began = time.monotonic()
             try:
                 await self._queue.renew_leases(
-                    list(self._in_flight.values()), self._clock.now(), self._lease
+                    [held.message for held in renewing], self._clock.now(), self._lease
                 )
             except StorageError:
                 logger.exception(
                     "lease renewal failed", extra={"action": "renew_failed"}
                 )
+                continue
+            finished = time.monotonic()
+            for held in renewing:
+                # A renewal that ended after the lease ran out may have found
+                # the message taken over, and renewed nothing.
+                if finished < held.valid_until:
+                    held.valid_until = began + self._lease.total_seconds()
 
     async def _maintain_pacing(self, pacer: Pacer) -> None:
         while True:
@@ -522,3 +564,14 @@ def _checked_reply(reply: object) -> SmtpReply:
     if not isinstance(reply, SmtpReply):
         raise TypeError(f"Transport.deliver returned {reply!r}, not an SmtpReply")
     return reply
+
+
+@attrs.define
+class _InFlight:
+    """A message in flight, and until when its lease surely holds.
+
+    ``valid_until`` is on ``time.monotonic()``'s clock.
+    """
+
+    message: Message
+    valid_until: float

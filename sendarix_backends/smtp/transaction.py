@@ -17,7 +17,7 @@ import aiosmtplib
 from aiosmtplib.email import quote_address
 
 from sendarix_backends.smtp.connection import SmtpConnection
-from sendarix_backends.smtp.fence import before_data
+from sendarix_backends.smtp.fence import before_content, before_data
 from sendarix_backends.smtp.reader import ReplyReader
 from sendarix_backends.smtp.replies import HostFailure, reply_error
 from sendarix_core.errors import PermanentDeliveryError
@@ -148,6 +148,13 @@ class _Transaction:
         if response.code != _START_MAIL_INPUT:
             return ("DATA", response.code, response.message)
 
+        try:
+            before_content()
+        except Exception:
+            # The server waits for content and takes no command now; without
+            # the final dot it must drop the message.
+            self._connection.close()
+            raise
         self._write("DATA", _message_content(self._envelope.data))
         response = await self._reply("DATA")
         if response.code != 250:

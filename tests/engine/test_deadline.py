@@ -1,16 +1,19 @@
-"""A message past its expires_at is never handed to DATA."""
+"""A message past its expires_at, or whose lease ran out, is never handed
+to DATA."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import anyio
 import pytest
 
 from sendarix_backends import Engine, Settings
+from sendarix_backends.delivery import DeliveryWorker
 from sendarix_backends.smtp.fence import before_data
 from sendarix_core.clock import ManualClock
 from sendarix_core.memory import MemoryStore
-from sendarix_core.model import SmtpReply
+from sendarix_core.model import Message, SmtpReply
 from sendarix_core.ports import Envelope
 from sendarix_core.states import MessageStatus
 from tests.engine.conftest import message_body
@@ -67,3 +70,61 @@ async def test_deadline_not_reached_delivers() -> None:
     status, sent = await run_one(timedelta(seconds=9))
     assert status == MessageStatus.DELIVERED
     assert len(sent) == 1
+
+
+class StalledTransport:
+    """A transport whose MAIL and RCPT take ``seconds`` of real time."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.sent: list[str] = []
+
+    async def deliver(self, envelope: Envelope) -> SmtpReply:
+        await anyio.sleep(self.seconds)
+        await before_data()
+        self.sent.append(envelope.message_id)
+        return SmtpReply(code=250, enhanced_code="2.0.0", text="ok", mx_host="mx")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def deliver_slowly(seconds: float) -> tuple[Message, list[str]]:
+    store = MemoryStore()
+    transport = StalledTransport(seconds)
+    engine = Engine(
+        settings=Settings(lease_seconds=0.3),
+        store=store,
+        queue=store,
+        transport=transport,
+        sink=transport,
+        workers=False,
+    )
+    async with engine:
+        result = await engine.send(message_body())
+        await engine.deliver_due()
+        message = await engine.get_message(result.message_id)
+    return message, transport.sent
+
+
+async def test_lease_renewed_while_slow() -> None:
+    message, sent = await deliver_slowly(0.8)
+
+    assert message.status == MessageStatus.DELIVERED
+    assert sent == [message.id]
+
+
+async def test_lost_lease_not_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker that stops renewing, as one stopped with SIGSTOP does.
+    monkeypatch.setattr(DeliveryWorker, "_renew_leases", _never_renew)
+
+    message, sent = await deliver_slowly(0.4)
+
+    assert sent == []
+    assert message.status == MessageStatus.DEFERRED
+    assert message.last_reply is not None
+    assert "lease ran out" in message.last_reply.text
+
+
+async def _never_renew(self: DeliveryWorker) -> None:
+    await anyio.sleep_forever()

@@ -12,6 +12,7 @@ from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
 from sendarix_backends.smtp import SmarthostTransport
+from sendarix_backends.smtp.fence import CONTENT_CHECK
 from sendarix_backends.smtp.transaction import _message_content, _quote
 from sendarix_core.errors import PermanentDeliveryError, TemporaryDeliveryError
 from sendarix_core.model import SmtpReply
@@ -130,6 +131,31 @@ async def test_commands_sent_together(deliver: Deliver) -> None:
     assert reply.code == 250
     assert reply.text == "2.0.0 queued as 17"
     assert server.sessions[0].lines[1:] == [MAIL, RCPT, b"DATA", b"<content>"]
+
+
+async def test_failed_content_check_drops_session(deliver: Deliver) -> None:
+    ended = asyncio.Event()
+
+    async def script(session: Session) -> None:
+        await session.read_lines(3)
+        await session.reply("250 2.1.0 ok", "250 2.1.5 ok", "354 go")
+        # The client sends no content and no command: it hangs up.
+        assert await session.reader.read() == b""
+        ended.set()
+
+    def lease_lost() -> None:
+        raise TemporaryDeliveryError("lease lost", enhanced_code="4.3.0")
+
+    token = CONTENT_CHECK.set(lease_lost)
+    try:
+        async with ScriptedServer(script) as server:
+            with pytest.raises(TemporaryDeliveryError, match="lease lost"):
+                await deliver(server.port)
+            await asyncio.wait_for(ended.wait(), 5)
+    finally:
+        CONTENT_CHECK.reset(token)
+
+    assert b"<content>" not in server.sessions[0].lines
 
 
 async def test_multiline_replies_in_one_packet(deliver: Deliver) -> None:
