@@ -14,6 +14,7 @@ with other Sendarix processes (``writer_lock``); other programs wait up to
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,16 @@ def _configure_sqlite(engine: Engine) -> None:
     def begin(connection: Connection) -> None:
         immediate = connection.get_execution_options().get(BEGIN_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    @event.listens_for(engine, "handle_error")
+    def drop_read_only(context: sa.engine.ExceptionContext) -> None:
+        # SQLite opens a file it may not write read-only, and the connection
+        # stays so after the permissions are fixed. Counted as a lost
+        # connection, it is replaced, and writes work again once they can.
+        error = context.original_exception
+        code = getattr(error, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_READONLY:
+            context.is_disconnect = True
 
 
 def dialect_insert(

@@ -8,9 +8,11 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
+from sqlalchemy import event
 
 from sendarix_backends.sql import SqlStore
 from sendarix_backends.sql.engine import make_engine
@@ -230,3 +232,25 @@ def test_missing_directory_named(tmp_path: Path) -> None:
 
     assert repr(str(missing.parent)) in str(raised.value)
     assert "does not exist" in str(raised.value)
+
+
+async def test_read_only_connections_replaced(tmp_path: Path) -> None:
+    # SQLite opens a file it may not write read-only; query_only gives a
+    # connection the same refusal (SQLITE_READONLY) without changing modes,
+    # which root ignores.
+    async with SqlStore(f"sqlite:///{tmp_path / 'sendarix.db'}") as store:
+        engine = store._engine
+
+        def read_only(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.execute("PRAGMA query_only=ON")
+
+        event.listen(engine, "connect", read_only)
+        engine.dispose()
+        with pytest.raises(StorageError, match="readonly"):
+            await store.create_messages(Factory().batch(1), T0)
+
+        # The permissions are back: new connections may write again.
+        event.remove(engine, "connect", read_only)
+        stored = await store.create_messages(Factory().batch(1), T0)
+
+    assert len(stored) == 1
