@@ -316,7 +316,9 @@ def _no_route_error(
             enhanced_code="4.4.3",
         )
     return PermanentDeliveryError(
-        f"no MX host of {domain} ({names}) has an A or AAAA record",
+        f"no MX host of {domain} ({names}) has an A or AAAA record with an "
+        "address that may run a mail server (unspecified, link-local and "
+        "multicast addresses are skipped)",
         reply_code=550,
         enhanced_code="5.4.4",
     )
