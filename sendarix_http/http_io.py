@@ -377,7 +377,13 @@ def query_time(params: Mapping[str, str], name: str) -> datetime | None:
         raise _query_error(
             name, "missing_timezone", f"{raw!r} has no timezone; add Z or an offset"
         )
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # Such as 0001-01-01T00:00:00+14:00, before the first UTC time.
+        raise _query_error(
+            name, "invalid_time", f"{raw!r} is out of range in UTC"
+        ) from None
 
 
 def parse_query(**parsers: Callable[[], Any]) -> dict[str, Any]:

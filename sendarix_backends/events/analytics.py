@@ -11,6 +11,7 @@ groups, not with events.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -237,7 +238,10 @@ def align_query(query: AnalyticsQuery) -> AnalyticsQuery:
     start = align(query.start, query.interval)
     end = align(query.end, query.interval)
     if end < query.end:
-        end += query.interval.length
+        # Near the end of year 9999 the next bucket would be past the
+        # largest datetime; the last partial bucket is left out then.
+        with contextlib.suppress(OverflowError):
+            end += query.interval.length
     return attrs.evolve(query, start=start, end=end)
 
 

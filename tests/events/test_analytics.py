@@ -242,3 +242,12 @@ async def test_test_traffic_counted_apart(
     assert live_reply.json()["data"][0]["counts"]["delivered"] == 1
     assert test_reply.json()["data"][0]["counts"]["delivered"] == 2
     assert len(smtp_server.messages) == 1
+
+
+async def test_api_range_at_year_9999(engine: Engine) -> None:
+    params = {"from": "9999-12-30T00:00:00Z", "to": "9999-12-31T23:59:59Z"}
+
+    async with api_client(engine) as client:
+        response = await client.get("/v1/analytics", params=params)
+
+    assert response.status_code == 200

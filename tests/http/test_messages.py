@@ -413,6 +413,24 @@ async def test_edited_cursor_is_422(
     assert error["code"] == "invalid_cursor"
 
 
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/v1/messages", "created_after"),
+        ("/v1/events", "created_after"),
+        ("/v1/events", "created_before"),
+    ],
+)
+async def test_time_before_utc_range_is_422(
+    client: httpx.AsyncClient, path: str, name: str
+) -> None:
+    response = await client.get(path, params={name: "0001-01-01T00:00:00+14:00"})
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert (error["field"], error["code"]) == (name, "invalid_time")
+
+
 async def test_empty_cursor_is_first_page(client: httpx.AsyncClient) -> None:
     await client.post("/v1/messages", json=message_body())
     response = await client.get("/v1/messages", params={"cursor": ""})
