@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 import attrs
 
+from sendarix_core.addresses import parse_address
 from sendarix_core.model import Address, Attachment, Message, MessageContent
 
 __all__ = ["build_message_bytes", "make_message_id_header"]
@@ -522,6 +523,10 @@ def _custom_header(name: str, value: str) -> str:
             "or spaces, such as 'X-Campaign'"
         )
     if "\r" not in value and "\n" not in value:
+        if name.lower() == "reply-to":
+            # An address header: only its display name may become encoded
+            # words (RFC 2047, section 5), and an IDN domain its A-labels.
+            return _address_header(name, parse_address(value))
         return _text_header(name, value)
 
     # A value folded by its producer, such as a DKIM signer, is kept

@@ -26,19 +26,30 @@ from sendarix_backends.dkim.canonicalization import (
 
 __all__ = ["SIGNED_HEADERS", "DkimAlgorithm", "DkimSigner", "SigningKey"]
 
-# Fields a signature covers when the message has them, in ``h=`` order.
+# Fields a signature covers when the message has them, in ``h=`` order:
+# those RFC 6376 section 5.4.1 says should be signed, and the MIME fields.
 # Each present field is listed once more than it occurs ("oversigned"), so a
 # receiver rejects a copy of the message with one more such field added,
 # such as a second From.
 SIGNED_HEADERS = (
     "from",
+    "reply-to",
     "to",
+    "cc",
     "subject",
     "date",
     "message-id",
+    "in-reply-to",
+    "references",
     "mime-version",
     "content-type",
     "content-transfer-encoding",
+    "list-id",
+    "list-help",
+    "list-subscribe",
+    "list-post",
+    "list-owner",
+    "list-archive",
     "list-unsubscribe",
     "list-unsubscribe-post",
 )

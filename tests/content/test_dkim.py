@@ -20,6 +20,7 @@ from sendarix_backends.dkim import (
 
 MESSAGE = (
     b"From: Acme <no-reply@acme.example>\r\n"
+    b"Reply-To: help@acme.example\r\n"
     b"To: ada@example.test\r\n"
     b"Subject:  Your   code\t is\r\n"
     b"  ready \r\n"
@@ -125,7 +126,10 @@ def test_signature_lists_headers() -> None:
     tags = re.sub(rb"\s+", b"", field)
 
     assert b"c=relaxed/relaxed" in tags
-    assert b"h=from:from:to:to:subject:subject:date:date:message-id:message-id" in tags
+    assert (
+        b"h=from:from:reply-to:reply-to:to:to:subject:subject:date:date:"
+        b"message-id:message-id" in tags
+    )
     assert b"list-unsubscribe:list-unsubscribe:list-unsubscribe-post" in tags
     assert b"x-campaign" not in tags
 
@@ -134,6 +138,7 @@ def test_signature_lists_headers() -> None:
     ("old", "new"),
     [
         (b"From: Acme <", b"From: Acme Corp <"),
+        (b"Reply-To: help@", b"Reply-To: eve@"),
         (b"To: ada@", b"To: eve@"),
         (b"Subject:  Your", b"Subject:  Our"),
         (b"Date: Sun, 19", b"Date: Sun, 18"),

@@ -327,6 +327,21 @@ def test_custom_header_non_ascii_encoded() -> None:
     assert parse(raw)["X-Note"] == "für dich"
 
 
+@pytest.mark.parametrize(
+    ("value", "display", "address"),
+    [
+        ("Ünï <r@acme.test>", "Ünï", "r@acme.test"),
+        ("r@bücher.test", "", "r@xn--bcher-kva.test"),
+        ("Support <help@acme.example>", "Support", "help@acme.example"),
+    ],
+)
+def test_reply_to_written_as_address(value: str, display: str, address: str) -> None:
+    raw = build(make_message(headers=(("Reply-To", value),)))
+    [parsed] = parse(raw)["Reply-To"].addresses
+    assert parsed.display_name == display
+    assert parsed.addr_spec == address
+
+
 def test_custom_header_long_folded() -> None:
     value = " ".join(f"token{index}" for index in range(60))
     raw = build(make_message(headers=(("X-Tokens", value),)))
