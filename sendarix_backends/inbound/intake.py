@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import attrs
 
 from sendarix_backends.events.storage import SqlEventStorage
@@ -75,8 +77,12 @@ class ReportIntake:
         self._new_id = new_id
 
     async def receive(self, recipients: Sequence[str], data: bytes) -> IntakeResult:
-        """Parse one received message and record what it reports."""
-        report = parse_report(data)
+        """Parse one received message and record what it reports.
+
+        Parsing runs in a worker thread: a report of several megabytes takes
+        seconds, which would hold up the event loop and the API it serves.
+        """
+        report = await anyio.to_thread.run_sync(parse_report, data)
         if report is None:
             return _ignored("not a delivery status or feedback report")
         message = await self._find_message(recipients, report.original_message_id)
@@ -232,7 +238,11 @@ def _reply_code(diagnostic_code: str | None) -> int | None:
 def _ignored(reason: str, message_id: str | None = None) -> IntakeResult:
     logger.info(
         "report ignored: %s",
-        reason,
+        # The reason may quote the report, which anyone can send.
+        _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", reason),
         extra={"action": "report_ignored", "message_id": message_id},
     )
     return IntakeResult(ignored=reason)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -13,9 +13,11 @@ find the message when the return path does not name it. Without them, an
 
 from __future__ import annotations
 
+import binascii
 import email
 import email.message
 import email.policy
+import quopri
 import re
 from collections.abc import Iterable
 
@@ -88,25 +90,61 @@ def _parts(message: email.message.Message) -> Iterable[email.message.Message]:
 
 
 def _blocks(part: email.message.Message) -> list[email.message.Message]:
+    """Return the header blocks of a report part, one per blank-line block."""
     payload = part.get_payload()
-    if isinstance(payload, list):
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if (
+        isinstance(payload, list)
+        and part.get_content_type() in _PARSED_AS_BLOCKS
+        and encoding not in _DECODED
+    ):
         return [block for block in payload if isinstance(block, email.message.Message)]
-    if isinstance(payload, str):
-        # Some senders encode the report part; parse its text as header blocks.
-        text = payload.replace("\r\n", "\n")
-        return [
-            email.message_from_string(block.strip() + "\n")
-            for block in text.split("\n\n")
-            if block.strip()
-        ]
-    return []
+    text = _part_text(payload, encoding).replace("\r\n", "\n")
+    return [
+        email.message_from_string(block.strip() + "\n")
+        for block in text.split("\n\n")
+        if block.strip()
+    ]
+
+
+# The email package splits these into header blocks itself, unless they are
+# encoded. It reads other message/* types, such as RFC 6533's
+# message/global-delivery-status, as one message, whose bytes are read again.
+_PARSED_AS_BLOCKS = {"message/delivery-status", "message/feedback-report"}
+_DECODED = {"base64", "quoted-printable"}
+
+
+def _part_text(payload: object, encoding: str) -> str:
+    """Return the text of a part's payload, decoded if some sender encoded it."""
+    if isinstance(payload, list):
+        data = b"".join(
+            block.as_bytes()
+            for block in payload
+            if isinstance(block, email.message.Message)
+        )
+    elif isinstance(payload, str):
+        data = payload.encode("utf-8", "surrogateescape")
+    else:
+        return ""
+    try:
+        if encoding == "base64":
+            data = binascii.a2b_base64(b"".join(data.split()))
+        elif encoding == "quoted-printable":
+            data = quopri.decodestring(data)
+    except (binascii.Error, ValueError):
+        return ""
+    return data.decode("utf-8", "replace")
+
+
+# RFC 3464, and RFC 6533's form with UTF-8 addresses.
+_DELIVERY_STATUS_TYPES = {"message/delivery-status", "message/global-delivery-status"}
 
 
 def _delivery_report(
     parts: list[email.message.Message], report_id: str | None, original_id: str | None
 ) -> DeliveryReport | None:
     status_part = next(
-        (p for p in parts if p.get_content_type() == "message/delivery-status"), None
+        (p for p in parts if p.get_content_type() in _DELIVERY_STATUS_TYPES), None
     )
     if status_part is None:
         return None

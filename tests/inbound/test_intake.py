@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import logging
 import smtplib
 from collections.abc import AsyncIterator
 
@@ -12,6 +14,7 @@ import pytest
 from sendarix_backends.engine import Engine
 from sendarix_backends.events.query import EventQuery
 from sendarix_backends.events.services import EventServices
+from sendarix_backends.inbound.intake import _ignored
 from sendarix_backends.inbound.reports import DeliveryReport, parse_report
 from sendarix_backends.inbound.server import InboundServer
 from sendarix_backends.settings import Settings
@@ -230,6 +233,37 @@ def test_parse_dsn_fields() -> None:
     assert report.report_id == "<dsn-1@mx.example.test>"
 
 
+def test_parse_base64_status_part() -> None:
+    report = dsn(recipient="ada@example.test", original_message_id="<m@acme.example>")
+    start = report.index(b"Reporting-MTA:")
+    end = report.index(b"\r\n--report-boundary", start)
+    encoded = base64.encodebytes(report[start:end]).replace(b"\n", b"\r\n")
+    header = b"Content-Type: message/delivery-status\r\n"
+    body = report[:start].replace(
+        header, header + b"Content-Transfer-Encoding: base64\r\n"
+    )
+
+    parsed = parse_report(body + encoded + report[end:])
+
+    assert isinstance(parsed, DeliveryReport)
+    assert [status.status for status in parsed.recipients] == ["5.1.1"]
+
+
+def test_parse_global_delivery_status() -> None:
+    report = dsn(recipient="jörg@example.test", original_message_id="<m@acme.example>")
+    utf8 = report.replace(
+        b"message/delivery-status", b"message/global-delivery-status"
+    ).replace(b"rfc822; j", b"utf-8; j")
+
+    parsed = parse_report(utf8)
+
+    assert isinstance(parsed, DeliveryReport)
+    [status] = parsed.recipients
+    assert status.final_recipient == "jörg@example.test"
+    assert status.status == "5.1.1"
+    assert parsed.original_message_id == "<m@acme.example>"
+
+
 def test_parse_plain_message_is_none() -> None:
     assert parse_report(b"Subject: hello\r\n\r\nbody\r\n") is None
 
@@ -256,3 +290,18 @@ async def test_listener_needs_return_path_domain(settings: Settings) -> None:
         attach_inbound(create_app(engine), engine)
     assert engine.events is not None
     await engine.events.aclose()
+
+
+def test_ignored_reason_logged_without_control_characters(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="sendarix"):
+        _ignored("actions: fai\x00led\r\nforged line")
+
+    [record] = [
+        r for r in caplog.records if getattr(r, "action", "") == "report_ignored"
+    ]
+    assert (
+        record.getMessage()
+        == "report ignored: actions: fai\\x00led\\x0d\\x0aforged line"
+    )
