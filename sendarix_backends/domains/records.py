@@ -115,6 +115,11 @@ def matches_txt(record: DnsRecord, found: Sequence[str]) -> str | None:
             return None
         return f"no SPF record containing {mechanism!r} was found"
 
-    if any(text.upper().startswith("V=DMARC1") for text in found):
+    # RFC 7489 section 6.3: the record starts with "v=DMARC1" exactly, and
+    # receivers ignore one that does not.
+    if any(_DMARC_VERSION.match(text) for text in found):
         return None
-    return "no DMARC record (v=DMARC1) was found"
+    return "no DMARC record (v=DMARC1, in capitals) was found"
+
+
+_DMARC_VERSION = re.compile(r"v\s*=\s*DMARC1\s*(?:;|$)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +38,9 @@ SNAPSHOT_SECONDS = 30.0
 
 _FIELDS = frozenset({"domain", "ed25519"})
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# The longest selector, the Ed25519 one ("sendarix202612abcde"), and
+# "._domainkey." before the domain must stay within 253 characters.
+_MAX_DOMAIN_LENGTH = 253 - len("sendarix000000ffffe._domainkey.")
 
 
 @attrs.frozen
@@ -73,7 +77,9 @@ class Domains:
         """
         name, ed25519 = _check_body(body)
         now = self._clock.now()
-        selector = f"sendarix{now:%Y%m}"
+        # The random part gives a domain that is deleted and added again new
+        # selectors, so its old and new keys can be published side by side.
+        selector = f"sendarix{now:%Y%m}{secrets.token_hex(2)}"
         keys = [generate_key(selector, DkimAlgorithm.RSA_SHA256)]
         if ed25519:
             keys.append(generate_key(f"{selector}e", DkimAlgorithm.ED25519_SHA256))
@@ -90,7 +96,7 @@ class Domains:
         return domain
 
     async def get(self, name: str) -> SendingDomain:
-        domain = await self._store.get_domain(name.lower())
+        domain = await self._store.get_domain(_lookup_name(name))
         if domain is None:
             raise NotFoundError("domain", name)
         return domain
@@ -99,7 +105,7 @@ class Domains:
         return await self._store.list_domains()
 
     async def delete(self, name: str) -> None:
-        if not await self._store.delete_domain(name.lower()):
+        if not await self._store.delete_domain(_lookup_name(name)):
             raise NotFoundError("domain", name)
         self._snapshot = None
         logger.info(
@@ -218,6 +224,13 @@ def _check_body(body: Mapping[str, Any]) -> tuple[str, bool]:
         if domain is None:
             message = f"{name!r} is not a valid domain name such as 'acme.example'"
             errors.append(FieldError("domain", "invalid_domain", message))
+        elif len(domain) > _MAX_DOMAIN_LENGTH:
+            message = (
+                f"the domain is {len(domain)} characters long; its DKIM record "
+                f"name would pass DNS's 253, so at most {_MAX_DOMAIN_LENGTH} fit"
+            )
+            errors.append(FieldError("domain", "invalid_domain", message))
+            domain = None
     else:
         message = "a domain name such as 'acme.example' is required"
         errors.append(FieldError("domain", "missing_field", message))
@@ -243,7 +256,15 @@ def _normalize_domain(name: str) -> str | None:
         return None
     if not all(_LABEL.fullmatch(label) for label in labels):
         return None
+    # No top-level domain is all digits, so this refuses IPv4 addresses.
+    if labels[-1].isdigit():
+        return None
     return text
+
+
+def _lookup_name(name: str) -> str:
+    """Return the stored form of a domain named in a path, IDNs as A-labels."""
+    return _normalize_domain(name) or name.lower()
 
 
 def _field_error(field: str, code: str, message: str) -> ValidationError:

@@ -60,7 +60,7 @@ class RecordChecker:
                     "error": repr(exc),
                 },
             )
-            return f"the DNS lookup failed ({type(exc).__name__}); try again"
+            return f"the DNS lookup failed ({_describe(exc)}); try again later"
 
         if record.type == "TXT":
             found = [
@@ -101,3 +101,16 @@ class RecordChecker:
 
 def _host(name: str) -> str:
     return name.rstrip(".").lower()
+
+
+def _describe(error: Exception) -> str:
+    """Say why a lookup failed in words, not dnspython's class names."""
+    if isinstance(error, dns.resolver.NoNameservers):
+        # dnspython's name for "every nameserver answered SERVFAIL or
+        # refused", which reads like a missing configuration.
+        return "the nameservers answered SERVFAIL or refused the query"
+    if isinstance(error, dns.exception.Timeout):
+        return "no nameserver answered in time"
+    if isinstance(error, OSError):
+        return f"the nameserver could not be reached: {error.strerror or error}"
+    return type(error).__name__

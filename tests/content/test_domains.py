@@ -74,7 +74,17 @@ async def test_private_key_never_returned(
     assert "PRIVATE KEY" not in caplog.text
 
 
-@pytest.mark.parametrize("domain", ["", "no-dot", "bad_label.example", "a..b"])
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "",
+        "no-dot",
+        "bad_label.example",
+        "a..b",
+        "127.0.0.1",
+        ".".join(["a" * 60] * 4) + ".example",
+    ],
+)
 async def test_invalid_domain_rejected(client: httpx.AsyncClient, domain: str) -> None:
     response = await client.post("/v1/domains", json={"domain": domain})
 
@@ -85,6 +95,44 @@ async def test_idn_domain_stored_as_a_labels(client: httpx.AsyncClient) -> None:
     response = await client.post("/v1/domains", json={"domain": "Bücher.Example"})
 
     assert response.json()["domain"] == "xn--bcher-kva.example"
+
+
+async def test_idn_domain_found_by_unicode_name(client: httpx.AsyncClient) -> None:
+    await client.post("/v1/domains", json={"domain": "bücher.example"})
+
+    read = await client.get("/v1/domains/bücher.example")
+    deleted = await client.delete("/v1/domains/BÜCHER.example")
+
+    assert read.status_code == 200
+    assert read.json()["domain"] == "xn--bcher-kva.example"
+    assert deleted.status_code == 204
+
+
+async def test_added_again_gets_new_selectors(client: httpx.AsyncClient) -> None:
+    first = await add_domain(client, ed25519=True)
+    await client.delete(f"/v1/domains/{SENDER_DOMAIN}")
+    second = await add_domain(client, ed25519=True)
+
+    def names(body: dict[str, object]) -> set[str]:
+        return {record["name"] for record in records_by_purpose(body)["dkim"]}
+
+    assert names(first).isdisjoint(names(second))
+
+
+@pytest.mark.parametrize("dmarc", ["v=DMARC1x; p=none", "v=dmarc1; p=none"])
+async def test_verify_refuses_invalid_dmarc(
+    client: httpx.AsyncClient, engine: Engine, dns_server: DnsServer, dmarc: str
+) -> None:
+    await add_domain(client)
+    domain = await engine.content.domains.get(SENDER_DOMAIN)
+    records = engine.content.domains.records(domain)
+    publish(dns_server, [r for r in records if r.purpose != "dmarc"])
+    [expected] = [r for r in records if r.purpose == "dmarc"]
+    dns_server.add_txt(expected.name, dmarc)
+
+    response = await client.post(f"/v1/domains/{SENDER_DOMAIN}/verify")
+
+    assert [m["purpose"] for m in response.json()["missing"]] == ["dmarc"]
 
 
 async def test_duplicate_domain_rejected(client: httpx.AsyncClient) -> None:
