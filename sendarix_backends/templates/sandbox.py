@@ -30,7 +30,7 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, nodes
+from jinja2 import StrictUndefined, Undefined, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, LoopContext
@@ -166,12 +166,33 @@ class TemplateUndefined(StrictUndefined):
     """Raises on any use, like ``StrictUndefined``; named for error messages."""
 
 
+def _refuse_hidden_undefined(value: Any) -> Any:
+    """Return ``value``; fail on a missing value inside a list or mapping.
+
+    Printing a list calls ``repr`` on its items, which ``StrictUndefined``
+    allows, so ``{{ users|map(attribute='email')|list }}`` would print
+    ``[Undefined]`` where a user has no email.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Undefined):
+            item._fail_with_undefined_error()
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+    return value
+
+
 def make_environment(*, autoescape: bool) -> SandboxedEnvironment:
     """Return a sandbox; ``autoescape`` HTML-escapes every ``{{ }}`` output."""
     environment = _Sandbox(
         loader=None,
         autoescape=autoescape,
         undefined=TemplateUndefined,
+        finalize=_refuse_hidden_undefined,
         keep_trailing_newline=True,
         auto_reload=False,
         cache_size=0,

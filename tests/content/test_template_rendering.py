@@ -93,6 +93,23 @@ def test_missing_key_rejected() -> None:
     assert "name" in error["message"]
 
 
+def test_missing_key_inside_printed_list_rejected() -> None:
+    compiled = compile_parts(text="{{ users | map(attribute='email') | list }}")
+
+    [error] = errors_of(compiled, {"users": [{"name": "a"}]})
+
+    assert error["code"] == "missing_variable"
+    assert "email" in error["message"]
+
+
+def test_printed_list_of_values_kept() -> None:
+    compiled = compile_parts(text="{{ users | map(attribute='email') | list }}")
+
+    rendered = compiled.render({"users": [{"email": "a@example.com"}]})
+
+    assert rendered.text == "['a@example.com']"
+
+
 def test_loop_variables_available() -> None:
     compiled = compile_parts(
         text="{% for item in items %}{{ loop.index }}:{{ item }} {% endfor %}"
