@@ -317,4 +317,5 @@ def _reply_data(message: Message, reply: SmtpReply) -> dict[str, Any]:
 
 
 def _timestamp(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
+    """Format a UTC time as the API does: milliseconds and a ``Z``."""
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")

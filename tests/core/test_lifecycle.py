@@ -34,7 +34,7 @@ def test_create_scheduled_emits_scheduled() -> None:
     )
     transition = lifecycle.create(message, event_id="evt_1")
     assert transition.event.type == EventType.SCHEDULED
-    assert transition.event.data["scheduled_at"] == "2026-04-19T15:30:00Z"
+    assert transition.event.data["scheduled_at"] == "2026-04-19T15:30:00.000Z"
 
 
 def test_accept_counts_attempt() -> None:
