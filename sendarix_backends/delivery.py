@@ -23,9 +23,10 @@ is sent again when its lease runs out.
 A worker that was paused or stalled past its lease may find, when it goes
 on, that another worker has taken its messages over. Each delivery records
 until when its lease surely holds (``_InFlight.valid_until``, on the
-monotonic clock, which also runs while the process is stopped). It sends
-neither DATA nor the content once less than a tenth of the lease is left:
-the attempt is deferred, and the other worker's delivery is the only one.
+clock that runs on while the process is stopped or the machine suspended).
+It sends neither DATA nor the content once less than a tenth of the lease
+is left. It then gives the message back without recording an attempt, and
+the other worker's delivery, or the next claim, is the only one.
 """
 
 from __future__ import annotations
@@ -233,7 +234,7 @@ class DeliveryWorker:
     ) -> int:
         pauses = await self._pauses()
         # Read before the claim, so the lease surely holds until then.
-        valid_until = time.monotonic() + self._lease.total_seconds()
+        valid_until = _lease_clock() + self._lease.total_seconds()
         claim = await self._claim(pauses)
         if not claim.messages:
             return 0
@@ -304,8 +305,8 @@ class DeliveryWorker:
         fence_held = False
 
         def check_lease() -> None:
-            if time.monotonic() >= held.valid_until - self._lease_margin:
-                raise TemporaryDeliveryError(
+            if _lease_clock() >= held.valid_until - self._lease_margin:
+                raise _LeaseLostError(
                     "the worker's lease ran out before the message was sent, so "
                     "another worker may deliver it; it was not sent",
                     enhanced_code="4.3.0",
@@ -335,7 +336,11 @@ class DeliveryWorker:
         began = time.monotonic()
         attempted = False
         try:
-            transition = await self._attempt(message, dispatch)
+            try:
+                transition = await self._attempt(message, dispatch)
+            except _LeaseLostError:
+                await self._give_back(message)
+                return
             attempted = True
             stale = await self._outcomes.submit(transition)
             if message.id in stale:
@@ -368,6 +373,25 @@ class DeliveryWorker:
                 self._pacer.finished(dispatch.site, elapsed)
             self._wakeup.set()
 
+    async def _give_back(self, message: Message) -> None:
+        """Make a message whose lease ran out before it was sent due again.
+
+        Nothing was sent, so no attempt is recorded. When another worker has
+        taken the message over, its version no longer matches and this
+        changes nothing.
+        """
+        logger.warning(
+            "lease ran out before the message was sent; giving it back",
+            extra={"action": "lease_lost", "message_id": message.id},
+        )
+        try:
+            await self._queue.renew_leases([message], self._clock.now(), timedelta(0))
+        except StorageError:
+            logger.exception(
+                "giving back the message failed; its lease runs out on its own",
+                extra={"action": "release_failed", "message_id": message.id},
+            )
+
     async def _attempt(self, message: Message, dispatch: Dispatch | None) -> Transition:
         now = self._clock.now
         retry = dispatch.rule.action.retry if dispatch is not None else None
@@ -376,6 +400,8 @@ class DeliveryWorker:
             # the bytes of every delivery waiting for a session stay in memory.
             envelope = await self._outbound.prepare(message)
             reply = _checked_reply(await self._send(message, dispatch, envelope))
+        except _LeaseLostError:
+            raise
         except TemporaryDeliveryError as error:
             if message.expires_at is not None and now() >= message.expires_at:
                 return lifecycle.expire(
@@ -482,7 +508,7 @@ class DeliveryWorker:
             if not self._in_flight:
                 continue
             renewing = list(self._in_flight.values())
-            began = time.monotonic()
+            began = _lease_clock()
             try:
                 await self._queue.renew_leases(
                     [held.message for held in renewing], self._clock.now(), self._lease
@@ -492,7 +518,7 @@ class DeliveryWorker:
                     "lease renewal failed", extra={"action": "renew_failed"}
                 )
                 continue
-            finished = time.monotonic()
+            finished = _lease_clock()
             for held in renewing:
                 # A renewal that ended after the lease ran out may have found
                 # the message taken over, and renewed nothing.
@@ -566,11 +592,27 @@ def _checked_reply(reply: object) -> SmtpReply:
     return reply
 
 
+class _LeaseLostError(TemporaryDeliveryError):
+    """The lease of a delivery ran out before its message was sent."""
+
+
+def _lease_clock() -> float:
+    """Seconds on a clock that runs on while the process or machine sleeps.
+
+    Linux's ``CLOCK_MONOTONIC`` stops while the machine is suspended, and the
+    lease in the database runs on; ``CLOCK_BOOTTIME`` does not stop.
+    """
+    return time.clock_gettime(_LEASE_CLOCK)
+
+
+_LEASE_CLOCK = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+
+
 @attrs.define
 class _InFlight:
     """A message in flight, and until when its lease surely holds.
 
-    ``valid_until`` is on ``time.monotonic()``'s clock.
+    ``valid_until`` is on ``_lease_clock()``.
     """
 
     message: Message

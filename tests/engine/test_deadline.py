@@ -13,7 +13,7 @@ from sendarix_backends.delivery import DeliveryWorker
 from sendarix_backends.smtp.fence import before_data
 from sendarix_core.clock import ManualClock
 from sendarix_core.memory import MemoryStore
-from sendarix_core.model import Message, SmtpReply
+from sendarix_core.model import SmtpReply
 from sendarix_core.ports import Envelope
 from sendarix_core.states import MessageStatus
 from tests.engine.conftest import message_body
@@ -89,10 +89,9 @@ class StalledTransport:
         return None
 
 
-async def deliver_slowly(seconds: float) -> tuple[Message, list[str]]:
+def slow_engine(transport: StalledTransport) -> Engine:
     store = MemoryStore()
-    transport = StalledTransport(seconds)
-    engine = Engine(
+    return Engine(
         settings=Settings(lease_seconds=0.3),
         store=store,
         queue=store,
@@ -100,30 +99,40 @@ async def deliver_slowly(seconds: float) -> tuple[Message, list[str]]:
         sink=transport,
         workers=False,
     )
-    async with engine:
-        result = await engine.send(message_body())
-        await engine.deliver_due()
-        message = await engine.get_message(result.message_id)
-    return message, transport.sent
 
 
 async def test_lease_renewed_while_slow() -> None:
-    message, sent = await deliver_slowly(0.8)
+    transport = StalledTransport(0.8)
+
+    async with slow_engine(transport) as engine:
+        sent = await engine.send(message_body())
+        await engine.deliver_due()
+        message = await engine.get_message(sent.message_id)
 
     assert message.status == MessageStatus.DELIVERED
-    assert sent == [message.id]
+    assert transport.sent == [message.id]
 
 
-async def test_lost_lease_not_sent(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A worker that stops renewing, as one stopped with SIGSTOP does.
-    monkeypatch.setattr(DeliveryWorker, "_renew_leases", _never_renew)
+async def test_lost_lease_given_back_unsent(monkeypatch: pytest.MonkeyPatch) -> None:
+    transport = StalledTransport(0.4)
 
-    message, sent = await deliver_slowly(0.4)
+    async with slow_engine(transport) as engine:
+        sent = await engine.send(message_body())
+        # A worker that stops renewing, as one stopped with SIGSTOP does.
+        with monkeypatch.context() as patched:
+            patched.setattr(DeliveryWorker, "_renew_leases", _never_renew)
+            await engine.deliver_due()
+        given_back = await engine.get_message(sent.message_id)
+        unsent = list(transport.sent)
+        await engine.deliver_due()
+        delivered = await engine.get_message(sent.message_id)
 
-    assert sent == []
-    assert message.status == MessageStatus.DEFERRED
-    assert message.last_reply is not None
-    assert "lease ran out" in message.last_reply.text
+    assert unsent == []
+    assert given_back.status == MessageStatus.ACCEPTED
+    assert given_back.attempts == 1
+    assert delivered.status == MessageStatus.DELIVERED
+    assert delivered.attempts == 1
+    assert transport.sent == [sent.message_id]
 
 
 async def _never_renew(self: DeliveryWorker) -> None:
