@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -227,13 +228,19 @@ class Engine:
             self._task_stopped = anyio.Event()
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
-            await self._task_group.start(
-                self._run_background, "delivery worker", self.worker.run
-            )
-            if self.events is not None:
+            try:
                 await self._task_group.start(
-                    self._run_background, "event processing", self.events.run
+                    self._run_background, "delivery worker", self.worker.run
                 )
+                if self.events is not None:
+                    await self._task_group.start(
+                        self._run_background, "event processing", self.events.run
+                    )
+            except BaseException:
+                # A start that failed or was cancelled still leaves the task
+                # group and the connections to close.
+                await self.__aexit__(*sys.exc_info())
+                raise
         return self
 
     @property
@@ -297,14 +304,17 @@ class Engine:
                 self._stopping = True
                 await self._stop_workers(task_group, exc_type, exc, traceback)
         finally:
-            await self.worker.aclose()
-            if self.events is not None:
-                await self.events.aclose()
-            if self._unused_sender is not None:
-                await self._unused_sender.aclose()
-            await self.store.aclose()
-            if self.queue is not self.store:  # type: ignore[comparison-overlap]
-                await self.queue.aclose()
+            # Shielded: when the caller's scope was cancelled, the first
+            # await would otherwise end the cleanup with every connection open.
+            with anyio.CancelScope(shield=True):
+                await self.worker.aclose()
+                if self.events is not None:
+                    await self.events.aclose()
+                if self._unused_sender is not None:
+                    await self._unused_sender.aclose()
+                await self.store.aclose()
+                if self.queue is not self.store:  # type: ignore[comparison-overlap]
+                    await self.queue.aclose()
 
     async def _stop_workers(
         self,
@@ -324,6 +334,9 @@ class Engine:
         # The caller's own exception is not handed to the task group, which
         # would wrap it in an ExceptionGroup: it leaves the ``async with``
         # as raised, so ``except NotFoundError`` around the block still works.
+        # Shielded, so a cancelled caller's scope can't replace that exception
+        # with its cancellation while the cancelled tasks end.
+        task_group.cancel_scope.shield = True
         await task_group.__aexit__(None, None, None)
         with anyio.CancelScope(shield=True):
             try:

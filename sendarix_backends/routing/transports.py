@@ -55,11 +55,11 @@ class _Entry:
 class RouteTransports:
     """Transports by rule (and by site for capped sites).
 
-    ``default_transport`` serves the default rule as long as its action
-    comes from the settings, so a transport chosen by a plugin keeps
-    working, in the sink delivery mode too. In that mode every other rule
-    gets the sink, so nothing leaves the process whatever the rules decide.
-    ``sink`` serves the sink transport.
+    In the sink delivery mode every rule gets the sink, so nothing leaves
+    the process whatever the rules or plugins decide. ``default_transport``
+    serves the default rule as long as its action comes from the settings,
+    so a transport chosen by a plugin keeps working. ``sink`` serves the
+    sink transport.
     """
 
     def __init__(
@@ -97,12 +97,12 @@ class RouteTransports:
         ``on_connect`` runs before each new connection of a transport built
         now.
         """
-        if rule.is_default and from_settings:
-            yield self._default
-            return
         sink_mode = self._settings.delivery_mode is DeliveryMode.SINK
         if rule.action.transport is TransportKind.SINK or sink_mode:
             yield self._sink
+            return
+        if rule.is_default and from_settings:
+            yield self._default
             return
 
         key = _Key(rule.id, rule.updated_at, site)

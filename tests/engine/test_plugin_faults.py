@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
+from sendarix_backends.delivery import DeliveryWorker
 from sendarix_backends.engine import Engine
 from sendarix_backends.hookspecs import hookimpl
 from sendarix_backends.plugins import get_plugin_manager
@@ -86,9 +87,12 @@ def build(
 ) -> Engine:
     manager = get_plugin_manager()
     manager.register(plugin)
+    # Smarthost mode, so the default rule takes the plugin's transport; the
+    # smarthost itself is never contacted.
     values: dict[str, Any] = {
         "database_url": f"sqlite:///{tmp_path / 'sendarix.db'}",
-        "delivery_mode": "sink",
+        "delivery_mode": "smarthost",
+        "smarthost": "smtp://127.0.0.1:9",
         "poll_interval": 0.05,
         "webhook_allow_private": True,
     }
@@ -101,7 +105,7 @@ def build(
     )
 
 
-async def test_plugin_transport_used_in_sink_mode(tmp_path: Path) -> None:
+async def test_plugin_transport_used(tmp_path: Path) -> None:
     transport = ScriptedTransport()
 
     async with build(tmp_path, Backends(transport)) as engine:
@@ -115,6 +119,20 @@ async def test_plugin_transport_used_in_sink_mode(tmp_path: Path) -> None:
     assert [envelope.rcpt_to for envelope in transport.envelopes] == [
         message.recipient.email
     ]
+
+
+async def test_sink_mode_never_calls_plugin_transport(tmp_path: Path) -> None:
+    transport = ScriptedTransport()
+
+    async with build(tmp_path, Backends(transport), delivery_mode="sink") as engine:
+        sent = await engine.send(message_body())
+        await engine.deliver_due()
+        message = await engine.get_message(sent.message_id)
+
+    assert message.status is MessageStatus.DELIVERED
+    assert message.last_reply is not None
+    assert message.last_reply.mx_host == "sink"
+    assert transport.envelopes == []
 
 
 @pytest.mark.parametrize("reply", [None, "250 ok"])
@@ -214,3 +232,36 @@ async def test_cancelled_engine_exits_cleanly(tmp_path: Path) -> None:
 
     assert scope.cancelled_caught
     assert engine.stopped_tasks == ()
+
+
+async def test_own_exception_survives_cancelled_scope(tmp_path: Path) -> None:
+    engine = build(tmp_path, Backends(ScriptedTransport()), workers=True)
+
+    async def fail_in_cancelled_scope() -> None:
+        with anyio.CancelScope() as scope:
+            async with engine:
+                scope.cancel()
+                raise KeyError("mine")
+
+    with pytest.raises(KeyError, match="mine"):
+        await fail_in_cancelled_scope()
+
+
+async def test_start_cancelled_midway_exits_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def slow_start(self: DeliveryWorker, *, task_status: Any) -> None:
+        await anyio.sleep(5)
+        task_status.started()
+
+    monkeypatch.setattr(DeliveryWorker, "run", slow_start)
+    engine = build(tmp_path, Backends(ScriptedTransport()), workers=True)
+
+    with anyio.move_on_after(0.3) as scope:
+        async with engine:
+            pytest.fail("the engine started")
+
+    assert scope.cancelled_caught
+    # The task group was left: this scope and the test's own still nest.
+    with anyio.fail_after(1):
+        await anyio.sleep(0)
