@@ -220,15 +220,17 @@ def _positive_float(value: str | float) -> float:
 
 
 def _optional_str(value: str | None) -> str | None:
-    if value is not None and not isinstance(value, str):
+    if value is None:
+        return None
+    if not isinstance(value, str):
         raise ConfigurationError(f"invalid value {value!r}; expected a string")
-    return value or None
+    return value.strip() or None
 
 
 def _text(value: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(f"invalid value {value!r}; expected a string")
-    return value
+    return value.strip()
 
 
 def _smarthost(value: str | None) -> str | None:
@@ -264,12 +266,29 @@ def _public_url(value: str | None) -> str | None:
         parts = urllib.parse.urlsplit(text)
     except ValueError:
         parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+    valid = (
+        parts is not None
+        and parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not parts.query
+        and not parts.fragment
+        and not any(character.isspace() for character in text)
+        and _has_valid_port(parts)
+    )
+    if not valid:
         raise ConfigurationError(
             f"invalid public URL {text!r}; expected the base URL recipients "
-            "reach the API at, such as https://mail.example.com"
+            "reach the API at, such as https://mail.example.com, without a "
+            "query or fragment; unsubscribe links add /u/… to it"
         )
     return text
+
+
+def _has_valid_port(parts: urllib.parse.SplitResult) -> bool:
+    try:
+        return parts.port != 0
+    except ValueError:
+        return False
 
 
 @attrs.frozen(kw_only=True)

@@ -64,7 +64,7 @@ _SETTING_FLAGS = (
     (
         "--dns-nameservers",
         "dns_nameservers",
-        "comma-separated host[:port] the resolver asks",
+        "comma-separated IP addresses, each with an optional :port, the resolver asks",
     ),
     ("--destination-port", "destination_port", "port used to connect to MX hosts"),
     ("--default-sender", "default_sender", "from address used when a request has none"),
@@ -293,11 +293,14 @@ def _serve(settings: Settings) -> None:
             settings.event_loop, uvicorn.Server(config).serve(sockets=[sock])
         )
     except SystemExit:
-        # uvicorn exits 3 when the lifespan fails; a known cause is reported
-        # in one line, as the other commands report it.
+        # uvicorn exits 3 when the lifespan fails (older releases return
+        # instead); a known cause is reported in one line, as the other
+        # commands report it.
         if startup.error is not None:
             raise startup.error from None
         raise
+    if startup.error is not None:
+        raise startup.error
 
 
 class _StartupFailure:

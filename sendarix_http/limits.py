@@ -102,9 +102,10 @@ def check_json_depth(document: Any, max_depth: int = MAX_JSON_DEPTH) -> None:
 def deep_json_path(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> str:
     """Return the path of the first array or object deeper than ``max_depth``.
 
-    The path is the one ``check_json_depth`` reports. This reads the text
-    rather than parsed values, for documents too deep for the parser; it
-    returns "" when nothing nests that deep.
+    The path is written as ``check_json_depth`` writes it; where several
+    branches nest too deep, this names the first in the text. This reads the
+    text rather than parsed values, for documents too deep for the parser;
+    it returns "" when nothing nests that deep.
     """
     # One entry per open container: [is_object, key or index of the child].
     open_containers: list[list[Any]] = []

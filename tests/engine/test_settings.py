@@ -88,6 +88,16 @@ def test_values_converted() -> None:
             "SENDARIX_PUBLIC_URL: invalid public URL 'notaurl'",
         ),
         (
+            "SENDARIX_PUBLIC_URL",
+            "https://mail.example.com?x=1",
+            "SENDARIX_PUBLIC_URL: invalid public URL",
+        ),
+        (
+            "SENDARIX_PUBLIC_URL",
+            "https://mail.example.com:99999",
+            "SENDARIX_PUBLIC_URL: invalid public URL",
+        ),
+        (
             "SENDARIX_SMARTHOST",
             "smtp://u:secret@[::1:25",
             "SENDARIX_SMARTHOST: invalid smarthost URL",

@@ -97,6 +97,22 @@ async def test_integer_past_64_bits_422(
     assert shown in error["message"]
 
 
+async def test_integer_past_64_bits_in_large_body_422(
+    client: httpx.AsyncClient,
+) -> None:
+    body = json.dumps(message_body(text="x" * 100_000)).replace(
+        '"recipient":', '"template_data": {"n": 123456789012345678901234}, "recipient":'
+    )
+
+    response = await client.post(
+        "/v1/messages", content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert (error["field"], error["code"]) == ("template_data.n", "too_large")
+
+
 async def test_long_digits_in_strings_accepted(client: httpx.AsyncClient) -> None:
     body = message_body(metadata={"order": "12345678901234567890123"})
 
