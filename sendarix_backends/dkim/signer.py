@@ -27,7 +27,7 @@ from sendarix_backends.dkim.canonicalization import (
 __all__ = ["SIGNED_HEADERS", "DkimAlgorithm", "DkimSigner", "SigningKey"]
 
 # Fields a signature covers when the message has them, in ``h=`` order:
-# those RFC 6376 section 5.4.1 says should be signed, and the MIME fields.
+# those RFC 6376 section 5.4.1 recommends signing, and the MIME fields.
 # Each present field is listed once more than it occurs ("oversigned"), so a
 # receiver rejects a copy of the message with one more such field added,
 # such as a second From.
