@@ -190,13 +190,14 @@ class Engine:
         """Build an engine whose backends the plugin hooks choose."""
         from sendarix_backends.plugins import get_plugin_manager
         from sendarix_backends.smtp import SinkTransport
+        from sendarix_backends.sql.engine import masked_url
 
         settings = settings or Settings()
         manager = plugin_manager or get_plugin_manager()
         store = manager.hook.sendarix_storage(settings=settings)
         if store is None:
             raise StorageError(
-                f"no storage plugin handles {settings.database_url!r}; "
+                f"no storage plugin handles {masked_url(settings.database_url)!r}; "
                 "use sqlite:///path or postgresql://… or install a plugin"
             )
         queue = manager.hook.sendarix_queue(settings=settings, storage=store)

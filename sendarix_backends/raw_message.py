@@ -200,6 +200,15 @@ def read_raw_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> RawMessage
 
     senders = _read_senders(fields, reader.errors)
     other_senders = _read_other_senders(fields, reader.errors)
+    if len(senders) > 1 and not any(m.header == "Sender" for m in other_senders):
+        reader.errors.append(
+            FieldError(
+                "Sender",
+                ErrorCode.MISSING_FIELD,
+                f"the From header names {len(senders)} mailboxes, so RFC 5322 "
+                "requires a Sender header naming the one that sent it",
+            )
+        )
     if reader.errors:
         raise ValidationError(reader.errors)
     return RawMessage(
@@ -314,9 +323,12 @@ def _read_mailboxes(
             )
         )
         return ()
-    addresses = []
+    addresses: list[Address] = []
     invalid = 0
     for mailbox in mailboxes:
+        if not mailbox.domain and invalid and not addresses:
+            # Words split at a comma, such as "Acme, Corp": one error says it.
+            continue
         if not mailbox.domain:
             # The email package reads words without "@" as a local part and
             # quotes them, which would show 'Acme Corp' as '"Acme Corp"'.

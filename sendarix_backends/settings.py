@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import math
 import os
+import re
 import tomllib
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -193,20 +194,30 @@ def _positive_int(value: str | int) -> int:
         raise ConfigurationError(
             f"invalid number {value!r}; expected a positive integer"
         ) from None
-    if number < 1:
+    if not 1 <= number <= _LARGEST_COUNT:
         raise ConfigurationError(
-            f"invalid number {value!r}; expected a positive integer"
+            f"invalid number {value!r}; expected an integer from 1 to "
+            f"{_LARGEST_COUNT:,}"
         )
     return number
 
 
-# The shortest time a setting in seconds may have. Shorter ones round to
-# zero where they become a timedelta, or make a loop spin.
+# Counts end up in SQL INTEGER columns and C ints.
+_LARGEST_COUNT = 2**31 - 1
+
+
+# The shortest and longest times a setting in seconds may have. Shorter
+# ones round to zero where they become a timedelta, or make a loop spin;
+# longer ones overflow the dates they are added to.
 _SHORTEST_SECONDS = 0.001
+_LONGEST_SECONDS = 365 * 24 * 3600
 
 
 def _positive_float(value: str | float) -> float:
-    expected = f"expected a finite number of seconds, at least {_SHORTEST_SECONDS}"
+    expected = (
+        f"expected a number of seconds from {_SHORTEST_SECONDS} to "
+        f"{_LONGEST_SECONDS:,} (a year)"
+    )
     if isinstance(value, bool):
         # TOML's true would otherwise pass as one second.
         raise ConfigurationError(f"invalid number {value!r}; {expected}")
@@ -214,9 +225,25 @@ def _positive_float(value: str | float) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigurationError(f"invalid number {value!r}; {expected}") from None
-    if not math.isfinite(number) or number < _SHORTEST_SECONDS:
+    if not math.isfinite(number) or not (
+        _SHORTEST_SECONDS <= number <= _LONGEST_SECONDS
+    ):
         raise ConfigurationError(f"invalid number {value!r}; {expected}")
     return number
+
+
+def _retention_days(value: str | int) -> int:
+    days = _positive_int(value)
+    if days > _LONGEST_RETENTION_DAYS:
+        raise ConfigurationError(
+            f"invalid number {value!r}; expected at most "
+            f"{_LONGEST_RETENTION_DAYS:,} days"
+        )
+    return days
+
+
+# A century: a longer cut-off would go before the first representable date.
+_LONGEST_RETENTION_DAYS = 36_500
 
 
 def _optional_str(value: str | None) -> str | None:
@@ -256,6 +283,52 @@ def _sender(value: str | None) -> str | None:
             f"invalid default sender: {exc}; use 'Name <address@domain>' or an address"
         ) from None
     return text
+
+
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _is_host_name(text: str) -> bool:
+    """Return whether ``text`` is a DNS name; one label, such as "localhost"
+    on a test system, counts."""
+    return len(text) <= 253 and all(
+        _LABEL.fullmatch(label) for label in text.split(".")
+    )
+
+
+def _domain(value: str | None) -> str | None:
+    text = _optional_str(value)
+    if text is None:
+        return None
+    name = text.rstrip(".")
+    # At least two labels, and no top-level domain is all digits.
+    if not _is_host_name(name) or "." not in name or name.rsplit(".", 1)[1].isdigit():
+        raise ConfigurationError(
+            f"invalid domain {text!r}; expected a name such as bounces.acme.example "
+            "(ASCII, with A-labels for an international name)"
+        )
+    return text.rstrip(".")
+
+
+def _helo_name(value: str | None) -> str | None:
+    text = _optional_str(value)
+    if text is None:
+        return None
+    if text.startswith("[") and text.endswith("]"):
+        # An address literal (RFC 5321 section 4.1.3), for a host without a name.
+        literal = text[1:-1].removeprefix("IPv6:")
+        try:
+            ipaddress.ip_address(literal)
+        except ValueError:
+            pass
+        else:
+            return text
+    elif _is_host_name(text.rstrip(".")):
+        return text.rstrip(".")
+    raise ConfigurationError(
+        f"invalid EHLO name {text!r}; expected this host's name, such as "
+        "mail.acme.example, or an address literal such as [192.0.2.1]"
+    )
 
 
 def _public_url(value: str | None) -> str | None:
@@ -317,7 +390,7 @@ class Settings:
     sending domain was added."""
     public_url: str | None = attrs.field(default=None, converter=_public_url)
     """Base URL of the HTTP API as recipients reach it, for unsubscribe links."""
-    helo_name: str | None = attrs.field(default=None, converter=_optional_str)
+    helo_name: str | None = attrs.field(default=None, converter=_helo_name)
     """Name sent in EHLO; the machine's fully qualified name when unset."""
     serve_workers: bool = attrs.field(default=True, converter=_boolean)
     """Run delivery and event processing inside ``sendarix serve``. False
@@ -357,11 +430,11 @@ class Settings:
     relay_idle_timeout: float = attrs.field(default=300.0, converter=_positive_float)
     relay_auth_failure_limit: int = attrs.field(default=10, converter=_positive_int)
     """Failed AUTH attempts per client address per minute."""
-    event_retention_days: int = attrs.field(default=30, converter=_positive_int)
+    event_retention_days: int = attrs.field(default=30, converter=_retention_days)
     """Days events and finished webhook deliveries are kept."""
     webhook_timeout: float = attrs.field(default=10.0, converter=_positive_float)
     """Seconds one webhook post may take in total, connection included."""
-    return_path_domain: str | None = attrs.field(default=None, converter=_optional_str)
+    return_path_domain: str | None = attrs.field(default=None, converter=_domain)
     """Domain of the VERP return path ``bounces+<message_id>@domain``; unset,
     the envelope sender is the from address."""
     inbound_host: str = attrs.field(default="127.0.0.1", converter=_text)

@@ -116,9 +116,12 @@ def matches_txt(record: DnsRecord, found: Sequence[str]) -> str | None:
         return f"no SPF record containing {mechanism!r} was found"
 
     # RFC 7489 section 6.3: the record starts with "v=DMARC1" exactly, and
-    # receivers ignore one that does not.
-    if any(_DMARC_VERSION.match(text) for text in found):
+    # receivers ignore one that does not. With two, they apply none.
+    dmarc = [text for text in found if _DMARC_VERSION.match(text)]
+    if len(dmarc) == 1:
         return None
+    if dmarc:
+        return f"{len(dmarc)} DMARC records were found; keep one"
     return "no DMARC record (v=DMARC1, in capitals) was found"
 
 

@@ -45,9 +45,10 @@ def normalize_url(database_url: str) -> URL:
     try:
         url = sa.make_url(database_url)
     except sa.exc.ArgumentError as exc:
+        # Not parsed, so the password can't be masked: the URL is not shown.
         raise ConfigurationError(
-            f"invalid database URL {database_url!r}; "
-            "expected sqlite:///path or postgresql://user@host/name"
+            "the database URL can't be parsed; expected sqlite:///path or "
+            "postgresql://user:password@host/name"
         ) from exc
 
     backend = url.get_backend_name()
@@ -164,3 +165,11 @@ def describe_error(operation: str, engine: Engine, exc: sa.exc.SQLAlchemyError) 
         "check that the database is reachable and its schema is current "
         "(sendarix migrate)"
     )
+
+
+def masked_url(database_url: str) -> str:
+    """Return ``database_url`` with its password replaced, for messages."""
+    try:
+        return sa.make_url(database_url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "(a URL that can't be parsed)"

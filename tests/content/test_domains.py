@@ -119,16 +119,27 @@ async def test_added_again_gets_new_selectors(client: httpx.AsyncClient) -> None
     assert names(first).isdisjoint(names(second))
 
 
-@pytest.mark.parametrize("dmarc", ["v=DMARC1x; p=none", "v=dmarc1; p=none"])
+@pytest.mark.parametrize(
+    "dmarc",
+    [
+        "v=DMARC1x; p=none",
+        "v=dmarc1; p=none",
+        ("v=DMARC1; p=none", "v=DMARC1; p=reject"),
+    ],
+)
 async def test_verify_refuses_invalid_dmarc(
-    client: httpx.AsyncClient, engine: Engine, dns_server: DnsServer, dmarc: str
+    client: httpx.AsyncClient,
+    engine: Engine,
+    dns_server: DnsServer,
+    dmarc: str | tuple[str, ...],
 ) -> None:
     await add_domain(client)
     domain = await engine.content.domains.get(SENDER_DOMAIN)
     records = engine.content.domains.records(domain)
     publish(dns_server, [r for r in records if r.purpose != "dmarc"])
     [expected] = [r for r in records if r.purpose == "dmarc"]
-    dns_server.add_txt(expected.name, dmarc)
+    for text in (dmarc,) if isinstance(dmarc, str) else dmarc:
+        dns_server.add_txt(expected.name, text)
 
     response = await client.post(f"/v1/domains/{SENDER_DOMAIN}/verify")
 

@@ -102,6 +102,18 @@ def test_values_converted() -> None:
             "smtp://u:secret@[::1:25",
             "SENDARIX_SMARTHOST: invalid smarthost URL",
         ),
+        ("SENDARIX_LEASE_SECONDS", "1e308", "SENDARIX_LEASE_SECONDS: invalid number"),
+        (
+            "SENDARIX_EVENT_RETENTION_DAYS",
+            "3000000",
+            "SENDARIX_EVENT_RETENTION_DAYS: invalid number",
+        ),
+        ("SENDARIX_HELO_NAME", "bad name", "SENDARIX_HELO_NAME: invalid EHLO name"),
+        (
+            "SENDARIX_RETURN_PATH_DOMAIN",
+            "127.0.0.1",
+            "SENDARIX_RETURN_PATH_DOMAIN: invalid domain",
+        ),
         (
             "SENDARIX_SMARTHOST",
             "smtp://relay.test:0",

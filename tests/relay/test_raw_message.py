@@ -165,9 +165,22 @@ def test_read_utf8_header() -> None:
 
 
 def test_read_several_from_mailboxes() -> None:
-    data = b"From: a@one.example, b@two.example\r\n\r\nx\r\n"
+    data = b"From: a@one.example, b@two.example\r\nSender: a@one.example\r\n\r\nx\r\n"
     raw = read_raw_message(data)
     assert [sender.domain for sender in raw.senders] == ["one.example", "two.example"]
+
+
+def test_several_from_mailboxes_need_sender() -> None:
+    data = b"From: a@one.example, b@two.example\r\n\r\nx\r\n"
+    with pytest.raises(ValidationError) as raised:
+        read_raw_message(data)
+    assert field_codes(raised.value) == [("Sender", "missing_field")]
+
+
+def test_from_split_at_comma_reported_once() -> None:
+    with pytest.raises(ValidationError) as raised:
+        read_raw_message(b"From: Acme, Corp\r\n\r\nx\r\n")
+    assert field_codes(raised.value) == [("From", "invalid_address")]
 
 
 def test_read_other_senders() -> None:
