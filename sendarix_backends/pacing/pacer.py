@@ -290,6 +290,8 @@ class Pacer:
             if grant.slots < use.held:
                 # Others wait for a slot: close the idle sessions, so that
                 # open sessions never outnumber the slots held.
+                # NOTE: a slowdown factor makes most grants smaller than the
+                # slots held, so a slowed site reconnects for most messages.
                 await self._close_site(request.site)
             use.held = grant.slots
             if grant.connections is not None or use.limits.connection_rate:

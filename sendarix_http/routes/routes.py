@@ -358,7 +358,9 @@ operations = [
         update_route,
         summary="Change a routing rule",
         description="Replaces `description` and `match` when given and merges "
-        "the fields of `action`. The default rule's match can't be set.",
+        "the fields of `action`; `action.pacing` and `action.retry` are each "
+        "replaced as a whole, so send every field of them to keep. The "
+        "default rule's match can't be set.",
         tag="routes",
         scope=_WRITE,
         parameters=(_ROUTE_ID,),
