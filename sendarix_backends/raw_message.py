@@ -327,7 +327,7 @@ def _read_mailboxes(
     invalid = 0
     for mailbox in mailboxes:
         if not mailbox.domain and invalid and not addresses:
-            # Words split at a comma, such as "Acme, Corp": one error says it.
+            # Words split at a comma, such as "Acme, Corp", get one error.
             continue
         if not mailbox.domain:
             # The email package reads words without "@" as a local part and

@@ -293,8 +293,8 @@ def take_connection_token(
 
 
 # Reply texts that servers use for rate and volume limits.
-# "Try again later" is left out: servers say it of any temporary failure,
-# greylisting and full disks included.
+# "Try again later" is left out: servers send it with any temporary
+# failure, greylisting and full disks included.
 _RATE_LIMIT_TEXT = re.compile(
     r"rate|too many|throttl|slow down|exceeded|limit|reputation",
     re.IGNORECASE,
