@@ -257,8 +257,7 @@ def _serve(settings: Settings) -> None:
     attach_inbound(app, engine)
     startup = _StartupFailure(app)
     config = uvicorn.Config(
-        startup.app,
-        interface="asgi3",
+        app,
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,
@@ -308,21 +307,23 @@ class _StartupFailure:
 
     Starlette hands uvicorn the traceback of a failed start, which uvicorn
     logs. For an error Sendarix raised on purpose, such as a database on an
-    older schema or a missing certificate, its message is enough: ``app``
-    passes an empty text instead, and ``serve`` raises ``error`` again once
-    uvicorn has stopped.
+    older schema or a missing certificate, its message is enough. The app's
+    router then reports an empty text instead, and ``serve`` raises
+    ``error`` again once uvicorn has stopped. Only the lifespan is wrapped,
+    so requests take no extra step.
     """
 
-    def __init__(self, inner: Starlette) -> None:
+    def __init__(self, app: Starlette) -> None:
         self.error: SendarixError | None = None
-        self._inner = inner
-        lifespan = inner.router.lifespan_context
+        router = app.router
+        lifespan_context = router.lifespan_context
+        handle_lifespan = router.lifespan
 
         @asynccontextmanager
         async def recording(app: Starlette) -> AsyncIterator[None]:
             started = False
             try:
-                async with lifespan(app):
+                async with lifespan_context(app):
                     started = True
                     yield
             except SendarixError as exc:
@@ -330,19 +331,19 @@ class _StartupFailure:
                     self.error = exc
                 raise
 
-        inner.router.lifespan_context = recording
+        async def quiet_lifespan(
+            scope: AsgiScope, receive: Receive, send: Send
+        ) -> None:
+            async def quiet_send(message: Message) -> None:
+                if message["type"] == "lifespan.startup.failed" and self.error:
+                    message = {"type": "lifespan.startup.failed", "message": ""}
+                await send(message)
 
-    async def app(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
-            await self._inner(scope, receive, send)
-            return
+            await handle_lifespan(scope, receive, quiet_send)
 
-        async def quiet_send(message: Message) -> None:
-            if message["type"] == "lifespan.startup.failed" and self.error:
-                message = {"type": "lifespan.startup.failed", "message": ""}
-            await send(message)
-
-        await self._inner(scope, receive, quiet_send)
+        router.lifespan_context = recording
+        # Router.app looks the method up on the instance for each lifespan.
+        router.lifespan = quiet_lifespan  # type: ignore[method-assign]
 
 
 async def _run_worker(settings: Settings) -> None:
