@@ -326,21 +326,20 @@ def _read_mailboxes(
     addresses: list[Address] = []
     invalid = 0
     for mailbox in mailboxes:
-        if not mailbox.domain and invalid and not addresses:
-            # Words split at a comma, such as "Acme, Corp", get one error.
-            continue
         if not mailbox.domain:
             # The email package reads words without "@" as a local part and
             # quotes them, which would show 'Acme Corp' as '"Acme Corp"'.
-            errors.append(
-                FieldError(
-                    name,
-                    AddressErrorCode.INVALID_ADDRESS,
-                    f"the {name} header {quote_value(value)} has no address "
-                    "such as 'name@example.com'; use 'Name <address>' or a "
-                    "bare address",
+            # Words split at a comma, such as "Acme, Corp", get one error.
+            if not invalid:
+                errors.append(
+                    FieldError(
+                        name,
+                        AddressErrorCode.INVALID_ADDRESS,
+                        f"the {name} header {quote_value(value)} has no address "
+                        "such as 'name@example.com'; use 'Name <address>' or a "
+                        "bare address",
+                    )
                 )
-            )
             invalid += 1
             continue
         try:
