@@ -154,7 +154,7 @@ class DeliveryWorker:
             await self._wait_for_event()
 
     def in_flight(self) -> list[Message]:
-        return [held.message for held in self._in_flight.values()]
+        return [entry.message for entry in self._in_flight.values()]
 
     async def release(self, abandoned: Sequence[Message]) -> None:
         """Make messages whose deliveries were cancelled claimable now.
@@ -206,8 +206,8 @@ class DeliveryWorker:
             renewing.start_soon(self._renew_leases)
             async with anyio.create_task_group() as task_group:
                 claimed = await self._claim_and_start(
-                    lambda started, held: task_group.start_soon(
-                        self._deliver, started, held
+                    lambda started, in_flight: task_group.start_soon(
+                        self._deliver, started, in_flight
                     )
                 )
             renewing.cancel_scope.cancel()
@@ -239,17 +239,17 @@ class DeliveryWorker:
         if not claim.messages:
             return 0
         for started in await self._admitter.admit(claim, pauses):
-            held = _InFlight(started.message, valid_until)
-            self._in_flight[started.message.id] = held
+            in_flight = _InFlight(started.message, valid_until)
+            self._in_flight[started.message.id] = in_flight
             if started.message.priority is Priority.HIGH:
                 self._high_in_flight += 1
-            start(started, held)
+            start(started, in_flight)
         return len(claim.messages)
 
     def _start_delivery(
-        self, task_group: anyio.abc.TaskGroup, started: Started, held: _InFlight
+        self, task_group: anyio.abc.TaskGroup, started: Started, in_flight: _InFlight
     ) -> None:
-        self._ready.append((started, held))
+        self._ready.append((started, in_flight))
         if not _wake_one(self._idle_runners):
             task_group.start_soon(self._run_deliveries, name="delivery")
 
@@ -300,12 +300,12 @@ class DeliveryWorker:
             return Pauses()
         return await self._control.queue.current_pauses()
 
-    async def _deliver(self, started: Started, held: _InFlight) -> None:
+    async def _deliver(self, started: Started, in_flight: _InFlight) -> None:
         message, dispatch = started.message, started.dispatch
         fence_held = False
 
         def check_lease() -> None:
-            if _lease_clock() >= held.valid_until - self._lease_margin:
+            if _lease_clock() >= in_flight.valid_until - self._lease_margin:
                 raise _LeaseLostError(
                     "the worker's lease ran out before the message was sent, so "
                     "another worker may deliver it; it was not sent",
@@ -362,7 +362,7 @@ class DeliveryWorker:
                 self._fence.release()
             # This worker may have claimed the message again after its lease
             # ran out; that delivery keeps its entry.
-            if self._in_flight.get(message.id) is held:
+            if self._in_flight.get(message.id) is in_flight:
                 del self._in_flight[message.id]
             if message.priority is Priority.HIGH:
                 self._high_in_flight -= 1
@@ -511,7 +511,9 @@ class DeliveryWorker:
             began = _lease_clock()
             try:
                 await self._queue.renew_leases(
-                    [held.message for held in renewing], self._clock.now(), self._lease
+                    [entry.message for entry in renewing],
+                    self._clock.now(),
+                    self._lease,
                 )
             except StorageError:
                 logger.exception(
@@ -519,11 +521,11 @@ class DeliveryWorker:
                 )
                 continue
             finished = _lease_clock()
-            for held in renewing:
+            for in_flight in renewing:
                 # A renewal that ended after the lease ran out may have found
                 # the message taken over, and renewed nothing.
-                if finished < held.valid_until:
-                    held.valid_until = began + self._lease.total_seconds()
+                if finished < in_flight.valid_until:
+                    in_flight.valid_until = began + self._lease.total_seconds()
 
     async def _maintain_pacing(self, pacer: Pacer) -> None:
         while True:

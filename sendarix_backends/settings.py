@@ -194,29 +194,27 @@ def _positive_int(value: str | int) -> int:
         raise ConfigurationError(
             f"invalid number {value!r}; expected a positive integer"
         ) from None
-    if not 1 <= number <= _LARGEST_COUNT:
+    if not 1 <= number <= _MAX_COUNT:
         raise ConfigurationError(
-            f"invalid number {value!r}; expected an integer from 1 to "
-            f"{_LARGEST_COUNT:,}"
+            f"invalid number {value!r}; expected an integer from 1 to {_MAX_COUNT:,}"
         )
     return number
 
 
 # Counts end up in SQL INTEGER columns and C ints.
-_LARGEST_COUNT = 2**31 - 1
+_MAX_COUNT = 2**31 - 1
 
 
 # The shortest and longest times a setting in seconds may have. Shorter
 # ones round to zero where they become a timedelta, or make a loop spin;
 # longer ones overflow the dates they are added to.
-_SHORTEST_SECONDS = 0.001
-_LONGEST_SECONDS = 365 * 24 * 3600
+_MIN_SECONDS = 0.001
+_MAX_SECONDS = 365 * 24 * 3600
 
 
 def _positive_float(value: str | float) -> float:
     expected = (
-        f"expected a number of seconds from {_SHORTEST_SECONDS} to "
-        f"{_LONGEST_SECONDS:,} (a year)"
+        f"expected a number of seconds from {_MIN_SECONDS} to {_MAX_SECONDS:,} (a year)"
     )
     if isinstance(value, bool):
         # TOML's true would otherwise pass as one second.
@@ -225,25 +223,22 @@ def _positive_float(value: str | float) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigurationError(f"invalid number {value!r}; {expected}") from None
-    if not math.isfinite(number) or not (
-        _SHORTEST_SECONDS <= number <= _LONGEST_SECONDS
-    ):
+    if not math.isfinite(number) or not (_MIN_SECONDS <= number <= _MAX_SECONDS):
         raise ConfigurationError(f"invalid number {value!r}; {expected}")
     return number
 
 
 def _retention_days(value: str | int) -> int:
     days = _positive_int(value)
-    if days > _LONGEST_RETENTION_DAYS:
+    if days > _MAX_RETENTION_DAYS:
         raise ConfigurationError(
-            f"invalid number {value!r}; expected at most "
-            f"{_LONGEST_RETENTION_DAYS:,} days"
+            f"invalid number {value!r}; expected at most {_MAX_RETENTION_DAYS:,} days"
         )
     return days
 
 
 # A century: a longer cut-off would go before the first representable date.
-_LONGEST_RETENTION_DAYS = 36_500
+_MAX_RETENTION_DAYS = 36_500
 
 
 def _optional_str(value: str | None) -> str | None:

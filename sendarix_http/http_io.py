@@ -243,8 +243,8 @@ def _has_float(document: Any) -> bool:
     return False
 
 
-_SMALLEST_INTEGER = -(2**63)
-_LARGEST_INTEGER = 2**64 - 1
+_MIN_INTEGER = -(2**63)
+_MAX_INTEGER = 2**64 - 1
 
 
 class _OutOfRange(str):
@@ -256,7 +256,7 @@ def _read_integer(text: str) -> int | _OutOfRange:
     if len(text) > 25:
         return _OutOfRange(text)
     value = int(text)
-    if _SMALLEST_INTEGER <= value <= _LARGEST_INTEGER:
+    if _MIN_INTEGER <= value <= _MAX_INTEGER:
         return value
     return _OutOfRange(text)
 

@@ -39,7 +39,7 @@ SNAPSHOT_SECONDS = 30.0
 _FIELDS = frozenset({"domain", "ed25519"})
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # The longest selector, the Ed25519 one ("sendarix202612abcde"), and
-# "._domainkey." go before the domain, and the name may have at most 253
+# "._domainkey." go before the domain, in a DNS name of at most 253
 # characters.
 _MAX_DOMAIN_LENGTH = 253 - len("sendarix000000ffffe._domainkey.")
 

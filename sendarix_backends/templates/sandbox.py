@@ -166,7 +166,7 @@ class TemplateUndefined(StrictUndefined):
     """Raises on any use, like ``StrictUndefined``; named for error messages."""
 
 
-def _refuse_hidden_undefined(value: Any) -> Any:
+def _reject_hidden_undefined(value: Any) -> Any:
     """Return ``value``; fail on a missing value inside a list or mapping.
 
     Printing a list calls ``repr`` on its items, which ``StrictUndefined``
@@ -192,7 +192,7 @@ def make_environment(*, autoescape: bool) -> SandboxedEnvironment:
         loader=None,
         autoescape=autoescape,
         undefined=TemplateUndefined,
-        finalize=_refuse_hidden_undefined,
+        finalize=_reject_hidden_undefined,
         keep_trailing_newline=True,
         auto_reload=False,
         cache_size=0,

@@ -21,7 +21,7 @@ from sendarix_backends.settings import Settings
 from sendarix_core.clock import ManualClock
 from sendarix_core.errors import ConfigurationError, NotFoundError
 from sendarix_core.memory import MemoryStore
-from sendarix_core.model import SmtpReply
+from sendarix_core.model import Message, SmtpReply
 from sendarix_core.ports import Envelope
 from sendarix_core.states import MessageStatus
 from tests.engine.conftest import message_body
@@ -105,13 +105,18 @@ def build(
     )
 
 
+async def deliver_one(engine: Engine) -> Message:
+    """Send one message, run one delivery cycle and return the message."""
+    async with engine:
+        sent = await engine.send(message_body())
+        assert await engine.deliver_due() == 1
+        return await engine.get_message(sent.message_id)
+
+
 async def test_plugin_transport_used(tmp_path: Path) -> None:
     transport = ScriptedTransport()
 
-    async with build(tmp_path, Backends(transport)) as engine:
-        sent = await engine.send(message_body())
-        assert await engine.deliver_due() == 1
-        message = await engine.get_message(sent.message_id)
+    message = await deliver_one(build(tmp_path, Backends(transport)))
 
     assert message.status is MessageStatus.DELIVERED
     assert message.last_reply is not None
@@ -124,10 +129,9 @@ async def test_plugin_transport_used(tmp_path: Path) -> None:
 async def test_sink_mode_never_calls_plugin_transport(tmp_path: Path) -> None:
     transport = ScriptedTransport()
 
-    async with build(tmp_path, Backends(transport), delivery_mode="sink") as engine:
-        sent = await engine.send(message_body())
-        await engine.deliver_due()
-        message = await engine.get_message(sent.message_id)
+    message = await deliver_one(
+        build(tmp_path, Backends(transport), delivery_mode="sink")
+    )
 
     assert message.status is MessageStatus.DELIVERED
     assert message.last_reply is not None
@@ -141,10 +145,7 @@ async def test_transport_wrong_reply_defers_message(
 ) -> None:
     transport = ScriptedTransport(reply)
 
-    async with build(tmp_path, Backends(transport)) as engine:
-        sent = await engine.send(message_body())
-        await engine.deliver_due()
-        message = await engine.get_message(sent.message_id)
+    message = await deliver_one(build(tmp_path, Backends(transport)))
 
     assert message.status is MessageStatus.DEFERRED
     assert message.last_reply is not None

@@ -179,6 +179,15 @@ def test_serve_relay_port_taken(tmp_path: Path) -> None:
     assert "Traceback" not in log
 
 
+def failed_start(process: ServerProcess) -> tuple[str, int | None]:
+    """Start a server that is expected to exit; return its log and status."""
+    with pytest.raises(RuntimeError):
+        process.start()
+    process.stop()
+    assert process.process is not None
+    return process.log(), process.process.returncode
+
+
 def test_serve_missing_certificate_one_line(tmp_path: Path) -> None:
     process = ServerProcess(
         tmp_path,
@@ -188,24 +197,18 @@ def test_serve_missing_certificate_one_line(tmp_path: Path) -> None:
             "SENDARIX_RELAY_TLS_KEY": str(tmp_path / "missing.key"),
         },
     )
-    with pytest.raises(RuntimeError):
-        process.start()
-    log = process.log()
+    log, status = failed_start(process)
+
     assert "sendarix: cannot load the relay certificate" in log
     assert "Traceback" not in log
-    assert process.process is not None
-    assert process.process.returncode == 2
-    process.stop()
+    assert status == 2
 
 
 def test_serve_old_schema_one_line(tmp_path: Path) -> None:
     upgrade(f"sqlite:///{tmp_path / 'sendarix.db'}", "0004_delivery_control")
     process = ServerProcess(tmp_path, {"SENDARIX_RELAY_PORT": "0"})
-    with pytest.raises(RuntimeError):
-        process.start()
-    log = process.log()
+    log, status = failed_start(process)
+
     assert "run `sendarix migrate`" in log
     assert "Traceback" not in log
-    assert process.process is not None
-    assert process.process.returncode == 1
-    process.stop()
+    assert status == 1
