@@ -439,12 +439,12 @@ class DeliveryWorker:
             return await transport.deliver(envelope)
         site = dispatch.site
         own = self._pacer is not None and self._pacer.own_transport(site)
-        hook = self._pacer.connection_hook(site) if self._pacer and own else None
+        gate = self._pacer.connection_gate(site) if self._pacer and own else None
         async with self._control.transports.use(
             dispatch.rule,
             site if own else None,
             from_settings=not self._control.routes.default_changed,
-            on_connect=hook,
+            connect_gate=gate,
         ) as transport:
             return await transport.deliver(envelope)
 

@@ -244,19 +244,22 @@ def grant_messages(
     wanted: int,
     in_flight: int,
     held_by_others: int,
+    held: int = 0,
     holders: int = 0,
     waiting: int = 0,
     now: datetime,
 ) -> tuple[SiteRecord, Grant]:
     """Decide how many of ``wanted`` messages a worker may start at a site.
 
-    The worker has ``in_flight`` deliveries there. ``holders`` other workers
-    hold ``held_by_others`` connection slots and ``waiting`` others asked for
-    slots and got none. Slots are granted first, up to the site's cap and,
-    while others wait, up to an equal share of it. A worker keeps a slot for
-    each delivery in flight, so it may end up with fewer slots than before
-    but never with fewer than ``in_flight``. Tokens are taken only for the
-    messages the slots leave room for, so no token is wasted.
+    The worker has ``in_flight`` deliveries there and holds ``held`` slots.
+    ``holders`` other workers hold ``held_by_others`` connection slots and
+    ``waiting`` others asked for slots and got none. Slots are granted first,
+    up to the site's cap and, while others wait, up to an equal share of it.
+    Within that limit the worker keeps the slots it holds, whose sessions
+    may be open and idle. Above it, the worker keeps a slot for each delivery
+    in flight, so it may end up with fewer slots than before but never with
+    fewer than ``in_flight``. Tokens are taken only for the messages the
+    slots leave room for, so no token is wasted.
     """
     factor = record.slowdown.factor_at(now)
     cap = effective_connections(limits, factor)
@@ -266,7 +269,7 @@ def grant_messages(
         limit = cap - held_by_others
         if waiting:
             limit = min(limit, max(1, cap // (holders + waiting + 1)))
-        slots = max(in_flight, min(in_flight + wanted, limit))
+        slots = max(in_flight, min(max(in_flight + wanted, held), limit))
         room = max(0, min(wanted, slots - in_flight))
 
     rate = effective_rate(limits, factor)

@@ -23,12 +23,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
-import anyio
 import attrs
 
 from sendarix_backends.pacing.store import PacingStore, SiteRequest
 from sendarix_backends.queue_control.model import Release, park
 from sendarix_backends.routing.router import Dispatch
+from sendarix_backends.smtp.pool import ConnectGate
 from sendarix_core.clock import Clock
 from sendarix_core.model import Message, SmtpReply
 from sendarix_core.pacing import PacingLimits, Slowdown, release_delays
@@ -38,7 +38,6 @@ __all__ = ["Admission", "Pacer"]
 
 logger = logging.getLogger("sendarix.pacing")
 
-OnConnect = Callable[[str], Awaitable[None]]
 
 # Weight of the newest delivery time in a site's moving average.
 _SMOOTHING = 0.3
@@ -148,6 +147,7 @@ class Pacer:
                         limits=use.limits,
                         wanted=len(fresh),
                         in_flight=use.in_flight,
+                        held=use.held,
                     )
                 )
 
@@ -190,24 +190,24 @@ class Pacer:
             },
         )
 
-    def connection_hook(self, site: str) -> OnConnect | None:
-        """Return the wait for a connection-rate token of ``site``, if it has
-        a connection rate."""
+    def connection_gate(self, site: str) -> ConnectGate | None:
+        """Return the gate that takes a connection-rate token of ``site`` for
+        each new session, if the site has a connection rate."""
         use = self._sites.get(site)
-        if use is None or use.limits.connection_rate is None:
+        rate = None if use is None else use.limits.connection_rate
+        if use is None or rate is None:
             return None
         limits = use.limits
-        rate = limits.connection_rate or 1.0
+        retry_after = max(_MIN_TOKEN_WAIT, 1 / rate)
 
-        async def wait_for_token(host: str) -> None:
-            # Polling, because the token may come from any node's refill.
-            while True:
-                now = self._clock.now()
-                if await self._store.take_connection_token(site, limits, now):
-                    return
-                await anyio.sleep(max(_MIN_TOKEN_WAIT, 1 / rate))
+        async def take_token() -> float | None:
+            # Without a token the pool calls this again once a token has had
+            # time to refill; any node's refill may supply it.
+            if await self._store.take_connection_token(site, limits, self._clock.now()):
+                return None
+            return retry_after
 
-        return wait_for_token
+        return take_token
 
     async def maintain(self, *, force: bool = False) -> None:
         """Give back the slots of idle sites and renew the other leases.
@@ -287,11 +287,10 @@ class Pacer:
         for request in requests:
             grant = grants[request.site]
             use = self._sites[request.site]
-            if grant.slots < use.held:
-                # Others wait for a slot: close the idle sessions, so that
-                # open sessions never outnumber the slots held.
-                # NOTE: a slowdown factor makes most grants smaller than the
-                # slots held, so a slowed site reconnects for most messages.
+            if grant.connections is not None and grant.slots < use.held:
+                # The cap dropped or others wait for a slot: close the idle
+                # sessions, so that open sessions never outnumber the slots
+                # held.
                 await self._close_site(request.site)
             use.held = grant.slots
             if grant.connections is not None or use.limits.connection_rate:

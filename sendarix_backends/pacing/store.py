@@ -36,12 +36,14 @@ WAITING_MARK = timedelta(seconds=2)
 
 @attrs.frozen(kw_only=True)
 class SiteRequest:
-    """A worker's request to start ``wanted`` messages at ``site``."""
+    """A worker's request to start ``wanted`` messages at ``site``, where it
+    has ``in_flight`` deliveries and holds ``held`` connection slots."""
 
     site: str
     limits: PacingLimits
     wanted: int
     in_flight: int
+    held: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -134,6 +136,7 @@ class MemoryPacingStore:
                 limits=request.limits,
                 wanted=request.wanted,
                 in_flight=request.in_flight,
+                held=request.held,
                 held_by_others=held,
                 holders=holders,
                 waiting=waiting,

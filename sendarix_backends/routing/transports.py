@@ -10,7 +10,7 @@ delivery uses it any more.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -24,6 +24,7 @@ from sendarix_backends.smtp import (
     SmarthostTransport,
     TlsMode,
 )
+from sendarix_backends.smtp.pool import ConnectGate
 from sendarix_backends.smtp.tls import unverified_context, verifying_context
 from sendarix_core.ports import Transport
 from sendarix_core.routing import RouteAction, RouteRule, TlsPolicy, TransportKind
@@ -31,8 +32,6 @@ from sendarix_core.routing import RouteAction, RouteRule, TlsPolicy, TransportKi
 __all__ = ["RouteTransports"]
 
 logger = logging.getLogger("sendarix.routing")
-
-OnConnect = Callable[[str], Awaitable[None]]
 
 # PoolSettings' defaults, used where a rule sets no pacing limit.
 _DEFAULT_POOL = PoolSettings()
@@ -88,14 +87,14 @@ class RouteTransports:
         site: str | None,
         *,
         from_settings: bool,
-        on_connect: OnConnect | None = None,
+        connect_gate: ConnectGate | None = None,
     ) -> AsyncIterator[Transport]:
         """Lend the transport of ``rule`` (of ``rule`` and ``site`` when
         ``site`` is given) for one delivery.
 
         ``from_settings`` is true while the default rule follows the settings.
-        ``on_connect`` runs before each new connection of a transport built
-        now.
+        ``connect_gate`` is asked before each new connection of a transport
+        built now.
         """
         sink_mode = self._settings.delivery_mode is DeliveryMode.SINK
         if rule.action.transport is TransportKind.SINK or sink_mode:
@@ -108,7 +107,7 @@ class RouteTransports:
         key = _Key(rule.id, rule.updated_at, site)
         entry = self._entries.get(key)
         if entry is None:
-            entry = _Entry(self._build(rule.action, on_connect))
+            entry = _Entry(self._build(rule.action, connect_gate))
             self._entries[key] = entry
             await self._retire_older(key)
         entry.users += 1
@@ -131,7 +130,9 @@ class RouteTransports:
         for key in list(self._entries):
             await self._close(key)
 
-    def _build(self, action: RouteAction, on_connect: OnConnect | None) -> Transport:
+    def _build(
+        self, action: RouteAction, connect_gate: ConnectGate | None
+    ) -> Transport:
         pacing = action.pacing
         pool = PoolSettings(
             max_connections_per_host=pacing.max_connections
@@ -150,7 +151,7 @@ class RouteTransports:
             "tls": tls_mode,
             "pool": pool,
             "source_address": action.source_address,
-            "on_connect": on_connect,
+            "connect_gate": connect_gate,
         }
         if action.transport is TransportKind.SMARTHOST and action.smarthost:
             # A smarthost's certificate is always checked: its name is known.

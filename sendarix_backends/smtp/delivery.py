@@ -10,14 +10,14 @@ import functools
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from sendarix_backends.smtp.connection import (
     ConnectionSettings,
     SmtpConnection,
     open_connection,
 )
-from sendarix_backends.smtp.pool import ConnectionPool, PoolSettings
+from sendarix_backends.smtp.pool import ConnectGate, ConnectionPool, PoolSettings
 from sendarix_backends.smtp.replies import HostFailure
 from sendarix_backends.smtp.transaction import send_envelope
 from sendarix_core.errors import ConfigurationError, TemporaryDeliveryError
@@ -57,13 +57,12 @@ class PooledSender:
         port: int,
         pool: PoolSettings | None,
         clock: Callable[[], float] = time.monotonic,
-        on_connect: Callable[[str], Awaitable[None]] | None = None,
+        connect_gate: ConnectGate | None = None,
     ) -> None:
         self._settings = settings
         self._port = port
         self._clock = clock
-        self._on_connect = on_connect
-        self._pool = ConnectionPool(pool, clock=clock)
+        self._pool = ConnectionPool(pool, clock=clock, gate=connect_gate)
         self._warned_hosts: set[str] = set()
         self._closed = False
 
@@ -110,9 +109,6 @@ class PooledSender:
         await self._pool.aclose()
 
     async def _open(self, host: str, addresses: tuple[str, ...]) -> SmtpConnection:
-        if self._on_connect is not None:
-            # Pacing waits here for a connection-rate token.
-            await self._on_connect(host)
         failures: list[HostFailure] = []
         for address in addresses:
             try:

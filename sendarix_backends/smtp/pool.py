@@ -24,6 +24,9 @@ __all__ = ["ConnectionPool", "PoolSettings"]
 logger = logging.getLogger("sendarix.smtp")
 
 Opener = Callable[[], Awaitable[SmtpConnection]]
+# Decides whether a new session may open now: returns None when it may, or
+# the seconds to wait before asking again.
+ConnectGate = Callable[[], Awaitable[float | None]]
 
 # Seconds; keeps a clock that runs behind the event loop's from spinning.
 _MIN_REAPER_DELAY = 0.1
@@ -60,6 +63,8 @@ class _HostConnections:
     users: int = 0
     # Deliveries waiting for an idle session or a free slot, oldest first.
     waiters: deque[asyncio.Future[None]] = attrs.field(factory=deque)
+    # Wakes a waiting delivery to ask the connect gate again.
+    gate_timer: asyncio.TimerHandle | None = None
 
     def notify(self) -> None:
         """Wake the oldest waiting delivery to check the host again."""
@@ -75,6 +80,11 @@ class ConnectionPool:
 
     Keys are whatever identifies a destination, ``(host, port)`` for the
     transports here. ``clock`` returns seconds on a monotonic scale.
+
+    ``gate``, when given, is asked before each new session opens, as pacing
+    does for a connection rate. A delivery that the gate turns away waits
+    with the others, and takes the first session another delivery returns,
+    so a slow gate limits the sessions opened and not the messages sent.
     """
 
     def __init__(
@@ -82,9 +92,11 @@ class ConnectionPool:
         settings: PoolSettings | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        gate: ConnectGate | None = None,
     ) -> None:
         self._settings = settings or PoolSettings()
         self._clock = clock
+        self._gate = gate
         self._hosts: dict[Hashable, _HostConnections] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.TimerHandle | None = None
@@ -130,8 +142,16 @@ class ConnectionPool:
             if host.idle:
                 connection = host.idle.pop()
             elif host.open_count < limit:
+                # The slot is taken before the gate is asked, so that
+                # deliveries asking at once never open more than the limit.
                 host.open_count += 1
-                return await self._open(host, opener)
+                if await self._may_open(host):
+                    return await self._open(host, opener)
+                if not host.idle:
+                    # Checked again because a session may have come back
+                    # while the gate was asked, waking no one.
+                    await _wait_for_turn(host)
+                continue
             else:
                 await _wait_for_turn(host)
                 continue
@@ -139,6 +159,35 @@ class ConnectionPool:
                 connection.uses += 1
                 return connection
             await self._forget(host, connection)
+
+    async def _may_open(self, host: _HostConnections) -> bool:
+        """Ask the gate whether the slot taken in ``host`` may open a session.
+
+        When it may not, the slot is freed and a timer wakes the oldest
+        waiting delivery to ask again once the gate's wait is over.
+        """
+        if self._gate is None:
+            return True
+        try:
+            retry_after = await self._gate()
+        except BaseException:
+            host.open_count -= 1
+            host.notify()
+            raise
+        if retry_after is None:
+            return True
+
+        host.open_count -= 1
+        if host.gate_timer is None:
+            loop = asyncio.get_running_loop()
+            host.gate_timer = loop.call_later(
+                max(retry_after, 0.0), self._on_gate_timer, host
+            )
+        return False
+
+    def _on_gate_timer(self, host: _HostConnections) -> None:
+        host.gate_timer = None
+        host.notify()
 
     async def _open(self, host: _HostConnections, opener: Opener) -> SmtpConnection:
         try:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from sendarix_backends.smtp.connection import ConnectionSettings
 from sendarix_backends.smtp.delivery import PooledSender, default_helo_name
-from sendarix_backends.smtp.pool import PoolSettings
+from sendarix_backends.smtp.pool import ConnectGate, PoolSettings
 from sendarix_backends.smtp.replies import HostFailure
 from sendarix_backends.smtp.tls import TlsMode, verifying_context
 from sendarix_core.errors import ConfigurationError, TemporaryDeliveryError
@@ -50,7 +50,7 @@ class SmarthostTransport:
         pool: PoolSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
         source_address: str | None = None,
-        on_connect: Callable[[str], Awaitable[None]] | None = None,
+        connect_gate: ConnectGate | None = None,
     ) -> None:
         settings = ConnectionSettings(
             helo_name=default_helo_name(helo_name),
@@ -66,7 +66,7 @@ class SmarthostTransport:
         self._username = username
         self._implicit_tls = implicit_tls
         self._sender = PooledSender(
-            settings, port=port, pool=pool, clock=clock, on_connect=on_connect
+            settings, port=port, pool=pool, clock=clock, connect_gate=connect_gate
         )
         self._description = _describe(host, port, username, implicit_tls)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from sendarix_backends.smtp.connection import ConnectionSettings
 from sendarix_backends.smtp.delivery import PooledSender, default_helo_name
-from sendarix_backends.smtp.pool import PoolSettings
+from sendarix_backends.smtp.pool import ConnectGate, PoolSettings
 from sendarix_backends.smtp.replies import HostFailure, copy_with_recipient
 from sendarix_backends.smtp.resolver import MxHost, MxResolver
 from sendarix_backends.smtp.tls import TlsMode, unverified_context
@@ -51,7 +51,7 @@ class MxTransport:
         pool: PoolSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
         source_address: str | None = None,
-        on_connect: Callable[[str], Awaitable[None]] | None = None,
+        connect_gate: ConnectGate | None = None,
     ) -> None:
         settings = ConnectionSettings(
             helo_name=default_helo_name(helo_name),
@@ -62,7 +62,7 @@ class MxTransport:
         )
         self._resolver = resolver
         self._sender = PooledSender(
-            settings, port=port, pool=pool, clock=clock, on_connect=on_connect
+            settings, port=port, pool=pool, clock=clock, connect_gate=connect_gate
         )
 
     async def deliver(self, envelope: Envelope) -> SmtpReply:

@@ -154,6 +154,7 @@ def _acquire(
             limits=request.limits,
             wanted=request.wanted,
             in_flight=request.in_flight,
+            held=request.held,
             held_by_others=held,
             holders=holders,
             waiting=waiting,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import anyio
 import pytest
 
 from sendarix_backends.engine import Engine
@@ -73,6 +74,20 @@ async def test_connection_cap_limits_batch(
     clock.advance(timedelta(seconds=1))
     await engine.deliver_due()
     assert (await statuses(engine, ids)).count(MessageStatus.DELIVERED) == 2
+
+
+async def test_connection_rate_reuses_session(
+    engine: Engine, smtp_server: SmtpServer
+) -> None:
+    await set_default_pacing(engine, connections_per_minute=1)
+    ids = await send_many(engine, 5)
+
+    # The clock stands still, so the site has one connection token in all.
+    with anyio.fail_after(30):
+        await engine.deliver_due()
+
+    assert await statuses(engine, ids) == [MessageStatus.DELIVERED] * 5
+    assert smtp_server.connections == 1
 
 
 async def test_throttle_slows_one_site(

@@ -259,6 +259,54 @@ def test_grant_shares_with_waiting() -> None:
     assert waiter.slots == 2
 
 
+def test_grant_keeps_held_slots() -> None:
+    _, grant = grant_messages(
+        SiteRecord(),
+        limits=PacingLimits(max_connections=5),
+        wanted=1,
+        in_flight=0,
+        held=4,
+        held_by_others=0,
+        now=T0,
+    )
+
+    assert grant.slots == 4
+    assert grant.messages == 1
+
+
+def test_grant_held_slots_shrink_to_cap() -> None:
+    record = SiteRecord(slowdown=Slowdown().throttled(T0))
+
+    _, grant = grant_messages(
+        record,
+        limits=PacingLimits(max_connections=6),
+        wanted=1,
+        in_flight=0,
+        held=6,
+        held_by_others=0,
+        now=T0,
+    )
+
+    assert grant.slots == 3
+    assert grant.messages == 1
+
+
+def test_grant_held_slots_shared_with_waiting() -> None:
+    _, grant = grant_messages(
+        SiteRecord(),
+        limits=PacingLimits(max_connections=4),
+        wanted=1,
+        in_flight=0,
+        held=4,
+        held_by_others=0,
+        waiting=1,
+        now=T0,
+    )
+
+    assert grant.slots == 2
+    assert grant.messages == 1
+
+
 def test_grant_rate_only() -> None:
     _, grant = grant_messages(
         SiteRecord(),

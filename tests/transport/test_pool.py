@@ -13,7 +13,7 @@ from sendarix_backends.smtp.connection import (
     SmtpConnection,
     open_connection,
 )
-from sendarix_backends.smtp.pool import ConnectionPool
+from sendarix_backends.smtp.pool import ConnectGate, ConnectionPool
 from sendarix_backends.smtp.tls import unverified_context
 from sendarix_core.errors import TemporaryDeliveryError
 from tests.support.smtp_server import SmtpServer
@@ -245,6 +245,139 @@ async def test_cancelled_waiter_passes_turn_on(
     assert first.cancelled()
     assert pool.open_count(key) == 1
     await pool.aclose()
+
+
+class CountingGate:
+    """A connect gate that opens for the first ``allowed`` calls and then
+    asks the pool to wait ``retry_after`` seconds, or raises ``error``."""
+
+    def __init__(
+        self,
+        *,
+        allowed: int,
+        retry_after: float,
+        error: Exception | None = None,
+    ) -> None:
+        self.allowed = allowed
+        self.retry_after = retry_after
+        self.error = error
+        self.calls = 0
+
+    async def __call__(self) -> float | None:
+        self.calls += 1
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        if self.calls <= self.allowed:
+            return None
+        return self.retry_after
+
+
+def gated_transport(
+    resolver: MxResolver,
+    server: SmtpServer,
+    gate: ConnectGate,
+    pool: PoolSettings | None = None,
+) -> MxTransport:
+    return MxTransport(
+        resolver,
+        port=server.port,
+        helo_name="sender.example.test",
+        pool=pool,
+        connect_gate=gate,
+    )
+
+
+async def test_gated_deliveries_reuse_session(
+    routed_server: SmtpServer, resolver: MxResolver
+) -> None:
+    gate = CountingGate(allowed=1, retry_after=600.0)
+    transport = gated_transport(resolver, routed_server, gate)
+    try:
+        # The gate lets one session open in ten minutes; the other messages
+        # wait for that session instead of for the gate.
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(transport.deliver(make_envelope(number=n)) for n in range(20))
+            ),
+            timeout=30,
+        )
+    finally:
+        await transport.aclose()
+
+    assert len(routed_server.messages) == 20
+    assert routed_server.connections == 1
+    assert gate.calls >= 2
+
+
+async def test_gate_asked_again_after_wait(
+    routed_server: SmtpServer, resolver: MxResolver
+) -> None:
+    gate = CountingGate(allowed=0, retry_after=0.05)
+    transport = gated_transport(resolver, routed_server, gate)
+    try:
+        delivery = asyncio.create_task(transport.deliver(make_envelope()))
+        await asyncio.sleep(0.2)
+        assert not delivery.done()
+
+        gate.allowed = gate.calls + 1
+        await asyncio.wait_for(delivery, timeout=10)
+    finally:
+        await transport.aclose()
+
+    assert len(routed_server.messages) == 1
+    assert gate.calls >= 3
+
+
+async def test_session_returned_while_gate_asked(
+    routed_server: SmtpServer, resolver: MxResolver
+) -> None:
+    first_done = asyncio.Event()
+    calls = 0
+
+    async def gate() -> float | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return None
+        # The first delivery returns its session before this answer comes.
+        await first_done.wait()
+        return 600.0
+
+    transport = gated_transport(resolver, routed_server, gate)
+    try:
+        await resolver.resolve("example.test")
+        first = asyncio.create_task(transport.deliver(make_envelope(number=1)))
+        await asyncio.sleep(0)
+        second = asyncio.create_task(transport.deliver(make_envelope(number=2)))
+        await asyncio.wait_for(first, timeout=10)
+        first_done.set()
+        await asyncio.wait_for(second, timeout=10)
+    finally:
+        await transport.aclose()
+
+    assert len(routed_server.messages) == 2
+    assert routed_server.connections == 1
+
+
+async def test_gate_error_frees_slot(
+    routed_server: SmtpServer, resolver: MxResolver
+) -> None:
+    gate = CountingGate(
+        allowed=10, retry_after=600.0, error=RuntimeError("pacing store down")
+    )
+    transport = gated_transport(
+        resolver, routed_server, gate, PoolSettings(max_connections_per_host=1)
+    )
+    try:
+        with pytest.raises(RuntimeError, match="pacing store down"):
+            await transport.deliver(make_envelope(number=1))
+        # With the slot leaked, this delivery would wait forever.
+        await asyncio.wait_for(transport.deliver(make_envelope(number=2)), timeout=10)
+    finally:
+        await transport.aclose()
+
+    assert len(routed_server.messages) == 1
 
 
 def test_pool_settings_reject_zero() -> None:
