@@ -35,6 +35,10 @@ __all__ = [
 ]
 
 BUSY_TIMEOUT_MS = 30_000
+# PostgreSQL waits for a lock as long as SQLite does, then fails the
+# statement with SQLSTATE 55P03; a URL that sets lock_timeout keeps its own.
+_POSTGRESQL_LOCK_TIMEOUT = f"-c lock_timeout={BUSY_TIMEOUT_MS}"
+_LOCK_NOT_AVAILABLE = "55P03"
 
 # Execution option: true makes a SQLite transaction start with BEGIN IMMEDIATE.
 BEGIN_OPTION = "sendarix_begin_immediate"
@@ -83,6 +87,8 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
     if url.get_backend_name() == "sqlite":
         options["connect_args"] = {"check_same_thread": False}
         _check_sqlite_directory(url.database)
+    else:
+        options["connect_args"] = {"options": _postgresql_options(url)}
     try:
         engine = sa.create_engine(url, **options)
     except ModuleNotFoundError as exc:
@@ -93,6 +99,16 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     return engine
+
+
+def _postgresql_options(url: URL) -> str:
+    """Return the URL's ``options`` connection parameter with the lock
+    timeout added, unless the URL sets one."""
+    given = url.query.get("options", "")
+    options = given if isinstance(given, str) else " ".join(given)
+    if "lock_timeout" in options:
+        return options
+    return f"{options} {_POSTGRESQL_LOCK_TIMEOUT}".strip()
 
 
 def _check_sqlite_directory(database: str | None) -> None:
@@ -160,11 +176,16 @@ def describe_error(operation: str, engine: Engine, exc: sa.exc.SQLAlchemyError) 
     lines = str(cause).strip().splitlines()
     reason = lines[0] if lines else "no message"
     where = engine.url.render_as_string(hide_password=True)
-    return (
-        f"{operation} failed on {where}: {type(cause).__name__}: {reason}; "
+    advice = (
         "check that the database is reachable and its schema is current "
         "(sendarix migrate)"
     )
+    if getattr(cause, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+        advice = (
+            "another session held a lock for longer than lock_timeout; find "
+            "it in pg_locks, such as a long migration or LOCK TABLE"
+        )
+    return f"{operation} failed on {where}: {type(cause).__name__}: {reason}; {advice}"
 
 
 def masked_url(database_url: str) -> str:

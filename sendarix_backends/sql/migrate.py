@@ -55,6 +55,9 @@ def upgrade_engine(engine: Engine, revision: str = "head") -> None:
         connection.execution_options(**{BEGIN_OPTION: True})
         with connection.begin():
             if connection.dialect.name == "postgresql":
+                # Migrations wait for each other however long one takes,
+                # beyond the lock_timeout of the other statements.
+                connection.exec_driver_sql("SET LOCAL lock_timeout = 0")
                 connection.execute(
                     sa.text("SELECT pg_advisory_xact_lock(:key)"),
                     {"key": _MIGRATION_LOCK},

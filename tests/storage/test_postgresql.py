@@ -1,0 +1,71 @@
+"""PostgreSQL connection settings: the lock timeout, and a URL's own."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from sendarix_backends.sql import SqlStore, upgrade
+from sendarix_backends.sql.engine import make_engine
+from sendarix_backends.sql.migrate import current_revision
+from sendarix_core.errors import StorageError
+from tests.storage.conftest import POSTGRESQL_URL, T0, Factory, schema_url
+
+pytestmark = [pytest.mark.anyio, pytest.mark.postgresql]
+
+# The key of the advisory lock that serializes migrations.
+MIGRATION_LOCK = 0x53454E44
+
+
+def show(url: str, setting: str) -> str:
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            return str(connection.exec_driver_sql(f"SHOW {setting}").scalar())
+    finally:
+        engine.dispose()
+
+
+def test_lock_timeout_default(postgresql_schema: str) -> None:
+    url = schema_url(postgresql_schema)
+
+    assert show(url, "lock_timeout") == "30s"
+    assert show(url, "search_path") == postgresql_schema
+
+
+def test_url_lock_timeout_kept(postgresql_schema: str) -> None:
+    url = schema_url(postgresql_schema) + "%20-clock_timeout%3D250"
+
+    assert show(url, "lock_timeout") == "250ms"
+    assert show(url, "search_path") == postgresql_schema
+
+
+async def test_locked_table_fails_write(
+    postgresql_schema: str, factory: Factory
+) -> None:
+    url = schema_url(postgresql_schema) + "%20-clock_timeout%3D200"
+    with psycopg.connect(POSTGRESQL_URL) as locker:
+        locker.execute(f"LOCK TABLE {postgresql_schema}.messages IN EXCLUSIVE MODE")
+        async with SqlStore(url, pool_size=1) as store:
+            with pytest.raises(StorageError, match="lock_timeout") as caught:
+                await store.create_messages([factory.submission(factory.message())], T0)
+
+    assert "pg_locks" in str(caught.value)
+
+
+def test_migration_waits_past_lock_timeout(postgresql_schema: str) -> None:
+    url = schema_url(postgresql_schema) + "%20-clock_timeout%3D100"
+    with psycopg.connect(POSTGRESQL_URL, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        release = threading.Timer(
+            0.5, holder.execute, ("SELECT pg_advisory_unlock_all()",)
+        )
+        release.start()
+        try:
+            upgrade(url)
+        finally:
+            release.join()
+
+    assert current_revision(url) is not None
