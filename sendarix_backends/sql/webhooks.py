@@ -11,6 +11,7 @@ delivery whose dispatcher died becomes due again when its lease runs out.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -62,6 +63,8 @@ __all__ = [
     "webhook_deliveries",
     "webhook_endpoints",
 ]
+
+logger = logging.getLogger("sendarix.webhooks")
 
 webhook_endpoints = sa.Table(
     "webhook_endpoints",
@@ -457,8 +460,11 @@ def record_attempts(
     """Store attempts, update their deliveries and endpoints.
 
     An endpoint whose attempts all failed for ``disable_after`` is disabled.
-    Returns the ids of the endpoints disabled now.
+    Returns the ids of the endpoints disabled now. The attempts of a delivery
+    deleted with its endpoint while it was posted are dropped, so they don't
+    fail the others saved in the same transaction.
     """
+    records = _of_existing_deliveries(connection, records)
     if not records:
         return []
     connection.execute(
@@ -484,6 +490,32 @@ def record_attempts(
         .values(failing_since=min(r.attempted_at for r in records))
     )
     return _disable_failing(connection, failed, now, disable_after)
+
+
+def _of_existing_deliveries(
+    connection: Connection, records: Sequence[AttemptRecord]
+) -> Sequence[AttemptRecord]:
+    """Return the records whose delivery still exists, locked against deletion
+    until the transaction ends."""
+    if not records:
+        return records
+    ids = sorted({record.delivery_id for record in records})
+    existing = set(
+        connection.execute(
+            sa.select(webhook_deliveries.c.id)
+            .where(webhook_deliveries.c.id.in_(ids))
+            .order_by(webhook_deliveries.c.id)
+            .with_for_update(read=True, key_share=True)
+        ).scalars()
+    )
+    if len(existing) == len(ids):
+        return records
+    dropped = sorted(set(ids) - existing)
+    logger.info(
+        "attempts of deleted webhook endpoints dropped",
+        extra={"action": "webhook_attempt_dropped", "webhook_ids": dropped},
+    )
+    return [record for record in records if record.delivery_id in existing]
 
 
 def _is_success(record: AttemptRecord) -> bool:

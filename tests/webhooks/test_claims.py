@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import anyio
 import pytest
 
 from sendarix_backends.engine import Engine
 from sendarix_backends.events.services import EventServices
+from sendarix_backends.webhooks.model import (
+    AttemptOutcome,
+    AttemptRecord,
+    ClaimedDelivery,
+)
 from sendarix_core.clock import ManualClock
 from tests.conftest import DOMAIN
 from tests.support.lock_holder import hold_lock
@@ -99,3 +104,41 @@ async def test_idle_claim_skips_write_lock(
         holder.wait(timeout=30)
 
     assert claimed == []
+
+
+async def test_attempt_of_deleted_endpoint_dropped(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    kept = await services.webhooks.create(
+        f"http://127.0.0.1:{free_port()}/kept", event_types=["message.queued"]
+    )
+    deleted = await services.webhooks.create(
+        f"http://127.0.0.1:{free_port()}/deleted", event_types=["message.queued"]
+    )
+    await engine.send(message_body())
+    await services.processor.drain()
+    claimed = await services.storage.claim_deliveries("a", clock.now(), 10, LEASE)
+    # The endpoint is deleted while its delivery is being posted.
+    await services.webhooks.delete(deleted.id)
+
+    records = [succeeded(delivery, clock.now()) for delivery in claimed]
+    await services.storage.record_attempts(records, "a", clock.now(), timedelta(days=5))
+
+    assert {delivery.endpoint_id for delivery in claimed} == {kept.id, deleted.id}
+    attempts = await services.webhooks.attempts(kept.id)
+    assert [attempt.outcome for attempt in attempts.items] == ["succeeded"]
+    assert await services.storage.claim_deliveries("b", clock.now(), 10, LEASE) == []
+
+
+def succeeded(delivery: ClaimedDelivery, now: datetime) -> AttemptRecord:
+    return AttemptRecord(
+        delivery_id=delivery.id,
+        endpoint_id=delivery.endpoint_id,
+        attempt=delivery.attempts + 1,
+        attempted_at=now,
+        status_code=204,
+        latency=timedelta(milliseconds=5),
+        response="",
+        error=None,
+        outcome=AttemptOutcome.SUCCEEDED,
+    )
