@@ -664,9 +664,10 @@ def replay_delivery(
     now: datetime,
     retry_window: timedelta,
 ) -> bool:
-    """Queue a finished delivery again; return False if it does not exist.
+    """Queue a delivery to be posted now; return False if it does not exist.
 
-    A delivery still pending is left as it is and counts as found.
+    A finished delivery is queued again. A pending one waiting for its next
+    retry becomes due now, and one being posted is left as it is.
     """
     table = webhook_deliveries
     found = connection.execute(
@@ -676,9 +677,10 @@ def replay_delivery(
     ).scalar_one_or_none()
     if found is None:
         return False
+    waiting = sa.and_(table.c.status == _PENDING, table.c.lease_owner.is_(None))
     connection.execute(
         sa.update(table)
-        .where(table.c.id == delivery_id, table.c.status != _PENDING)
+        .where(table.c.id == delivery_id, (table.c.status != _PENDING) | waiting)
         .values(_requeued(now, retry_window))
     )
     return True

@@ -131,7 +131,8 @@ class WebhookService:
         return await self._storage.list_attempts(endpoint_id, limit, cursor)
 
     async def replay(self, endpoint_id: str, delivery_id: str) -> None:
-        """Post a finished delivery again, under the same ``webhook-id``."""
+        """Post a delivery now, under the same ``webhook-id``: a finished one
+        again, a pending one without waiting for its next retry."""
         await self.get(endpoint_id)
         found = await self._storage.replay_delivery(
             endpoint_id, delivery_id, self._clock.now(), self._policy.retry_window

@@ -161,6 +161,27 @@ async def test_replay_posts_failed_delivery_again(
     assert latest.response == '{"received": true}'
 
 
+async def test_replay_posts_pending_delivery_now(
+    engine: Engine, services: EventServices, receiver: Receiver
+) -> None:
+    endpoint = await services.webhooks.create(receiver.url, event_types=QUEUED_ONLY)
+    await engine.send(message_body())
+    await services.processor.drain()
+    assert await services.dispatcher.run_once() == 1
+    [retrying] = (await services.webhooks.attempts(endpoint.id)).items
+    assert retrying.outcome is AttemptOutcome.RETRYING
+    assert await services.dispatcher.run_once() == 0
+
+    receiver.start()
+    await services.webhooks.replay(endpoint.id, retrying.delivery_id)
+    assert await services.dispatcher.run_once() == 1
+
+    [request] = receiver.wait_for(1)
+    assert request["headers"]["webhook-id"] == retrying.delivery_id
+    latest = (await services.webhooks.attempts(endpoint.id)).items[0]
+    assert latest.delivery_status is DeliveryStatus.SUCCEEDED
+
+
 async def test_replay_range_queues_failed_only(
     engine: Engine, services: EventServices, clock: ManualClock, receiver: Receiver
 ) -> None:
