@@ -25,6 +25,7 @@ from sendarix_backends.webhooks.model import (
     ClaimedDelivery,
     DeliveryStatus,
     EndpointChanges,
+    EndpointShare,
     WebhookAttempt,
     WebhookEndpoint,
 )
@@ -192,7 +193,12 @@ class SqlEventStorage:
     # Webhook deliveries
 
     async def claim_deliveries(
-        self, worker_id: str, now: datetime, limit: int, lease: timedelta
+        self,
+        worker_id: str,
+        now: datetime,
+        limit: int,
+        lease: timedelta,
+        share: EndpointShare | None = None,
     ) -> list[ClaimedDelivery]:
         # The dispatcher polls whether or not anything is due. A read finds
         # that out without the write lock, which on SQLite would make the
@@ -202,14 +208,14 @@ class SqlEventStorage:
         )
         if not due:
             return []
+
+        def claim(connection: Connection) -> list[ClaimedDelivery]:
+            return webhooks.claim_deliveries(
+                connection, worker_id, now, limit, lease, share=share
+            )
+
         return await self._store.run_transaction(
-            "claim_webhook_deliveries",
-            webhooks.claim_deliveries,
-            worker_id,
-            now,
-            limit,
-            lease,
-            write=True,
+            "claim_webhook_deliveries", claim, write=True
         )
 
     async def record_attempts(

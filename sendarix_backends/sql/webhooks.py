@@ -35,6 +35,7 @@ from sendarix_backends.webhooks.model import (
     ClaimedDelivery,
     DeliveryStatus,
     EndpointChanges,
+    EndpointShare,
     WebhookAttempt,
     WebhookEndpoint,
 )
@@ -65,6 +66,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("sendarix.webhooks")
+
+# Due deliveries read per post claimed when shares apply, so that other
+# endpoints' deliveries are found behind one endpoint's backlog.
+_CANDIDATES_PER_POST = 4
 
 webhook_endpoints = sa.Table(
     "webhook_endpoints",
@@ -371,12 +376,16 @@ def claim_deliveries(
     now: datetime,
     limit: int,
     lease: timedelta,
+    *,
+    share: EndpointShare | None = None,
 ) -> list[ClaimedDelivery]:
     """Lease up to ``limit`` due deliveries of enabled endpoints, oldest due first.
 
     A delivery waits while an earlier event of the same message is still
     pending for that endpoint, or not yet processed (and so may still get a
     delivery), which keeps each message's events in order per endpoint.
+    With ``share``, no endpoint gets more than its share of the caller's
+    posts, counting those it has in flight.
     """
     deliveries = webhook_deliveries
     earlier = deliveries.alias("earlier")
@@ -393,7 +402,7 @@ def claim_deliveries(
         unprocessed.c.processed_at.is_(None),
     )
     statement = (
-        sa.select(deliveries.c.id)
+        sa.select(deliveries.c.id, deliveries.c.endpoint_id)
         .join(webhook_endpoints, webhook_endpoints.c.id == deliveries.c.endpoint_id)
         .where(
             deliveries.c.due_at.is_not(None),
@@ -403,10 +412,13 @@ def claim_deliveries(
             ~earlier_unprocessed,
         )
         .order_by(deliveries.c.due_at)
-        .limit(limit)
+        .limit(limit if share is None else limit * _CANDIDATES_PER_POST)
         .with_for_update(of=deliveries, skip_locked=True)
     )
-    ids = list(connection.execute(statement).scalars())
+    if share is not None and share.full:
+        statement = statement.where(deliveries.c.endpoint_id.not_in(share.full))
+    candidates = connection.execute(statement).all()
+    ids = _within_share(candidates, limit, share)
     if not ids:
         return []
 
@@ -428,6 +440,29 @@ def claim_deliveries(
         .order_by(deliveries.c.event_sequence)
     ).mappings()
     return [_claimed_from_row(row, now) for row in rows]
+
+
+def _within_share(
+    candidates: Sequence[Any], limit: int, share: EndpointShare | None
+) -> list[str]:
+    """Return the ids of up to ``limit`` candidates, oldest first, taking
+    no more of an endpoint's than its share leaves room for."""
+    if share is None:
+        return [row.id for row in candidates[:limit]]
+    room: dict[str, int] = {}
+    ids = []
+    for row in candidates:
+        endpoint = row.endpoint_id
+        left = room.setdefault(
+            endpoint, share.per_endpoint - share.in_flight.get(endpoint, 0)
+        )
+        if left <= 0:
+            continue
+        room[endpoint] = left - 1
+        ids.append(row.id)
+        if len(ids) == limit:
+            break
+    return ids
 
 
 def _claimed_from_row(row: Mapping[Any, Any], now: datetime) -> ClaimedDelivery:

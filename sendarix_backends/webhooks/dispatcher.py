@@ -1,6 +1,9 @@
 """The webhook dispatcher: lease due deliveries, post them, record attempts.
 
-Posts run concurrently, up to ``concurrency`` at once per process. Every
+Posts run concurrently, up to ``concurrency`` at once per process. While
+other endpoints have deliveries due, one endpoint gets at most half of the
+posts, so an endpoint that is slow or hangs until the timeout holds up the
+others by one round of posts at most. Every
 attempt is stored with its status code, latency, response excerpt and
 error, and its outcome updates the delivery in the same commit, batched
 with other attempts that finished at the same time.
@@ -17,6 +20,7 @@ import os
 import random
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
@@ -29,6 +33,7 @@ from sendarix_backends.webhooks.model import (
     AttemptOutcome,
     AttemptRecord,
     ClaimedDelivery,
+    EndpointShare,
 )
 from sendarix_backends.webhooks.schedule import WebhookPolicy
 from sendarix_backends.webhooks.signing import delivery_headers
@@ -64,6 +69,7 @@ class WebhookDispatcher:
         self._random = random_fraction
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self._in_flight = 0
+        self._in_flight_by_endpoint: Counter[str] = Counter()
         self._slot_freed = anyio.Event()
         self._wakeup = anyio.Event()
         self._attempts: GroupCommitter[AttemptRecord, list[str]] = GroupCommitter(
@@ -109,11 +115,23 @@ class WebhookDispatcher:
     async def _claim_and_start(
         self, task_group: anyio.abc.TaskGroup, limit: int
     ) -> int:
-        claimed = await self._storage.claim_deliveries(
-            self.worker_id, self._clock.now(), limit, self._lease
+        share = EndpointShare(
+            per_endpoint=max(1, self._concurrency // 2),
+            in_flight=dict(self._in_flight_by_endpoint),
         )
+        now = self._clock.now()
+        claimed = await self._storage.claim_deliveries(
+            self.worker_id, now, limit, self._lease, share
+        )
+        if not claimed and share.full:
+            # Only endpoints with their share in flight have deliveries due,
+            # and no other endpoint waits for the free slots.
+            claimed = await self._storage.claim_deliveries(
+                self.worker_id, now, limit, self._lease
+            )
         for delivery in claimed:
             self._in_flight += 1
+            self._in_flight_by_endpoint[delivery.endpoint_id] += 1
             task_group.start_soon(self._dispatch, delivery)
         return len(claimed)
 
@@ -140,6 +158,9 @@ class WebhookDispatcher:
             )
         finally:
             self._in_flight -= 1
+            self._in_flight_by_endpoint[delivery.endpoint_id] -= 1
+            if not self._in_flight_by_endpoint[delivery.endpoint_id]:
+                del self._in_flight_by_endpoint[delivery.endpoint_id]
             self._slot_freed.set()
 
     async def _post(

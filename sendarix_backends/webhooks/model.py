@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -13,6 +14,7 @@ __all__ = [
     "ClaimedDelivery",
     "DeliveryStatus",
     "EndpointChanges",
+    "EndpointShare",
     "WebhookAttempt",
     "WebhookEndpoint",
 ]
@@ -96,6 +98,24 @@ class ClaimedDelivery:
     payload: bytes = attrs.field(repr=lambda value: f"<{len(value)} bytes>")
     attempts: int
     retry_until: datetime
+
+
+@attrs.frozen(kw_only=True)
+class EndpointShare:
+    """The maximum number of posts one endpoint may have in flight in a
+    dispatcher, and how many each endpoint has now."""
+
+    per_endpoint: int
+    in_flight: Mapping[str, int]
+
+    @property
+    def full(self) -> list[str]:
+        """Endpoints with their whole share in flight."""
+        return sorted(
+            endpoint
+            for endpoint, count in self.in_flight.items()
+            if count >= self.per_endpoint
+        )
 
 
 @attrs.frozen(kw_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 
 import anyio
@@ -13,6 +14,8 @@ from sendarix_backends.webhooks.model import (
     AttemptOutcome,
     AttemptRecord,
     ClaimedDelivery,
+    EndpointChanges,
+    EndpointShare,
 )
 from sendarix_core.clock import ManualClock
 from tests.conftest import DOMAIN
@@ -142,3 +145,68 @@ def succeeded(delivery: ClaimedDelivery, now: datetime) -> AttemptRecord:
         error=None,
         outcome=AttemptOutcome.SUCCEEDED,
     )
+
+
+async def backlog_and_one_other(
+    engine: Engine, services: EventServices, clock: ManualClock, backlog_size: int = 5
+) -> tuple[str, str]:
+    """Queue ``backlog_size`` deliveries for one endpoint, then one for
+    another; return the two endpoint ids."""
+    backlog = await services.webhooks.create(
+        f"http://127.0.0.1:{free_port()}/backlog", event_types=["message.queued"]
+    )
+    for number in range(backlog_size):
+        await engine.send(message_body(f"user{number}@{DOMAIN}"))
+    await services.processor.drain()
+    clock.advance(timedelta(seconds=1))
+    await services.webhooks.update(backlog.id, EndpointChanges(event_types=[]))
+    other = await services.webhooks.create(
+        f"http://127.0.0.1:{free_port()}/other", event_types=["message.queued"]
+    )
+    await engine.send(message_body())
+    await services.processor.drain()
+    return backlog.id, other.id
+
+
+async def test_claim_leaves_share_to_others(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    backlog, other = await backlog_and_one_other(engine, services, clock)
+    share = EndpointShare(per_endpoint=2, in_flight={})
+
+    claimed = await services.storage.claim_deliveries("a", clock.now(), 4, LEASE, share)
+
+    assert Counter(d.endpoint_id for d in claimed) == {backlog: 2, other: 1}
+
+
+async def test_claim_skips_full_endpoint(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    backlog, other = await backlog_and_one_other(engine, services, clock)
+    share = EndpointShare(per_endpoint=2, in_flight={backlog: 2})
+
+    claimed = await services.storage.claim_deliveries("a", clock.now(), 4, LEASE, share)
+
+    assert [d.endpoint_id for d in claimed] == [other]
+
+
+async def test_claim_without_share_oldest_first(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    backlog, _ = await backlog_and_one_other(engine, services, clock)
+
+    claimed = await services.storage.claim_deliveries("a", clock.now(), 4, LEASE)
+
+    assert [d.endpoint_id for d in claimed] == [backlog] * 4
+
+
+async def test_dispatcher_posts_behind_backlog(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    backlog, other = await backlog_and_one_other(engine, services, clock, 25)
+
+    # Twenty posts at once, of which the backlog's endpoint gets half.
+    assert await services.dispatcher.run_once() == 11
+
+    assert len((await services.webhooks.attempts(backlog, limit=100)).items) == 10
+    assert len((await services.webhooks.attempts(other)).items) == 1
