@@ -27,7 +27,9 @@ from sendarix_backends.sql.schema import (
     SEQUENCE,
     UtcTimestamp,
     events,
+    from_micros,
     metadata,
+    to_micros,
 )
 from sendarix_backends.webhooks.model import (
     AttemptOutcome,
@@ -36,8 +38,10 @@ from sendarix_backends.webhooks.model import (
     DeliveryStatus,
     EndpointChanges,
     EndpointShare,
+    PreviousSecret,
     WebhookAttempt,
     WebhookEndpoint,
+    still_signing,
 )
 from sendarix_core.ids import new_id
 from sendarix_core.model import Event
@@ -67,6 +71,10 @@ __all__ = [
 
 logger = logging.getLogger("sendarix.webhooks")
 
+# Rotations within the grace period keep this many replaced secrets signing;
+# a further rotation drops the oldest at once.
+MAX_PREVIOUS_SECRETS = 5
+
 # Due deliveries read per post claimed when shares apply, so that other
 # endpoints' deliveries are found behind one endpoint's backlog.
 _CANDIDATES_PER_POST = 4
@@ -80,8 +88,13 @@ webhook_endpoints = sa.Table(
     sa.Column("event_types", JSON_DOCUMENT, nullable=True),
     sa.Column("enabled", sa.Boolean, nullable=False),
     sa.Column("secret", sa.Text, nullable=False),
-    sa.Column("previous_secret", sa.Text, nullable=True),
-    sa.Column("previous_secret_expires_at", UtcTimestamp, nullable=True),
+    # Secrets replaced by rotations, newest first (see _previous_secrets).
+    sa.Column(
+        "previous_secrets",
+        JSON_DOCUMENT,
+        nullable=False,
+        server_default=sa.text("'[]'"),
+    ),
     sa.Column("created_at", UtcTimestamp, nullable=False),
     sa.Column("updated_at", UtcTimestamp, nullable=False),
     sa.Column("failing_since", UtcTimestamp, nullable=True),
@@ -164,10 +177,16 @@ def create_endpoint(connection: Connection, endpoint: WebhookEndpoint) -> None:
     connection.execute(sa.insert(webhook_endpoints).values(_endpoint_row(endpoint)))
 
 
-def get_endpoint(connection: Connection, endpoint_id: str) -> WebhookEndpoint | None:
+def get_endpoint(
+    connection: Connection, endpoint_id: str, *, for_update: bool = False
+) -> WebhookEndpoint | None:
+    """Return the endpoint, locked until the transaction ends with
+    ``for_update``, or None when there is none."""
     statement = sa.select(webhook_endpoints).where(
         webhook_endpoints.c.id == endpoint_id
     )
+    if for_update:
+        statement = statement.with_for_update()
     row = connection.execute(statement).mappings().one_or_none()
     return None if row is None else _endpoint_from_row(row)
 
@@ -232,14 +251,23 @@ def rotate_secret(
     now: datetime,
     grace: timedelta,
 ) -> WebhookEndpoint | None:
-    """Make ``new_secret`` current; the old one keeps signing for ``grace``."""
+    """Make ``new_secret`` current; the old one keeps signing for ``grace``.
+
+    Earlier secrets keep their own expiry, up to ``MAX_PREVIOUS_SECRETS``
+    of them, and expired ones are dropped.
+    """
     table = webhook_endpoints
+    current = get_endpoint(connection, endpoint_id, for_update=True)
+    if current is None:
+        return None
+    replaced = PreviousSecret(current.secret, now + grace)
+    kept = [p for p in current.previous_secrets if now < p.expires_at]
+    previous = [replaced, *kept][:MAX_PREVIOUS_SECRETS]
     connection.execute(
         sa.update(table)
         .where(table.c.id == endpoint_id)
         .values(
-            previous_secret=table.c.secret,
-            previous_secret_expires_at=now + grace,
+            previous_secrets=_stored_secrets(previous),
             secret=new_secret,
             updated_at=now,
         )
@@ -256,8 +284,7 @@ def _endpoint_row(endpoint: WebhookEndpoint) -> dict[str, Any]:
         "event_types": sa.null() if event_types is None else event_types,
         "enabled": endpoint.enabled,
         "secret": endpoint.secret,
-        "previous_secret": endpoint.previous_secret,
-        "previous_secret_expires_at": endpoint.previous_secret_expires_at,
+        "previous_secrets": _stored_secrets(endpoint.previous_secrets),
         "created_at": endpoint.created_at,
         "updated_at": endpoint.updated_at,
         "failing_since": endpoint.failing_since,
@@ -277,11 +304,27 @@ def _endpoint_from_row(row: Mapping[Any, Any]) -> WebhookEndpoint:
         secret=row["secret"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
-        previous_secret=row["previous_secret"],
-        previous_secret_expires_at=row["previous_secret_expires_at"],
+        previous_secrets=_previous_secrets(row["previous_secrets"]),
         failing_since=row["failing_since"],
         disabled_at=row["disabled_at"],
         disabled_reason=row["disabled_reason"],
+    )
+
+
+def _stored_secrets(previous: Sequence[PreviousSecret]) -> list[dict[str, Any]]:
+    return [
+        {"secret": p.secret, "expires_at": to_micros(p.expires_at)} for p in previous
+    ]
+
+
+def _previous_secrets(
+    stored: Sequence[Mapping[str, Any]],
+) -> tuple[PreviousSecret, ...]:
+    """Return the ``previous_secrets`` column's list: ``{"secret",
+    "expires_at"}`` objects, newest first, with microseconds since the epoch."""
+    return tuple(
+        PreviousSecret(item["secret"], from_micros(item["expires_at"]))
+        for item in stored
     )
 
 
@@ -432,8 +475,7 @@ def claim_deliveries(
             deliveries,
             webhook_endpoints.c.url,
             webhook_endpoints.c.secret,
-            webhook_endpoints.c.previous_secret,
-            webhook_endpoints.c.previous_secret_expires_at,
+            webhook_endpoints.c.previous_secrets,
         )
         .join(webhook_endpoints, webhook_endpoints.c.id == deliveries.c.endpoint_id)
         .where(deliveries.c.id.in_(ids))
@@ -466,10 +508,8 @@ def _within_share(
 
 
 def _claimed_from_row(row: Mapping[Any, Any], now: datetime) -> ClaimedDelivery:
-    signing = [row["secret"]]
-    expires = row["previous_secret_expires_at"]
-    if row["previous_secret"] and expires is not None and now < expires:
-        signing.append(row["previous_secret"])
+    previous = _previous_secrets(row["previous_secrets"])
+    signing = [row["secret"], *still_signing(previous, now)]
     return ClaimedDelivery(
         id=row["id"],
         endpoint_id=row["endpoint_id"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -15,8 +15,10 @@ __all__ = [
     "DeliveryStatus",
     "EndpointChanges",
     "EndpointShare",
+    "PreviousSecret",
     "WebhookAttempt",
     "WebhookEndpoint",
+    "still_signing",
 ]
 
 
@@ -34,14 +36,23 @@ class AttemptOutcome(StrEnum):
     FAILED = "failed"
 
 
+@attrs.frozen
+class PreviousSecret:
+    """A secret replaced by a rotation, which signs until ``expires_at``."""
+
+    secret: str = attrs.field(repr=False)
+    expires_at: datetime
+
+
 @attrs.frozen(kw_only=True)
 class WebhookEndpoint:
     """A subscriber URL and the event types it receives.
 
-    ``event_types`` is ``None`` for every type. ``secret`` signs deliveries;
-    ``previous_secret`` still signs them until ``previous_secret_expires_at``
-    after a rotation, so receivers can switch keys without losing events.
-    ``failing_since`` is the first failed attempt since the last success.
+    ``event_types`` is ``None`` for every type. ``secret`` signs deliveries.
+    Each secret replaced by a rotation still signs them until its expiry, so
+    receivers can switch keys without losing events; ``previous_secrets``
+    lists them newest first. ``failing_since`` is the first failed attempt
+    since the last success.
     """
 
     id: str
@@ -52,21 +63,27 @@ class WebhookEndpoint:
     secret: str = attrs.field(repr=False)
     created_at: datetime
     updated_at: datetime
-    previous_secret: str | None = attrs.field(default=None, repr=False)
-    previous_secret_expires_at: datetime | None = None
+    previous_secrets: tuple[PreviousSecret, ...] = ()
     failing_since: datetime | None = None
     disabled_at: datetime | None = None
     disabled_reason: str | None = None
 
+    @property
+    def previous_secret_expires_at(self) -> datetime | None:
+        """When the last of the previous secrets stops signing."""
+        return max((p.expires_at for p in self.previous_secrets), default=None)
+
     def signing_secrets(self, now: datetime) -> tuple[str, ...]:
         """Return the secrets that sign a delivery made at ``now``, newest first."""
-        expires = self.previous_secret_expires_at
-        if self.previous_secret and expires is not None and now < expires:
-            return (self.secret, self.previous_secret)
-        return (self.secret,)
+        return (self.secret, *still_signing(self.previous_secrets, now))
 
     def wants(self, event_type: str) -> bool:
         return self.event_types is None or event_type in self.event_types
+
+
+def still_signing(previous: Sequence[PreviousSecret], now: datetime) -> list[str]:
+    """Return the previous secrets that have not expired at ``now``."""
+    return [p.secret for p in previous if now < p.expires_at]
 
 
 @attrs.frozen(kw_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ from alembic.runtime.migration import MigrationContext
 
 from sendarix_backends.sql import SqlStore, current_revision, head_revision, upgrade
 from sendarix_backends.sql.engine import make_engine
-from sendarix_backends.sql.schema import metadata
+from sendarix_backends.sql.schema import metadata, to_micros
+from sendarix_backends.sql.webhooks import get_endpoint
+from sendarix_backends.webhooks.model import PreviousSecret
 from sendarix_core.errors import ConfigurationError, StorageError
 
 pytestmark = pytest.mark.anyio
@@ -95,3 +98,33 @@ async def test_unreachable_server_raises() -> None:
 def test_unsupported_url_raises(url: str) -> None:
     with pytest.raises(ConfigurationError):
         SqlStore(url)
+
+
+def test_previous_secret_moves_to_list(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade(url, "0005_analytics_test_mode")
+    expires_at = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO webhook_endpoints (id, url, description, enabled, "
+                    "secret, previous_secret, previous_secret_expires_at, "
+                    "created_at, updated_at) VALUES ('whk_1', 'http://127.0.0.1:9/', "
+                    "'', 1, 'whsec_new', 'whsec_old', :expires, 0, 0)"
+                ),
+                {"expires": to_micros(expires_at)},
+            )
+        upgrade(url)
+        with engine.connect() as connection:
+            endpoint = get_endpoint(connection, "whk_1")
+    finally:
+        engine.dispose()
+
+    assert endpoint is not None
+    assert endpoint.previous_secrets == (PreviousSecret("whsec_old", expires_at),)
+    assert endpoint.signing_secrets(expires_at - timedelta(seconds=1)) == (
+        "whsec_new",
+        "whsec_old",
+    )

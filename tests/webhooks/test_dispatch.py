@@ -159,6 +159,38 @@ async def test_rotation_signs_with_both_secrets(
     assert rotated.secret != endpoint.secret
 
 
+async def test_second_rotation_keeps_first_secret(
+    engine: Engine, services: EventServices, receiver: Receiver, clock: ManualClock
+) -> None:
+    receiver.start()
+    endpoint = await services.webhooks.create(receiver.url)
+    # A client that lost the answer to its first rotation asks again.
+    first = await services.webhooks.rotate_secret(endpoint.id)
+    second = await services.webhooks.rotate_secret(endpoint.id)
+    await engine.send(message_body())
+    await dispatch_all(services)
+    [request] = receiver.wait_for(1)
+
+    assert len(request["headers"]["webhook-signature"].split(" ")) == 3
+    for secret in (endpoint.secret, first.secret, second.secret):
+        assert Webhook(secret).verify(request["body"], request["headers"])
+    assert second.previous_secret_expires_at == clock.now() + timedelta(hours=24)
+
+
+async def test_rotated_secrets_expire_separately(
+    services: EventServices, clock: ManualClock
+) -> None:
+    endpoint = await services.webhooks.create("http://127.0.0.1:9/")
+    first = await services.webhooks.rotate_secret(endpoint.id)
+    clock.advance(timedelta(hours=23))
+    second = await services.webhooks.rotate_secret(endpoint.id)
+
+    clock.advance(timedelta(hours=2))
+    signing = second.signing_secrets(clock.now())
+
+    assert signing == (second.secret, first.secret)
+
+
 async def test_attempt_logged_without_secret(
     engine: Engine,
     services: EventServices,
