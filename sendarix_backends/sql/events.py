@@ -328,12 +328,14 @@ def prepare_events(
     deliveries: list[dict[str, Any]] = []
     endpoints = webhooks.enabled_endpoints(connection)
     if endpoints:
+        events_read = [_event_mapping(row) for row in rows]
+        test_ids = _test_message_ids(
+            connection, {event["message_id"] for event in events_read}
+        )
+        for event in events_read:
+            event["test_mode"] = event["message_id"] in test_ids
         deliveries = webhooks.delivery_rows(
-            endpoints,
-            [_event_mapping(row) for row in rows],
-            _payload,
-            now=now,
-            retry_window=retry_window,
+            endpoints, events_read, _payload, now=now, retry_window=retry_window
         )
     counted = [
         analytics.CountedEvent(message_id, event_type, created_at, _document(data))
@@ -428,11 +430,23 @@ def _event_mapping(row: Sequence[Any]) -> dict[str, Any]:
     return mapping
 
 
+def _test_message_ids(connection: Connection, message_ids: set[str | None]) -> set[str]:
+    """Return those of ``message_ids`` that were sent with a test key."""
+    ids = sorted(message_id for message_id in message_ids if message_id)
+    if not ids:
+        return set()
+    statement = sa.select(messages.c.id).where(
+        messages.c.id.in_(ids), messages.c.test_mode.is_(True)
+    )
+    return set(connection.execute(statement).scalars())
+
+
 def _payload(row: Any) -> bytes:
     event = codec.event_from_row(row)
     document = {
         "type": str(event.type),
         "timestamp": format_time(event.created_at),
+        "test_mode": row["test_mode"],
         "data": event_to_dict(event),
     }
     return orjson.dumps(document)

@@ -352,7 +352,7 @@ def delivery_rows(
     that have any.
     """
     # NOTE: endpoints have no environment, so each receives the events of
-    # test messages as well as live ones. Only live keys may manage them.
+    # test messages as well as live ones, marked by the payload's test_mode.
     if not endpoints or not event_rows:
         return []
     rows = []

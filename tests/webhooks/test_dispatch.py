@@ -53,6 +53,7 @@ async def test_receiver_gets_events_in_order(
     payloads = [webhook.verify(r["body"], r["headers"]) for r in requests]
     assert [p["type"] for p in payloads] == DELIVERED_TYPES
     assert {p["data"]["message_id"] for p in payloads} == {sent.message_id}
+    assert [p["test_mode"] for p in payloads] == [False] * 3
     assert [p["data"]["type"] for p in payloads] == DELIVERED_TYPES
 
 

@@ -57,5 +57,6 @@ async def test_test_key_gets_webhooks(
     ]
     assert [payload["type"] for payload in payloads] == DELIVERED_TYPES
     assert {payload["data"]["message_id"] for payload in payloads} == {message_id}
+    assert [payload["test_mode"] for payload in payloads] == [True] * 3
     assert smtp_server.connections == 0
     assert smtp_server.messages == []
