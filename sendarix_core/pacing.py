@@ -312,10 +312,14 @@ def is_throttling_reply(code: int | None, enhanced_code: str | None, text: str) 
     connections), RFC 3463 security and policy codes ``4.7.x`` (``4.7.0``,
     ``4.7.1``, Gmail's ``4.7.28``), and ``450``/``451`` replies whose text
     speaks of rates or limits. Greylisting (a reply whose text mentions grey
-    or gray listing) asks for a later retry, not a lower rate.
+    or gray listing) asks for a later retry, not a lower rate, and ``454``
+    (TLS or authentication not available now, RFC 3207 and RFC 4954) is
+    about the session, whatever its enhanced code.
     """
     if code == 421:
         return True
+    if code == 454:
+        return False
     if _GREYLISTING_TEXT.search(text) is not None:
         return False
     if enhanced_code is not None and enhanced_code.startswith("4.7."):

@@ -24,6 +24,8 @@ __all__ = ["ConnectionSettings", "SmtpConnection", "open_connection"]
 logger = logging.getLogger("sendarix.smtp")
 
 _QUIT_TIMEOUT = 5.0
+# A server that replies 421 closes the session.
+_SERVICE_NOT_AVAILABLE = 421
 
 
 @attrs.frozen(kw_only=True)
@@ -187,7 +189,23 @@ async def _start_tls(
             )
         return False
 
-    await client.starttls(server_hostname=host, tls_context=settings.tls_context)
+    try:
+        await client.starttls(server_hostname=host, tls_context=settings.tls_context)
+    except aiosmtplib.SMTPResponseException as exc:
+        # RFC 3207 leaves it to the client to go on after a refusal such as
+        # "454 TLS not available"; opportunistic TLS does so in clear text.
+        if settings.tls is TlsMode.REQUIRED or not client.is_connected:
+            raise
+        if exc.code == _SERVICE_NOT_AVAILABLE:
+            raise
+        logger.info(
+            "%s refused STARTTLS: %d %s; delivering without TLS",
+            host,
+            exc.code,
+            exc.message,
+            extra={"action": "smtp_starttls_refused", "mx_host": host},
+        )
+        return False
     logger.debug("%s STARTTLS done", host)
     await _greet(client, host)
     return True

@@ -20,7 +20,7 @@ from sendarix_backends.smtp.connection import SmtpConnection
 from sendarix_backends.smtp.fence import before_content, before_data
 from sendarix_backends.smtp.reader import ReplyReader
 from sendarix_backends.smtp.replies import HostFailure, reply_error
-from sendarix_core.errors import PermanentDeliveryError
+from sendarix_core.errors import PermanentDeliveryError, TemporaryDeliveryError
 from sendarix_core.model import SmtpReply
 from sendarix_core.ports import Envelope
 from sendarix_core.retry import parse_enhanced_code
@@ -156,7 +156,13 @@ class _Transaction:
             self._connection.close()
             raise
         self._write("DATA", _message_content(self._envelope.data))
-        response = await self._reply("DATA")
+        try:
+            response = await self._reply("DATA")
+        except HostFailure as failure:
+            if failure.reply_code is not None:
+                # A 421 refuses the message, which another host may take.
+                raise
+            raise self._outcome_unknown(failure) from failure
         if response.code != 250:
             return ("DATA", response.code, response.message)
         self.response = response
@@ -214,6 +220,23 @@ class _Transaction:
         except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
             logger.debug("%s lost after a refusal: %s", self._connection.host, exc)
             self._connection.close()
+
+    def _outcome_unknown(self, failure: HostFailure) -> TemporaryDeliveryError:
+        """Return the deferral for a session lost after the final dot.
+
+        The server may have taken the message, so no other host gets it now;
+        the retry sends it again, which can make a duplicate (RFC 1047).
+        """
+        connection = self._connection
+        return TemporaryDeliveryError(
+            f"{failure}; the server may have accepted the message before the "
+            "session ended, so it is retried later instead of going to "
+            "another MX host now",
+            enhanced_code="4.4.2",
+            mx_host=connection.host,
+            recipient=self._envelope.rcpt_to,
+            details={"stage": "DATA"},
+        )
 
     def _lost(self, stage: str, exc: BaseException) -> HostFailure:
         connection = self._connection

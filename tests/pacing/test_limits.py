@@ -153,6 +153,7 @@ def test_limits_shared_state() -> None:
         (451, "4.3.0", "4.3.0 Try again later", False),
         (450, "4.2.0", "4.2.0 Greylisted, please try again later", False),
         (452, "4.2.2", "mailbox full", False),
+        (454, "4.7.0", "4.7.0 TLS not available due to temporary reason", False),
         (None, "4.4.1", "connection refused", False),
     ],
 )

@@ -31,7 +31,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 __all__ = ["ReceivedMessage", "SmtpServer", "Stage"]
 
-Stage = Literal["MAIL", "RCPT", "DATA"]
+Stage = Literal["STARTTLS", "MAIL", "RCPT", "DATA"]
 
 _SERVER_NAME = "mx.sendarix.test"
 
@@ -157,6 +157,8 @@ class SmtpServer:
             self._state.commands.clear()
             self._state.replies.clear()
             self._state.rejected.clear()
+            self._state.drops = 0
+            self._state.data_reply_delay = 0.0
 
     # Behaviour
 
@@ -172,6 +174,17 @@ class SmtpServer:
         """Reply to every RCPT TO for ``address`` with ``reply``."""
         with self._state.changed:
             self._state.rejected[address.lower()] = reply
+
+    def drop_after_message(self, *, times: int = 1) -> None:
+        """Record the next ``times`` messages, then reset the connection
+        instead of replying after the final dot."""
+        with self._state.changed:
+            self._state.drops += times
+
+    def delay_data_reply(self, seconds: float) -> None:
+        """Wait ``seconds`` after each message before replying to it."""
+        with self._state.changed:
+            self._state.data_reply_delay = seconds
 
     def tarpit(self, enabled: bool = True) -> None:
         """Accept new connections but never send the greeting."""
@@ -261,6 +274,10 @@ class _State:
     rejected: dict[str, str] = attrs.field(factory=dict)
     tarpit: bool = False
     tarpits: set[asyncio.BaseTransport] = attrs.field(factory=set)
+    # Messages still to be taken and then answered by dropping the session.
+    drops: int = 0
+    # Seconds to wait before replying after the final dot.
+    data_reply_delay: float = 0.0
 
     def session_opened(self) -> None:
         with self.changed:
@@ -359,6 +376,14 @@ class _Handler:
         with self._state.changed:
             self._state.messages.append(message)
             self._state.changed.notify_all()
+            drop = self._state.drops > 0
+            self._state.drops -= drop
+            delay = self._state.data_reply_delay
+        if delay:
+            await asyncio.sleep(delay)
+        if drop and server.transport is not None:
+            # abort() rather than close(): the reply below must not go out.
+            server.transport.abort()
         return "250 2.0.0 OK queued"
 
     async def handle_RSET(
@@ -413,6 +438,13 @@ class _CountingSMTP(SMTP):
         if is_new and self._counted:
             self._open = True
             self._state.session_opened()
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        reply = self._state.scripted_reply("STARTTLS")
+        if reply is not None:
+            await self.push(reply)
+            return
+        await super().smtp_STARTTLS(arg)
 
     def connection_lost(self, error: Exception | None) -> None:
         super().connection_lost(error)

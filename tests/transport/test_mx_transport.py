@@ -132,6 +132,38 @@ async def test_deliver_skips_host_closing_at_mail(
     assert len(smtp_server.messages) == 1
 
 
+async def test_lost_reply_after_dot_not_resent(
+    two_mx: None,
+    smtp_server: SmtpServer,
+    other_server: SmtpServer,
+    transport: MxTransport,
+) -> None:
+    other_server.drop_after_message()
+
+    with pytest.raises(TemporaryDeliveryError, match="may have accepted") as caught:
+        await transport.deliver(make_envelope())
+
+    # The first host has the message; a second copy waits for the retry.
+    assert len(other_server.messages) == 1
+    assert smtp_server.messages == []
+    assert caught.value.mx_host == "mx1.example.test"
+    assert caught.value.enhanced_code == "4.4.2"
+
+
+async def test_silent_reply_after_dot_not_resent(
+    two_mx: None,
+    smtp_server: SmtpServer,
+    other_server: SmtpServer,
+    quick_transport: MxTransport,
+) -> None:
+    other_server.delay_data_reply(2.0)
+
+    with pytest.raises(TemporaryDeliveryError, match="may have accepted"):
+        await quick_transport.deliver(make_envelope())
+
+    assert smtp_server.messages == []
+
+
 async def test_deliver_to_implicit_mx(
     dns_server: DnsServer, smtp_server: SmtpServer, transport: MxTransport
 ) -> None:
@@ -389,6 +421,40 @@ async def test_deliver_uses_starttls(
 
     [message] = server.messages
     assert message.tls is True
+
+
+async def test_refused_starttls_goes_on_clear(
+    dns_server: DnsServer, resolver: MxResolver, certificate: TestCertificate
+) -> None:
+    with routed_tls_server(dns_server, certificate) as server:
+        server.reply_with("454 4.7.0 TLS not available", at="STARTTLS")
+        transport = MxTransport(resolver, port=server.port, helo_name="sender.test")
+        try:
+            reply = await transport.deliver(make_envelope())
+        finally:
+            await transport.aclose()
+
+    assert reply.code == 250
+    [message] = server.messages
+    assert message.tls is False
+
+
+async def test_refused_starttls_defers_when_required(
+    dns_server: DnsServer, resolver: MxResolver, certificate: TestCertificate
+) -> None:
+    with routed_tls_server(dns_server, certificate) as server:
+        server.reply_with("454 4.7.0 TLS not available", at="STARTTLS")
+        transport = MxTransport(
+            resolver, port=server.port, helo_name="sender.test", tls=TlsMode.REQUIRED
+        )
+        try:
+            with pytest.raises(TemporaryDeliveryError) as caught:
+                await transport.deliver(make_envelope())
+        finally:
+            await transport.aclose()
+
+    assert server.messages == []
+    assert caught.value.reply_code == 454
 
 
 async def test_deliver_with_tls_off(
