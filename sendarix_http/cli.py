@@ -28,6 +28,7 @@ from sendarix_backends.settings import (
     Settings,
     load_settings,
 )
+from sendarix_backends.sockets import LISTEN_BACKLOG
 from sendarix_core.errors import ConfigurationError, SendarixError, ValidationError
 from sendarix_core.key_requests import validate_key_request
 from sendarix_core.keys import Environment, Scope
@@ -204,9 +205,7 @@ def _listen(host: str, port: int, option: str = "--http-port") -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        # uvicorn's own default backlog: a burst of connections beyond the
-        # kernel's default of 128 would otherwise be reset.
-        sock.listen(2048)
+        sock.listen(LISTEN_BACKLOG)
     except OSError as exc:
         sock.close()
         raise ConfigurationError(

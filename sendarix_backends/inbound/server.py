@@ -18,6 +18,7 @@ from typing import Any, Self
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from sendarix_backends.inbound.intake import ReportIntake
+from sendarix_backends.sockets import LISTEN_BACKLOG
 from sendarix_core.errors import StorageError
 
 __all__ = ["InboundServer"]
@@ -96,7 +97,9 @@ class InboundServer:
 
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._protocol, self.host, self.port)
+        self._server = await loop.create_server(
+            self._protocol, self.host, self.port, backlog=LISTEN_BACKLOG
+        )
         sockets: Any = self._server.sockets
         self.port = int(sockets[0].getsockname()[1])
         logger.info(

@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 
 from sendarix_backends.engine import Engine
 from sendarix_backends.settings import Settings
+from sendarix_backends.sockets import LISTEN_BACKLOG
 from sendarix_core.errors import ConfigurationError
 from sendarix_http.relay.auth import RelayAuthenticator
 from sendarix_http.relay.auth_limit import AuthFailureLimiter
@@ -114,6 +115,7 @@ class Relay:
                 port=port,
                 ssl=context if implicit_tls else None,
                 reuse_address=True,
+                backlog=LISTEN_BACKLOG,
             )
         except OSError as exc:
             setting = (
