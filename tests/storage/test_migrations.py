@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -11,8 +15,9 @@ from alembic.runtime.migration import MigrationContext
 
 from sendarix_backends.sql import SqlStore, current_revision, head_revision, upgrade
 from sendarix_backends.sql.engine import make_engine
-from sendarix_backends.sql.schema import metadata
+from sendarix_backends.sql.schema import idempotency_keys, metadata
 from sendarix_core.errors import ConfigurationError, StorageError
+from tests.storage.conftest import POSTGRESQL_URL, schema_url
 
 pytestmark = pytest.mark.anyio
 
@@ -95,3 +100,49 @@ async def test_unreachable_server_raises() -> None:
 def test_unsupported_url_raises(url: str) -> None:
     with pytest.raises(ConfigurationError):
         SqlStore(url)
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+)
+def unmigrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Return the URL of an empty database that no test has migrated yet."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    request.getfixturevalue("postgresql_schema")
+    schema = f"sx_{secrets.token_hex(6)}"
+    with psycopg.connect(POSTGRESQL_URL, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            yield schema_url(schema)
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_batch_keys_move_to_own_namespace(unmigrated_url: str) -> None:
+    upgrade(unmigrated_url, "0005_analytics_test_mode")
+    batch_response = {"data": [{"message_id": "msg_1", "status": "queued"}]}
+    message_response = {"message_id": "msg_2", "status": "queued"}
+    engine = make_engine(unmigrated_url, pool_size=1)
+    try:
+        with engine.begin() as connection:
+            for key, response in (("k1", batch_response), ("k2", message_response)):
+                connection.execute(
+                    idempotency_keys.insert().values(
+                        api_key_id="key_1",
+                        key=key,
+                        fingerprint="f",
+                        status_code=202,
+                        response=response,
+                        created_at=datetime(2026, 12, 5, tzinfo=UTC),
+                    )
+                )
+
+        upgrade(unmigrated_url)
+
+        with engine.connect() as connection:
+            keys = set(connection.execute(sa.select(idempotency_keys.c.key)).scalars())
+    finally:
+        engine.dispose()
+    assert keys == {"batch k1", "k2"}
