@@ -40,6 +40,7 @@ __all__ = [
     "JsonResponse",
     "authorize",
     "authorize_live",
+    "check_time_range",
     "idempotency_key_of",
     "parse_query",
     "query_int",
@@ -409,6 +410,26 @@ def query_time(params: Mapping[str, str], name: str) -> datetime | None:
         raise _query_error(
             name, "invalid_time", f"{raw!r} is out of range in UTC"
         ) from None
+
+
+def check_time_range(
+    params: Mapping[str, str],
+    start: tuple[str, datetime | None],
+    end: tuple[str, datetime | None],
+) -> None:
+    """Raise ValidationError unless the end bound is later than the start.
+
+    ``start`` and ``end`` are a parameter name with its parsed value, which
+    is None when the parameter is absent. The range is then open and valid.
+    """
+    (start_name, start_time), (end_name, end_time) = start, end
+    if start_time is None or end_time is None or end_time > start_time:
+        return
+    message = (
+        f"{end_name} ({params[end_name]}) must be later than {start_name} "
+        f"({params[start_name]}); swap them or widen the range"
+    )
+    raise _query_error(end_name, "invalid_range", message)
 
 
 def parse_query(**parsers: Callable[[], Any]) -> dict[str, Any]:

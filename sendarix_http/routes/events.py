@@ -17,6 +17,7 @@ from sendarix_core.states import EventType
 from sendarix_http.errors import HttpError
 from sendarix_http.http_io import (
     JsonResponse,
+    check_time_range,
     engine_of,
     parse_query,
     query_int,
@@ -69,6 +70,11 @@ def _event_query(params: QueryParams) -> EventQuery:
         order=lambda: _order(params),
         limit=lambda: query_int(params, "limit", default=25, low=1, high=100),
         metadata=lambda: _metadata(params),
+    )
+    check_time_range(
+        params,
+        ("created_after", parsed["created_after"]),
+        ("created_before", parsed["created_before"]),
     )
     return EventQuery(
         **parsed,

@@ -109,6 +109,25 @@ async def test_list_reports_every_bad_parameter(client: httpx.AsyncClient) -> No
     assert fields == ["status", "created_after", "limit"]
 
 
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/events"])
+@pytest.mark.parametrize(
+    "after", ["2026-04-20T00:00:00Z", "2026-04-19T00:00:00Z"], ids=["later", "equal"]
+)
+async def test_list_reversed_range_422(
+    client: httpx.AsyncClient, path: str, after: str
+) -> None:
+    params = {"created_after": after, "created_before": "2026-04-19T00:00:00Z"}
+
+    response = await client.get(path, params=params)
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "created_before"
+    assert error["code"] == "invalid_range"
+    assert after in error["message"]
+    assert "2026-04-19T00:00:00Z" in error["message"]
+
+
 async def test_cancel_scheduled(client: httpx.AsyncClient, clock: ManualClock) -> None:
     later = (clock.now() + timedelta(hours=1)).isoformat()
     created = (
