@@ -42,6 +42,7 @@ __all__ = [
     "authorize_live",
     "check_time_range",
     "idempotency_key_of",
+    "is_ascii_digits",
     "parse_query",
     "query_int",
     "query_time",
@@ -179,7 +180,11 @@ async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
             f"content type {content_type!r} is not supported; send application/json",
         )
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if (
+        declared is not None
+        and is_ascii_digits(declared)
+        and int(declared) > MAX_BODY_BYTES
+    ):
         raise _too_large()
     raw = await _receive_body(request)
     try:
@@ -371,13 +376,22 @@ def _header_text(value: str) -> str:
         return value
 
 
+def is_ascii_digits(text: str) -> bool:
+    """Return whether ``text`` is a non-empty run of the digits 0-9.
+
+    ``str.isdigit`` and ``int`` also accept other scripts' digits, such as
+    "٣", which HTTP and JSON clients never mean as numbers.
+    """
+    return text.isascii() and text.isdigit()
+
+
 def query_int(
     params: Mapping[str, str], name: str, *, default: int, low: int, high: int
 ) -> int:
     raw = params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not is_ascii_digits(raw) or not low <= int(raw) <= high:
         raise _query_error(
             name,
             "invalid_number",

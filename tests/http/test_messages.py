@@ -89,6 +89,8 @@ async def test_list_filters_and_pages(client: httpx.AsyncClient) -> None:
         ({"status": ""}, "status"),
         ({"created_after": "2026-04-19T14:30:00"}, "created_after"),
         ({"cursor": "!!!"}, "cursor"),
+        ({"limit": "\u0663"}, "limit"),
+        ({"limit": "\uff15"}, "limit"),
     ],
 )
 async def test_list_rejects_bad_query(
