@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from sendarix_core.checks import describe
+from sendarix_core.checks import describe, json_excerpt
 from sendarix_core.errors import (
     FieldError,
     IdempotencyConflictError,
@@ -162,7 +162,7 @@ def _check_batch(body: Mapping[str, Any]) -> tuple[list[Any], BatchMode]:
 def _check_mode(value: object, errors: list[FieldError]) -> BatchMode | None:
     if isinstance(value, str) and value in BatchMode.__members__.values():
         return BatchMode(value)
-    message = f"expected 'strict' or 'permissive', got {value!r}"
+    message = f"expected 'strict' or 'permissive', got {json_excerpt(value)}"
     errors.append(FieldError("mode", "invalid_value", message))
     return None
 

@@ -274,3 +274,14 @@ async def test_batch_respects_sender_domains(
     [error] = response.json()["data"][1]["errors"]
     assert error["field"] == "messages.1.from"
     assert error["code"] == "sender_domain_not_allowed"
+
+
+async def test_mode_error_shows_json_value(client: httpx.AsyncClient) -> None:
+    body = {"messages": [message_body()], "mode": False}
+
+    response = await client.post(BATCH, json=body)
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "mode"
+    assert error["message"].endswith("got false")
