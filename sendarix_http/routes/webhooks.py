@@ -18,7 +18,7 @@ from sendarix_backends.webhooks.model import (
     WebhookAttempt,
     WebhookEndpoint,
 )
-from sendarix_core.checks import json_excerpt, reject_unknown_fields
+from sendarix_core.checks import describe, json_excerpt, reject_unknown_fields
 from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.keys import Scope
 from sendarix_core.representation import format_time
@@ -81,7 +81,7 @@ async def create_webhook(request: Request) -> Response:
     await authorize_live(request, Scope.WEBHOOKS_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
     reject_unknown_fields(body, ("url", "events", "description"))
-    url = _string(body, "url", required=True) or ""
+    url = _url(body, required=True) or ""
     endpoint = await event_services_of(request).webhooks.create(
         url,
         event_types=_event_types(body),
@@ -122,7 +122,7 @@ async def update_webhook(request: Request) -> Response:
     # A null description clears it, as an empty one does.
     clears_description = "description" in body and body["description"] is None
     changes = EndpointChanges(
-        url=_string(body, "url"),
+        url=_url(body, required=False),
         description="" if clears_description else _string(body, "description"),
         event_types=None if event_types is None else tuple(event_types),
         all_event_types="events" in body and event_types is None,
@@ -219,14 +219,30 @@ def _statuses(body: dict[str, Any]) -> tuple[DeliveryStatus, ...]:
     return tuple(DeliveryStatus(value) for value in raw)
 
 
-def _string(body: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+def _string(body: dict[str, Any], name: str) -> str | None:
     value = body.get(name)
-    if value is None and not required:
+    if value is None:
         return None
-    if not isinstance(value, str) or (required and not value):
-        message = f"{name} must be a string" + (" and is required" if required else "")
+    if not isinstance(value, str):
+        message = f"{name} must be a string, not {describe(value)}"
         raise ValidationError([FieldError(name, "invalid_type", message)])
     return value
+
+
+def _url(body: dict[str, Any], *, required: bool) -> str | None:
+    """Return the ``url`` field, rejecting an absent, null or empty one."""
+    value = body.get("url")
+    if value is None and not required:
+        return None
+    if value is None or value == "":
+        code = "missing_field" if value is None else "invalid_value"
+        problem = "is required" if value is None else "can't be empty"
+        message = (
+            f"url {problem}; expected an absolute http or https URL such as "
+            "https://example.com/webhooks"
+        )
+        raise ValidationError([FieldError("url", code, message)])
+    return _string(body, "url")
 
 
 def _event_types(body: dict[str, Any]) -> list[str] | None:

@@ -325,3 +325,25 @@ async def test_webhooks_need_scope(client: httpx.AsyncClient, engine: Engine) ->
     )
 
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"url": ""}, "invalid_value"),
+        ({}, "missing_field"),
+        ({"url": None}, "missing_field"),
+        ({"url": 5}, "invalid_type"),
+    ],
+)
+async def test_create_url_errors(
+    client: httpx.AsyncClient, body: dict[str, object], code: str
+) -> None:
+    response = await client.post("/v1/webhooks", json=body)
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "url"
+    assert error["code"] == code
+    if code != "invalid_type":
+        assert "absolute http or https URL" in error["message"]
