@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sendarix_backends.engine import Engine
+from sendarix_core.addresses import quote_value
 from sendarix_core.checks import ErrorCode, describe
 from sendarix_core.errors import (
     AuthenticationError,
@@ -344,7 +345,7 @@ def idempotency_key_of(request: Request) -> str | None:
         return None
     # Some HTTP stacks send a header twice, so only differing values are ambiguous.
     if len(set(keys)) > 1:
-        listed = ", ".join(repr(_header_text(key)[:60]) for key in keys)
+        listed = ", ".join(quote_value(_header_text(key)) for key in keys)
         message = (
             "the request has Idempotency-Key headers with different values "
             f"({listed}); send one"
@@ -356,8 +357,8 @@ def idempotency_key_of(request: Request) -> str | None:
     if IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
         return key
     message = (
-        f"{_header_text(key)[:60]!r} is not a valid idempotency key; expected 1 to "
-        "255 printable ASCII characters without spaces, such as a UUID"
+        f"{quote_value(_header_text(key))} is not a valid idempotency key; expected "
+        "1 to 255 printable ASCII characters without spaces, such as a UUID"
     )
     raise ValidationError(
         [FieldError("Idempotency-Key", "invalid_idempotency_key", message)]

@@ -336,6 +336,21 @@ async def test_idempotency_header_validated(client: httpx.AsyncClient) -> None:
     assert response.json()["error"]["errors"][0]["code"] == "invalid_idempotency_key"
 
 
+async def test_long_key_quoted_alike_in_both(client: httpx.AsyncClient) -> None:
+    key = "x" * 5000
+    in_header = await client.post(
+        "/v1/messages", json=message_body(), headers={"Idempotency-Key": key}
+    )
+    in_body = await client.post(
+        "/v1/messages", json=message_body(headers={"X-Idempotency-Key": key})
+    )
+
+    [header_error] = in_header.json()["error"]["errors"]
+    [body_error] = in_body.json()["error"]["errors"]
+    assert "…" in header_error["message"]
+    assert header_error["message"] == body_error["message"]
+
+
 async def test_idempotency_header_sent_twice_same(client: httpx.AsyncClient) -> None:
     headers = [("Idempotency-Key", "k-1"), ("Idempotency-Key", "k-1")]
 
