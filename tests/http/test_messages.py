@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import anyio
 import httpx
+import orjson
 import pytest
 
 from sendarix_backends.engine import Engine
@@ -253,6 +254,21 @@ async def test_wrong_content_type_415(client: httpx.AsyncClient) -> None:
         "/v1/messages", content=b"recipient=x", headers={"Content-Type": "text/plain"}
     )
     assert response.status_code == 415
+
+
+async def test_content_type_missing_or_form(client: httpx.AsyncClient) -> None:
+    body = orjson.dumps(message_body())
+    missing = await client.post("/v1/messages", content=body)
+    form = await client.post(
+        "/v1/messages",
+        content=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+    assert "content-type" not in missing.request.headers
+    assert missing.status_code == 202
+    assert form.status_code == 415
+    assert "send application/json" in form.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
