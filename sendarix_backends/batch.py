@@ -9,7 +9,8 @@ are stored by one ``create_batch`` call, so a batch costs one commit.
 
 An ``Idempotency-Key`` covers the batch as a whole: the same key and body
 within 24 hours replay the first response, another body is a conflict.
-``headers.X-Idempotency-Key`` inside an item still works per item.
+``headers.X-Idempotency-Key`` inside an item still works per item, in the
+namespace of single messages, so an item may carry the batch's key.
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from sendarix_core.checks import describe
+from sendarix_core.checks import describe, json_excerpt
 from sendarix_core.errors import (
     FieldError,
     IdempotencyConflictError,
     ValidationError,
 )
-from sendarix_core.idempotency import IdempotencyRecord, request_fingerprint
+from sendarix_core.header_checks import validate_idempotency_key
+from sendarix_core.idempotency import (
+    BATCH_KEY_PREFIX,
+    IdempotencyRecord,
+    request_fingerprint,
+)
 from sendarix_core.keys import ApiKey
 from sendarix_core.ports import BatchSubmission, Submission, SubmitOutcome
 
@@ -78,6 +84,8 @@ async def send_batch(
     invalid item) and ``IdempotencyConflictError`` when the batch key, or in
     strict mode an item's key, was used with another body.
     """
+    if idempotency_key is not None:
+        idempotency_key = validate_idempotency_key(idempotency_key)
     items, mode = _check_batch(body)
     now = engine.clock.now()
     slots: list[_Slot] = []
@@ -99,7 +107,7 @@ async def send_batch(
     if idempotency_key is not None:
         claim = IdempotencyRecord(
             api_key_id=api_key.id if api_key else _LIBRARY_KEY_ID,
-            key=idempotency_key,
+            key=BATCH_KEY_PREFIX + idempotency_key,
             fingerprint=request_fingerprint(body),
             status_code=202,
             response={},
@@ -154,7 +162,7 @@ def _check_batch(body: Mapping[str, Any]) -> tuple[list[Any], BatchMode]:
 def _check_mode(value: object, errors: list[FieldError]) -> BatchMode | None:
     if isinstance(value, str) and value in BatchMode.__members__.values():
         return BatchMode(value)
-    message = f"expected 'strict' or 'permissive', got {value!r}"
+    message = f"expected 'strict' or 'permissive', got {json_excerpt(value)}"
     errors.append(FieldError("mode", "invalid_value", message))
     return None
 

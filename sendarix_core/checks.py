@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from enum import StrEnum
@@ -27,6 +28,7 @@ __all__ = [
     "check_required_string",
     "check_string",
     "describe",
+    "json_excerpt",
     "reject_unknown_fields",
 ]
 
@@ -138,6 +140,20 @@ def describe(value: object) -> str:
     if isinstance(value, Mapping):
         return "an object"
     return f"a {type(value).__name__}"
+
+
+def json_excerpt(value: object, limit: int = 60) -> str:
+    """Render a request value as JSON for an error message.
+
+    Strings keep the quotes of ``quote_value``. Other values are written as
+    JSON (true, null, ["pending"]), cut to ``limit`` characters with "…".
+    """
+    if isinstance(value, str):
+        return quote_value(value, limit)
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
 
 
 def check_string(field: str, value: object, errors: Errors) -> str | None:

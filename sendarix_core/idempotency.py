@@ -3,6 +3,9 @@
 Within 24 hours, a request with a key already used by the same API key returns
 the original response and queues nothing. The same key with a different body
 is a conflict. After the window the key may be used again.
+
+A batch's ``Idempotency-Key`` and the keys of single messages, which batch
+items share, are separate namespaces, so one string may be used as both.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "BATCH_KEY_PREFIX",
     "IDEMPOTENCY_WINDOW",
     "IdempotencyDecision",
     "IdempotencyRecord",
@@ -25,6 +29,10 @@ __all__ = [
 ]
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+# Batch keys are stored as this prefix plus the key, next to message keys.
+# A valid key contains no space, so a stored batch key never equals one.
+BATCH_KEY_PREFIX = "batch "
 
 
 class IdempotencyDecision(StrEnum):

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from sendarix_core.addresses import AddressError, parse_address
+from sendarix_core.checks import json_excerpt
 from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.keys import Environment, Scope
 from sendarix_core.ratelimit import DEFAULT_RATE_LIMIT
@@ -111,7 +112,7 @@ def _check_environment(value: object, errors: list[FieldError]) -> Environment |
         return Environment.LIVE
     if isinstance(value, str) and value in Environment.__members__.values():
         return Environment(value)
-    message = f"expected 'live' or 'test', got {value!r}"
+    message = f"expected 'live' or 'test', got {json_excerpt(value)}"
     errors.append(FieldError("environment", "invalid_value", message))
     return None
 
@@ -127,7 +128,9 @@ def _check_domains(value: object, errors: list[FieldError]) -> tuple[str, ...]:
     for index, item in enumerate(value):
         field = f"sender_domains.{index}"
         if not isinstance(item, str):
-            message = f"expected a domain name such as acme.example, got {item!r}"
+            message = (
+                f"expected a domain name such as acme.example, got {json_excerpt(item)}"
+            )
             errors.append(FieldError(field, "invalid_type", message))
             continue
         try:
@@ -150,7 +153,10 @@ def _check_rate_limit(value: object, errors: list[FieldError]) -> int:
         pass
     elif 1 <= value <= MAX_RATE_LIMIT:
         return value
-    message = f"expected requests per minute from 1 to {MAX_RATE_LIMIT}, got {value!r}"
+    message = (
+        f"expected requests per minute from 1 to {MAX_RATE_LIMIT}, got "
+        f"{json_excerpt(value)}"
+    )
     errors.append(FieldError("rate_limit", "invalid_value", message))
     return DEFAULT_RATE_LIMIT
 

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sendarix_backends.engine import Engine
+from sendarix_core.addresses import quote_value
 from sendarix_core.checks import ErrorCode, describe
 from sendarix_core.errors import (
     AuthenticationError,
@@ -40,7 +41,9 @@ __all__ = [
     "JsonResponse",
     "authorize",
     "authorize_live",
+    "check_time_range",
     "idempotency_key_of",
+    "is_ascii_digits",
     "parse_query",
     "query_int",
     "query_time",
@@ -178,7 +181,11 @@ async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
             f"content type {content_type!r} is not supported; send application/json",
         )
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if (
+        declared is not None
+        and is_ascii_digits(declared)
+        and int(declared) > MAX_BODY_BYTES
+    ):
         raise _too_large()
     raw = await _receive_body(request)
     try:
@@ -338,7 +345,7 @@ def idempotency_key_of(request: Request) -> str | None:
         return None
     # Some HTTP stacks send a header twice, so only differing values are ambiguous.
     if len(set(keys)) > 1:
-        listed = ", ".join(repr(_header_text(key)[:60]) for key in keys)
+        listed = ", ".join(quote_value(_header_text(key)) for key in keys)
         message = (
             "the request has Idempotency-Key headers with different values "
             f"({listed}); send one"
@@ -350,8 +357,8 @@ def idempotency_key_of(request: Request) -> str | None:
     if IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
         return key
     message = (
-        f"{_header_text(key)[:60]!r} is not a valid idempotency key; expected 1 to "
-        "255 printable ASCII characters without spaces, such as a UUID"
+        f"{quote_value(_header_text(key))} is not a valid idempotency key; expected "
+        "1 to 255 printable ASCII characters without spaces, such as a UUID"
     )
     raise ValidationError(
         [FieldError("Idempotency-Key", "invalid_idempotency_key", message)]
@@ -370,13 +377,22 @@ def _header_text(value: str) -> str:
         return value
 
 
+def is_ascii_digits(text: str) -> bool:
+    """Return whether ``text`` is a non-empty run of the digits 0-9.
+
+    ``str.isdigit`` and ``int`` also accept other scripts' digits, such as
+    "٣", which HTTP and JSON clients never mean as numbers.
+    """
+    return text.isascii() and text.isdigit()
+
+
 def query_int(
     params: Mapping[str, str], name: str, *, default: int, low: int, high: int
 ) -> int:
     raw = params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not is_ascii_digits(raw) or not low <= int(raw) <= high:
         raise _query_error(
             name,
             "invalid_number",
@@ -409,6 +425,26 @@ def query_time(params: Mapping[str, str], name: str) -> datetime | None:
         raise _query_error(
             name, "invalid_time", f"{raw!r} is out of range in UTC"
         ) from None
+
+
+def check_time_range(
+    params: Mapping[str, str],
+    start: tuple[str, datetime | None],
+    end: tuple[str, datetime | None],
+) -> None:
+    """Raise ValidationError unless the end bound is later than the start.
+
+    ``start`` and ``end`` are a parameter name with its parsed value, which
+    is None when the parameter is absent. The range is then open and valid.
+    """
+    (start_name, start_time), (end_name, end_time) = start, end
+    if start_time is None or end_time is None or end_time > start_time:
+        return
+    message = (
+        f"{end_name} ({params[end_name]}) must be later than {start_name} "
+        f"({params[start_name]}); swap them or widen the range"
+    )
+    raise _query_error(end_name, "invalid_range", message)
 
 
 def parse_query(**parsers: Callable[[], Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from sendarix_backends.routing.store import RouteStore, StoredRule
 from sendarix_backends.settings import DeliveryMode, Settings
+from sendarix_core.checks import json_excerpt
 from sendarix_core.clock import Clock
 from sendarix_core.errors import FieldError, NotFoundError, ValidationError
 from sendarix_core.route_requests import (
@@ -308,7 +309,8 @@ def _position(value: object) -> int | None:
                 FieldError(
                     "position",
                     "invalid_position",
-                    f"expected a whole number from 0 (first), not {value!r}",
+                    "expected a whole number from 0 (first), not "
+                    f"{json_excerpt(value)}",
                 )
             ]
         )

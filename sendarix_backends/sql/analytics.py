@@ -86,6 +86,7 @@ class CountedEvent(NamedTuple):
     message_id: str | None
     type: str
     created_at: int
+    recipient: str | None
     data: Mapping[str, Any]
 
 
@@ -102,10 +103,10 @@ def count_events(connection: Connection, counted: Sequence[CountedEvent]) -> Rol
     found = _message_facts(connection, message_ids)
     counts: Counter[tuple[str, int, str, str, bool]] = Counter()
     latencies: Counter[tuple[str, int, str, int, bool]] = Counter()
-    for message_id, event_type, created_at, data in counted:
+    for message_id, event_type, created_at, recipient, data in counted:
         hour = created_at // _HOUR_MICROS * _HOUR_MICROS
         facts = found.get(message_id) if message_id else None
-        keys = [("", "")] if facts is None else facts.keys
+        keys = _keys_without_message(recipient) if facts is None else facts.keys
         # An event without a message (a complaint report that names none) is
         # counted as live traffic.
         test_mode = facts is not None and facts.test_mode
@@ -119,6 +120,18 @@ def count_events(connection: Connection, counted: Sequence[CountedEvent]) -> Rol
             for dimension, value in keys:
                 latencies[(dimension, hour, value, bucket, test_mode)] += 1
     return Rollup(counts, latencies)
+
+
+def _keys_without_message(recipient: str | None) -> list[tuple[str, str]]:
+    """Return the rollup keys of an event that belongs to no message.
+
+    Such an event, an API unsubscribe for example, counts under its
+    recipient's domain, so the domain rows add up to the totals.
+    """
+    if recipient is None or "@" not in recipient:
+        return [("", "")]
+    domain = recipient.rpartition("@")[2].lower()
+    return [("", ""), ("domain", domain)]
 
 
 def write_rollup(connection: Connection, rollup: Rollup) -> None:

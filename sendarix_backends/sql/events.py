@@ -319,7 +319,7 @@ def prepare_events(
     Returns None when no event is waiting.
     """
     dialect = connection.dialect
-    # Raw rows: the rollups need four columns of each event, so the
+    # Raw rows: the rollups need five columns of each event, so the
     # mappings with decoded times and documents are built only for fan-out.
     rows = connection.exec_driver_sql(_unprocessed_sql(dialect), (limit,)).all()
     if not rows:
@@ -338,8 +338,10 @@ def prepare_events(
             endpoints, events_read, _payload, now=now, retry_window=retry_window
         )
     counted = [
-        analytics.CountedEvent(message_id, event_type, created_at, _document(data))
-        for _, _, message_id, event_type, created_at, _, data in rows
+        analytics.CountedEvent(
+            message_id, event_type, created_at, recipient, _document(data)
+        )
+        for _, _, message_id, event_type, created_at, recipient, data in rows
     ]
     return PreparedBatch(
         sequences=[sequence for sequence, *_ in rows],

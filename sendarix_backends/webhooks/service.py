@@ -23,6 +23,7 @@ from sendarix_backends.webhooks.signing import format_secret
 from sendarix_core.clock import Clock
 from sendarix_core.errors import FieldError, NotFoundError, ValidationError
 from sendarix_core.ports import Page
+from sendarix_core.representation import format_time
 from sendarix_core.states import EventType
 
 __all__ = ["SECRET_GRACE", "WebhookService"]
@@ -155,7 +156,10 @@ class WebhookService:
         """
         await self.get(endpoint_id)
         if end <= start:
-            message = "'to' must be later than 'from'"
+            message = (
+                f"'to' ({format_time(end)}) must be later than 'from' "
+                f"({format_time(start)})"
+            )
             raise ValidationError([FieldError("to", "invalid_range", message)])
         count = await self._storage.replay_range(
             endpoint_id,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import attrs
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
@@ -11,6 +9,7 @@ from starlette.responses import Response
 
 from sendarix_backends.events.query import EventOrder, EventQuery
 from sendarix_backends.events.services import EventServices
+from sendarix_core.addresses import quote_value
 from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.keys import ApiKey, Environment, Scope
 from sendarix_core.representation import event_to_dict
@@ -18,6 +17,7 @@ from sendarix_core.states import EventType
 from sendarix_http.errors import HttpError
 from sendarix_http.http_io import (
     JsonResponse,
+    check_time_range,
     engine_of,
     parse_query,
     query_int,
@@ -28,8 +28,10 @@ from sendarix_http.schemas import EVENT, list_of
 
 __all__ = ["event_services_of", "operations"]
 
-# ``metadata[user_id]=42`` filters on a metadata key and value.
-_METADATA_PARAMETER = re.compile(r"^metadata\[(?P<key>[^\]]{1,256})\]$")
+# ``metadata[user_id]=42`` filters on a metadata key and value. The key is
+# the text between the first "[" and the last "]", so it may contain brackets.
+_METADATA_PREFIX = "metadata["
+_MAX_METADATA_KEY_LENGTH = 256
 
 
 def event_services_of(request: Request) -> EventServices:
@@ -67,13 +69,18 @@ def _event_query(params: QueryParams) -> EventQuery:
         created_before=lambda: query_time(params, "created_before"),
         order=lambda: _order(params),
         limit=lambda: query_int(params, "limit", default=25, low=1, high=100),
+        metadata=lambda: _metadata(params),
+    )
+    check_time_range(
+        params,
+        ("created_after", parsed["created_after"]),
+        ("created_before", parsed["created_before"]),
     )
     return EventQuery(
         **parsed,
         recipient=params.get("recipient"),
         message_id=params.get("message_id"),
         tag=params.get("tag"),
-        metadata=_metadata(params),
         cursor=params.get("cursor"),
     )
 
@@ -95,11 +102,30 @@ def _types(params: QueryParams) -> frozenset[str]:
 
 
 def _metadata(params: QueryParams) -> dict[str, str]:
+    """Return the ``metadata[KEY]`` filters, or raise ValidationError.
+
+    A parameter that starts with ``metadata[`` but does not end with ``]``,
+    or whose key is empty or too long, is rejected, because ignoring it would
+    return unfiltered events.
+    """
     found: dict[str, str] = {}
+    errors: list[FieldError] = []
     for name, value in params.multi_items():
-        match = _METADATA_PARAMETER.match(name)
-        if match is not None:
-            found[match.group("key")] = value
+        if not name.startswith(_METADATA_PREFIX):
+            continue
+        key = name[len(_METADATA_PREFIX) : -1]
+        if name.endswith("]") and 1 <= len(key) <= _MAX_METADATA_KEY_LENGTH:
+            found[key] = value
+            continue
+        message = (
+            f"the query parameter {quote_value(name)} is not metadata[KEY]; "
+            f"write metadata[KEY]=VALUE with a key of 1 to "
+            f"{_MAX_METADATA_KEY_LENGTH} characters and percent-encode & = # "
+            "and + in it"
+        )
+        errors.append(FieldError(name, "invalid_parameter", message))
+    if errors:
+        raise ValidationError(errors)
     return found
 
 

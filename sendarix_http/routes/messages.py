@@ -17,6 +17,7 @@ from sendarix_http.http_io import (
     WARN_BODY_BYTES,
     JsonResponse,
     authorize,
+    check_time_range,
     engine_of,
     idempotency_key_of,
     parse_query,
@@ -67,6 +68,11 @@ async def list_messages(request: Request) -> Response:
         created_after=lambda: query_time(params, "created_after"),
         created_before=lambda: query_time(params, "created_before"),
         limit=lambda: query_int(params, "limit", default=25, low=1, high=100),
+    )
+    check_time_range(
+        params,
+        ("created_after", parsed["created_after"]),
+        ("created_before", parsed["created_before"]),
     )
     query = MessageQuery(
         **parsed,

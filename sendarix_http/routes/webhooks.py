@@ -6,7 +6,8 @@ other response leaves it out.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,7 +18,7 @@ from sendarix_backends.webhooks.model import (
     WebhookAttempt,
     WebhookEndpoint,
 )
-from sendarix_core.checks import reject_unknown_fields
+from sendarix_core.checks import describe, json_excerpt, reject_unknown_fields
 from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.keys import Scope
 from sendarix_core.representation import format_time
@@ -25,6 +26,8 @@ from sendarix_core.states import EventType
 from sendarix_http.http_io import (
     JsonResponse,
     authorize_live,
+    check_time_range,
+    parse_query,
     query_int,
     query_time,
     read_json_object,
@@ -78,7 +81,7 @@ async def create_webhook(request: Request) -> Response:
     await authorize_live(request, Scope.WEBHOOKS_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
     reject_unknown_fields(body, ("url", "events", "description"))
-    url = _string(body, "url", required=True) or ""
+    url = _url(body, required=True) or ""
     endpoint = await event_services_of(request).webhooks.create(
         url,
         event_types=_event_types(body),
@@ -113,13 +116,13 @@ async def update_webhook(request: Request) -> Response:
         raise ValidationError(nulls)
     enabled = body.get("enabled")
     if enabled is not None and not isinstance(enabled, bool):
-        message = f"enabled must be true or false, not {enabled!r}"
+        message = f"enabled must be true or false, not {json_excerpt(enabled)}"
         raise ValidationError([FieldError("enabled", "invalid_type", message)])
     event_types = _event_types(body)
     # A null description clears it, as an empty one does.
     clears_description = "description" in body and body["description"] is None
     changes = EndpointChanges(
-        url=_string(body, "url"),
+        url=_url(body, required=False),
         description="" if clears_description else _string(body, "description"),
         event_types=None if event_types is None else tuple(event_types),
         all_event_types="events" in body and event_types is None,
@@ -172,18 +175,35 @@ async def replay_webhook_delivery(request: Request) -> Response:
 async def replay_webhook_range(request: Request) -> Response:
     await authorize_live(request, Scope.WEBHOOKS_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
-    fields = {
-        name: str(value) for name, value in body.items() if name in {"from", "to"}
-    }
-    start, end = query_time(fields, "from"), query_time(fields, "to")
-    if start is None or end is None:
-        missing = "from" if start is None else "to"
-        message = f"{missing} is required: an ISO 8601 time such as 2026-04-19T00:00Z"
-        raise ValidationError([FieldError(missing, "missing_field", message)])
+    parsed = parse_query(
+        known=lambda: reject_unknown_fields(body, ("from", "to", "statuses")),
+        start=lambda: _required_time(body, "from"),
+        end=lambda: _required_time(body, "to"),
+        statuses=lambda: _statuses(body),
+    )
+    check_time_range(body, ("from", parsed["start"]), ("to", parsed["end"]))
     count = await event_services_of(request).webhooks.replay_range(
-        request.path_params["webhook_id"], start, end, _statuses(body)
+        request.path_params["webhook_id"],
+        parsed["start"],
+        parsed["end"],
+        parsed["statuses"],
     )
     return JsonResponse({"queued": count}, status_code=202)
+
+
+def _required_time(body: dict[str, Any], name: str) -> datetime:
+    value = body.get(name)
+    if value is None:
+        message = f"{name} is required: an ISO 8601 time such as 2026-04-19T00:00Z"
+        raise ValidationError([FieldError(name, "missing_field", message)])
+    if not isinstance(value, str):
+        message = (
+            f"{name} must be an ISO 8601 time string such as 2026-04-19T00:00Z, "
+            f"not {json_excerpt(value)}"
+        )
+        raise ValidationError([FieldError(name, "invalid_type", message)])
+    # query_time returns None only for an absent value, and this one is given.
+    return cast(datetime, query_time({name: value}, name))
 
 
 def _statuses(body: dict[str, Any]) -> tuple[DeliveryStatus, ...]:
@@ -192,19 +212,37 @@ def _statuses(body: dict[str, Any]) -> tuple[DeliveryStatus, ...]:
     valid = isinstance(raw, list) and bool(raw)
     valid = valid and all(isinstance(v, str) and v in finished for v in raw)
     if not valid:
-        message = f"statuses must be a list of failed and succeeded, not {raw!r}"
+        message = (
+            f"statuses must be a list of failed and succeeded, not {json_excerpt(raw)}"
+        )
         raise ValidationError([FieldError("statuses", "invalid_statuses", message)])
     return tuple(DeliveryStatus(value) for value in raw)
 
 
-def _string(body: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+def _string(body: dict[str, Any], name: str) -> str | None:
     value = body.get(name)
-    if value is None and not required:
+    if value is None:
         return None
-    if not isinstance(value, str) or (required and not value):
-        message = f"{name} must be a string" + (" and is required" if required else "")
+    if not isinstance(value, str):
+        message = f"{name} must be a string, not {describe(value)}"
         raise ValidationError([FieldError(name, "invalid_type", message)])
     return value
+
+
+def _url(body: dict[str, Any], *, required: bool) -> str | None:
+    """Return the ``url`` field, rejecting an absent, null or empty one."""
+    value = body.get("url")
+    if value is None and not required:
+        return None
+    if value is None or value == "":
+        code = "missing_field" if value is None else "invalid_value"
+        problem = "is required" if value is None else "can't be empty"
+        message = (
+            f"url {problem}; expected an absolute http or https URL such as "
+            "https://example.com/webhooks"
+        )
+        raise ValidationError([FieldError("url", code, message)])
+    return _string(body, "url")
 
 
 def _event_types(body: dict[str, Any]) -> list[str] | None:

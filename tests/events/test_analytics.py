@@ -251,3 +251,28 @@ async def test_api_range_at_year_9999(engine: Engine) -> None:
         response = await client.get("/v1/analytics", params=params)
 
     assert response.status_code == 200
+
+
+async def test_domain_counts_unsubscribe_without_message(
+    engine: Engine, services: EventServices
+) -> None:
+    params = {
+        "from": "2026-04-19T00:00:00Z",
+        "to": "2026-04-20T00:00:00Z",
+        "interval": "day",
+    }
+    async with api_client(engine) as client:
+        created = await client.post(
+            "/v1/unsubscribes", json={"recipient": "Unsub@Example.test"}
+        )
+        await services.processor.drain()
+        totals = await client.get("/v1/analytics", params=params)
+        by_domain = await client.get(
+            "/v1/analytics", params={**params, "group_by": "domain"}
+        )
+
+    assert created.status_code == 201
+    assert totals.json()["data"][0]["counts"]["unsubscribed"] == 1
+    [row] = by_domain.json()["data"]
+    assert row["domain"] == "example.test"
+    assert row["counts"]["unsubscribed"] == 1

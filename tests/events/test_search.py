@@ -229,3 +229,28 @@ async def test_api_shows_events_of_own_environment(
     assert test_on_live.status_code == 200
     assert test_on_live.json()["data"] == []
     assert {e["message_id"] for e in test_all.json()["data"]} == {test.message_id}
+
+
+async def test_api_metadata_key_with_brackets(engine: Engine) -> None:
+    tagged = await engine.send(message_body(metadata={"arr[0]": "4"}))
+    await engine.send(message_body(metadata={"arr[0]": "5"}))
+
+    async with api_client(engine) as client:
+        response = await client.get("/v1/events", params={"metadata[arr[0]]": "4"})
+
+    assert response.status_code == 200
+    found = {event["message_id"] for event in response.json()["data"]}
+    assert found == {tagged.message_id}
+
+
+@pytest.mark.parametrize("name", ["metadata[u", "metadata[]", "metadata[a]b"])
+async def test_api_malformed_metadata_rejected(engine: Engine, name: str) -> None:
+    async with api_client(engine) as client:
+        response = await client.get("/v1/events", params={name: "1", "limit": "0"})
+
+    assert response.status_code == 422
+    errors = response.json()["error"]["errors"]
+    assert {error["field"] for error in errors} == {name, "limit"}
+    [error] = [error for error in errors if error["field"] == name]
+    assert error["code"] == "invalid_parameter"
+    assert "metadata[KEY]=VALUE" in error["message"]

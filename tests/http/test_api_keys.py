@@ -289,3 +289,23 @@ async def test_live_key_uses_smtp(mx_engine: Engine, smtp_server: SmtpServer) ->
         await mx_engine.deliver_due()
 
     assert len(smtp_server.messages) == 1
+
+
+async def test_errors_show_json_values(client: httpx.AsyncClient) -> None:
+    body = {
+        "name": "ci",
+        "scopes": ["messages:send"],
+        "environment": True,
+        "sender_domains": [None],
+        "rate_limit": [5],
+    }
+
+    response = await client.post("/v1/api-keys", json=body)
+
+    assert response.status_code == 422
+    messages = {
+        error["field"]: error["message"] for error in response.json()["error"]["errors"]
+    }
+    assert messages["environment"].endswith("got true")
+    assert messages["sender_domains.0"].endswith("got null")
+    assert messages["rate_limit"].endswith("got [5]")

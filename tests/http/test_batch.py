@@ -165,6 +165,39 @@ async def test_concurrent_batches_one_stored(client: httpx.AsyncClient) -> None:
     assert await stored_count(client) == 5
 
 
+async def test_item_may_carry_batch_key(client: httpx.AsyncClient) -> None:
+    item = message_body(headers={"X-Idempotency-Key": "shared-1"})
+    body = {"messages": [item, message_body(recipient="b@example.com")]}
+    headers = {"Idempotency-Key": "shared-1"}
+
+    first = await client.post(BATCH, json=body, headers=headers)
+    again = await client.post(BATCH, json=body, headers=headers)
+    single = await client.post("/v1/messages", json=item)
+
+    assert first.status_code == 202
+    assert again.status_code == 202
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert single.status_code == 202
+    assert single.headers["idempotent-replayed"] == "true"
+    assert single.json()["message_id"] == first.json()["data"][0]["message_id"]
+    assert await stored_count(client) == 2
+
+
+async def test_single_key_free_for_batch(client: httpx.AsyncClient) -> None:
+    single = message_body(headers={"X-Idempotency-Key": "shared-2"})
+    await client.post("/v1/messages", json=single)
+    body = {"messages": [message_body(recipient="b@example.com")]}
+
+    response = await client.post(
+        BATCH, json=body, headers={"Idempotency-Key": "shared-2"}
+    )
+
+    assert response.status_code == 202
+    assert "idempotent-replayed" not in response.headers
+    assert await stored_count(client) == 2
+
+
 async def test_item_key_replays_single_send(client: httpx.AsyncClient) -> None:
     item = message_body(headers={"X-Idempotency-Key": "item-1"})
     single = (await client.post("/v1/messages", json=item)).json()
@@ -241,3 +274,14 @@ async def test_batch_respects_sender_domains(
     [error] = response.json()["data"][1]["errors"]
     assert error["field"] == "messages.1.from"
     assert error["code"] == "sender_domain_not_allowed"
+
+
+async def test_mode_error_shows_json_value(client: httpx.AsyncClient) -> None:
+    body = {"messages": [message_body()], "mode": False}
+
+    response = await client.post(BATCH, json=body)
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "mode"
+    assert error["message"].endswith("got false")

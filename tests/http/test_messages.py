@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import anyio
 import httpx
+import orjson
 import pytest
 
 from sendarix_backends.engine import Engine
@@ -89,6 +90,8 @@ async def test_list_filters_and_pages(client: httpx.AsyncClient) -> None:
         ({"status": ""}, "status"),
         ({"created_after": "2026-04-19T14:30:00"}, "created_after"),
         ({"cursor": "!!!"}, "cursor"),
+        ({"limit": "\u0663"}, "limit"),
+        ({"limit": "\uff15"}, "limit"),
     ],
 )
 async def test_list_rejects_bad_query(
@@ -107,6 +110,25 @@ async def test_list_reports_every_bad_parameter(client: httpx.AsyncClient) -> No
     assert response.status_code == 422
     fields = [error["field"] for error in response.json()["error"]["errors"]]
     assert fields == ["status", "created_after", "limit"]
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/events"])
+@pytest.mark.parametrize(
+    "after", ["2026-04-20T00:00:00Z", "2026-04-19T00:00:00Z"], ids=["later", "equal"]
+)
+async def test_list_reversed_range_422(
+    client: httpx.AsyncClient, path: str, after: str
+) -> None:
+    params = {"created_after": after, "created_before": "2026-04-19T00:00:00Z"}
+
+    response = await client.get(path, params=params)
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "created_before"
+    assert error["code"] == "invalid_range"
+    assert after in error["message"]
+    assert "2026-04-19T00:00:00Z" in error["message"]
 
 
 async def test_cancel_scheduled(client: httpx.AsyncClient, clock: ManualClock) -> None:
@@ -234,6 +256,21 @@ async def test_wrong_content_type_415(client: httpx.AsyncClient) -> None:
     assert response.status_code == 415
 
 
+async def test_content_type_missing_or_form(client: httpx.AsyncClient) -> None:
+    body = orjson.dumps(message_body())
+    missing = await client.post("/v1/messages", content=body)
+    form = await client.post(
+        "/v1/messages",
+        content=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+    assert "content-type" not in missing.request.headers
+    assert missing.status_code == 202
+    assert form.status_code == 415
+    assert "send application/json" in form.json()["error"]["message"]
+
+
 @pytest.mark.parametrize(
     "authorization", ["", "Bearer", "Bearer sk_live_wrong", "Basic dXNlcjpwYXNz"]
 )
@@ -313,6 +350,21 @@ async def test_idempotency_header_validated(client: httpx.AsyncClient) -> None:
     )
     assert response.status_code == 422
     assert response.json()["error"]["errors"][0]["code"] == "invalid_idempotency_key"
+
+
+async def test_long_key_quoted_alike_in_both(client: httpx.AsyncClient) -> None:
+    key = "x" * 5000
+    in_header = await client.post(
+        "/v1/messages", json=message_body(), headers={"Idempotency-Key": key}
+    )
+    in_body = await client.post(
+        "/v1/messages", json=message_body(headers={"X-Idempotency-Key": key})
+    )
+
+    [header_error] = in_header.json()["error"]["errors"]
+    [body_error] = in_body.json()["error"]["errors"]
+    assert "…" in header_error["message"]
+    assert header_error["message"] == body_error["message"]
 
 
 async def test_idempotency_header_sent_twice_same(client: httpx.AsyncClient) -> None:

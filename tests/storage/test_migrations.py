@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -12,10 +15,11 @@ from alembic.runtime.migration import MigrationContext
 
 from sendarix_backends.sql import SqlStore, current_revision, head_revision, upgrade
 from sendarix_backends.sql.engine import make_engine
-from sendarix_backends.sql.schema import metadata, to_micros
+from sendarix_backends.sql.schema import idempotency_keys, metadata, to_micros
 from sendarix_backends.sql.webhooks import get_endpoint
 from sendarix_backends.webhooks.model import PreviousSecret
 from sendarix_core.errors import ConfigurationError, StorageError
+from tests.storage.conftest import POSTGRESQL_URL, schema_url
 
 pytestmark = pytest.mark.anyio
 
@@ -100,8 +104,54 @@ def test_unsupported_url_raises(url: str) -> None:
         SqlStore(url)
 
 
-def test_previous_secret_moves_to_list(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+)
+def unmigrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Return the URL of an empty database that no test has migrated yet."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    request.getfixturevalue("postgresql_schema")
+    schema = f"sx_{secrets.token_hex(6)}"
+    with psycopg.connect(POSTGRESQL_URL, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            yield schema_url(schema)
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_batch_keys_move_to_own_namespace(unmigrated_url: str) -> None:
+    upgrade(unmigrated_url, "0005_analytics_test_mode")
+    batch_response = {"data": [{"message_id": "msg_1", "status": "queued"}]}
+    message_response = {"message_id": "msg_2", "status": "queued"}
+    engine = make_engine(unmigrated_url, pool_size=1)
+    try:
+        with engine.begin() as connection:
+            for key, response in (("k1", batch_response), ("k2", message_response)):
+                connection.execute(
+                    idempotency_keys.insert().values(
+                        api_key_id="key_1",
+                        key=key,
+                        fingerprint="f",
+                        status_code=202,
+                        response=response,
+                        created_at=datetime(2026, 12, 5, tzinfo=UTC),
+                    )
+                )
+
+        upgrade(unmigrated_url)
+
+        with engine.connect() as connection:
+            keys = set(connection.execute(sa.select(idempotency_keys.c.key)).scalars())
+    finally:
+        engine.dispose()
+    assert keys == {"batch k1", "k2"}
+
+
+def test_previous_secret_moves_to_list(unmigrated_url: str) -> None:
+    url = unmigrated_url
     upgrade(url, "0005_analytics_test_mode")
     expires_at = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
     engine = make_engine(url, pool_size=1)
@@ -112,7 +162,7 @@ def test_previous_secret_moves_to_list(tmp_path: Path) -> None:
                     "INSERT INTO webhook_endpoints (id, url, description, enabled, "
                     "secret, previous_secret, previous_secret_expires_at, "
                     "created_at, updated_at) VALUES ('whk_1', 'http://127.0.0.1:9/', "
-                    "'', 1, 'whsec_new', 'whsec_old', :expires, 0, 0)"
+                    "'', true, 'whsec_new', 'whsec_old', :expires, 0, 0)"
                 ),
                 {"expires": to_micros(expires_at)},
             )

@@ -247,6 +247,74 @@ async def test_replay_range_needs_bounds(client: httpx.AsyncClient) -> None:
     assert response.json()["error"]["errors"][0]["field"] == "to"
 
 
+async def test_replay_range_unknown_field_422(client: httpx.AsyncClient) -> None:
+    created = (
+        await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/"})
+    ).json()
+    body = {
+        "from": "2026-12-05T00:00:00Z",
+        "to": "2026-12-06T00:00:00Z",
+        "status": ["succeeded"],
+    }
+
+    response = await client.post(f"/v1/webhooks/{created['id']}/replay", json=body)
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "status"
+    assert error["code"] == "unknown_field"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({}, {"from": "missing_field", "to": "missing_field"}),
+        ({"from": "x", "to": "y"}, {"from": "invalid_time", "to": "invalid_time"}),
+        (
+            {"from": True, "to": "y", "statuses": ["pending"], "extra": 1},
+            {
+                "extra": "unknown_field",
+                "from": "invalid_type",
+                "to": "invalid_time",
+                "statuses": "invalid_statuses",
+            },
+        ),
+    ],
+)
+async def test_replay_range_lists_every_error(
+    client: httpx.AsyncClient, body: dict[str, object], expected: dict[str, str]
+) -> None:
+    created = (
+        await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/"})
+    ).json()
+
+    response = await client.post(f"/v1/webhooks/{created['id']}/replay", json=body)
+
+    assert response.status_code == 422
+    errors = response.json()["error"]["errors"]
+    assert {error["field"]: error["code"] for error in errors} == expected
+    messages = " ".join(error["message"] for error in errors)
+    assert "True" not in messages
+    assert "['pending']" not in messages
+
+
+async def test_replay_range_reversed_names_values(
+    client: httpx.AsyncClient,
+) -> None:
+    created = (
+        await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/"})
+    ).json()
+    body = {"from": "2026-12-06T00:00:00Z", "to": "2026-12-05T00:00:00Z"}
+
+    response = await client.post(f"/v1/webhooks/{created['id']}/replay", json=body)
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["code"] == "invalid_range"
+    assert "2026-12-06T00:00:00Z" in error["message"]
+    assert "2026-12-05T00:00:00Z" in error["message"]
+
+
 async def test_webhooks_need_scope(client: httpx.AsyncClient, engine: Engine) -> None:
     secret, _ = await engine.create_api_key(
         "reader", scopes=frozenset({Scope.MESSAGES_READ})
@@ -257,3 +325,25 @@ async def test_webhooks_need_scope(client: httpx.AsyncClient, engine: Engine) ->
     )
 
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"url": ""}, "invalid_value"),
+        ({}, "missing_field"),
+        ({"url": None}, "missing_field"),
+        ({"url": 5}, "invalid_type"),
+    ],
+)
+async def test_create_url_errors(
+    client: httpx.AsyncClient, body: dict[str, object], code: str
+) -> None:
+    response = await client.post("/v1/webhooks", json=body)
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "url"
+    assert error["code"] == code
+    if code != "invalid_type":
+        assert "absolute http or https URL" in error["message"]
