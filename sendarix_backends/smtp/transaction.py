@@ -280,6 +280,20 @@ def _message_content(data: bytes) -> bytes:
     return data + _END_OF_DATA
 
 
+def _body_of(data: bytes) -> bytes:
+    """Return what follows the header section of a message: the data after
+    its first empty line, whichever line ending the message uses."""
+    ends = [
+        (start, len(separator))
+        for separator in (b"\r\n\r\n", b"\n\n")
+        if (start := data.find(separator)) != -1
+    ]
+    if not ends:
+        return b""
+    start, length = min(ends)
+    return data[start + length :]
+
+
 def _mail_options(connection: SmtpConnection, envelope: Envelope) -> list[str]:
     """Return the MAIL FROM parameters, or raise when the server can't take
     the message at all."""
@@ -302,8 +316,22 @@ def _mail_options(connection: SmtpConnection, envelope: Envelope) -> list[str]:
             )
         options.append("SMTPUTF8")
 
-    if not envelope.data.isascii() and connection.supports("8bitmime"):
-        options.append("BODY=8BITMIME")
+    if not envelope.data.isascii():
+        if connection.supports("8bitmime"):
+            options.append("BODY=8BITMIME")
+        elif not needs_utf8 and not _body_of(envelope.data).isascii():
+            # RFC 6152, section 3: an 8-bit body must be converted or
+            # returned. Converting would break its DKIM signatures.
+            raise PermanentDeliveryError(
+                f"{connection.host} does not support 8BITMIME, which the 8-bit "
+                "body of this message requires; send the body as "
+                "quoted-printable or base64",
+                reply_code=554,
+                enhanced_code="5.6.3",
+                mx_host=connection.host,
+                recipient=envelope.rcpt_to,
+                details={"stage": "MAIL"},
+            )
 
     if connection.supports("size"):
         _check_size(connection, envelope)

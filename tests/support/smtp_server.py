@@ -61,7 +61,8 @@ class SmtpServer:
     ``credentials`` (user to password) enables AUTH PLAIN and LOGIN, over TLS
     only unless ``auth_require_tls`` is false. ``smtputf8`` controls whether
     the SMTPUTF8 extension is offered, ``pipelining`` whether PIPELINING
-    (RFC 2920) is. ``port`` 0 picks a free port.
+    (RFC 2920) is, and ``eight_bit_mime`` whether 8BITMIME is. ``port`` 0
+    picks a free port.
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class SmtpServer:
         auth_require_tls: bool = True,
         smtputf8: bool = True,
         pipelining: bool = True,
+        eight_bit_mime: bool = True,
         data_size_limit: int = 33_554_432,
     ) -> None:
         self.host = host
@@ -85,6 +87,7 @@ class SmtpServer:
         self._auth_require_tls = auth_require_tls
         self._smtputf8 = smtputf8
         self._pipelining = pipelining
+        self._eight_bit_mime = eight_bit_mime
         self._data_size_limit = data_size_limit
         self._state = _State()
         self._controller: _Controller | None = None
@@ -242,7 +245,11 @@ class SmtpServer:
             kwargs["authenticator"] = _Authenticator(self._credentials)
         controller = _Controller(
             self._state,
-            _Handler(self._state, pipelining=self._pipelining),
+            _Handler(
+                self._state,
+                pipelining=self._pipelining,
+                eight_bit_mime=self._eight_bit_mime,
+            ),
             hostname=self.host,
             port=self.port,
             ssl_context=self._implicit_tls_context,
@@ -304,9 +311,12 @@ class _State:
 class _Handler:
     """aiosmtpd hooks: scripted replies first, then record and accept."""
 
-    def __init__(self, state: _State, *, pipelining: bool) -> None:
+    def __init__(
+        self, state: _State, *, pipelining: bool, eight_bit_mime: bool
+    ) -> None:
         self._state = state
         self._pipelining = pipelining
+        self._eight_bit_mime = eight_bit_mime
 
     async def handle_EHLO(
         self,
@@ -321,6 +331,8 @@ class _Handler:
             # aiosmtpd reads one command at a time, so pipelined commands
             # are answered in order; it just doesn't advertise the extension.
             responses.insert(1, "250-PIPELINING")
+        if not self._eight_bit_mime:
+            responses = [line for line in responses if "8BITMIME" not in line]
         return responses
 
     async def handle_MAIL(

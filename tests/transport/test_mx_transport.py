@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 
+import attrs
 import pytest
 
 from sendarix_backends.smtp import MxResolver, MxTransport, TlsMode
@@ -396,6 +397,47 @@ async def test_deliver_smtputf8_unsupported(
     assert caught.value.reply_code == 553
     assert caught.value.enhanced_code == "5.6.7"
     assert server.messages == []
+
+
+async def test_deliver_8bit_body_without_8bitmime(
+    dns_server: DnsServer, resolver: MxResolver
+) -> None:
+    dns_server.add_mx(DOMAIN, 10, "mx1.example.test")
+    dns_server.add_a("mx1.example.test", "127.0.0.1")
+    envelope = attrs.evolve(
+        make_envelope(), data=make_envelope().data.replace(b"Hello.", "héllo".encode())
+    )
+    with SmtpServer(eight_bit_mime=False, smtputf8=False) as server:
+        transport = MxTransport(resolver, port=server.port, helo_name="sender.test")
+        try:
+            with pytest.raises(PermanentDeliveryError) as caught:
+                await transport.deliver(envelope)
+        finally:
+            await transport.aclose()
+
+    assert caught.value.reply_code == 554
+    assert caught.value.enhanced_code == "5.6.3"
+    assert server.messages == []
+
+
+async def test_deliver_8bit_header_without_8bitmime(
+    dns_server: DnsServer, resolver: MxResolver
+) -> None:
+    dns_server.add_mx(DOMAIN, 10, "mx1.example.test")
+    dns_server.add_a("mx1.example.test", "127.0.0.1")
+    envelope = attrs.evolve(
+        make_envelope(),
+        data=make_envelope().data.replace(b"Subject: Test", "Subject: Tëst".encode()),
+    )
+    with SmtpServer(eight_bit_mime=False, smtputf8=False) as server:
+        transport = MxTransport(resolver, port=server.port, helo_name="sender.test")
+        try:
+            await transport.deliver(envelope)
+        finally:
+            await transport.aclose()
+
+    # UTF-8 headers without SMTPUTF8 go out as they are (docs/limitations.md).
+    assert len(server.messages) == 1
 
 
 # TLS
