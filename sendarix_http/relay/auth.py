@@ -78,7 +78,16 @@ class RelayAuthenticator:
                 "password separated by NUL"
             )
             return AuthResult(success=False, handled=True)
-        return await self._check_password(server, parts[2])
+        authorization_id, username, password = parts
+        if authorization_id and authorization_id != username:
+            # RFC 4616, section 2: the server must refuse an identity it
+            # does not let the username act as, and the relay has no proxies.
+            await server.push(
+                "535 5.7.8 acting as another identity is not supported; "
+                "leave the authorization identity empty"
+            )
+            return AuthResult(success=False, handled=True)
+        return await self._check_password(server, password)
 
     async def login(self, server: SMTP, args: list[str]) -> AuthResult:
         """Run ``AUTH LOGIN``: the username and the password, each in base64."""

@@ -642,6 +642,22 @@ async def test_valid_key_concurrent_sessions(
     assert codes == [235] * sessions
 
 
+async def test_plain_other_identity_refused(
+    relay: Relay, relay_settings: Settings, certificate: TestCertificate, api_key: str
+) -> None:
+    def login(identity: bytes) -> tuple[int, bytes]:
+        blob = base64.b64encode(identity + b"\0user\0" + api_key.encode()).decode()
+        with connect(relay_settings, certificate) as client:
+            return client.docmd("AUTH", f"PLAIN {blob}")
+
+    other = await in_thread(partial(login, b"other"))
+    same = await in_thread(partial(login, b"user"))
+
+    assert other[0] == 535
+    assert b"authorization identity" in other[1]
+    assert same[0] == 235
+
+
 async def test_rate_limited_key(
     relay: Relay,
     engine: Engine,
