@@ -1,4 +1,4 @@
-"""What every listening socket of Sendarix shares."""
+"""Settings shared by every listening socket of Sendarix."""
 
 from __future__ import annotations
 

@@ -224,8 +224,8 @@ class _Transaction:
     def _outcome_unknown(self, failure: HostFailure) -> TemporaryDeliveryError:
         """Return the deferral for a session lost after the final dot.
 
-        The server may have taken the message, so no other host gets it now;
-        the retry sends it again, which can make a duplicate (RFC 1047).
+        The server may have taken the message, so no other host gets it now.
+        The retry sends it again, which can make a duplicate (RFC 1047).
         """
         connection = self._connection
         return TemporaryDeliveryError(
