@@ -255,11 +255,11 @@ def grant_messages(
     ``holders`` other workers hold ``held_by_others`` connection slots and
     ``waiting`` others asked for slots and got none. Slots are granted first,
     up to the site's cap and, while others wait, up to an equal share of it.
-    Within that limit the worker keeps the slots it holds, whose sessions
-    may be open and idle. Above it, the worker keeps a slot for each delivery
-    in flight, so it may end up with fewer slots than before but never with
-    fewer than ``in_flight``. Tokens are taken only for the messages the
-    slots leave room for, so no token is wasted.
+    A worker alone at the site keeps the slots it holds within that limit,
+    because their sessions may be open and idle. Otherwise it keeps a slot
+    for each delivery in flight, so it may end up with fewer slots than
+    before but never with fewer than ``in_flight``. Tokens are taken only
+    for the messages the slots leave room for, so no token is wasted.
     """
     factor = record.slowdown.factor_at(now)
     cap = effective_connections(limits, factor)
@@ -269,7 +269,9 @@ def grant_messages(
         limit = cap - held_by_others
         if waiting:
             limit = min(limit, max(1, cap // (holders + waiting + 1)))
-        slots = max(in_flight, min(max(in_flight + wanted, held), limit))
+        alone = not held_by_others and not waiting
+        kept = held if alone else 0
+        slots = max(in_flight, min(max(in_flight + wanted, kept), limit))
         room = max(0, min(wanted, slots - in_flight))
 
     rate = effective_rate(limits, factor)

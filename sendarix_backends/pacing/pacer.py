@@ -198,14 +198,17 @@ class Pacer:
         if use is None or rate is None:
             return None
         limits = use.limits
-        retry_after = max(_MIN_TOKEN_WAIT, 1 / rate)
 
         async def take_token() -> float | None:
             # Without a token the pool calls this again once a token has had
-            # time to refill; any node's refill may supply it.
-            if await self._store.take_connection_token(site, limits, self._clock.now()):
+            # time to refill at the site's slowed-down rate; any node's
+            # refill may supply it.
+            now = self._clock.now()
+            if await self._store.take_connection_token(site, limits, now):
                 return None
-            return retry_after
+            slowdown = self._slowed.get(site)
+            factor = 1.0 if slowdown is None else slowdown.factor_at(now)
+            return max(_MIN_TOKEN_WAIT, 1 / (rate * factor))
 
         return take_token
 

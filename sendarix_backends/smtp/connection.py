@@ -229,8 +229,9 @@ async def _authenticate(
     if not encrypted and not _is_loopback(client):
         # Credentials in clear text would cross the network.
         raise aiosmtplib.SMTPException(
-            "does not offer STARTTLS, so the credentials were not sent; "
-            "enable STARTTLS on the server or use smtps://"
+            "did not encrypt the session (it offers no STARTTLS or refused "
+            "it), so the credentials were not sent; enable STARTTLS on the "
+            "server or use smtps://"
         )
     await client.login(username, password)
     logger.debug("%s AUTH succeeded for user %s", host, username)

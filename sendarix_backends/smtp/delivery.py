@@ -135,8 +135,9 @@ class PooledSender:
             self._warned_hosts.clear()
         self._warned_hosts.add(session.host)
         logger.warning(
-            "delivering to %s without TLS: it did not offer STARTTLS or TLS is "
-            "turned off, so messages cross the network in clear text",
+            "delivering to %s without TLS: it did not offer STARTTLS, refused "
+            "it, or TLS is turned off, so messages cross the network in clear "
+            "text",
             session.host,
             extra={"action": "smtp_clear_text", "mx_host": session.host},
         )

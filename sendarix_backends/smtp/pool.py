@@ -83,8 +83,9 @@ class ConnectionPool:
 
     ``gate``, when given, is asked before each new session opens, as pacing
     does for a connection rate. A delivery that the gate turns away waits
-    with the others, and takes the first session another delivery returns,
-    so a slow gate limits the sessions opened and not the messages sent.
+    with the others for a returned session or for the gate to be asked
+    again, whichever comes first, so a slow gate limits the sessions opened
+    and not the messages sent.
     """
 
     def __init__(
@@ -163,8 +164,10 @@ class ConnectionPool:
     async def _may_open(self, host: _HostConnections) -> bool:
         """Ask the gate whether the slot taken in ``host`` may open a session.
 
-        When it may not, the slot is freed and a timer wakes the oldest
-        waiting delivery to ask again once the gate's wait is over.
+        When it may, the oldest waiting delivery is woken to ask for another
+        free slot, so that waiters keep asking while slots are free. When it
+        may not, the slot is freed and a timer wakes the oldest waiting
+        delivery to ask again once the gate's wait is over.
         """
         if self._gate is None:
             return True
@@ -175,6 +178,8 @@ class ConnectionPool:
             host.notify()
             raise
         if retry_after is None:
+            if host.open_count < self._settings.max_connections_per_host:
+                host.notify()
             return True
 
         host.open_count -= 1

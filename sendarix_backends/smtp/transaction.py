@@ -231,7 +231,7 @@ class _Transaction:
         return TemporaryDeliveryError(
             f"{failure}; the server may have accepted the message before the "
             "session ended, so it is retried later instead of going to "
-            "another MX host now",
+            "another host now",
             enhanced_code="4.4.2",
             mx_host=connection.host,
             recipient=self._envelope.rcpt_to,

@@ -35,9 +35,6 @@ __all__ = [
 ]
 
 BUSY_TIMEOUT_MS = 30_000
-# PostgreSQL waits for a lock as long as SQLite does, then fails the
-# statement with SQLSTATE 55P03; a URL that sets lock_timeout keeps its own.
-_POSTGRESQL_LOCK_TIMEOUT = f"-c lock_timeout={BUSY_TIMEOUT_MS}"
 _LOCK_NOT_AVAILABLE = "55P03"
 
 # Execution option: true makes a SQLite transaction start with BEGIN IMMEDIATE.
@@ -87,8 +84,6 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
     if url.get_backend_name() == "sqlite":
         options["connect_args"] = {"check_same_thread": False}
         _check_sqlite_directory(url.database)
-    else:
-        options["connect_args"] = {"options": _postgresql_options(url)}
     try:
         engine = sa.create_engine(url, **options)
     except ModuleNotFoundError as exc:
@@ -98,17 +93,9 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
         ) from exc
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
+    else:
+        _configure_postgresql(engine)
     return engine
-
-
-def _postgresql_options(url: URL) -> str:
-    """Return the URL's ``options`` connection parameter with the lock
-    timeout added, unless the URL sets one."""
-    given = url.query.get("options", "")
-    options = given if isinstance(given, str) else " ".join(given)
-    if "lock_timeout" in options:
-        return options
-    return f"{options} {_POSTGRESQL_LOCK_TIMEOUT}".strip()
 
 
 def _check_sqlite_directory(database: str | None) -> None:
@@ -126,6 +113,20 @@ def _check_sqlite_directory(database: str | None) -> None:
 
 def _dump_json(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def set_lock_timeout(dbapi_connection: Any, _record: Any) -> None:
+        # PostgreSQL waits for a lock as long as SQLite does, then fails the
+        # statement with SQLSTATE 55P03. A timeout set anywhere else, in the
+        # URL's options, PGOPTIONS or ALTER ROLE, is kept.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SHOW lock_timeout")
+            if cursor.fetchone()[0] == "0":
+                cursor.execute(f"SET lock_timeout = {BUSY_TIMEOUT_MS}")
+        # Committed, or the pool's rollback on return would undo the SET.
+        dbapi_connection.commit()
 
 
 def _configure_sqlite(engine: Engine) -> None:

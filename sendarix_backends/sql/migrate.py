@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from sendarix_backends.sql.engine import BEGIN_OPTION, describe_error, make_engine
 from sendarix_core.errors import StorageError
@@ -55,13 +55,7 @@ def upgrade_engine(engine: Engine, revision: str = "head") -> None:
         connection.execution_options(**{BEGIN_OPTION: True})
         with connection.begin():
             if connection.dialect.name == "postgresql":
-                # Migrations wait for each other however long one takes,
-                # beyond the lock_timeout of the other statements.
-                connection.exec_driver_sql("SET LOCAL lock_timeout = 0")
-                connection.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(:key)"),
-                    {"key": _MIGRATION_LOCK},
-                )
+                _wait_for_other_migrations(connection)
             before = MigrationContext.configure(connection).get_current_revision()
             check_known_revision(engine, before)
             config.attributes["connection"] = connection
@@ -72,6 +66,24 @@ def upgrade_engine(engine: Engine, revision: str = "head") -> None:
             "schema migrated",
             extra={"action": "schema_migrated", "from": before, "to": after},
         )
+
+
+def _wait_for_other_migrations(connection: Connection) -> None:
+    """Take the migration lock, however long another migration holds it.
+
+    The lock_timeout is lifted for this wait only: the migration's own
+    statements keep it, so one stuck behind a busy table fails instead of
+    making the application's queries queue behind it.
+    """
+    timeout = connection.exec_driver_sql("SHOW lock_timeout").scalar_one()
+    connection.exec_driver_sql("SET LOCAL lock_timeout = 0")
+    connection.execute(
+        sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+    )
+    connection.execute(
+        sa.text("SELECT set_config('lock_timeout', :timeout, true)"),
+        {"timeout": timeout},
+    )
 
 
 def current_revision(database_url: str) -> str | None:

@@ -587,8 +587,9 @@ def _of_existing_deliveries(
         return records
     dropped = sorted(set(ids) - existing)
     logger.info(
-        "attempts of deleted webhook endpoints dropped",
-        extra={"action": "webhook_attempt_dropped", "webhook_ids": dropped},
+        "%d attempts of deleted webhook endpoints dropped",
+        len(dropped),
+        extra={"action": "webhook_attempt_dropped", "delivery_ids": dropped},
     )
     return [record for record in records if record.delivery_id in existing]
 

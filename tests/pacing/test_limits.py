@@ -292,7 +292,24 @@ def test_grant_held_slots_shrink_to_cap() -> None:
     assert grant.messages == 1
 
 
-def test_grant_held_slots_shared_with_waiting() -> None:
+def test_grant_held_slots_freed_for_holder() -> None:
+    # Another worker holds one slot and wants more: idle slots go back.
+    _, grant = grant_messages(
+        SiteRecord(),
+        limits=PacingLimits(max_connections=10),
+        wanted=1,
+        in_flight=0,
+        held=9,
+        held_by_others=1,
+        holders=1,
+        now=T0,
+    )
+
+    assert grant.slots == 1
+    assert grant.messages == 1
+
+
+def test_grant_held_slots_freed_for_waiting() -> None:
     _, grant = grant_messages(
         SiteRecord(),
         limits=PacingLimits(max_connections=4),
@@ -304,7 +321,7 @@ def test_grant_held_slots_shared_with_waiting() -> None:
         now=T0,
     )
 
-    assert grant.slots == 2
+    assert grant.slots == 1
     assert grant.messages == 1
 
 

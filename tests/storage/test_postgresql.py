@@ -42,6 +42,21 @@ def test_url_lock_timeout_kept(postgresql_schema: str) -> None:
     assert show(url, "search_path") == postgresql_schema
 
 
+def test_pgoptions_lock_timeout_kept(
+    postgresql_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=700")
+
+    assert show(POSTGRESQL_URL, "lock_timeout") == "700ms"
+
+
+def test_other_url_options_get_lock_timeout(postgresql_schema: str) -> None:
+    url = schema_url(postgresql_schema) + "%20-cdeadlock_timeout%3D2s"
+
+    assert show(url, "lock_timeout") == "30s"
+    assert show(url, "deadlock_timeout") == "2s"
+
+
 async def test_locked_table_fails_write(
     postgresql_schema: str, factory: Factory
 ) -> None:
@@ -69,3 +84,14 @@ def test_migration_waits_past_lock_timeout(postgresql_schema: str) -> None:
             release.join()
 
     assert current_revision(url) is not None
+
+
+def test_migration_keeps_lock_timeout_for_ddl(postgresql_schema: str) -> None:
+    url = schema_url(postgresql_schema) + "%20-clock_timeout%3D200"
+    with psycopg.connect(POSTGRESQL_URL) as holder:
+        # A migration's statements still give up on a busy table.
+        holder.execute(
+            f"LOCK TABLE {postgresql_schema}.alembic_version IN ACCESS EXCLUSIVE MODE"
+        )
+        with pytest.raises(StorageError, match="lock_timeout"):
+            upgrade(url)

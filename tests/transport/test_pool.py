@@ -360,6 +360,47 @@ async def test_session_returned_while_gate_asked(
     assert routed_server.connections == 1
 
 
+async def test_gate_admits_waiters_while_slots_free(
+    routed_server: SmtpServer, resolver: MxResolver
+) -> None:
+    # One token at first, the next ones 0.1 s apart; each delivery takes a
+    # second, so each token should open one more of the three sessions.
+    tokens = 1
+    loop = asyncio.get_running_loop()
+
+    def refill() -> None:
+        nonlocal tokens
+        tokens += 1
+
+    for delay in (0.1, 0.2):
+        loop.call_later(delay, refill)
+
+    async def gate() -> float | None:
+        nonlocal tokens
+        if tokens:
+            tokens -= 1
+            return None
+        return 0.05
+
+    routed_server.delay_data_reply(1.0)
+    transport = gated_transport(
+        resolver, routed_server, gate, PoolSettings(max_connections_per_host=3)
+    )
+    try:
+        await resolver.resolve("example.test")
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(transport.deliver(make_envelope(number=n)) for n in range(3))
+            ),
+            timeout=30,
+        )
+    finally:
+        await transport.aclose()
+
+    assert routed_server.connections == 3
+    assert routed_server.peak_sessions == 3
+
+
 async def test_gate_error_frees_slot(
     routed_server: SmtpServer, resolver: MxResolver
 ) -> None:
