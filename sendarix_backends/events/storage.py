@@ -26,6 +26,7 @@ from sendarix_backends.webhooks.model import (
     DeliveryStatus,
     EndpointChanges,
     EndpointShare,
+    SavedAttempts,
     WebhookAttempt,
     WebhookEndpoint,
 )
@@ -224,8 +225,8 @@ class SqlEventStorage:
         worker_id: str,
         now: datetime,
         disable_after: timedelta,
-    ) -> list[str]:
-        def run(connection: Connection) -> list[str]:
+    ) -> SavedAttempts:
+        def run(connection: Connection) -> SavedAttempts:
             return webhooks.record_attempts(
                 connection, records, worker_id, now=now, disable_after=disable_after
             )
@@ -248,8 +249,8 @@ class SqlEventStorage:
 
     async def replay_delivery(
         self, endpoint_id: str, delivery_id: str, now: datetime, retry_window: timedelta
-    ) -> bool:
-        def run(connection: Connection) -> bool:
+    ) -> bool | None:
+        def run(connection: Connection) -> bool | None:
             return webhooks.replay_delivery(
                 connection, endpoint_id, delivery_id, now=now, retry_window=retry_window
             )

@@ -39,6 +39,7 @@ from sendarix_backends.webhooks.model import (
     EndpointChanges,
     EndpointShare,
     PreviousSecret,
+    SavedAttempts,
     WebhookAttempt,
     WebhookEndpoint,
     still_signing,
@@ -531,15 +532,29 @@ def record_attempts(
     *,
     now: datetime,
     disable_after: timedelta,
-) -> list[str]:
+) -> SavedAttempts:
     """Store attempts, update their deliveries and endpoints.
 
     An endpoint whose attempts all failed for ``disable_after`` is disabled.
-    Returns the ids of the endpoints disabled now. The attempts of a delivery
-    deleted with its endpoint while it was posted are dropped, so they don't
-    fail the others saved in the same transaction.
+    The attempts of a delivery deleted with its endpoint while it was posted
+    are dropped, so they don't fail the others saved in the same transaction.
     """
-    records = _of_existing_deliveries(connection, records)
+    kept = _of_existing_deliveries(connection, records)
+    dropped = frozenset(r.delivery_id for r in records) - {r.delivery_id for r in kept}
+    return SavedAttempts(
+        disabled=_save_attempts(connection, kept, worker_id, now, disable_after),
+        dropped=dropped,
+    )
+
+
+def _save_attempts(
+    connection: Connection,
+    records: Sequence[AttemptRecord],
+    worker_id: str,
+    now: datetime,
+    disable_after: timedelta,
+) -> list[str]:
+    """Store attempts of existing deliveries; return the endpoints disabled."""
     if not records:
         return []
     connection.execute(
@@ -585,12 +600,6 @@ def _of_existing_deliveries(
     )
     if len(existing) == len(ids):
         return records
-    dropped = sorted(set(ids) - existing)
-    logger.info(
-        "%d attempts of deleted webhook endpoints dropped",
-        len(dropped),
-        extra={"action": "webhook_attempt_dropped", "delivery_ids": dropped},
-    )
     return [record for record in records if record.delivery_id in existing]
 
 
@@ -739,8 +748,9 @@ def replay_delivery(
     *,
     now: datetime,
     retry_window: timedelta,
-) -> bool:
-    """Queue a delivery to be posted now; return False if it does not exist.
+) -> bool | None:
+    """Queue a delivery to be posted now; return whether it was queued, or
+    None if it does not exist.
 
     A finished delivery is queued again. A pending one waiting for its next
     retry becomes due now, and one being posted is left as it is.
@@ -752,14 +762,14 @@ def replay_delivery(
         )
     ).scalar_one_or_none()
     if found is None:
-        return False
+        return None
     waiting = sa.and_(table.c.status == _PENDING, table.c.lease_owner.is_(None))
-    connection.execute(
+    result = connection.execute(
         sa.update(table)
         .where(table.c.id == delivery_id, (table.c.status != _PENDING) | waiting)
         .values(_requeued(now, retry_window))
     )
-    return True
+    return result.rowcount > 0
 
 
 def replay_range(

@@ -1,9 +1,9 @@
 """The webhook dispatcher: lease due deliveries, post them, record attempts.
 
-Posts run concurrently, up to ``concurrency`` at once per process. While
-other endpoints have deliveries due, one endpoint gets at most half of the
-posts, so an endpoint that is slow or hangs until the timeout holds up the
-others by one round of posts at most. Every
+Posts run concurrently, up to ``concurrency`` at once per process, and
+one endpoint gets at most half of them. The other half stays free for the
+other endpoints, so one that is slow or hangs until the timeout does not
+hold up their deliveries. Every
 attempt is stored with its status code, latency, response excerpt and
 error, and its outcome updates the delivery in the same commit, batched
 with other attempts that finished at the same time.
@@ -72,8 +72,8 @@ class WebhookDispatcher:
         self._in_flight_by_endpoint: Counter[str] = Counter()
         self._slot_freed = anyio.Event()
         self._wakeup = anyio.Event()
-        self._attempts: GroupCommitter[AttemptRecord, list[str]] = GroupCommitter(
-            self._save_attempts
+        self._attempts: GroupCommitter[AttemptRecord, tuple[list[str], bool]] = (
+            GroupCommitter(self._save_attempts)
         )
 
     def wake(self) -> None:
@@ -123,12 +123,6 @@ class WebhookDispatcher:
         claimed = await self._storage.claim_deliveries(
             self.worker_id, now, limit, self._lease, share
         )
-        if not claimed and share.full:
-            # Only endpoints with their share in flight have deliveries due,
-            # and no other endpoint waits for the free slots.
-            claimed = await self._storage.claim_deliveries(
-                self.worker_id, now, limit, self._lease
-            )
         for delivery in claimed:
             self._in_flight += 1
             self._in_flight_by_endpoint[delivery.endpoint_id] += 1
@@ -143,8 +137,19 @@ class WebhookDispatcher:
             )
             response = await self._post(delivery, headers)
             record = self._record(delivery, sent_at, response)
-            disabled = await self._attempts.submit(record)
-            _log_attempt(delivery, record)
+            disabled, dropped = await self._attempts.submit(record)
+            if dropped:
+                logger.info(
+                    "webhook endpoint deleted while its delivery was posted; "
+                    "the attempt is not kept",
+                    extra={
+                        "action": "webhook_attempt_dropped",
+                        "webhook_id": delivery.id,
+                        "endpoint_id": delivery.endpoint_id,
+                    },
+                )
+            else:
+                _log_attempt(delivery, record)
             for endpoint_id in disabled:
                 logger.warning(
                     "webhook endpoint disabled after failing continuously",
@@ -224,15 +229,22 @@ class WebhookDispatcher:
             next_attempt_at=next_attempt_at,
         )
 
-    async def _save_attempts(self, records: Sequence[AttemptRecord]) -> list[list[str]]:
-        disabled = await self._storage.record_attempts(
+    async def _save_attempts(
+        self, records: Sequence[AttemptRecord]
+    ) -> list[tuple[list[str], bool]]:
+        """Save a batch; return, per record, the endpoints disabled now and
+        whether the record was dropped with its deleted endpoint."""
+        saved = await self._storage.record_attempts(
             records,
             self.worker_id,
             self._clock.now(),
             self._policy.disable_after,
         )
         # Each disabled endpoint is reported once, by the first caller.
-        return [disabled] + [[] for _ in records[1:]]
+        return [
+            (saved.disabled if index == 0 else [], record.delivery_id in saved.dropped)
+            for index, record in enumerate(records)
+        ]
 
 
 def _checked_response(response: object) -> WebhookResponse:

@@ -16,6 +16,7 @@ __all__ = [
     "EndpointChanges",
     "EndpointShare",
     "PreviousSecret",
+    "SavedAttempts",
     "WebhookAttempt",
     "WebhookEndpoint",
     "still_signing",
@@ -133,6 +134,16 @@ class EndpointShare:
             for endpoint, count in self.in_flight.items()
             if count >= self.per_endpoint
         )
+
+
+@attrs.frozen(kw_only=True)
+class SavedAttempts:
+    """What saving a batch of attempts did: the endpoints it disabled, and
+    the deliveries whose attempts were dropped because their endpoint was
+    deleted while they were posted."""
+
+    disabled: list[str]
+    dropped: frozenset[str]
 
 
 @attrs.frozen(kw_only=True)

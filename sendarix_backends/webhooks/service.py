@@ -131,16 +131,21 @@ class WebhookService:
         await self.get(endpoint_id)
         return await self._storage.list_attempts(endpoint_id, limit, cursor)
 
-    async def replay(self, endpoint_id: str, delivery_id: str) -> None:
+    async def replay(self, endpoint_id: str, delivery_id: str) -> bool:
         """Post a delivery now, under the same ``webhook-id``: a finished one
-        again, a pending one without waiting for its next retry."""
+        again, a pending one without waiting for its next retry.
+
+        Returns False, queuing nothing, when the delivery is being posted.
+        """
         await self.get(endpoint_id)
-        found = await self._storage.replay_delivery(
+        queued = await self._storage.replay_delivery(
             endpoint_id, delivery_id, self._clock.now(), self._policy.retry_window
         )
-        if not found:
+        if queued is None:
             raise NotFoundError("webhook_delivery", delivery_id)
-        self._on_replay()
+        if queued:
+            self._on_replay()
+        return queued
 
     async def replay_range(
         self,

@@ -166,10 +166,12 @@ async def list_webhook_deliveries(request: Request) -> Response:
 async def replay_webhook_delivery(request: Request) -> Response:
     await authorize_live(request, Scope.WEBHOOKS_WRITE, _CHANGE)
     delivery_id = request.path_params["delivery_id"]
-    await event_services_of(request).webhooks.replay(
+    queued = await event_services_of(request).webhooks.replay(
         request.path_params["webhook_id"], delivery_id
     )
-    return JsonResponse({"delivery_id": delivery_id, "queued": 1}, status_code=202)
+    return JsonResponse(
+        {"delivery_id": delivery_id, "queued": int(queued)}, status_code=202
+    )
 
 
 async def replay_webhook_range(request: Request) -> Response:

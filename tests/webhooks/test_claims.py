@@ -125,9 +125,12 @@ async def test_attempt_of_deleted_endpoint_dropped(
     await services.webhooks.delete(deleted.id)
 
     records = [succeeded(delivery, clock.now()) for delivery in claimed]
-    await services.storage.record_attempts(records, "a", clock.now(), timedelta(days=5))
+    saved = await services.storage.record_attempts(
+        records, "a", clock.now(), timedelta(days=5)
+    )
 
     assert {delivery.endpoint_id for delivery in claimed} == {kept.id, deleted.id}
+    assert saved.dropped == {d.id for d in claimed if d.endpoint_id == deleted.id}
     attempts = await services.webhooks.attempts(kept.id)
     assert [attempt.outcome for attempt in attempts.items] == ["succeeded"]
     assert await services.storage.claim_deliveries("b", clock.now(), 10, LEASE) == []

@@ -173,13 +173,29 @@ async def test_replay_posts_pending_delivery_now(
     assert await services.dispatcher.run_once() == 0
 
     receiver.start()
-    await services.webhooks.replay(endpoint.id, retrying.delivery_id)
+    assert await services.webhooks.replay(endpoint.id, retrying.delivery_id)
     assert await services.dispatcher.run_once() == 1
 
     [request] = receiver.wait_for(1)
     assert request["headers"]["webhook-id"] == retrying.delivery_id
     latest = (await services.webhooks.attempts(endpoint.id)).items[0]
     assert latest.delivery_status is DeliveryStatus.SUCCEEDED
+
+
+async def test_replay_leaves_posting_delivery(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    endpoint = await services.webhooks.create(closed_url(), event_types=QUEUED_ONLY)
+    await engine.send(message_body())
+    await services.processor.drain()
+    [posting] = await services.storage.claim_deliveries(
+        "other-worker", clock.now(), 10, timedelta(seconds=30)
+    )
+
+    queued = await services.webhooks.replay(endpoint.id, posting.id)
+
+    assert queued is False
+    assert await services.dispatcher.run_once() == 0
 
 
 async def test_replay_range_queues_failed_only(
