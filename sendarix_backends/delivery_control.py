@@ -129,6 +129,7 @@ class DeliveryControl:
             clock=self._clock,
             lease=lease,
             close_site=self.transports.close_site,
+            trim_site=self.transports.trim_site,
         )
 
     async def sites(self, limit: int = 100) -> list[SiteState]:

@@ -82,6 +82,7 @@ class Pacer:
         clock: Clock,
         lease: timedelta,
         close_site: Callable[[str], Awaitable[None]],
+        trim_site: Callable[[str, int], Awaitable[None]],
         linger: float = 1.0,
         refresh: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
@@ -91,6 +92,7 @@ class Pacer:
         self._clock = clock
         self._lease = lease
         self._close_site = close_site
+        self._trim_site = trim_site
         self._linger = linger
         self._refresh = refresh
         self._monotonic = monotonic
@@ -290,11 +292,10 @@ class Pacer:
         for request in requests:
             grant = grants[request.site]
             use = self._sites[request.site]
-            if grant.connections is not None and grant.slots < use.held:
-                # The cap dropped or others wait for a slot: close the idle
-                # sessions, so that open sessions never outnumber the slots
-                # held.
-                await self._close_site(request.site)
+            if grant.connections is not None and use.own_transport:
+                # Open sessions never outnumber the slots held: when the cap
+                # dropped or others wait for a slot, the idle ones beyond go.
+                await self._trim_site(request.site, grant.slots)
             use.held = grant.slots
             if grant.connections is not None or use.limits.connection_rate:
                 use.own_transport = True

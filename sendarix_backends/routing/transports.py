@@ -124,6 +124,15 @@ class RouteTransports:
         for key in [key for key in self._entries if key.site == site]:
             await self._retire(key)
 
+    async def trim_site(self, site: str, keep: int) -> None:
+        """Close idle sessions of ``site`` until at most ``keep`` are open."""
+        for key, entry in list(self._entries.items()):
+            transport = entry.transport
+            if key.site == site and isinstance(
+                transport, (MxTransport, SmarthostTransport)
+            ):
+                await transport.close_idle_beyond(keep)
+
     async def aclose(self) -> None:
         """Close the transports built here; the default and sink transports
         belong to the caller."""

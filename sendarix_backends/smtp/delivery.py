@@ -104,6 +104,10 @@ class PooledSender:
                     logger.debug("%s reused session was closed: %s", host, failure)
         raise HostFailure(f"{host}: every pooled session was closed by the server")
 
+    async def close_idle_beyond(self, keep: int) -> int:
+        """Close idle sessions until at most ``keep`` are open; return how many."""
+        return await self._pool.close_idle_beyond(keep)
+
     async def aclose(self) -> None:
         self._closed = True
         await self._pool.aclose()

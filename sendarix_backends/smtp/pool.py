@@ -269,6 +269,31 @@ class ConnectionPool:
             self._drop_if_unused(key, host)
         return len(expired)
 
+    async def close_idle_beyond(self, keep: int) -> int:
+        """Close idle sessions, least recently used first, until at most
+        ``keep`` sessions are open to all hosts together; return how many.
+
+        Busy sessions are left alone, so more than ``keep`` may stay open.
+        """
+        open_total = sum(host.open_count for host in self._hosts.values())
+        idle = sorted(
+            (
+                (key, host, connection)
+                for key, host in self._hosts.items()
+                for connection in host.idle
+            ),
+            key=lambda item: item[2].last_used,
+        )
+        closing = idle[: max(0, open_total - keep)]
+        for _, host, connection in closing:
+            host.idle.remove(connection)
+        await asyncio.gather(
+            *(self._forget(host, connection) for _, host, connection in closing)
+        )
+        for key, host, _ in closing:
+            self._drop_if_unused(key, host)
+        return len(closing)
+
     def _schedule_reaper(self) -> None:
         if self._reaper is not None or self._closed:
             return

@@ -124,6 +124,10 @@ class SmarthostTransport:
                 details={"stage": failure.stage},
             ) from failure
 
+    async def close_idle_beyond(self, keep: int) -> int:
+        """Close idle sessions until at most ``keep`` are open; return how many."""
+        return await self._sender.close_idle_beyond(keep)
+
     async def aclose(self) -> None:
         await self._sender.aclose()
 

@@ -89,6 +89,10 @@ class MxTransport:
 
         raise _every_host_failed(domain, failures, envelope) from failures[-1][1]
 
+    async def close_idle_beyond(self, keep: int) -> int:
+        """Close idle sessions until at most ``keep`` are open; return how many."""
+        return await self._sender.close_idle_beyond(keep)
+
     async def aclose(self) -> None:
         await self._sender.aclose()
 

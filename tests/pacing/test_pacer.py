@@ -23,13 +23,18 @@ THROTTLE = SmtpReply(code=421, enhanced_code="4.7.0", text="Too many connections
 
 
 class ClosedSites:
-    """Records the sites whose idle sessions the pacer closes."""
+    """Records the sites whose idle sessions the pacer closes, all of them
+    or those beyond a number of open sessions."""
 
     def __init__(self) -> None:
         self.sites: list[str] = []
+        self.trims: list[tuple[str, int]] = []
 
-    async def __call__(self, site: str) -> None:
+    async def close(self, site: str) -> None:
         self.sites.append(site)
+
+    async def trim(self, site: str, keep: int) -> None:
+        self.trims.append((site, keep))
 
 
 def dispatch(**limits: object) -> Dispatch:
@@ -43,7 +48,8 @@ def make_pacer(store: MemoryPacingStore, closed: ClosedSites) -> Pacer:
         worker_id="worker-1",
         clock=ManualClock(T0),
         lease=timedelta(seconds=60),
-        close_site=closed,
+        close_site=closed.close,
+        trim_site=closed.trim,
     )
 
 
@@ -67,6 +73,7 @@ async def test_smaller_batch_keeps_sessions() -> None:
     assert await admit_and_finish(pacer, route, 2) == 2
 
     assert closed.sites == []
+    assert closed.trims == [(SITE, 4), (SITE, 4)]
 
 
 async def test_slowed_site_keeps_sessions() -> None:
@@ -82,9 +89,10 @@ async def test_slowed_site_keeps_sessions() -> None:
     assert await admit_and_finish(pacer, route, 3) == 3
 
     assert closed.sites == []
+    assert {keep for _, keep in closed.trims} == {5}
 
 
-async def test_lowered_cap_closes_sessions() -> None:
+async def test_lowered_cap_trims_sessions() -> None:
     closed = ClosedSites()
     store = MemoryPacingStore()
     pacer = make_pacer(store, closed)
@@ -94,4 +102,6 @@ async def test_lowered_cap_closes_sessions() -> None:
     await pacer.report_throttle(SITE, THROTTLE)
     assert await admit_and_finish(pacer, route, 4) == 2
 
-    assert closed.sites == [SITE]
+    # Only the idle sessions beyond the two slots left close.
+    assert closed.sites == []
+    assert closed.trims == [(SITE, 2)]

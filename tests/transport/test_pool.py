@@ -212,6 +212,36 @@ async def test_close_idle_ends_expired_sessions(
     await pool.aclose()
 
 
+async def test_close_idle_beyond_keeps_newest(
+    routed_server: SmtpServer, clock: FakeClock
+) -> None:
+    settings = ConnectionSettings(
+        helo_name="sender.example.test",
+        timeout=5.0,
+        tls=TlsMode.NONE,
+        tls_context=unverified_context(),
+    )
+    pool = ConnectionPool(clock=clock)
+    key = ("mx1.example.test", routed_server.port)
+
+    async def opener() -> SmtpConnection:
+        return await open_connection(
+            "mx1.example.test", "127.0.0.1", routed_server.port, settings, clock
+        )
+
+    async with pool.connection(key, opener) as busy:
+        async with pool.connection(key, opener), pool.connection(key, opener):
+            pass
+        closed = await pool.close_idle_beyond(2)
+        assert pool.open_count(key) == 2
+        assert busy.is_open
+
+    assert closed == 1
+    assert await pool.close_idle_beyond(5) == 0
+    assert pool.open_count(key) == 2
+    await pool.aclose()
+
+
 async def test_cancelled_waiter_passes_turn_on(
     routed_server: SmtpServer, clock: FakeClock
 ) -> None:
