@@ -13,7 +13,7 @@ from sendarix_backends.smtp.connection import (
     SmtpConnection,
     open_connection,
 )
-from sendarix_backends.smtp.pool import ConnectGate, ConnectionPool
+from sendarix_backends.smtp.pool import ConnectGate, ConnectionPool, Opener
 from sendarix_backends.smtp.tls import unverified_context
 from sendarix_core.errors import TemporaryDeliveryError
 from tests.support.smtp_server import SmtpServer
@@ -35,6 +35,23 @@ async def pooled(
     )
     yield transport
     await transport.aclose()
+
+
+def direct_opener(server: SmtpServer, clock: FakeClock) -> Opener:
+    """Return an opener of plain sessions to ``server`` as mx1.example.test."""
+    settings = ConnectionSettings(
+        helo_name="sender.example.test",
+        timeout=5.0,
+        tls=TlsMode.NONE,
+        tls_context=unverified_context(),
+    )
+
+    async def opener() -> SmtpConnection:
+        return await open_connection(
+            "mx1.example.test", "127.0.0.1", server.port, settings, clock
+        )
+
+    return opener
 
 
 async def test_sequential_messages_share_session(
@@ -186,19 +203,9 @@ async def test_deliver_after_aclose(
 async def test_close_idle_ends_expired_sessions(
     routed_server: SmtpServer, clock: FakeClock
 ) -> None:
-    settings = ConnectionSettings(
-        helo_name="sender.example.test",
-        timeout=5.0,
-        tls=TlsMode.NONE,
-        tls_context=unverified_context(),
-    )
     pool = ConnectionPool(PoolSettings(max_idle=30), clock=clock)
     key = ("mx1.example.test", routed_server.port)
-
-    async def opener() -> SmtpConnection:
-        return await open_connection(
-            "mx1.example.test", "127.0.0.1", routed_server.port, settings, clock
-        )
+    opener = direct_opener(routed_server, clock)
 
     async with pool.connection(key, opener):
         pass
@@ -215,19 +222,9 @@ async def test_close_idle_ends_expired_sessions(
 async def test_close_idle_beyond_keeps_newest(
     routed_server: SmtpServer, clock: FakeClock
 ) -> None:
-    settings = ConnectionSettings(
-        helo_name="sender.example.test",
-        timeout=5.0,
-        tls=TlsMode.NONE,
-        tls_context=unverified_context(),
-    )
     pool = ConnectionPool(clock=clock)
     key = ("mx1.example.test", routed_server.port)
-
-    async def opener() -> SmtpConnection:
-        return await open_connection(
-            "mx1.example.test", "127.0.0.1", routed_server.port, settings, clock
-        )
+    opener = direct_opener(routed_server, clock)
 
     async with pool.connection(key, opener) as busy:
         async with pool.connection(key, opener), pool.connection(key, opener):
@@ -245,19 +242,9 @@ async def test_close_idle_beyond_keeps_newest(
 async def test_cancelled_waiter_passes_turn_on(
     routed_server: SmtpServer, clock: FakeClock
 ) -> None:
-    settings = ConnectionSettings(
-        helo_name="sender.example.test",
-        timeout=5.0,
-        tls=TlsMode.NONE,
-        tls_context=unverified_context(),
-    )
     pool = ConnectionPool(PoolSettings(max_connections_per_host=1), clock=clock)
     key = ("mx1.example.test", routed_server.port)
-
-    async def opener() -> SmtpConnection:
-        return await open_connection(
-            "mx1.example.test", "127.0.0.1", routed_server.port, settings, clock
-        )
+    opener = direct_opener(routed_server, clock)
 
     async def borrow() -> None:
         async with pool.connection(key, opener):
