@@ -219,7 +219,7 @@ async def test_close_idle_ends_expired_sessions(
     await pool.aclose()
 
 
-async def test_close_idle_beyond_keeps_newest(
+async def test_close_idle_beyond_spares_busy(
     routed_server: SmtpServer, clock: FakeClock
 ) -> None:
     pool = ConnectionPool(clock=clock)
