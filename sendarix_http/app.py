@@ -147,12 +147,34 @@ async def _handle_sendarix_error(request: Request, exc: Exception) -> Response:
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="sendarix"'
     if status >= 500:
+        request_id = getattr(request.state, "request_id", None)
         logger.error(
             "request failed",
             exc_info=exc,
-            extra={"action": "request_failed", "code": code, "path": request.url.path},
+            extra={
+                "action": "request_failed",
+                "code": code,
+                "path": request.url.path,
+                "request_id": request_id,
+            },
         )
+        if not isinstance(exc, HttpError):
+            # The cause can name the database and its host: it goes to the
+            # log, and the client gets where to find it.
+            exc = HttpError(status, code, _server_failure(code, request_id))
     return JsonResponse(error_body(exc), status_code=status, headers=headers)
+
+
+def _server_failure(code: str, request_id: str | None) -> str:
+    what = (
+        "the database could not complete the request"
+        if code == "storage_unavailable"
+        else "internal server error"
+    )
+    return (
+        f"{what}; retry with backoff, and if it keeps failing, the server log "
+        f"has the cause under request_id {request_id}"
+    )
 
 
 async def _handle_http_exception(request: Request, exc: Exception) -> Response:
@@ -172,13 +194,18 @@ async def _handle_http_exception(request: Request, exc: Exception) -> Response:
 
 
 async def _handle_unexpected(request: Request, exc: Exception) -> Response:
+    request_id = getattr(request.state, "request_id", None)
     logger.error(
         "unexpected error",
         exc_info=exc,
-        extra={"action": "request_crashed", "path": request.url.path},
+        extra={
+            "action": "request_crashed",
+            "path": request.url.path,
+            "request_id": request_id,
+        },
     )
     error = HttpError(
-        500, "internal_error", "internal server error; retry with backoff"
+        500, "internal_error", _server_failure("internal_error", request_id)
     )
     return JsonResponse(error_body(error), status_code=500)
 
@@ -201,6 +228,7 @@ class ResponseHeadersMiddleware:
             return
         request_id = _incoming_request_id(scope) or f"req_{random_bytes(12).hex()}"
         state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = request_id
 
         started = False
 

@@ -176,7 +176,7 @@ def describe_error(operation: str, engine: Engine, exc: sa.exc.SQLAlchemyError) 
     cause: BaseException = getattr(exc, "orig", None) or exc
     lines = str(cause).strip().splitlines()
     reason = lines[0] if lines else "no message"
-    where = engine.url.render_as_string(hide_password=True)
+    where = _display_url(engine.url)
     advice = (
         "check that the database is reachable and its schema is current "
         "(sendarix migrate)"
@@ -192,6 +192,14 @@ def describe_error(operation: str, engine: Engine, exc: sa.exc.SQLAlchemyError) 
 def masked_url(database_url: str) -> str:
     """Return ``database_url`` with its password replaced, for messages."""
     try:
-        return sa.make_url(database_url).render_as_string(hide_password=True)
+        return _display_url(sa.make_url(database_url))
     except sa.exc.ArgumentError:
         return "(a URL that can't be parsed)"
+
+
+def _display_url(url: URL) -> str:
+    """Return ``url`` with its password masked, in the user part and in a
+    ``password`` query parameter, which libpq also reads."""
+    if "password" in url.query:
+        url = url.update_query_dict({"password": "hidden"})
+    return url.render_as_string(hide_password=True)

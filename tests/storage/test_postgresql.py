@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import threading
 
+import httpx
 import psycopg
 import pytest
 
+from sendarix_backends.engine import Engine
+from sendarix_backends.settings import Settings
 from sendarix_backends.sql import SqlStore, upgrade
 from sendarix_backends.sql.engine import make_engine
 from sendarix_backends.sql.migrate import current_revision
 from sendarix_core.errors import StorageError
+from sendarix_http.app import create_app
+from tests.http.conftest import message_body
 from tests.storage.conftest import POSTGRESQL_URL, T0, Factory, schema_url
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgresql]
@@ -95,3 +100,34 @@ def test_migration_keeps_lock_timeout_for_ddl(postgresql_schema: str) -> None:
         )
         with pytest.raises(StorageError, match="lock_timeout"):
             upgrade(url)
+
+
+async def test_storage_failure_hides_database(postgresql_schema: str) -> None:
+    url = schema_url(postgresql_schema) + "%20-clock_timeout%3D200&password=hunter2"
+    settings = Settings(database_url=url, delivery_mode="sink")
+    async with Engine.from_settings(settings, workers=False) as engine:
+        secret, _ = await engine.create_api_key("tests")
+        transport = httpx.ASGITransport(app=create_app(engine))
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://sendarix.test",
+            headers={"Authorization": f"Bearer {secret}"},
+        ) as client:
+            with psycopg.connect(POSTGRESQL_URL) as locker:
+                locker.execute(
+                    f"LOCK TABLE {postgresql_schema}.messages IN EXCLUSIVE MODE"
+                )
+                response = await client.post("/v1/messages", json=message_body())
+                with pytest.raises(StorageError) as caught:
+                    await engine.send(message_body())
+
+    error = response.json()["error"]
+    assert response.status_code == 503
+    assert error["code"] == "storage_unavailable"
+    assert "hunter2" not in response.text
+    assert "127.0.0.1" not in response.text
+    assert response.headers["x-request-id"] in error["message"]
+    # The log gets the cause, with the password masked.
+    assert "lock_timeout" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+    assert "password=hidden" in str(caught.value)
