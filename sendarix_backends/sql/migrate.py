@@ -29,7 +29,9 @@ __all__ = [
 
 logger = logging.getLogger("sendarix.storage")
 
-# Key of the PostgreSQL advisory lock that serializes concurrent migrations.
+# First key of the PostgreSQL advisory lock that serializes concurrent
+# migrations; the second is the schema's hash, so that migrations of other
+# schemas in the same database go on.
 _MIGRATION_LOCK = 0x53454E44
 
 
@@ -78,7 +80,8 @@ def _wait_for_other_migrations(connection: Connection) -> None:
     timeout = connection.exec_driver_sql("SHOW lock_timeout").scalar_one()
     connection.exec_driver_sql("SET LOCAL lock_timeout = 0")
     connection.execute(
-        sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+        sa.text("SELECT pg_advisory_xact_lock(:key, hashtext(current_schema()))"),
+        {"key": _MIGRATION_LOCK},
     )
     connection.execute(
         sa.text("SELECT set_config('lock_timeout', :timeout, true)"),

@@ -20,7 +20,7 @@ from tests.storage.conftest import POSTGRESQL_URL, T0, Factory, schema_url
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgresql]
 
-# The key of the advisory lock that serializes migrations.
+# The first key of the advisory lock that serializes a schema's migrations.
 MIGRATION_LOCK = 0x53454E44
 
 
@@ -78,7 +78,10 @@ async def test_locked_table_fails_write(
 def test_migration_waits_past_lock_timeout(postgresql_schema: str) -> None:
     url = schema_url(postgresql_schema) + "%20-clock_timeout%3D100"
     with psycopg.connect(POSTGRESQL_URL, autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        holder.execute(
+            "SELECT pg_advisory_lock(%s, hashtext(%s))",
+            (MIGRATION_LOCK, postgresql_schema),
+        )
         release = threading.Timer(
             0.5, holder.execute, ("SELECT pg_advisory_unlock_all()",)
         )
@@ -131,3 +134,21 @@ async def test_storage_failure_hides_database(postgresql_schema: str) -> None:
     assert "lock_timeout" in str(caught.value)
     assert "hunter2" not in str(caught.value)
     assert "password=hidden" in str(caught.value)
+
+
+def test_migrations_of_other_schemas_go_on(postgresql_schema: str) -> None:
+    url = schema_url(postgresql_schema) + "%20-clock_timeout%3D200"
+    with psycopg.connect(POSTGRESQL_URL, autocommit=True) as holder:
+        holder.execute(
+            "SELECT pg_advisory_lock(%s, hashtext(%s))",
+            (MIGRATION_LOCK, "sx_another_schema"),
+        )
+        # The lock of another schema is no reason to wait.
+        migration = threading.Thread(target=upgrade, args=(url,))
+        migration.start()
+        migration.join(timeout=10)
+        waited = migration.is_alive()
+        holder.execute("SELECT pg_advisory_unlock_all()")
+        migration.join()
+
+    assert not waited
