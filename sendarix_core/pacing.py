@@ -56,7 +56,7 @@ THROTTLED_BASE_CONNECTIONS = 10
 
 # Released messages come back no sooner than this and no later than the cap.
 # NOTE: the floor limits a connection-capped site to about five rounds of
-# max_connections messages a second, however fast its server answers.
+# max_connections messages a second, however fast its server replies.
 MIN_RELEASE_DELAY = 0.2
 MAX_RELEASE_DELAY = 600.0
 

@@ -166,13 +166,13 @@ async def _handle_sendarix_error(request: Request, exc: Exception) -> Response:
 
 
 def _server_failure(code: str, request_id: str | None) -> str:
-    what = (
+    failure = (
         "the database could not complete the request"
         if code == "storage_unavailable"
         else "internal server error"
     )
     return (
-        f"{what}; retry with backoff, and if it keeps failing, the server log "
+        f"{failure}; retry with backoff, and if it keeps failing, the server log "
         f"has the cause under request_id {request_id}"
     )
 

@@ -203,7 +203,7 @@ class Pacer:
 
         async def take_token() -> float | None:
             # Without a token the pool calls this again once a token has had
-            # time to refill at the site's slowed-down rate; any node's
+            # time to refill at the site's slowed-down rate. Any node's
             # refill may supply it.
             now = self._clock.now()
             if await self._store.take_connection_token(site, limits, now):

@@ -30,8 +30,8 @@ __all__ = [
 logger = logging.getLogger("sendarix.storage")
 
 # First key of the PostgreSQL advisory lock that serializes concurrent
-# migrations; the second is the schema's hash, so that migrations of other
-# schemas in the same database go on.
+# migrations. The second key is the schema's hash, so that migrations of
+# other schemas in the same database go on.
 _MIGRATION_LOCK = 0x53454E44
 
 

@@ -266,7 +266,7 @@ async def test_cancelled_waiter_passes_turn_on(
 
 class CountingGate:
     """A connect gate that opens for the first ``allowed`` calls and then
-    asks the pool to wait ``retry_after`` seconds, or raises ``error``."""
+    returns ``retry_after`` seconds to wait, or raises ``error``."""
 
     def __init__(
         self,
@@ -357,7 +357,7 @@ async def test_session_returned_while_gate_asked(
         calls += 1
         if calls == 1:
             return None
-        # The first delivery returns its session before this answer comes.
+        # The first delivery returns its session before this result comes.
         await first_done.wait()
         return 600.0
 
@@ -380,8 +380,8 @@ async def test_session_returned_while_gate_asked(
 async def test_gate_admits_waiters_while_slots_free(
     routed_server: SmtpServer, resolver: MxResolver
 ) -> None:
-    # One token at first, the next ones 0.1 s apart; each delivery takes a
-    # second, so each token should open one more of the three sessions.
+    # One token at first, and the next ones 0.1 s apart. Each delivery takes
+    # a second, so each token should open one more of the three sessions.
     tokens = 1
     loop = asyncio.get_running_loop()
 
