@@ -41,11 +41,13 @@ from sendarix_core.states import EventType
 
 __all__ = [
     "CountedEvent",
+    "MessageFacts",
     "Rollup",
     "count_events",
     "delete_rollups_before",
     "delivery_latency",
     "event_counts",
+    "message_facts",
     "read_rollups",
     "write_rollup",
 ]
@@ -97,10 +99,11 @@ class Rollup(NamedTuple):
     latencies: Counter[tuple[str, int, str, int, bool]]
 
 
-def count_events(connection: Connection, counted: Sequence[CountedEvent]) -> Rollup:
-    """Return what ``counted`` adds to the rollups, reading but not writing."""
-    message_ids = {event.message_id for event in counted if event.message_id}
-    found = _message_facts(connection, message_ids)
+def count_events(
+    counted: Sequence[CountedEvent], found: Mapping[str, MessageFacts]
+) -> Rollup:
+    """Return what ``counted`` adds to the rollups, given the ``message_facts``
+    of their messages."""
     counts: Counter[tuple[str, int, str, str, bool]] = Counter()
     latencies: Counter[tuple[str, int, str, int, bool]] = Counter()
     for message_id, event_type, created_at, recipient, data in counted:
@@ -140,7 +143,7 @@ def write_rollup(connection: Connection, rollup: Rollup) -> None:
     _upsert(connection, delivery_latency, "bucket", rollup.latencies)
 
 
-class _MessageFacts:
+class MessageFacts:
     """The rollup keys of a message's events, and what its latency counts from.
 
     ``accepted_at`` is in microseconds since the epoch.
@@ -156,9 +159,10 @@ class _MessageFacts:
         self.test_mode = test_mode
 
 
-def _message_facts(
+def message_facts(
     connection: Connection, message_ids: Iterable[str]
-) -> dict[str, _MessageFacts]:
+) -> dict[str, MessageFacts]:
+    """Return what the rollups and webhook payloads need of each message."""
     if not message_ids:
         return {}
     dialect = connection.dialect
@@ -170,7 +174,7 @@ def _message_facts(
         tags = stored_tags
         if isinstance(tags, str):
             tags = orjson.loads(tags)
-        found[message_id] = _MessageFacts(
+        found[message_id] = MessageFacts(
             group_keys(tags, domain),
             scheduled_at if scheduled_at is not None else created_at,
             bool(test_mode),

@@ -325,15 +325,16 @@ def prepare_events(
     if not rows:
         return None
 
+    # One read of the batch's messages serves the rollups and the payloads.
+    message_ids = {message_id for _, _, message_id, *_ in rows if message_id}
+    found = analytics.message_facts(connection, message_ids)
     deliveries: list[dict[str, Any]] = []
     endpoints = webhooks.enabled_endpoints(connection)
     if endpoints:
         events_read = [_event_mapping(row) for row in rows]
-        test_ids = _test_message_ids(
-            connection, {event["message_id"] for event in events_read}
-        )
         for event in events_read:
-            event["test_mode"] = event["message_id"] in test_ids
+            facts = found.get(event["message_id"])
+            event["test_mode"] = facts is not None and facts.test_mode
         deliveries = webhooks.delivery_rows(
             endpoints, events_read, _payload, now=now, retry_window=retry_window
         )
@@ -347,7 +348,7 @@ def prepare_events(
         sequences=[sequence for sequence, *_ in rows],
         endpoints=_endpoint_keys(endpoints),
         deliveries=deliveries,
-        counts=analytics.count_events(connection, counted),
+        counts=analytics.count_events(counted, found),
     )
 
 
@@ -430,17 +431,6 @@ def _event_mapping(row: Sequence[Any]) -> dict[str, Any]:
     mapping["created_at"] = from_micros(mapping["created_at"])
     mapping["data"] = _document(mapping["data"])
     return mapping
-
-
-def _test_message_ids(connection: Connection, message_ids: set[str | None]) -> set[str]:
-    """Return those of ``message_ids`` that were sent with a test key."""
-    ids = sorted(message_id for message_id in message_ids if message_id)
-    if not ids:
-        return set()
-    statement = sa.select(messages.c.id).where(
-        messages.c.id.in_(ids), messages.c.test_mode.is_(True)
-    )
-    return set(connection.execute(statement).scalars())
 
 
 def _payload(row: Any) -> bytes:
