@@ -199,7 +199,7 @@ async def _start_tls(
         if exc.code == _SERVICE_NOT_AVAILABLE:
             raise
         logger.info(
-            "%s refused STARTTLS: %d %s; delivering without TLS",
+            "%s rejected STARTTLS: %d %s; delivering without TLS",
             host,
             exc.code,
             exc.message,

@@ -138,9 +138,9 @@ class EndpointShare:
 
 @attrs.frozen(kw_only=True)
 class SavedAttempts:
-    """What saving a batch of attempts did: the endpoints it disabled, and
-    the deliveries whose attempts were dropped because their endpoint was
-    deleted while they were posted."""
+    """The outcome of saving a batch of attempts: the endpoints it disabled,
+    and the deliveries whose attempts were dropped because their endpoint
+    was deleted while they were posted."""
 
     disabled: list[str]
     dropped: frozenset[str]

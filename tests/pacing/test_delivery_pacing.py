@@ -82,7 +82,7 @@ async def test_connection_rate_reuses_session(
     await set_default_pacing(engine, connections_per_minute=1)
     ids = await send_many(engine, 5)
 
-    # The clock stands still, so the site has one connection token in all.
+    # The clock does not move, so the site has one connection token in all.
     with anyio.fail_after(30):
         await engine.deliver_due()
 

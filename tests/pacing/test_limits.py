@@ -293,7 +293,7 @@ def test_grant_held_slots_shrink_to_cap() -> None:
 
 
 def test_grant_held_slots_freed_for_holder() -> None:
-    # Another worker holds one slot and wants more: idle slots go back.
+    # Another worker has one slot and requests more, so idle slots go back.
     _, grant = grant_messages(
         SiteRecord(),
         limits=PacingLimits(max_connections=10),

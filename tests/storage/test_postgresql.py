@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import httpx
 import psycopg
@@ -31,6 +32,13 @@ def show(url: str, setting: str) -> str:
             return str(connection.exec_driver_sql(f"SHOW {setting}").scalar())
     finally:
         engine.dispose()
+
+
+def hold_migration_lock(holder: psycopg.Connection[Any], schema: str) -> None:
+    """Take the advisory lock that migrations of ``schema`` wait for."""
+    holder.execute(
+        "SELECT pg_advisory_lock(%s, hashtext(%s))", (MIGRATION_LOCK, schema)
+    )
 
 
 def test_lock_timeout_default(postgresql_schema: str) -> None:
@@ -78,10 +86,7 @@ async def test_locked_table_fails_write(
 def test_migration_waits_past_lock_timeout(postgresql_schema: str) -> None:
     url = schema_url(postgresql_schema) + "%20-clock_timeout%3D100"
     with psycopg.connect(POSTGRESQL_URL, autocommit=True) as holder:
-        holder.execute(
-            "SELECT pg_advisory_lock(%s, hashtext(%s))",
-            (MIGRATION_LOCK, postgresql_schema),
-        )
+        hold_migration_lock(holder, postgresql_schema)
         release = threading.Timer(
             0.5, holder.execute, ("SELECT pg_advisory_unlock_all()",)
         )
@@ -139,10 +144,7 @@ async def test_storage_failure_hides_database(postgresql_schema: str) -> None:
 def test_migrations_of_other_schemas_go_on(postgresql_schema: str) -> None:
     url = schema_url(postgresql_schema) + "%20-clock_timeout%3D200"
     with psycopg.connect(POSTGRESQL_URL, autocommit=True) as holder:
-        holder.execute(
-            "SELECT pg_advisory_lock(%s, hashtext(%s))",
-            (MIGRATION_LOCK, "sx_another_schema"),
-        )
+        hold_migration_lock(holder, "sx_another_schema")
         # The lock of another schema is no reason to wait.
         migration = threading.Thread(target=upgrade, args=(url,))
         migration.start()

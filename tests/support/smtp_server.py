@@ -281,7 +281,7 @@ class _State:
     rejected: dict[str, str] = attrs.field(factory=dict)
     tarpit: bool = False
     tarpits: set[asyncio.BaseTransport] = attrs.field(factory=set)
-    # Messages still to be taken and then answered by dropping the session.
+    # Messages still to be recorded and then followed by a reset connection.
     drops: int = 0
     # Seconds to wait before replying after the final dot.
     data_reply_delay: float = 0.0

@@ -165,7 +165,7 @@ async def test_second_rotation_keeps_first_secret(
 ) -> None:
     receiver.start()
     endpoint = await services.webhooks.create(receiver.url)
-    # A client that lost the answer to its first rotation asks again.
+    # A client that lost the response to its first rotation sends it again.
     first = await services.webhooks.rotate_secret(endpoint.id)
     second = await services.webhooks.rotate_secret(endpoint.id)
     await engine.send(message_body())
