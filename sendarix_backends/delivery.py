@@ -59,6 +59,7 @@ from sendarix_backends.queue_control import Pauses
 from sendarix_backends.routing import Dispatch
 from sendarix_backends.settings import Settings
 from sendarix_backends.smtp.fence import CONTENT_CHECK, DATA_FENCE
+from sendarix_backends.waiting import wait_in_line, wake_one
 from sendarix_core import lifecycle
 from sendarix_core.clock import Clock
 from sendarix_core.errors import (
@@ -250,7 +251,7 @@ class DeliveryWorker:
         self, task_group: anyio.abc.TaskGroup, started: Started, in_flight: _InFlight
     ) -> None:
         self._ready.append((started, in_flight))
-        if not _wake_one(self._idle_runners):
+        if not wake_one(self._idle_runners):
             task_group.start_soon(self._run_deliveries, name="delivery")
 
     async def _run_deliveries(self) -> None:
@@ -264,7 +265,9 @@ class DeliveryWorker:
             if self._ready:
                 await self._deliver(*self._ready.popleft())
             else:
-                await _wait_in(self._idle_runners)
+                await wait_in_line(
+                    self._idle_runners, lambda: wake_one(self._idle_runners)
+                )
 
     async def _claim(self, pauses: Pauses) -> Claim:
         """Claim up to the free concurrency, keeping the reserve for ``high``."""
@@ -333,15 +336,12 @@ class DeliveryWorker:
 
         DATA_FENCE.set(enter_fence)
         CONTENT_CHECK.set(check_lease)
-        began = time.monotonic()
-        attempted = False
         try:
             try:
                 transition = await self._attempt(message, dispatch)
             except _LeaseLostError:
                 await self._give_back(message)
                 return
-            attempted = True
             stale = await self._outcomes.submit(transition)
             if message.id in stale:
                 logger.warning(
@@ -367,10 +367,7 @@ class DeliveryWorker:
             if message.priority is Priority.HIGH:
                 self._high_in_flight -= 1
             if self._pacer is not None and dispatch is not None:
-                # NOTE: the time includes the wait for a pooled session, so a
-                # busy pool makes a site's deliveries look slower to pacing.
-                elapsed = time.monotonic() - began if attempted else None
-                self._pacer.finished(dispatch.site, elapsed)
+                self._pacer.finished(dispatch.site)
             self._wakeup.set()
 
     async def _give_back(self, message: Message) -> None:
@@ -438,14 +435,23 @@ class DeliveryWorker:
             transport: Transport = self._outbound.transport_for(message)
             return await transport.deliver(envelope)
         site = dispatch.site
-        own = self._pacer is not None and self._pacer.own_transport(site)
-        gate = self._pacer.connection_gate(site) if self._pacer and own else None
-        async with self._control.transports.use(
-            dispatch.rule,
-            site if own else None,
-            from_settings=not self._control.routes.default_changed,
-            connect_gate=gate,
-        ) as transport:
+        pacer = self._pacer
+        if pacer is None or not pacer.own_transport(site):
+            async with self._control.transports.use(
+                dispatch.rule,
+                None,
+                from_settings=not self._control.routes.default_changed,
+            ) as transport:
+                return await transport.deliver(envelope)
+        async with (
+            pacer.session_slot(site),
+            self._control.transports.use(
+                dispatch.rule,
+                site,
+                from_settings=not self._control.routes.default_changed,
+                connect_gate=pacer.connection_gate(site),
+            ) as transport,
+        ):
             return await transport.deliver(envelope)
 
     async def _check_throttling(
@@ -544,30 +550,6 @@ def _all_high(claimed: Sequence[Message], limit: int) -> bool:
     return len(claimed) >= limit and all(
         message.priority is Priority.HIGH for message in claimed
     )
-
-
-def _wake_one(waiters: deque[asyncio.Future[None]]) -> bool:
-    """Wake the longest waiting task; return False when none waits."""
-    while waiters:
-        waiter = waiters.popleft()
-        if not waiter.done():
-            waiter.set_result(None)
-            return True
-    return False
-
-
-async def _wait_in(waiters: deque[asyncio.Future[None]]) -> None:
-    waiter = asyncio.get_running_loop().create_future()
-    waiters.append(waiter)
-    try:
-        await waiter
-    except BaseException:
-        if waiter.done() and not waiter.cancelled():
-            # Woken, then cancelled before running: wake another task.
-            _wake_one(waiters)
-        elif waiter in waiters:
-            waiters.remove(waiter)
-        raise
 
 
 def _reply_of(error: DeliveryError) -> SmtpReply:

@@ -236,7 +236,7 @@ class Admitter:
             dispatch = dispatches.get(message.id)
             if message.id in stale:
                 if self._pacer is not None and dispatch is not None:
-                    self._pacer.finished(dispatch.site, None)
+                    self._pacer.finished(dispatch.site)
                 continue
             if candidate.accept is None and message.id in claim.released:
                 logger.info(

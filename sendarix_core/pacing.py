@@ -37,6 +37,7 @@ __all__ = [
     "effective_rate",
     "grant_messages",
     "is_throttling_reply",
+    "messages_per_slot",
     "release_delays",
     "site_key",
     "take_connection_token",
@@ -55,10 +56,15 @@ DECREASE_HOLD = timedelta(seconds=5)
 THROTTLED_BASE_CONNECTIONS = 10
 
 # Released messages come back no sooner than this and no later than the cap.
-# NOTE: the floor limits a connection-capped site to about five rounds of
-# max_connections messages a second, however fast its server replies.
 MIN_RELEASE_DELAY = 0.2
 MAX_RELEASE_DELAY = 600.0
+
+# A worker admits enough messages per connection slot of a capped site to
+# keep the slot busy for this many seconds; they wait in the process for a
+# free slot. It is longer than MIN_RELEASE_DELAY, so sessions stay busy
+# until the messages handed back are claimed again.
+SLOT_BACKLOG_SECONDS = 0.5
+MAX_MESSAGES_PER_SLOT = 50
 
 
 _POSITIVE = attrs.validators.optional(attrs.validators.gt(0))
@@ -239,6 +245,16 @@ class Grant:
     connections: int | None
 
 
+def messages_per_slot(seconds_per_message: float) -> int:
+    """Return how many messages a worker may admit per connection slot when
+    a session spends ``seconds_per_message`` on each: enough for
+    ``SLOT_BACKLOG_SECONDS``, from 1 to ``MAX_MESSAGES_PER_SLOT``."""
+    if seconds_per_message <= 0:
+        return MAX_MESSAGES_PER_SLOT
+    wanted = math.ceil(SLOT_BACKLOG_SECONDS / seconds_per_message)
+    return max(1, min(MAX_MESSAGES_PER_SLOT, wanted))
+
+
 def grant_messages(
     record: SiteRecord,
     *,
@@ -247,20 +263,27 @@ def grant_messages(
     in_flight: int,
     held_by_others: int,
     held: int = 0,
+    sending: int = 0,
+    per_slot: int = 1,
     holders: int = 0,
     waiting: int = 0,
     now: datetime,
 ) -> tuple[SiteRecord, Grant]:
     """Decide how many of ``wanted`` messages a worker may start at a site.
 
-    The worker has ``in_flight`` deliveries there and holds ``held`` slots.
-    ``holders`` other workers hold ``held_by_others`` connection slots and
-    ``waiting`` others asked for slots and got none. Slots are granted first,
-    up to the site's cap and, while others wait, up to an equal share of it.
-    A worker alone at the site keeps the slots it holds within that limit,
-    because their sessions may be open and idle. Otherwise it keeps a slot
-    for each delivery in flight, so it may end up with fewer slots than
-    before but never with fewer than ``in_flight``. Tokens are taken only
+    The worker has ``in_flight`` deliveries there, of which ``sending`` use
+    a connection slot now, and holds ``held`` slots. ``holders`` other
+    workers hold ``held_by_others`` slots and ``waiting`` others asked for
+    slots and got none. Slots are granted first, up to the site's cap and,
+    while others wait, up to an equal share of it. A worker alone at the
+    site keeps the slots it holds within that limit, because their sessions
+    may be open and idle. Otherwise it keeps a slot for each delivery
+    sending, so it may end up with fewer slots than before but never with
+    fewer than ``sending``.
+
+    Each slot within the limit takes up to ``per_slot`` deliveries, which
+    wait in the worker for a free slot. A worker over its share gets no
+    more messages until its deliveries fit the share. Tokens are taken only
     for the messages the slots leave room for, so no token is wasted.
     """
     factor = record.slowdown.factor_at(now)
@@ -273,8 +296,9 @@ def grant_messages(
             limit = min(limit, max(1, cap // (holders + waiting + 1)))
         alone = not held_by_others and not waiting
         kept = held if alone else 0
-        slots = max(in_flight, min(max(in_flight + wanted, kept), limit))
-        room = max(0, min(wanted, slots - in_flight))
+        slots = max(sending, min(max(in_flight + wanted, kept), limit))
+        usable = max(0, min(slots, limit))
+        room = max(0, min(wanted, usable * per_slot - in_flight))
 
     rate = effective_rate(limits, factor)
     bucket = record.bucket
@@ -338,7 +362,7 @@ def release_delays(
     *,
     rate: float | None,
     connections: int | None,
-    seconds_per_message: float,
+    seconds_per_message: float | None,
 ) -> list[float]:
     """Return, in seconds, when each of ``count`` messages that were not
     admitted should be claimed again.
@@ -346,12 +370,14 @@ def release_delays(
     The messages are spread over the time the site needs to take them at
     its current rate, or at ``connections`` sessions that each spend
     ``seconds_per_message`` on a message, so claims do not keep returning
-    messages that can't be sent yet.
+    messages that can't be sent yet. Before the first delivery to the site
+    has told how long one takes (``seconds_per_message`` is None), only the
+    rate spreads them.
     """
     throughputs = []
     if rate is not None:
         throughputs.append(rate)
-    if connections is not None:
+    if connections is not None and seconds_per_message is not None:
         throughputs.append(connections / max(seconds_per_message, 0.001))
     throughput = min(throughputs, default=None)
 

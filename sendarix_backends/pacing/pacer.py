@@ -7,6 +7,11 @@ Messages beyond the grant are handed back to the queue with a due time
 spread over how long the site needs to take them, unchanged: no attempt
 is counted and no event is recorded. Messages of a paused site are parked.
 
+A capped site's grant may admit more messages than the worker has
+connection slots: each delivery then waits in the process for a free slot
+(``session_slot``), so the slots stay busy between two claims without the
+site ever having more sessions than slots.
+
 A worker holds the connection slots it was granted while it has
 deliveries in flight at the site. Once the site is idle, it keeps them,
 with the open sessions for the next batch to reuse, for ``linger`` seconds
@@ -18,10 +23,13 @@ with the message leases; a worker that dies loses them when they expire.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from types import TracebackType
 
 import attrs
 
@@ -29,9 +37,15 @@ from sendarix_backends.pacing.store import PacingStore, SiteRequest
 from sendarix_backends.queue_control.model import Release, park
 from sendarix_backends.routing.router import Dispatch
 from sendarix_backends.smtp.pool import ConnectGate
+from sendarix_backends.waiting import wait_in_line
 from sendarix_core.clock import Clock
 from sendarix_core.model import Message, SmtpReply
-from sendarix_core.pacing import PacingLimits, Slowdown, release_delays
+from sendarix_core.pacing import (
+    PacingLimits,
+    Slowdown,
+    messages_per_slot,
+    release_delays,
+)
 from sendarix_core.states import MessageStatus
 
 __all__ = ["Admission", "Pacer"]
@@ -59,9 +73,35 @@ class _SiteUse:
     limits: PacingLimits = attrs.field(factory=PacingLimits)
     in_flight: int = 0
     held: int = 0
+    # Deliveries in a connection slot now, and those waiting for a slot.
+    sending: int = 0
+    waiters: deque[asyncio.Future[None]] = attrs.Factory(deque)
     own_transport: bool = False
-    seconds_per_message: float = _FIRST_ESTIMATE
+    # Seconds a delivery spends in its slot, None before the first one.
+    seconds_per_message: float | None = None
     idle_since: float = 0.0
+
+    @property
+    def per_slot(self) -> int:
+        seconds = self.seconds_per_message
+        return messages_per_slot(_FIRST_ESTIMATE if seconds is None else seconds)
+
+    def add_sample(self, seconds: float) -> None:
+        """Add the time one delivery spent in its slot to the estimate."""
+        if self.seconds_per_message is None:
+            self.seconds_per_message = seconds
+        else:
+            self.seconds_per_message += _SMOOTHING * (
+                seconds - self.seconds_per_message
+            )
+
+    def wake(self) -> None:
+        """Hand free slots to waiting deliveries, oldest first."""
+        while self.waiters and self.sending < self.held:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                self.sending += 1
+                waiter.set_result(None)
 
 
 @attrs.frozen
@@ -150,6 +190,8 @@ class Pacer:
                         wanted=len(fresh),
                         in_flight=use.in_flight,
                         held=use.held,
+                        sending=use.sending,
+                        per_slot=use.per_slot,
                     )
                 )
 
@@ -161,17 +203,25 @@ class Pacer:
         use = self._sites.get(site)
         return use is not None and use.own_transport
 
-    def finished(self, site: str, seconds: float | None) -> None:
-        """Count one admitted message of ``site`` as done; ``seconds`` is how
-        long its delivery took, or None when it was not attempted."""
+    def finished(self, site: str) -> None:
+        """Count one admitted message of ``site`` as done."""
         use = self._sites.get(site)
         if use is None:
             return
         use.in_flight = max(0, use.in_flight - 1)
-        if seconds is not None:
-            use.seconds_per_message += _SMOOTHING * (seconds - use.seconds_per_message)
         if use.in_flight == 0:
             use.idle_since = self._monotonic()
+
+    def session_slot(self, site: str) -> _SessionSlot:
+        """Return the ``async with`` that holds one of the worker's connection
+        slots at ``site`` around a delivery.
+
+        Deliveries beyond the slots held wait, oldest first. A site where
+        the worker holds no slot (no cap, or only resumed deliveries) lets
+        every delivery through. The time spent inside updates the site's
+        estimate of seconds per message.
+        """
+        return _SessionSlot(self._sites.get(site), self._monotonic)
 
     async def report_throttle(self, site: str, reply: SmtpReply) -> None:
         """Slow ``site`` down for every worker after a throttling reply."""
@@ -297,6 +347,7 @@ class Pacer:
                 # dropped or others wait for a slot, the idle ones beyond go.
                 await self._trim_site(request.site, grant.slots)
             use.held = grant.slots
+            use.wake()
             if grant.connections is not None or use.limits.connection_rate:
                 use.own_transport = True
             items = waiting[request.site]
@@ -332,6 +383,48 @@ class Pacer:
         ]
         for site in stale:
             del self._sites[site]
+
+
+class _SessionSlot:
+    """The ``async with`` of ``Pacer.session_slot``."""
+
+    __slots__ = ("_entered", "_monotonic", "_use")
+
+    def __init__(self, use: _SiteUse | None, monotonic: Callable[[], float]) -> None:
+        self._use = use
+        self._monotonic = monotonic
+        self._entered = 0.0
+
+    async def __aenter__(self) -> None:
+        use = self._use
+        if use is not None:
+            if use.held and (use.waiters or use.sending >= use.held):
+                # A wake-up hands this delivery a slot, counted in ``sending``.
+                await wait_in_line(use.waiters, lambda: _pass_slot_on(use))
+            else:
+                # A site without slots counts its deliveries all the same,
+                # so a later grant keeps a slot for each.
+                use.sending += 1
+        self._entered = self._monotonic()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        use = self._use
+        if use is None:
+            return
+        use.sending -= 1
+        if exc is None or isinstance(exc, Exception):
+            use.add_sample(self._monotonic() - self._entered)
+        use.wake()
+
+
+def _pass_slot_on(use: _SiteUse) -> None:
+    use.sending -= 1
+    use.wake()
 
 
 def _release(message: Message, due_at: datetime) -> Release:

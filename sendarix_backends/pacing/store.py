@@ -37,13 +37,17 @@ WAITING_MARK = timedelta(seconds=2)
 @attrs.frozen(kw_only=True)
 class SiteRequest:
     """A worker's request to start ``wanted`` messages at ``site``, where it
-    has ``in_flight`` deliveries and holds ``held`` connection slots."""
+    has ``in_flight`` deliveries, ``sending`` of them in a connection slot,
+    and holds ``held`` slots. Each slot may take ``per_slot`` deliveries
+    (see ``grant_messages``)."""
 
     site: str
     limits: PacingLimits
     wanted: int
     in_flight: int
     held: int = 0
+    sending: int = 0
+    per_slot: int = 1
 
 
 @attrs.frozen(kw_only=True)
@@ -137,6 +141,8 @@ class MemoryPacingStore:
                 wanted=request.wanted,
                 in_flight=request.in_flight,
                 held=request.held,
+                sending=request.sending,
+                per_slot=request.per_slot,
                 held_by_others=held,
                 holders=holders,
                 waiting=waiting,

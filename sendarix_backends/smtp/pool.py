@@ -18,6 +18,7 @@ from types import TracebackType
 import attrs
 
 from sendarix_backends.smtp.connection import SmtpConnection
+from sendarix_backends.waiting import wait_in_line
 
 __all__ = ["ConnectionPool", "PoolSettings"]
 
@@ -151,10 +152,10 @@ class ConnectionPool:
                 if not host.idle:
                     # Checked again because a session may have come back
                     # while the gate was asked, waking no one.
-                    await _wait_for_turn(host)
+                    await wait_in_line(host.waiters, host.notify)
                 continue
             else:
-                await _wait_for_turn(host)
+                await wait_in_line(host.waiters, host.notify)
                 continue
             if await self._is_usable(connection):
                 connection.uses += 1
@@ -366,18 +367,3 @@ class _Lease:
         finally:
             host.users -= 1
             self._pool._drop_if_unused(self._key, host)
-
-
-async def _wait_for_turn(host: _HostConnections) -> None:
-    """Wait until a session to ``host`` is returned or closed."""
-    waiter = asyncio.get_running_loop().create_future()
-    host.waiters.append(waiter)
-    try:
-        await waiter
-    except BaseException:
-        if waiter.done() and not waiter.cancelled():
-            # Woken, then cancelled before running: wake another delivery.
-            host.notify()
-        elif waiter in host.waiters:
-            host.waiters.remove(waiter)
-        raise

@@ -155,6 +155,8 @@ def _acquire(
             wanted=request.wanted,
             in_flight=request.in_flight,
             held=request.held,
+            sending=request.sending,
+            per_slot=request.per_slot,
             held_by_others=held,
             holders=holders,
             waiting=waiting,

@@ -94,6 +94,32 @@ async def test_limits_hold_across_workers(
     assert min(delivered) > 0
 
 
+async def test_connection_cap_shared_by_workers(
+    tmp_path: Path,
+    pg_url: str,
+    engine: Engine,
+    dns_server: DnsServer,
+    smtp_server: SmtpServer,
+    workers: list[WorkerProcess],
+) -> None:
+    await engine.control.routes.update(
+        "default", {"action": {"pacing": {"max_connections": 3}}}
+    )
+    await queue_messages(engine, 600)
+    env = worker_environment(pg_url, dns_server, smtp_server)
+    workers.extend(WorkerProcess(tmp_path, f"worker{n}", env) for n in range(2))
+
+    received = await anyio.to_thread.run_sync(wait_for_unique, smtp_server, 600, 120)
+
+    # Messages beyond a worker's slots wait in it; the sessions never do.
+    assert smtp_server.peak_sessions <= 3
+    assert len(received) == 600
+    for worker in workers:
+        worker.stop()
+    delivered = [worker.log().count("action=message_delivered") for worker in workers]
+    assert sum(delivered) == 600
+
+
 async def test_killed_worker_taken_over(
     tmp_path: Path,
     pg_url: str,

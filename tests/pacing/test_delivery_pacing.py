@@ -10,6 +10,7 @@ import pytest
 
 from sendarix_backends.engine import Engine
 from sendarix_core.clock import ManualClock
+from sendarix_core.pacing import messages_per_slot
 from sendarix_core.states import MessageStatus
 from tests.engine.conftest import DOMAIN, message_body
 from tests.pacing.conftest import EXAMPLE_SITE, OTHER, OTHER_SITE
@@ -65,15 +66,42 @@ async def test_connection_cap_limits_batch(
     engine: Engine, smtp_server: SmtpServer, clock: ManualClock
 ) -> None:
     await set_default_pacing(engine, max_connections=1)
-    ids = await send_many(engine, 3)
+    ids = await send_many(engine, 5)
 
     await engine.deliver_due()
 
-    assert (await statuses(engine, ids)).count(MessageStatus.DELIVERED) == 1
+    # A new site is taken at two messages per slot; the rest wait untouched.
+    delivered = (await statuses(engine, ids)).count(MessageStatus.DELIVERED)
+    assert delivered == messages_per_slot(0.25) == 2
     assert smtp_server.peak_sessions == 1
+    waiting = [await engine.get_message(i) for i in ids[2:]]
+    assert [message.attempts for message in waiting] == [0, 0, 0]
+
     clock.advance(timedelta(seconds=1))
     await engine.deliver_due()
-    assert (await statuses(engine, ids)).count(MessageStatus.DELIVERED) == 2
+    assert await statuses(engine, ids) == [MessageStatus.DELIVERED] * 5
+    assert smtp_server.peak_sessions == 1
+
+
+async def test_connection_cap_keeps_slots_busy(
+    engine: Engine, smtp_server: SmtpServer, clock: ManualClock
+) -> None:
+    await set_default_pacing(engine, max_connections=3)
+    ids = await send_many(engine, 60)
+
+    # The first claim takes two messages per slot and hands the rest back
+    # at once, since no delivery has told yet how long one takes. Loopback
+    # deliveries are fast, so the second claim gives each slot a backlog
+    # that waits in the process instead of in the queue.
+    rounds = 0
+    while MessageStatus.QUEUED in await statuses(engine, ids):
+        await engine.deliver_due()
+        clock.advance(timedelta(seconds=1))
+        rounds += 1
+
+    assert rounds == 2
+    assert await statuses(engine, ids) == [MessageStatus.DELIVERED] * 60
+    assert smtp_server.peak_sessions == 3
 
 
 async def test_connection_rate_reuses_session(
@@ -141,7 +169,10 @@ async def test_throttle_caps_unlimited_site(
     ids = await send_many(engine, 8)
     await engine.deliver_due()
 
-    assert (await statuses(engine, ids)).count(MessageStatus.DELIVERED) == 5
+    # The throttled site's cap is 5 of 10 connections; the messages beyond
+    # the slots waited for one of the 5 sessions.
+    assert await statuses(engine, ids) == [MessageStatus.DELIVERED] * 8
+    assert smtp_server.peak_sessions <= 5
 
 
 async def test_greylisting_does_not_throttle(

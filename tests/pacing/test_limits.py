@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sendarix_core.pacing import (
     MIN_FACTOR,
@@ -16,6 +18,7 @@ from sendarix_core.pacing import (
     effective_rate,
     grant_messages,
     is_throttling_reply,
+    messages_per_slot,
     release_delays,
     site_key,
     take_connection_token,
@@ -225,6 +228,8 @@ def test_grant_keeps_slots_in_flight() -> None:
         limits=limits,
         wanted=5,
         in_flight=2,
+        sending=2,
+        held=2,
         held_by_others=2,
         holders=1,
         now=T0,
@@ -232,6 +237,57 @@ def test_grant_keeps_slots_in_flight() -> None:
 
     assert grant.slots == 2
     assert grant.messages == 0
+
+
+def test_grant_fills_each_slot() -> None:
+    limits = PacingLimits(max_connections=3, messages_per_second=100)
+
+    record, grant = grant_messages(
+        SiteRecord(),
+        limits=limits,
+        wanted=50,
+        in_flight=4,
+        sending=3,
+        held=3,
+        per_slot=10,
+        held_by_others=0,
+        now=T0,
+    )
+
+    assert grant.slots == 3
+    assert grant.messages == 26
+    assert record.bucket is not None
+    assert record.bucket.tokens == 74
+
+
+def test_grant_over_share_drains_first() -> None:
+    limits = PacingLimits(max_connections=4)
+
+    _, grant = grant_messages(
+        SiteRecord(),
+        limits=limits,
+        wanted=10,
+        in_flight=12,
+        sending=4,
+        held=4,
+        per_slot=5,
+        held_by_others=0,
+        waiting=1,
+        now=T0,
+    )
+
+    # Its share is 2 slots of 5 messages; it holds 4 busy sessions and 12
+    # deliveries, so it keeps its slots and gets nothing until they drain.
+    assert grant.slots == 4
+    assert grant.messages == 0
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [(0.25, 2), (0.5, 1), (30.0, 1), (0.01, 50), (0.001, 50), (0.0, 50), (0.1, 5)],
+)
+def test_messages_per_slot(seconds: float, expected: int) -> None:
+    assert messages_per_slot(seconds) == expected
 
 
 def test_grant_shares_with_waiting() -> None:
@@ -366,3 +422,55 @@ def test_connection_token_rate() -> None:
     assert first
     assert not second
     assert third
+
+
+@given(
+    cap=st.integers(1, 20),
+    wanted=st.integers(0, 200),
+    in_flight=st.integers(0, 200),
+    held=st.integers(0, 20),
+    sending=st.integers(0, 20),
+    per_slot=st.integers(1, 50),
+    held_by_others=st.integers(0, 20),
+    holders=st.integers(0, 5),
+    waiting=st.integers(0, 5),
+)
+def test_grant_stays_within_cap(
+    cap: int,
+    wanted: int,
+    in_flight: int,
+    held: int,
+    sending: int,
+    per_slot: int,
+    held_by_others: int,
+    holders: int,
+    waiting: int,
+) -> None:
+    sending = min(sending, in_flight)
+    _, grant = grant_messages(
+        SiteRecord(),
+        limits=PacingLimits(max_connections=cap),
+        wanted=wanted,
+        in_flight=in_flight,
+        held=held,
+        sending=sending,
+        per_slot=per_slot,
+        held_by_others=held_by_others,
+        holders=holders,
+        waiting=waiting,
+        now=T0,
+    )
+
+    # Slots beyond the cap are only those whose sessions are busy now.
+    assert grant.slots <= max(sending, cap - held_by_others)
+    assert grant.slots >= sending
+    assert 0 <= grant.messages <= wanted
+    # Every delivery admitted has a slot to wait for.
+    if grant.messages:
+        assert in_flight + grant.messages <= grant.slots * per_slot
+
+
+def test_release_before_first_delivery_not_spread() -> None:
+    delays = release_delays(3, rate=None, connections=2, seconds_per_message=None)
+
+    assert delays == [0.2, 0.2, 0.2]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import anyio
 import pytest
 
 from sendarix_backends.pacing import Pacer
@@ -12,7 +13,7 @@ from sendarix_backends.pacing.store import MemoryPacingStore
 from sendarix_backends.routing.router import Dispatch
 from sendarix_core.clock import ManualClock
 from sendarix_core.model import SmtpReply
-from sendarix_core.pacing import PacingLimits
+from sendarix_core.pacing import MAX_MESSAGES_PER_SLOT, PacingLimits
 from sendarix_core.routing import RouteAction, RouteMatch, RouteRule
 from tests.core.factories import T0, make_message
 
@@ -55,11 +56,15 @@ def make_pacer(store: MemoryPacingStore, closed: ClosedSites) -> Pacer:
 
 async def admit_and_finish(pacer: Pacer, route: Dispatch, count: int) -> int:
     """Admit ``count`` new messages of the site, finish the admitted ones and
-    return how many were admitted."""
+    return how many were admitted.
+
+    Nothing goes through a slot, so the pacer keeps its first estimate of a
+    delivery's time, which admits two messages per slot.
+    """
     candidates = [(make_message(), route) for _ in range(count)]
     admission = await pacer.admit(candidates)
     for _ in admission.admitted:
-        pacer.finished(SITE, 0.01)
+        pacer.finished(SITE)
     return len(admission.admitted)
 
 
@@ -84,7 +89,7 @@ async def test_slowed_site_keeps_sessions() -> None:
     await pacer.report_throttle(SITE, THROTTLE)
 
     # The slowed site's cap is 5 of the 10 connections it is scaled from.
-    assert await admit_and_finish(pacer, route, 8) == 5
+    assert await admit_and_finish(pacer, route, 12) == 10
     assert await admit_and_finish(pacer, route, 1) == 1
     assert await admit_and_finish(pacer, route, 3) == 3
 
@@ -100,8 +105,108 @@ async def test_lowered_cap_trims_sessions() -> None:
 
     assert await admit_and_finish(pacer, route, 4) == 4
     await pacer.report_throttle(SITE, THROTTLE)
-    assert await admit_and_finish(pacer, route, 4) == 2
+    assert await admit_and_finish(pacer, route, 6) == 4
 
     # Only the idle sessions beyond the two slots left close.
     assert closed.sites == []
     assert closed.trims == [(SITE, 2)]
+
+
+class Sessions:
+    """Deliveries that enter the pacer's slot of the site and stay inside
+    until released, recording how many were inside at once."""
+
+    def __init__(self, pacer: Pacer) -> None:
+        self.pacer = pacer
+        self.inside = 0
+        self.peak = 0
+        self.order: list[int] = []
+        self.done = anyio.Event()
+
+    async def deliver(self, number: int) -> None:
+        async with self.pacer.session_slot(SITE):
+            self.inside += 1
+            self.peak = max(self.peak, self.inside)
+            self.order.append(number)
+            await self.done.wait()
+            self.inside -= 1
+
+
+async def test_deliveries_beyond_slots_wait() -> None:
+    pacer = make_pacer(MemoryPacingStore(), ClosedSites())
+    route = dispatch(max_connections=2)
+    admission = await pacer.admit([(make_message(), route) for _ in range(5)])
+    sessions = Sessions(pacer)
+
+    # Two slots of two messages each at the first estimate.
+    assert len(admission.admitted) == 4
+    async with anyio.create_task_group() as tasks:
+        for number in range(4):
+            tasks.start_soon(sessions.deliver, number)
+            await anyio.wait_all_tasks_blocked()
+        assert sessions.inside == 2
+        sessions.done.set()
+
+    assert sessions.peak == 2
+    assert sessions.order == [0, 1, 2, 3]
+
+
+async def test_cancelled_waiter_passes_slot_on() -> None:
+    pacer = make_pacer(MemoryPacingStore(), ClosedSites())
+    await pacer.admit([(make_message(), dispatch(max_connections=1)) for _ in range(2)])
+    sessions = Sessions(pacer)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(sessions.deliver, 0)
+        await anyio.wait_all_tasks_blocked()
+        with anyio.CancelScope() as waiting:
+            waiting.cancel()
+            await sessions.deliver(1)
+        tasks.start_soon(sessions.deliver, 2)
+        await anyio.wait_all_tasks_blocked()
+        sessions.done.set()
+
+    assert sessions.order == [0, 2]
+    assert sessions.peak == 1
+
+
+async def test_fast_deliveries_fill_slots_deeper() -> None:
+    ticks = iter(float(tick) / 100 for tick in range(1000))
+    pacer = Pacer(
+        MemoryPacingStore(),
+        worker_id="worker-1",
+        clock=ManualClock(T0),
+        lease=timedelta(seconds=60),
+        close_site=ClosedSites().close,
+        trim_site=ClosedSites().trim,
+        monotonic=lambda: next(ticks),
+    )
+    route = dispatch(max_connections=1)
+
+    admitted = []
+    for _ in range(3):
+        admission = await pacer.admit([(make_message(), route) for _ in range(100)])
+        admitted.append(len(admission.admitted))
+        assert len(admission.released) == 100 - len(admission.admitted)
+        for _ in admission.admitted:
+            # Each delivery spends 0.01 s in its slot.
+            async with pacer.session_slot(SITE):
+                pass
+            pacer.finished(SITE)
+
+    # Two for the first estimate, then as many as fill half a second.
+    assert admitted == [2, MAX_MESSAGES_PER_SLOT, MAX_MESSAGES_PER_SLOT]
+
+
+async def test_site_without_slots_lets_all_through() -> None:
+    pacer = make_pacer(MemoryPacingStore(), ClosedSites())
+    route = dispatch(messages_per_second=100)
+    admission = await pacer.admit([(make_message(), route) for _ in range(5)])
+    sessions = Sessions(pacer)
+
+    async with anyio.create_task_group() as tasks:
+        for number in range(len(admission.admitted)):
+            tasks.start_soon(sessions.deliver, number)
+        await anyio.wait_all_tasks_blocked()
+        assert sessions.inside == 5
+        sessions.done.set()
