@@ -3,6 +3,7 @@
     python -m benchmarks.pacing                # about 5 minutes on 2 cores
     python -m benchmarks.pacing --smoke        # tiny counts: proves it works
     python -m benchmarks.pacing --messages 20000 --runs 3
+    python -m benchmarks.pacing --only "one site"
 
 Every run queues the messages in a new PostgreSQL schema, spread evenly
 over 1,000 recipient domains whose MX hosts all differ, so there are 1,000
@@ -20,6 +21,8 @@ so process start-up is left out.
   the database and holds connection slots.
 - Workers: one, two and three workers without limits, and three with the
   DATA fence on (``SENDARIX_DATA_FENCE=true``).
+- One site: every message to one domain, without limits and with
+  ``max_connections: 3``, by one worker and by two sharing the cap.
 
 Results go to standard output as a Markdown table.
 """
@@ -62,6 +65,7 @@ SITES = 1000
 SINKS = 16
 # Limits that every message passes through but that never hold one back.
 UNBINDING_LIMITS = {"max_connections": 2, "messages_per_second": 1000}
+CAPPED = {"max_connections": 3}
 # Arrivals before the clock starts, as a share of the messages.
 WARM_UP = 0.02
 
@@ -70,16 +74,24 @@ WARM_UP = 0.02
 class Scenario:
     name: str
     workers: int
-    pacing: bool = False
+    limits: dict[str, int] | None = None
+    sites: int = SITES
     data_fence: bool = False
 
 
 SCENARIOS = (
     Scenario(name="1 worker, no limits", workers=1),
-    Scenario(name="1 worker, limits on every site", workers=1, pacing=True),
+    Scenario(name="1 worker, limits on every site", workers=1, limits=UNBINDING_LIMITS),
     Scenario(name="2 workers, no limits", workers=2),
     Scenario(name="3 workers, no limits", workers=3),
     Scenario(name="3 workers, DATA fence on", workers=3, data_fence=True),
+    Scenario(name="1 worker, one site, no limits", workers=1, sites=1),
+    Scenario(
+        name="1 worker, one site, 3 connections", workers=1, limits=CAPPED, sites=1
+    ),
+    Scenario(
+        name="2 workers, one site, 3 connections", workers=2, limits=CAPPED, sites=1
+    ),
 )
 
 
@@ -173,18 +185,18 @@ def new_schema() -> Iterator[str]:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-async def queue_messages(url: str, count: int, *, pacing: bool) -> None:
+async def queue_messages(url: str, count: int, scenario: Scenario) -> None:
     settings = Settings(database_url=url, delivery_mode="sink")
     async with Engine.from_settings(settings, workers=False) as engine:
-        if pacing:
+        if scenario.limits is not None:
             await engine.control.routes.update(
-                "default", {"action": {"pacing": UNBINDING_LIMITS}}
+                "default", {"action": {"pacing": scenario.limits}}
             )
         now = engine.clock.now()
         submissions: list[Submission] = []
         for number in range(count):
             body: dict[str, Any] = {
-                "recipient": f"user{number}@{domain(number % SITES)}",
+                "recipient": f"user{number}@{domain(number % scenario.sites)}",
                 "from": "Acme <no-reply@acme.example>",
                 "subject": "Your verification code",
                 "text": f"Your code is {number:06d}.",
@@ -201,7 +213,7 @@ async def queue_messages(url: str, count: int, *, pacing: bool) -> None:
 def deliver(scenario: Scenario, count: int, workdir: Path, dns: DnsServer) -> float:
     """Deliver ``count`` queued messages; return messages per second."""
     with new_schema() as url, ExitStack() as stack:
-        anyio.run(lambda: queue_messages(url, count, pacing=scenario.pacing))
+        anyio.run(lambda: queue_messages(url, count, scenario))
         sink = stack.enter_context(Sinks(workdir))
         settings = {
             "SENDARIX_DATABASE_URL": url,
@@ -242,7 +254,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--smoke", action="store_true", help="200 messages, 1 run")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="TEXT",
+        help="run the scenarios whose name contains TEXT (repeatable)",
+    )
     args = parser.parse_args(argv)
+    scenarios = [
+        scenario
+        for scenario in SCENARIOS
+        if not args.only or any(text in scenario.name for text in args.only)
+    ]
+    if not scenarios:
+        parser.error(f"no scenario name contains {' or '.join(args.only)}")
     count = 200 if args.smoke else args.messages
     runs = 1 if args.smoke else args.runs
 
@@ -251,14 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
         dns = start_dns()
         stack.callback(dns.stop)
-        for scenario in SCENARIOS:
+        for scenario in scenarios:
             rates = []
             for run in range(runs):
                 print(f"{scenario.name}: run {run + 1}", file=sys.stderr, flush=True)
                 rates.append(deliver(scenario, count, Path(folder), dns))
             rows.append((scenario.name, statistics.median(rates), rates))
 
-    print(f"{count} messages to {SITES} sites, median of {runs} run(s)\n")
+    print(f"{count} messages, median of {runs} run(s)\n")
     print("| scenario | messages/s | runs |")
     print("|---|---:|---|")
     for name, median, rates in rows:
