@@ -22,13 +22,14 @@ from sendarix_core.ratelimit import RateLimitDecision
 from sendarix_http import openapi
 from sendarix_http.errors import HttpError, error_body, status_and_code
 from sendarix_http.http_io import AnonymousLimiter, JsonResponse
-from sendarix_http.registry import Operation, Reply, build_routes, operation
+from sendarix_http.registry import Operation, build_routes
 from sendarix_http.routes import (
     analytics,
     api_keys,
     batch,
     domains,
     events,
+    health,
     messages,
     queue,
     routes,
@@ -79,47 +80,10 @@ def create_app(engine: Engine, *, manage_engine: bool = False) -> Starlette:
     return app
 
 
-async def _health(request: Request) -> Response:
-    """Return the liveness state of the process; needs no key.
-
-    A background task of the engine that ended on an unexpected error makes
-    the process unhealthy: it still accepts but no longer delivers.
-    """
-    engine: Engine = request.app.state.engine
-    stopped = engine.stopped_tasks
-    if stopped:
-        raise HttpError(
-            503,
-            "task_stopped",
-            f"{', '.join(stopped)} stopped on an unexpected error (see the "
-            "log); restart the process",
-        )
-    return JsonResponse({"status": "ok"})
-
-
 # Every endpoint, in the order the router tries them and the OpenAPI
 # document lists them. A resource module adds its ``operations`` here.
 OPERATIONS: tuple[Operation, ...] = (
-    operation(
-        "GET",
-        "/healthz",
-        _health,
-        operation_id="get_health",
-        summary="Liveness probe",
-        description="For load balancers and process supervisors.",
-        tag="meta",
-        scope=None,
-        errors=(503,),
-        replies=Reply(
-            status=200,
-            description="the process is up and its background tasks run",
-            schema={
-                "type": "object",
-                "properties": {"status": {"const": "ok"}},
-                "required": ["status"],
-            },
-        ),
-    ),
+    *health.operations,
     *openapi.operations,
     *messages.operations,
     *batch.operations,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ import anyio.to_thread
 import sqlalchemy as sa
 
 from sendarix_backends.batching import GroupCommitter
+from sendarix_backends.readiness import WriteFailure
 from sendarix_backends.sql import (
     api_keys,
     batches,
@@ -73,6 +75,9 @@ T = TypeVar("T")
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization, deadlock
 _ATTEMPTS = 3
 
+# Errors caused by the rows a write carried, not by the database's state.
+_DATA_ERRORS = (sa.exc.IntegrityError, sa.exc.DataError)
+
 
 class SqlStore:
     """Messages, events, suppressions, API keys and the queue in one database.
@@ -104,6 +109,10 @@ class SqlStore:
         self._counted_lookups: GroupCommitter[
             tuple[str, datetime], tuple[ApiKey | None, int]
         ] = GroupCommitter(self._find_and_count_requests)
+        # Assigned by worker threads without a lock, once per write
+        # transaction. The GIL makes each assignment atomic.
+        self._write_failure: WriteFailure | None = None
+        self._database_check_running = False
 
     @property
     def dialect(self) -> str:
@@ -135,6 +144,33 @@ class SqlStore:
                 f"database {where} has {found}, expected {head}; "
                 "run `sendarix migrate` to bring it up to date"
             )
+
+    @property
+    def last_write_failure(self) -> WriteFailure | None:
+        """The failure of the last write transaction; None once one succeeds."""
+        return self._write_failure
+
+    async def check_database(self) -> None:
+        """Read the schema version on a pooled connection.
+
+        Raises ``StorageError`` when the read fails, and ``TimeoutError``
+        while an earlier check has not finished. Cancelling the call, as a
+        timeout does, leaves its thread to run on until the database responds
+        or the connection fails. No other check starts meanwhile, so a hung
+        database does not use up the pool.
+        """
+        if self._database_check_running:
+            raise TimeoutError("an earlier check has not finished")
+        await anyio.to_thread.run_sync(
+            self._check_database, limiter=self._limiter, abandon_on_cancel=True
+        )
+
+    def _check_database(self) -> None:
+        self._database_check_running = True
+        try:
+            self._transaction("check_database", False, _read_schema_version)
+        finally:
+            self._database_check_running = False
 
     async def aclose(self) -> None:
         await anyio.to_thread.run_sync(self._engine.dispose)
@@ -417,7 +453,31 @@ class SqlStore:
         function: Callable[..., T],
         *args: Any,
     ) -> T:
-        """Run ``function(connection, *args)`` in one transaction and commit."""
+        """Run ``function(connection, *args)`` in one transaction and commit.
+
+        The outcome of a write transaction is kept for ``last_write_failure``.
+        """
+        if not write:
+            return self._run_attempts(operation, False, function, *args)
+
+        try:
+            result = self._run_attempts(operation, True, function, *args)
+        except StorageError as exc:
+            if not isinstance(exc.__cause__, _DATA_ERRORS):
+                self._write_failure = WriteFailure(
+                    operation=operation, failed_at=time.monotonic(), cause=str(exc)
+                )
+            raise
+        self._write_failure = None
+        return result
+
+    def _run_attempts(
+        self,
+        operation: str,
+        write: bool,
+        function: Callable[..., T],
+        *args: Any,
+    ) -> T:
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 with self._writer(write), self._engine.connect() as connection:
@@ -452,6 +512,12 @@ class SqlStore:
         if write and self._is_sqlite:
             return self._write_lock
         return nullcontext()
+
+
+def _read_schema_version(connection: sa.Connection) -> None:
+    # Unlike SELECT 1, this reads the SQLite file, and it fails when the
+    # schema is missing from PostgreSQL's search path.
+    connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
 
 
 def _is_retryable(exc: sa.exc.DBAPIError) -> bool:

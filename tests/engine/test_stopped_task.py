@@ -98,7 +98,8 @@ async def test_failure_while_stopping_raises(tmp_path: Path) -> None:
     assert engine.stopped_tasks == ()
 
 
-async def test_healthz_503_after_failure(tmp_path: Path) -> None:
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+async def test_probe_503_after_failure(tmp_path: Path, path: str) -> None:
     async with failing_engine(f"sqlite:///{tmp_path / 'sendarix.db'}") as engine:
         with anyio.fail_after(10):
             await engine.wait_for_stopped_task()
@@ -106,7 +107,7 @@ async def test_healthz_503_after_failure(tmp_path: Path) -> None:
         async with httpx.AsyncClient(
             transport=transport, base_url="http://sendarix.test"
         ) as client:
-            response = await client.get("/healthz")
+            response = await client.get(path)
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "task_stopped"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import anyio
 import httpx
 import psycopg
 import pytest
@@ -154,3 +155,63 @@ def test_migrations_of_other_schemas_go_on(postgresql_schema: str) -> None:
         migration.join()
 
     assert not waited
+
+
+async def test_readyz_read_only_transactions(
+    postgresql_schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = (
+        schema_url(postgresql_schema)
+        + "%20-cdefault_transaction_read_only%3Don&password=hunter2"
+    )
+    settings = Settings(database_url=url, delivery_mode="sink")
+    async with Engine.from_settings(settings, workers=False) as engine:
+        transport = httpx.ASGITransport(app=create_app(engine))
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://sendarix.test"
+        ) as client:
+            before = await client.get("/readyz")
+            with pytest.raises(StorageError, match="read-only"):
+                await engine.send(message_body())
+            after = await client.get("/readyz")
+
+    error = after.json()["error"]
+    logged = [r.exc_info[1] for r in caplog.records if r.exc_info]
+    assert before.status_code == 200
+    assert after.status_code == 503
+    assert error["code"] == "storage_unavailable"
+    assert "the last write to the database" in error["message"]
+    assert "hunter2" not in after.text
+    assert "127.0.0.1" not in after.text
+    assert len(logged) == 1
+    assert "read-only" in str(logged[0].__cause__)  # type: ignore[union-attr]
+    assert "hunter2" not in str(logged[0].__cause__)  # type: ignore[union-attr]
+
+
+async def test_readyz_hung_database(postgresql_schema: str) -> None:
+    settings = Settings(database_url=schema_url(postgresql_schema))
+    async with Engine.from_settings(settings, workers=False) as engine:
+        transport = httpx.ASGITransport(app=create_app(engine))
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://sendarix.test"
+        ) as client:
+            with psycopg.connect(POSTGRESQL_URL) as locker:
+                # Reads of the table now wait for lock_timeout, 30 s.
+                locker.execute(
+                    f"LOCK TABLE {postgresql_schema}.alembic_version "
+                    "IN ACCESS EXCLUSIVE MODE"
+                )
+                hung = await client.get("/readyz")
+                # The first check still waits, so this one does not start.
+                again = await client.get("/readyz")
+            with anyio.fail_after(10):
+                recovered = await client.get("/readyz")
+                while recovered.status_code != 200:
+                    await anyio.sleep(0.05)
+                    recovered = await client.get("/readyz")
+
+    assert hung.status_code == 503
+    assert hung.json()["error"]["code"] == "storage_unavailable"
+    assert "did not answer a read within 2 s" in hung.json()["error"]["message"]
+    assert again.status_code == 503
+    assert "did not answer" in again.json()["error"]["message"]
