@@ -85,6 +85,9 @@ _LOWER_TIERS = (Priority.NORMAL, Priority.LOW)
 _PACING_INTERVAL = 0.5
 # First wait after a claim found nothing although something was due.
 _MIN_IDLE_WAIT = 0.05
+# Seconds between tries to save an outcome: the first wait and the longest.
+_FIRST_OUTCOME_RETRY = 0.25
+_MAX_OUTCOME_RETRY = 5.0
 
 
 class DeliveryWorker:
@@ -342,7 +345,7 @@ class DeliveryWorker:
             except _LeaseLostError:
                 await self._give_back(message)
                 return
-            stale = await self._outcomes.submit(transition)
+            stale = await self._save_outcome(transition, in_flight)
             if message.id in stale:
                 logger.warning(
                     "outcome discarded: another worker took the message over",
@@ -352,7 +355,7 @@ class DeliveryWorker:
                 log_outcome(transition)
         except StorageError:
             # The lease runs out and another attempt follows, so the message is
-            # not lost; it may be delivered twice if the remote server accepted it.
+            # not lost. It may be delivered twice if the remote server accepted it.
             logger.exception(
                 "outcome not saved",
                 extra={"action": "outcome_failed", "message_id": message.id},
@@ -369,6 +372,37 @@ class DeliveryWorker:
             if self._pacer is not None and dispatch is not None:
                 self._pacer.finished(dispatch.site)
             self._wakeup.set()
+
+    async def _save_outcome(
+        self, transition: Transition, in_flight: _InFlight
+    ) -> list[str]:
+        """Save a delivery's outcome; return the ids found taken over.
+
+        An outcome left unsaved when the lease runs out leads to another
+        attempt, which repeats a message the server accepted. So a failed
+        save is tried again, after waits that double from 0.25 s up to 5 s,
+        while the lease holds (renewals go on meanwhile) and for at most the
+        lease's length.
+        """
+        give_up_at = _lease_clock() + self._lease.total_seconds()
+        wait = _FIRST_OUTCOME_RETRY
+        while True:
+            try:
+                return await self._outcomes.submit(transition)
+            except StorageError as error:
+                if _lease_clock() + wait >= min(in_flight.valid_until, give_up_at):
+                    raise
+                logger.warning(
+                    "saving the outcome failed, trying again in %.2f s: %s",
+                    wait,
+                    error,
+                    extra={
+                        "action": "outcome_retry",
+                        "message_id": transition.after.id,
+                    },
+                )
+            await anyio.sleep(wait)
+            wait = min(wait * 2, _MAX_OUTCOME_RETRY)
 
     async def _give_back(self, message: Message) -> None:
         """Make a message whose lease ran out before it was sent due again.
