@@ -97,7 +97,6 @@ def _settings(folder: Path, name: str) -> Settings:
         database_url=f"sqlite:///{folder / name}",
         delivery_mode="sink",
         webhook_allow_private=True,
-        poll_interval=0.05,
     )
 
 

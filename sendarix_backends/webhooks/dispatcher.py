@@ -102,6 +102,8 @@ class WebhookDispatcher:
                     )
                     started = 0
                 if started == 0:
+                    # A post that ends also wakes this wait: the claim may
+                    # have found only endpoints that had their share.
                     with anyio.move_on_after(self._poll_interval):
                         await self._wakeup.wait()
                     self._wakeup = anyio.Event()
@@ -167,6 +169,7 @@ class WebhookDispatcher:
             if not self._in_flight_by_endpoint[delivery.endpoint_id]:
                 del self._in_flight_by_endpoint[delivery.endpoint_id]
             self._slot_freed.set()
+            self._wakeup.set()
 
     async def _post(
         self, delivery: ClaimedDelivery, headers: Mapping[str, str]

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import anyio
+import attrs
 import orjson
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from sendarix_backends.engine import Engine
 from sendarix_backends.events.services import EventServices
+from sendarix_backends.settings import Settings
 from sendarix_backends.webhooks.signing import delivery_headers
 from sendarix_core.clock import ManualClock
 from tests.conftest import DOMAIN
@@ -213,3 +217,31 @@ async def test_attempt_logged_without_secret(
     assert record.__dict__["webhook_id"].startswith("whd_")
     secret_key = endpoint.secret.removeprefix("whsec_")
     assert all(secret_key not in str(value) for value in record.__dict__.values())
+
+
+async def test_endpoint_share_refills_without_poll(
+    settings: Settings, clock: ManualClock, receiver: Receiver
+) -> None:
+    # One endpoint may have half the dispatcher's posts in flight. Once its
+    # share is full, a claim finds nothing, and the next claim must follow
+    # the end of a post rather than the poll interval.
+    slow_poll = attrs.evolve(settings, poll_interval=60)
+    receiver.start(delay=0.05)
+    async with Engine.from_settings(slow_poll, clock=clock, workers=False) as engine:
+        services = engine.events
+        assert services is not None
+        await services.webhooks.create(receiver.url)
+        for number in range(15):
+            await engine.send(message_body(f"user{number}@{DOMAIN}"))
+        await engine.deliver_due()
+        await services.processor.drain()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(services.dispatcher.run)
+            # Waiting for the poll, the 45 posts would take minutes.
+            requests = await anyio.to_thread.run_sync(
+                functools.partial(receiver.wait_for, 45, timeout=30)
+            )
+            tasks.cancel_scope.cancel()
+
+    assert len(requests) == 45
