@@ -10,6 +10,7 @@ list as ``operations``; app.py adds that list to ``OPERATIONS`` in one line.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 
@@ -20,6 +21,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Send
 from starlette.types import Scope as ASGIScope
 
+from sendarix_core.addresses import quote_value
+from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.header_checks import IDEMPOTENCY_KEY_PATTERN
 from sendarix_core.keys import Scope
 from sendarix_http.http_io import authorize
@@ -32,6 +35,7 @@ __all__ = [
     "Parameter",
     "Reply",
     "build_routes",
+    "check_query",
     "operation",
 ]
 
@@ -41,13 +45,18 @@ Schema = Mapping[str, Any]
 
 @attrs.frozen(kw_only=True)
 class Parameter:
-    """A path, query or header parameter."""
+    """A path, query or header parameter.
+
+    A query parameter named ``prefix[KEY]`` stands for every name of that
+    form. ``repeated`` allows a query parameter more than once.
+    """
 
     name: str
     location: Literal["path", "query", "header"]
     description: str
     schema: Schema = attrs.field(factory=lambda: {"type": "string"})
     required: bool = False
+    repeated: bool = False
 
 
 IDEMPOTENCY_KEY_PARAMETER = Parameter(
@@ -108,6 +117,8 @@ class Operation:
         check_request_headers(request.scope["headers"])
         if self.scope is not None:
             await authorize(request, self.scope)
+        if request.scope["query_string"]:
+            check_query(request, self.parameters)
         return await self.endpoint(request)
 
     def error_statuses(self) -> list[int]:
@@ -125,6 +136,38 @@ class Operation:
         if self.request_schema is not None:
             statuses |= {400, 408, 413, 415}
         return sorted(statuses)
+
+
+def check_query(request: Request, parameters: Iterable[Parameter]) -> None:
+    """Raise ValidationError for a query parameter that ``parameters`` do not
+    declare, or one given twice that is not ``repeated``.
+
+    An ignored parameter would change what a request does without a word:
+    ``?stauts=bounced`` would list every message.
+    """
+    declared = {p.name: p for p in parameters if p.location == "query"}
+    prefixes = tuple(name[:-4] for name in declared if name.endswith("[KEY]"))
+    counts = Counter(name for name, _ in request.query_params.multi_items())
+    errors = []
+    for name, count in counts.items():
+        known = declared.get(name)
+        if known is None and prefixes and name.startswith(prefixes):
+            continue
+        if known is None:
+            listed = ", ".join(sorted(declared)) or "none"
+            message = (
+                f"the query parameter {quote_value(name)} is unknown here; "
+                f"this endpoint takes {listed}"
+            )
+            errors.append(FieldError(name, "unknown_parameter", message))
+        elif count > 1 and not known.repeated:
+            message = (
+                f"the query parameter {quote_value(name)} is given {count} "
+                "times; give it once"
+            )
+            errors.append(FieldError(name, "repeated_parameter", message))
+    if errors:
+        raise ValidationError(errors)
 
 
 def build_routes(operations: Iterable[Operation]) -> list[Route]:

@@ -143,6 +143,7 @@ _PARAMETERS = (
         name="type",
         location="query",
         description="event types, comma-separated or repeated; any matches",
+        repeated=True,
     ),
     Parameter(
         name="recipient",
