@@ -1,0 +1,56 @@
+"""Query parameters are checked like body fields, through the real app."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.http.conftest import message_body
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_misspelled_filter_rejected(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/messages", params={"stauts": "bounced"})
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "stauts"
+    assert error["code"] == "unknown_parameter"
+    assert "status" in error["message"]
+
+
+async def test_repeated_parameter_rejected(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/messages?limit=1&limit=2")
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "limit"
+    assert error["code"] == "repeated_parameter"
+
+
+async def test_event_type_may_repeat(client: httpx.AsyncClient) -> None:
+    await client.post("/v1/messages", json=message_body())
+
+    response = await client.get("/v1/events?type=message.queued&type=message.delivered")
+
+    assert response.status_code == 200
+    assert [event["type"] for event in response.json()["data"]] == ["message.queued"]
+
+
+async def test_metadata_filter_needs_key(client: httpx.AsyncClient) -> None:
+    accepted = await client.get("/v1/events", params={"metadata[user]": "42"})
+    rejected = await client.get("/v1/events", params={"metadata": "42"})
+
+    assert accepted.status_code == 200
+    assert rejected.status_code == 422
+    assert rejected.json()["error"]["errors"][0]["code"] == "unknown_parameter"
+
+
+async def test_body_endpoint_takes_no_query(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/messages?dry_run=1", json=message_body())
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "dry_run"
+    assert "takes none" in error["message"]
