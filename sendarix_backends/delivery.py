@@ -85,6 +85,9 @@ _LOWER_TIERS = (Priority.NORMAL, Priority.LOW)
 _PACING_INTERVAL = 0.5
 # First wait after a claim found nothing although something was due.
 _MIN_IDLE_WAIT = 0.05
+# At most half the deliveries in flight may wait for a capped site's slot,
+# so a site whose server slows down leaves the rest to other sites.
+_WAITING_SHARE = 2
 # Seconds between tries to save an outcome: the first wait and the longest.
 _FIRST_OUTCOME_RETRY = 0.25
 _MAX_OUTCOME_RETRY = 5.0
@@ -117,7 +120,15 @@ class DeliveryWorker:
         self._poll_interval = settings.poll_interval
 
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{new_id('wrk')[-6:]}"
-        self._pacer = control.pacer(self.worker_id, self._lease) if control else None
+        self._pacer = (
+            control.pacer(
+                self.worker_id,
+                self._lease,
+                max_waiting=max(1, self._concurrency // _WAITING_SHARE),
+            )
+            if control
+            else None
+        )
         self._admitter = Admitter(
             store=store,
             control=control,

@@ -119,8 +119,14 @@ class DeliveryControl:
     def has_queue_control(self) -> bool:
         return self._queue is not None
 
-    def pacer(self, worker_id: str, lease: timedelta) -> Pacer | None:
-        """Return a pacer for one worker, or None when pacing is off."""
+    def pacer(
+        self, worker_id: str, lease: timedelta, *, max_waiting: int | None = None
+    ) -> Pacer | None:
+        """Return a pacer for one worker, or None when pacing is off.
+
+        ``max_waiting`` caps the worker's deliveries that wait for a
+        connection slot (see ``Pacer``).
+        """
         if self._pacing is None:
             return None
         return Pacer(
@@ -130,6 +136,7 @@ class DeliveryControl:
             lease=lease,
             close_site=self.transports.close_site,
             trim_site=self.transports.trim_site,
+            max_waiting=max_waiting,
         )
 
     async def sites(self, limit: int = 100) -> list[SiteState]:

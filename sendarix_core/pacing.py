@@ -60,9 +60,9 @@ MIN_RELEASE_DELAY = 0.2
 MAX_RELEASE_DELAY = 600.0
 
 # A worker admits enough messages per connection slot of a capped site to
-# keep the slot busy for this many seconds; they wait in the process for a
-# free slot. It is longer than MIN_RELEASE_DELAY, so sessions stay busy
-# until the messages handed back are claimed again.
+# keep the slot busy for this many seconds, and they wait in the process
+# for a free slot. The time is longer than MIN_RELEASE_DELAY, so sessions
+# stay busy until the messages handed back are claimed again.
 SLOT_BACKLOG_SECONDS = 0.5
 MAX_MESSAGES_PER_SLOT = 50
 
@@ -235,14 +235,17 @@ class Grant:
     """Permission for one worker at a site now.
 
     ``messages`` may start; ``slots`` is the number of connections the
-    worker may hold in total (0 when the site has no cap). ``rate`` and
-    ``connections`` are the site's effective limits, ``None`` when unlimited.
+    worker may hold in total (0 when the site has no cap), and ``usable``
+    how many of them it may send on now: fewer than ``slots`` while it has
+    more sessions busy than its share. ``rate`` and ``connections`` are the
+    site's effective limits, ``None`` when unlimited.
     """
 
     messages: int
     slots: int
     rate: float | None
     connections: int | None
+    usable: int = 0
 
 
 def messages_per_slot(seconds_per_message: float) -> int:
@@ -265,6 +268,7 @@ def grant_messages(
     held: int = 0,
     sending: int = 0,
     per_slot: int = 1,
+    beyond_slots: int | None = None,
     holders: int = 0,
     waiting: int = 0,
     now: datetime,
@@ -281,14 +285,15 @@ def grant_messages(
     sending, so it may end up with fewer slots than before but never with
     fewer than ``sending``.
 
-    Each slot within the limit takes up to ``per_slot`` deliveries, which
-    wait in the worker for a free slot. A worker over its share gets no
-    more messages until its deliveries fit the share. Tokens are taken only
-    for the messages the slots leave room for, so no token is wasted.
+    Each usable slot takes up to ``per_slot`` deliveries, which wait in the
+    worker for a free slot, and ``beyond_slots`` caps the deliveries that
+    may wait (None: no cap). A worker with more sessions busy than it may
+    use gets no more messages until they fit. Tokens are taken only for the
+    messages the slots leave room for, so no token is wasted.
     """
     factor = record.slowdown.factor_at(now)
     cap = effective_connections(limits, factor)
-    slots = 0
+    slots = usable = 0
     room = wanted
     if cap is not None:
         limit = cap - held_by_others
@@ -297,15 +302,24 @@ def grant_messages(
         alone = not held_by_others and not waiting
         kept = held if alone else 0
         slots = max(sending, min(max(in_flight + wanted, kept), limit))
-        usable = max(0, min(slots, limit))
-        room = max(0, min(wanted, usable * per_slot - in_flight))
+        share = max(0, min(slots, limit))
+        # A worker keeps one session while it holds a slot, so its waiting
+        # deliveries go on even when others hold the whole cap.
+        usable = max(min(slots, 1), share)
+        room = 0
+        if sending <= share:
+            room = max(0, min(wanted, share * per_slot - in_flight))
+        if beyond_slots is not None:
+            room = min(room, max(0, share + beyond_slots - in_flight))
 
     rate = effective_rate(limits, factor)
     bucket = record.bucket
     granted = room
     if rate is not None and room > 0:
         bucket, granted = take_tokens(bucket, rate=rate, wanted=room, now=now)
-    grant = Grant(messages=granted, slots=slots, rate=rate, connections=cap)
+    grant = Grant(
+        messages=granted, slots=slots, rate=rate, connections=cap, usable=usable
+    )
     return attrs.evolve(record, bucket=bucket), grant
 
 

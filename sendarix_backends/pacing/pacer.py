@@ -10,7 +10,8 @@ is counted and no event is recorded. Messages of a paused site are parked.
 A capped site's grant may admit more messages than the worker has
 connection slots: each delivery then waits in the process for a free slot
 (``session_slot``), so the slots stay busy between two claims without the
-site ever having more sessions than slots.
+site ever having more sessions than slots. ``max_waiting`` caps those
+waiting deliveries across all sites.
 
 A worker holds the connection slots it was granted while it has
 deliveries in flight at the site. Once the site is idle, it keeps them,
@@ -73,6 +74,9 @@ class _SiteUse:
     limits: PacingLimits = attrs.field(factory=PacingLimits)
     in_flight: int = 0
     held: int = 0
+    # Slots the worker may send on now: fewer than held while it has more
+    # sessions busy than its share.
+    usable: int = 0
     # Deliveries in a connection slot now, and those waiting for a slot.
     sending: int = 0
     waiters: deque[asyncio.Future[None]] = attrs.Factory(deque)
@@ -96,8 +100,9 @@ class _SiteUse:
             )
 
     def wake(self) -> None:
-        """Hand free slots to waiting deliveries, oldest first."""
-        while self.waiters and self.sending < self.held:
+        """Hand free slots to waiting deliveries, oldest first; all of them
+        go on once the worker holds no slot, as when the site lost its cap."""
+        while self.waiters and (not self.held or self.sending < self.usable):
             waiter = self.waiters.popleft()
             if not waiter.done():
                 self.sending += 1
@@ -125,6 +130,7 @@ class Pacer:
         trim_site: Callable[[str, int], Awaitable[None]],
         linger: float = 1.0,
         refresh: float = 1.0,
+        max_waiting: int | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
@@ -135,6 +141,7 @@ class Pacer:
         self._trim_site = trim_site
         self._linger = linger
         self._refresh = refresh
+        self._max_waiting = max_waiting
         self._monotonic = monotonic
         self._sites: dict[str, _SiteUse] = {}
         self._slowed: dict[str, Slowdown] = {}
@@ -192,6 +199,7 @@ class Pacer:
                         held=use.held,
                         sending=use.sending,
                         per_slot=use.per_slot,
+                        beyond_slots=self._beyond_slots(site),
                     )
                 )
 
@@ -278,7 +286,7 @@ class Pacer:
         if held:
             await self._store.release(self._worker_id, held)
             for site in held:
-                self._sites[site].held = 0
+                self._sites[site].held = self._sites[site].usable = 0
 
         renew_every = self._lease.total_seconds() / 3
         holding = any(use.held for use in self._sites.values())
@@ -310,6 +318,18 @@ class Pacer:
             self._worker_id, lingering, self._clock.now()
         )
         return [site for site in lingering if site in wanted or idle[site] >= IDLE_HOLD]
+
+    def _beyond_slots(self, site: str) -> int | None:
+        """Return how many more deliveries of ``site`` may wait for a slot:
+        ``max_waiting`` less those waiting at the worker's other sites."""
+        if self._max_waiting is None:
+            return None
+        elsewhere = sum(
+            max(0, use.in_flight - use.sending)
+            for name, use in self._sites.items()
+            if name != site and use.held
+        )
+        return max(0, self._max_waiting - elsewhere)
 
     def _use(self, site: str, dispatch: Dispatch) -> _SiteUse:
         use = self._sites.setdefault(site, _SiteUse(idle_since=self._monotonic()))
@@ -347,6 +367,7 @@ class Pacer:
                 # dropped or others wait for a slot, the idle ones beyond go.
                 await self._trim_site(request.site, grant.slots)
             use.held = grant.slots
+            use.usable = grant.usable
             use.wake()
             if grant.connections is not None or use.limits.connection_rate:
                 use.own_transport = True
@@ -398,7 +419,7 @@ class _SessionSlot:
     async def __aenter__(self) -> None:
         use = self._use
         if use is not None:
-            if use.held and (use.waiters or use.sending >= use.held):
+            if use.held and (use.waiters or use.sending >= use.usable):
                 # A wake-up hands this delivery a slot, counted in ``sending``.
                 await wait_in_line(use.waiters, lambda: _pass_slot_on(use))
             else:

@@ -38,8 +38,8 @@ WAITING_MARK = timedelta(seconds=2)
 class SiteRequest:
     """A worker's request to start ``wanted`` messages at ``site``, where it
     has ``in_flight`` deliveries, ``sending`` of them in a connection slot,
-    and holds ``held`` slots. Each slot may take ``per_slot`` deliveries
-    (see ``grant_messages``)."""
+    and holds ``held`` slots. Each slot may take ``per_slot`` deliveries,
+    and ``beyond_slots`` more may wait (see ``grant_messages``)."""
 
     site: str
     limits: PacingLimits
@@ -48,6 +48,7 @@ class SiteRequest:
     held: int = 0
     sending: int = 0
     per_slot: int = 1
+    beyond_slots: int | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -143,6 +144,7 @@ class MemoryPacingStore:
                 held=request.held,
                 sending=request.sending,
                 per_slot=request.per_slot,
+                beyond_slots=request.beyond_slots,
                 held_by_others=held,
                 holders=holders,
                 waiting=waiting,

@@ -157,6 +157,7 @@ def _acquire(
             held=request.held,
             sending=request.sending,
             per_slot=request.per_slot,
+            beyond_slots=request.beyond_slots,
             held_by_others=held,
             holders=holders,
             waiting=waiting,

@@ -431,6 +431,7 @@ def test_connection_token_rate() -> None:
     held=st.integers(0, 20),
     sending=st.integers(0, 20),
     per_slot=st.integers(1, 50),
+    beyond_slots=st.none() | st.integers(0, 100),
     held_by_others=st.integers(0, 20),
     holders=st.integers(0, 5),
     waiting=st.integers(0, 5),
@@ -442,6 +443,7 @@ def test_grant_stays_within_cap(
     held: int,
     sending: int,
     per_slot: int,
+    beyond_slots: int | None,
     held_by_others: int,
     holders: int,
     waiting: int,
@@ -455,6 +457,7 @@ def test_grant_stays_within_cap(
         held=held,
         sending=sending,
         per_slot=per_slot,
+        beyond_slots=beyond_slots,
         held_by_others=held_by_others,
         holders=holders,
         waiting=waiting,
@@ -464,10 +467,71 @@ def test_grant_stays_within_cap(
     # Slots beyond the cap are only those whose sessions are busy now.
     assert grant.slots <= max(sending, cap - held_by_others)
     assert grant.slots >= sending
+    assert grant.usable <= grant.slots
+    assert grant.usable >= min(grant.slots, 1)
     assert 0 <= grant.messages <= wanted
-    # Every delivery admitted has a slot to wait for.
     if grant.messages:
-        assert in_flight + grant.messages <= grant.slots * per_slot
+        # Every delivery admitted has a slot to wait for, within the cap.
+        assert sending <= grant.usable
+        assert in_flight + grant.messages <= grant.usable * per_slot
+        assert grant.usable <= cap - held_by_others
+    if grant.messages and beyond_slots is not None:
+        assert in_flight + grant.messages <= grant.usable + beyond_slots
+
+
+def test_lowered_cap_admits_nothing() -> None:
+    _, grant = grant_messages(
+        SiteRecord(),
+        limits=PacingLimits(max_connections=2),
+        wanted=10,
+        in_flight=20,
+        sending=4,
+        held=4,
+        per_slot=25,
+        held_by_others=0,
+        now=T0,
+    )
+
+    # Its four busy sessions are above the cap of 2: it keeps their slots,
+    # sends on two, and gets no messages until the rest are done.
+    assert grant.slots == 4
+    assert grant.usable == 2
+    assert grant.messages == 0
+
+
+def test_grant_keeps_one_session_going() -> None:
+    _, grant = grant_messages(
+        SiteRecord(),
+        limits=PacingLimits(max_connections=2),
+        wanted=10,
+        in_flight=5,
+        sending=1,
+        held=1,
+        per_slot=5,
+        held_by_others=2,
+        holders=1,
+        now=T0,
+    )
+
+    assert grant.slots == 1
+    assert grant.usable == 1
+    assert grant.messages == 0
+
+
+def test_waiting_budget_caps_grant() -> None:
+    _, grant = grant_messages(
+        SiteRecord(),
+        limits=PacingLimits(max_connections=3),
+        wanted=100,
+        in_flight=0,
+        per_slot=50,
+        beyond_slots=7,
+        held_by_others=0,
+        now=T0,
+    )
+
+    assert grant.usable == 3
+    assert grant.messages == 10
 
 
 def test_release_before_first_delivery_not_spread() -> None:

@@ -210,3 +210,87 @@ async def test_site_without_slots_lets_all_through() -> None:
         await anyio.wait_all_tasks_blocked()
         assert sessions.inside == 5
         sessions.done.set()
+
+
+async def test_lost_cap_lets_waiters_through() -> None:
+    clock = ManualClock(T0)
+    pacer = Pacer(
+        MemoryPacingStore(),
+        worker_id="worker-1",
+        clock=clock,
+        lease=timedelta(seconds=60),
+        close_site=ClosedSites().close,
+        trim_site=ClosedSites().trim,
+        refresh=0.0,
+    )
+    route = dispatch(messages_per_second=1000)
+    # Slowed down, the site is capped at 5 of 10 connections.
+    await pacer.report_throttle(SITE, THROTTLE)
+    admission = await pacer.admit([(make_message(), route) for _ in range(20)])
+    sessions = Sessions(pacer)
+
+    assert len(admission.admitted) == 10
+    async with anyio.create_task_group() as tasks:
+        for number in range(10):
+            tasks.start_soon(sessions.deliver, number)
+        await anyio.wait_all_tasks_blocked()
+        assert sessions.inside == 5
+        # Recovered, the site has no cap and the worker no slot.
+        clock.advance(timedelta(seconds=120))
+        await pacer.admit([(make_message(), route) for _ in range(2)])
+        await anyio.wait_all_tasks_blocked()
+        assert sessions.inside == 10
+        sessions.done.set()
+
+    assert sorted(sessions.order) == list(range(10))
+
+
+async def test_lowered_cap_holds_back_waiters() -> None:
+    pacer = make_pacer(MemoryPacingStore(), ClosedSites())
+    route = dispatch(max_connections=4)
+    await pacer.admit([(make_message(), route) for _ in range(8)])
+    first = Sessions(pacer)
+
+    async with anyio.create_task_group() as tasks:
+        for number in range(8):
+            tasks.start_soon(first.deliver, number)
+        await anyio.wait_all_tasks_blocked()
+        assert first.inside == 4
+        await pacer.report_throttle(SITE, THROTTLE)
+        admission = await pacer.admit([(make_message(), route) for _ in range(4)])
+        assert admission.admitted == []
+        first.done.set()
+        # The four waiting deliveries now go two at a time.
+        await anyio.wait_all_tasks_blocked()
+
+    assert first.order == list(range(8))
+    second = Sessions(pacer)
+    async with anyio.create_task_group() as tasks:
+        for number in range(4):
+            tasks.start_soon(second.deliver, number)
+        await anyio.wait_all_tasks_blocked()
+        assert second.inside == 2
+        second.done.set()
+
+
+async def test_waiting_shared_across_sites() -> None:
+    pacer = Pacer(
+        MemoryPacingStore(),
+        worker_id="worker-1",
+        clock=ManualClock(T0),
+        lease=timedelta(seconds=60),
+        close_site=ClosedSites().close,
+        trim_site=ClosedSites().trim,
+        max_waiting=2,
+    )
+    first = dispatch(max_connections=1)
+    second = Dispatch(first.rule, "mx1.other.test")
+
+    one = await pacer.admit([(make_message(), first) for _ in range(10)])
+    two = await pacer.admit([(make_message(), second) for _ in range(10)])
+
+    # One slot each, and two messages per slot at the first estimate. The
+    # first site's two deliveries use up the two that may wait, so the
+    # second site gets only its slot's one.
+    assert len(one.admitted) == 2
+    assert len(two.admitted) == 1
