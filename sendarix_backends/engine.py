@@ -126,8 +126,10 @@ class Engine:
         clock: Clock | None = None,
         workers: bool = True,
         webhook_sender: WebhookSender | None = None,
+        create_schema: bool = True,
     ) -> None:
         self.settings = settings
+        self._create_schema = create_schema
         self.store = store
         self.queue = queue
         self.clock = clock or SystemClock()
@@ -186,8 +188,14 @@ class Engine:
         plugin_manager: pluggy.PluginManager | None = None,
         clock: Clock | None = None,
         workers: bool = True,
+        create_schema: bool = True,
     ) -> Engine:
-        """Build an engine whose backends the plugin hooks choose."""
+        """Build an engine whose backends the plugin hooks choose.
+
+        With ``create_schema`` false, entering the engine raises
+        ``StorageError`` for a database without the schema (or a SQLite file
+        that does not exist) instead of creating it.
+        """
         from sendarix_backends.plugins import get_plugin_manager
         from sendarix_backends.smtp import SinkTransport
         from sendarix_backends.sql.engine import masked_url
@@ -219,12 +227,15 @@ class Engine:
             clock=clock,
             workers=workers,
             webhook_sender=sender,
+            create_schema=create_schema,
         )
 
     async def __aenter__(self) -> Self:
         opener = getattr(self.store, "open", None)
-        if opener is not None:
+        if opener is not None and self._create_schema:
             await opener()
+        elif opener is not None:
+            await opener(create=False)
         if self._run_workers:
             self._task_stopped = anyio.Event()
             self._task_group = anyio.create_task_group()

@@ -33,7 +33,10 @@ def sendarix_storage(settings: Settings) -> MessageStore | None:
     """Return the message store for ``settings.database_url``.
 
     Called once per engine, before the queue. The engine calls ``open()`` on
-    the result if it has one, and ``aclose()`` at shutdown.
+    the result if it has one, and ``aclose()`` at shutdown. Commands that
+    only read or change existing rows, such as ``sendarix keys list``, call
+    ``open(create=False)``, which must raise ``StorageError`` in place of
+    creating a missing database or schema.
     """
 
 

@@ -8,6 +8,7 @@ case without the ``SENDARIX_`` prefix (``database_url = "sqlite:///x.db"``).
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import logging
 import math
@@ -148,7 +149,9 @@ def _boolean(value: str | bool) -> bool:
         return True
     if lowered in {"0", "false", "no", "off"}:
         return False
-    raise ConfigurationError(f"invalid boolean {value!r}; expected true or false")
+    raise ConfigurationError(
+        f"invalid boolean {value!r}; expected true, false, yes, no, on, off, 1 or 0"
+    )
 
 
 def _port(value: str | int) -> int:
@@ -188,16 +191,17 @@ def _destination_port(value: str | int) -> int:
 
 
 def _positive_int(value: str | int) -> int:
+    return _whole_number_in_range(value, _MAX_COUNT)
+
+
+def _whole_number_in_range(value: str | int, maximum: int, unit: str = "") -> int:
+    expected = f"expected a whole number{unit} from 1 to {maximum:,}"
     try:
         number = _whole_number(value)
     except (TypeError, ValueError, OverflowError):
-        raise ConfigurationError(
-            f"invalid number {value!r}; expected a positive integer"
-        ) from None
-    if not 1 <= number <= _MAX_COUNT:
-        raise ConfigurationError(
-            f"invalid number {value!r}; expected an integer from 1 to {_MAX_COUNT:,}"
-        )
+        raise ConfigurationError(f"invalid number {value!r}; {expected}") from None
+    if not 1 <= number <= maximum:
+        raise ConfigurationError(f"invalid number {value!r}; {expected}")
     return number
 
 
@@ -229,12 +233,7 @@ def _positive_float(value: str | float) -> float:
 
 
 def _retention_days(value: str | int) -> int:
-    days = _positive_int(value)
-    if days > _MAX_RETENTION_DAYS:
-        raise ConfigurationError(
-            f"invalid number {value!r}; expected at most {_MAX_RETENTION_DAYS:,} days"
-        )
-    return days
+    return _whole_number_in_range(value, _MAX_RETENTION_DAYS, " of days")
 
 
 # A century: a longer cut-off would go before the first representable date.
@@ -359,7 +358,38 @@ def _has_valid_port(parts: urllib.parse.SplitResult) -> bool:
         return False
 
 
-@attrs.frozen(kw_only=True)
+def _name_conversion_errors(
+    cls: type, fields: list[attrs.Attribute[Any]]
+) -> list[attrs.Attribute[Any]]:
+    """Make each converter's errors start with the attribute's name.
+
+    ``Settings(worker_concurrency=0)`` then names the setting it is about.
+    The converter as written stays in the metadata under ``"convert"``, for
+    ``load_settings``, which names the variable, key or flag instead.
+    """
+    named = []
+    for field in fields:
+        convert = cast(Callable[[Any], Any], field.converter)
+        named.append(
+            field.evolve(
+                converter=_named_converter(field.name, convert),
+                metadata={**field.metadata, "convert": convert},
+            )
+        )
+    return named
+
+
+def _named_converter(name: str, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def converter(value: Any) -> Any:
+        try:
+            return convert(value)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{name}: {exc}") from exc
+
+    return converter
+
+
+@attrs.frozen(kw_only=True, field_transformer=_name_conversion_errors)
 class Settings:
     """Every setting of a Sendarix process, with its default."""
 
@@ -439,16 +469,29 @@ class Settings:
     """The asyncio event loop of ``serve`` and ``worker``."""
 
     def __attrs_post_init__(self) -> None:
-        if self.delivery_mode == DeliveryMode.SMARTHOST and not self.smarthost:
-            raise ConfigurationError(
-                "SENDARIX_DELIVERY_MODE is smarthost but SENDARIX_SMARTHOST is not "
-                "set; set it to smtp://user:pass@host:port"
-            )
-        if (self.relay_tls_cert is None) != (self.relay_tls_key is None):
-            raise ConfigurationError(
-                "set both SENDARIX_RELAY_TLS_CERT and SENDARIX_RELAY_TLS_KEY, or "
-                "neither for a self-signed development certificate"
-            )
+        _check_combinations(attrs.asdict(self, recurse=False), str)
+
+
+def _check_combinations(
+    values: Mapping[str, Any], describe: Callable[[str], str]
+) -> None:
+    """Raise ``ConfigurationError`` for settings that are invalid together.
+
+    ``describe`` turns an attribute name into the name the user wrote: the
+    attribute itself, or an environment variable, TOML key or flag.
+    """
+    if values["delivery_mode"] == DeliveryMode.SMARTHOST and not values["smarthost"]:
+        raise ConfigurationError(
+            f"{describe('delivery_mode')} is smarthost but "
+            f"{describe('smarthost')} is not set; set it to "
+            "smtp://user:pass@host:port"
+        )
+    if (values["relay_tls_cert"] is None) != (values["relay_tls_key"] is None):
+        raise ConfigurationError(
+            f"set both {describe('relay_tls_cert')} and "
+            f"{describe('relay_tls_key')}, or neither for a self-signed "
+            "development certificate"
+        )
 
 
 _FIELDS = tuple(field.name for field in attrs.fields(Settings))
@@ -456,6 +499,41 @@ _FIELDS = tuple(field.name for field in attrs.fields(Settings))
 
 def environment_name(field: str) -> str:
     return f"SENDARIX_{field.upper()}"
+
+
+_ENVIRONMENT_NAMES = frozenset(environment_name(field) for field in _FIELDS)
+
+# Variables with the prefix that are not settings, so start-up accepts them:
+# the test suite reads the PostgreSQL URL to test against from this one.
+_NON_SETTING_VARIABLES = frozenset({"SENDARIX_TEST_POSTGRESQL_URL"})
+
+
+def _check_environment_names(environ: Mapping[str, str]) -> None:
+    """Raise ``ConfigurationError`` for a ``SENDARIX_`` variable that is no setting.
+
+    A misspelt variable would otherwise leave its setting at the default,
+    such as delivery to the Internet in place of the sink.
+    """
+    accepted = _ENVIRONMENT_NAMES | _NON_SETTING_VARIABLES
+    unknown = sorted(
+        name
+        for name in environ
+        if name.startswith("SENDARIX_") and name not in accepted
+    )
+    if not unknown:
+        return
+    name = unknown[0]
+    others = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+    # Matched without the shared prefix, which would make every name close.
+    close = difflib.get_close_matches(
+        name.removeprefix("SENDARIX_").lower(), _FIELDS, n=1
+    )
+    if close:
+        advice = f"did you mean {environment_name(close[0])}? Rename or unset it"
+    else:
+        known = ", ".join(sorted(_ENVIRONMENT_NAMES))
+        advice = f"rename or unset it. Known settings: {known}"
+    raise ConfigurationError(f"unknown environment variable {name}{others}; {advice}")
 
 
 def load_settings(
@@ -467,7 +545,8 @@ def load_settings(
     """Merge the TOML file, the environment and flag ``overrides``.
 
     ``overrides`` holds flag values; ``None`` values are ignored, so unset
-    flags do not mask the environment.
+    flags do not mask the environment. A ``SENDARIX_`` variable that names
+    no setting raises ``ConfigurationError``, as an unknown TOML key does.
     """
     values: dict[str, Any] = {}
     # Where each value came from, for the error that names it.
@@ -477,6 +556,7 @@ def load_settings(
             values[key] = value
             sources[key] = f"{key} in {str(config_file)!r}"
     environ = os.environ if environ is None else environ
+    _check_environment_names(environ)
     for field in _FIELDS:
         name = environment_name(field)
         if name in environ:
@@ -489,13 +569,20 @@ def load_settings(
     # Converted here one by one, so an error names the setting it is about;
     # the converters take their own output unchanged.
     for attribute in attrs.fields(Settings):
-        if attribute.name in values and attribute.converter is not None:
-            convert = cast(Callable[[Any], Any], attribute.converter)
+        if attribute.name in values:
+            convert = attribute.metadata["convert"]
             try:
                 values[attribute.name] = convert(values[attribute.name])
             except (ValueError, TypeError, ConfigurationError) as exc:
                 source = sources.get(attribute.name, attribute.name)
                 raise ConfigurationError(f"{source}: {exc}") from exc
+    merged = {
+        attribute.name: values.get(attribute.name, attribute.default)
+        for attribute in attrs.fields(Settings)
+    }
+    _check_combinations(
+        merged, lambda field: sources.get(field, environment_name(field))
+    )
     try:
         return Settings(**values)
     except (ValueError, TypeError) as exc:

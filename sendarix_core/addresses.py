@@ -32,6 +32,7 @@ __all__ = [
     "find_control_character",
     "find_header_injection",
     "parse_address",
+    "parse_domain",
     "quote_value",
 ]
 
@@ -168,6 +169,35 @@ def parse_address(
     display_name, addr_spec = _split_name_addr(text, value)
     local_part, domain = _parse_addr_spec(addr_spec, value, allow_single_label)
     return Address(local_part, domain, display_name)
+
+
+def parse_domain(value: str) -> str:
+    """Parse a domain name, such as a sender domain an API key is limited to.
+
+    Surrounding whitespace and one trailing dot (the DNS root) are removed,
+    and the domain comes back as ``parse_address`` returns the domain of an
+    address: lowercase ASCII, IDNs as A-labels, with at least one dot.
+
+    Raises ``AddressError`` naming the domain.
+    """
+    text = value.strip()
+    if text.endswith("."):
+        text = text[:-1]
+    if not text:
+        raise AddressError(
+            AddressErrorCode.INVALID_DOMAIN,
+            f"{quote_value(value)} is not a domain name; expected a name such as "
+            "acme.example",
+        )
+    return _normalize_domain(text, text, allow_single_label=False)
+
+
+def _domain_subject(domain: str, value: str) -> str:
+    """Return how a message refers to ``domain``, alone or within address ``value``."""
+    if "@" not in value:
+        # parse_domain passes the domain as written in both arguments.
+        return f"the domain {quote_value(value)}"
+    return f"the domain {quote_value(domain)} of {quote_value(value)}"
 
 
 def _parse_plain(value: str) -> Address | None:
@@ -543,14 +573,14 @@ def _encode_idn(domain: str, value: str) -> str:
     if any(character.isspace() for character in domain):
         raise AddressError(
             AddressErrorCode.INVALID_DOMAIN,
-            f"the domain of {quote_value(value)} contains whitespace",
+            f"{_domain_subject(domain, value)} contains whitespace",
         )
     try:
         encoded = idna.encode(domain, uts46=True)
     except UnicodeError as error:  # idna.IDNAError and its subclasses
         raise AddressError(
             AddressErrorCode.INVALID_DOMAIN,
-            f"the domain {quote_value(domain)} of {quote_value(value)} is not "
+            f"{_domain_subject(domain, value)} is not "
             f"a valid internationalized domain name: {error}",
         ) from error
     return encoded.decode("ascii").lower()
@@ -577,7 +607,7 @@ def _check_ascii_labels(ascii_domain: str, domain: str, value: str) -> None:
             )
         raise AddressError(
             AddressErrorCode.INVALID_DOMAIN,
-            f"the domain {quote_value(domain)} of {quote_value(value)} {problem}",
+            f"{_domain_subject(domain, value)} {problem}",
         )
 
 
@@ -586,18 +616,18 @@ def _check_domain_shape(domain: str, value: str, allow_single_label: bool) -> No
     if len(domain) > MAX_DOMAIN_OCTETS:
         raise AddressError(
             AddressErrorCode.INVALID_DOMAIN,
-            f"the domain of {quote_value(value)} is {len(domain)} bytes long; "
+            f"{_domain_subject(domain, value)} is {len(domain)} bytes long; "
             f"the maximum is {MAX_DOMAIN_OCTETS}",
         )
     if len(labels) == 1 and not allow_single_label:
         raise AddressError(
             AddressErrorCode.INVALID_DOMAIN,
-            f"the domain {quote_value(domain)} of {quote_value(value)} has no "
+            f"{_domain_subject(domain, value)} has no "
             "dot; use a fully qualified domain such as 'example.com'",
         )
     if labels[-1].isdigit():
         raise AddressError(
             AddressErrorCode.INVALID_DOMAIN,
-            f"the domain {quote_value(domain)} of {quote_value(value)} looks "
+            f"{_domain_subject(domain, value)} looks "
             "like an IP address; use a domain name",
         )

@@ -79,7 +79,15 @@ class ValidationError(SendarixError):
         self.errors = tuple(errors)
         count = len(self.errors)
         noun = "field is" if count == 1 else "fields are"
-        super().__init__(f"{count} {noun} invalid")
+        # The count alone, such as "1 field is invalid": the HTTP body's message.
+        self.summary = f"{count} {noun} invalid"
+        super().__init__(self.summary)
+
+    def __str__(self) -> str:
+        # One line a field, so a traceback shows what failed; each message
+        # names the offending value.
+        lines = [f"{e.field} [{e.code}]: {e.message}" for e in self.errors]
+        return "\n".join([f"{self.summary}:", *(f"- {line}" for line in lines)])
 
 
 class InvalidTransitionError(SendarixError):

@@ -7,13 +7,15 @@ refuse the same values with the same errors.
 
 from __future__ import annotations
 
+import json
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import attrs
 
-from sendarix_core.addresses import AddressError, parse_address
+from sendarix_core.addresses import AddressError, parse_domain
 from sendarix_core.checks import json_excerpt
 from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.keys import Environment, Scope
@@ -84,8 +86,20 @@ def _check_name(value: object, errors: list[FieldError]) -> str | None:
         message = "a name such as 'production' or 'ci' is required"
         errors.append(FieldError("name", "missing_field", message))
         return None
-    if len(value) > MAX_NAME_LENGTH or not value.isprintable():
-        message = f"the name must be at most {MAX_NAME_LENGTH} printable characters"
+    if len(value) > MAX_NAME_LENGTH:
+        message = (
+            f"the name is {len(value)} characters long; the maximum is "
+            f"{MAX_NAME_LENGTH}"
+        )
+        errors.append(FieldError("name", "invalid_value", message))
+        return None
+    if not value.isprintable():
+        character = next(c for c in value if not c.isprintable())
+        kind = "control" if unicodedata.category(character) == "Cc" else "non-printable"
+        message = (
+            f"the name {json.dumps(value)} contains a {kind} character "
+            f"(U+{ord(character):04X}); use letters, digits, spaces and punctuation"
+        )
         errors.append(FieldError("name", "invalid_value", message))
         return None
     return value.strip()
@@ -134,12 +148,12 @@ def _check_domains(value: object, errors: list[FieldError]) -> tuple[str, ...]:
             errors.append(FieldError(field, "invalid_type", message))
             continue
         try:
-            # Parsing a mailbox at the domain normalizes it the way sender
-            # addresses are normalized: lowercase, IDNs as A-labels.
-            domain = parse_address(f"postmaster@{item}").domain
+            # Normalized as the domains of sender addresses are: lowercase,
+            # IDNs as A-labels. A trailing dot is dropped, as POST /v1/domains
+            # drops it.
+            domain = parse_domain(item)
         except AddressError as error:
-            message = f"{item!r} is not a valid domain name: {error}"
-            errors.append(FieldError(field, "invalid_domain", message))
+            errors.append(FieldError(field, "invalid_domain", str(error)))
             continue
         if domain not in domains:
             domains.append(domain)

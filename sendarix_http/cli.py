@@ -49,13 +49,20 @@ logger = logging.getLogger("sendarix.cli")
 # youngest generation; CPython's default is 700.
 _GC_YOUNG_THRESHOLD = 10_000
 
-# Flags that map to settings: (flag, setting, help).
-_SETTING_FLAGS = (
+# Flags that map to settings: (flag, setting, help). Each command offers the
+# groups of flags that apply to it; the environment and the TOML file can set
+# every setting for every command.
+_DATABASE_FLAGS = (
     ("--database-url", "database_url", "sqlite:///path or postgresql://user@host/db"),
+)
+_LISTEN_FLAGS = (
     ("--http-host", "http_host", "address the HTTP API listens on"),
     ("--http-port", "http_port", "port the HTTP API listens on"),
     ("--relay-host", "relay_host", "address the SMTP relay listens on"),
     ("--relay-port", "relay_port", "port the SMTP relay listens on (0 turns it off)"),
+    ("--default-sender", "default_sender", "from address used when a request has none"),
+)
+_DELIVERY_FLAGS = (
     ("--delivery-mode", "delivery_mode", "mx, smarthost or sink"),
     (
         "--smarthost",
@@ -68,7 +75,6 @@ _SETTING_FLAGS = (
         "comma-separated IP addresses, each with an optional :port, the resolver asks",
     ),
     ("--destination-port", "destination_port", "port used to connect to MX hosts"),
-    ("--default-sender", "default_sender", "from address used when a request has none"),
     ("--worker-concurrency", "worker_concurrency", "deliveries in flight per process"),
     (
         "--lease-seconds",
@@ -77,13 +83,17 @@ _SETTING_FLAGS = (
     ),
     ("--poll-interval", "poll_interval", "seconds between queue polls"),
 )
+_SETTING_FLAGS = _DATABASE_FLAGS + _LISTEN_FLAGS + _DELIVERY_FLAGS
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+def _add_setting_flags(
+    parser: argparse.ArgumentParser,
+    flags: tuple[tuple[str, str, str], ...] = _DATABASE_FLAGS,
+) -> None:
     parser.add_argument(
         "--config", help="TOML file with settings (flags and environment win)"
     )
-    for flag, dest, help_text in _SETTING_FLAGS:
+    for flag, dest, help_text in flags:
         parser.add_argument(flag, dest=dest, help=help_text)
     parser.add_argument(
         "--log-level",
@@ -103,9 +113,9 @@ def _build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", help="run the HTTP API, the SMTP relay and delivery workers"
     )
-    _add_setting_flags(serve)
+    _add_setting_flags(serve, _SETTING_FLAGS)
     worker = commands.add_parser("worker", help="run delivery workers only")
-    _add_setting_flags(worker)
+    _add_setting_flags(worker, _DATABASE_FLAGS + _DELIVERY_FLAGS)
     migrate = commands.add_parser(
         "migrate", help="bring the database schema up to date"
     )

@@ -75,7 +75,9 @@ def status_and_code(error: SendarixError) -> tuple[int, str]:
 
 def error_body(error: SendarixError) -> dict[str, Any]:
     _, code = status_and_code(error)
-    body: dict[str, Any] = {"code": code, "message": str(error)}
+    # A ValidationError's str() also lists the fields, which "errors" holds.
+    message = error.summary if isinstance(error, ValidationError) else str(error)
+    body: dict[str, Any] = {"code": code, "message": message}
     field_errors = getattr(error, "errors", ())
     if field_errors:
         body["errors"] = [field_error.to_dict() for field_error in field_errors]

@@ -34,7 +34,10 @@ def add_key_commands(
 
 
 async def list_keys(settings: Settings) -> None:
-    async with Engine.from_settings(settings, workers=False) as engine:
+    # Reading keys from a wrong URL must not create an empty database there.
+    async with Engine.from_settings(
+        settings, workers=False, create_schema=False
+    ) as engine:
         keys = await engine.list_api_keys()
         now = engine.clock.now()
     rows = [_COLUMNS, *(_row(key, now) for key in keys)]
@@ -45,7 +48,9 @@ async def list_keys(settings: Settings) -> None:
 
 
 async def revoke_key(settings: Settings, key_id: str) -> None:
-    async with Engine.from_settings(settings, workers=False) as engine:
+    async with Engine.from_settings(
+        settings, workers=False, create_schema=False
+    ) as engine:
         key = await engine.revoke_api_key(key_id)
     print(f"{key.id} revoked at {format_time(key.revoked_at)}")
 

@@ -30,6 +30,7 @@ __all__ = [
     "BEGIN_OPTION",
     "describe_error",
     "dialect_insert",
+    "display_url",
     "make_engine",
     "normalize_url",
 ]
@@ -176,7 +177,7 @@ def describe_error(operation: str, engine: Engine, exc: sa.exc.SQLAlchemyError) 
     cause: BaseException = getattr(exc, "orig", None) or exc
     lines = str(cause).strip().splitlines()
     reason = lines[0] if lines else "no message"
-    where = _display_url(engine.url)
+    where = display_url(engine.url)
     advice = (
         "check that the database is reachable and its schema is current "
         "(sendarix migrate)"
@@ -192,14 +193,19 @@ def describe_error(operation: str, engine: Engine, exc: sa.exc.SQLAlchemyError) 
 def masked_url(database_url: str) -> str:
     """Return ``database_url`` with its password replaced, for messages."""
     try:
-        return _display_url(sa.make_url(database_url))
+        return display_url(sa.make_url(database_url))
     except sa.exc.ArgumentError:
         return "(a URL that can't be parsed)"
 
 
-def _display_url(url: URL) -> str:
+def display_url(url: URL) -> str:
     """Return ``url`` with its password masked, in the user part and in a
-    ``password`` query parameter, which libpq also reads."""
+    ``password`` query parameter, which libpq also reads.
+
+    The driver Sendarix added is left out, so the URL reads as the user
+    wrote it: ``sqlite:///…``, not ``sqlite+pysqlite:///…``.
+    """
+    url = url.set(drivername=url.get_backend_name())
     if "password" in url.query:
         url = url.update_query_dict({"password": "hidden"})
     return url.render_as_string(hide_password=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -39,6 +40,7 @@ from sendarix_backends.sql.engine import (
     BEGIN_OPTION,
     BUSY_TIMEOUT_MS,
     describe_error,
+    display_url,
     make_engine,
 )
 from sendarix_backends.sql.migrate import (
@@ -123,9 +125,25 @@ class SqlStore:
         """Check the schema; with ``create``, build it in an empty database.
 
         Raises ``StorageError`` when the schema is missing and ``create`` is
-        false, or when it is older than this version of Sendarix.
+        false, or when it is older than this version of Sendarix. Without
+        ``create`` a missing SQLite file stays missing, because opening it
+        would create an empty one.
         """
+        if not create:
+            self._check_sqlite_file()
         await anyio.to_thread.run_sync(self._open, create, limiter=self._limiter)
+
+    def _check_sqlite_file(self) -> None:
+        database = self._engine.url.database
+        # In-memory databases and file: URIs have no plain path to look at.
+        if not self._is_sqlite or database is None or lock_path(database) is None:
+            return
+        if not os.path.exists(database):
+            raise StorageError(
+                f"the SQLite database file {os.path.abspath(database)!r} does "
+                "not exist; check the database URL and its folder, or run "
+                "`sendarix migrate` to create the database there"
+            )
 
     def _open(self, create: bool) -> None:
         head = head_revision()
@@ -137,12 +155,16 @@ class SqlStore:
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(describe_error("open", self._engine, exc)) from exc
         check_known_revision(self._engine, current)
-        if current != head:
-            where = self._engine.url.render_as_string(hide_password=True)
-            found = "no schema" if current is None else f"schema revision {current}"
+        where = display_url(self._engine.url)
+        if current is None:
             raise StorageError(
-                f"database {where} has {found}, expected {head}; "
-                "run `sendarix migrate` to bring it up to date"
+                f"database {where} has no Sendarix schema; check the database "
+                "URL, or run `sendarix migrate` to create the schema there"
+            )
+        if current != head:
+            raise StorageError(
+                f"database {where} has schema revision {current}, expected "
+                f"{head}; run `sendarix migrate` to bring it up to date"
             )
 
     @property

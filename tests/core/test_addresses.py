@@ -11,6 +11,7 @@ from sendarix_core.addresses import (
     find_control_character,
     find_header_injection,
     parse_address,
+    parse_domain,
     quote_value,
 )
 from sendarix_core.model import Address
@@ -337,3 +338,33 @@ def test_quote_value_short() -> None:
 
 def test_quote_value_long() -> None:
     assert quote_value("x" * 100, limit=10) == repr("x" * 9 + "…")
+
+
+@pytest.mark.parametrize(
+    ("value", "domain"),
+    [
+        ("Example.TEST.", "example.test"),
+        (" acme.example ", "acme.example"),
+        ("Bücher.example", "xn--bcher-kva.example"),
+    ],
+)
+def test_parse_domain_normalizes(value: str, domain: str) -> None:
+    assert parse_domain(value) == domain
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("not a domain", "the domain 'not a domain' has the label 'not a domain'"),
+        ("localhost", "the domain 'localhost' has no dot"),
+        ("a..b", "the domain 'a..b' has an empty label"),
+        ("192.0.2.1", "the domain '192.0.2.1' looks like an IP address"),
+        (".", "'.' is not a domain name"),
+        ("acme.example..", "the domain 'acme.example.' has an empty label"),
+    ],
+)
+def test_parse_domain_rejects(value: str, message: str) -> None:
+    with pytest.raises(AddressError) as raised:
+        parse_domain(value)
+
+    assert str(raised.value).startswith(message)

@@ -13,6 +13,7 @@ from sendarix_core.keys import Environment, Scope
 from sendarix_core.ports import MessageQuery, SuppressionQuery
 from sendarix_core.states import MessageStatus
 from sendarix_core.suppression import SuppressionReason
+from tests.engine.conftest import message_body
 
 pytestmark = pytest.mark.anyio
 
@@ -81,6 +82,48 @@ async def test_api_key_refuses_bad_arguments(engine: Engine) -> None:
 async def test_api_key_normalizes_domains(engine: Engine) -> None:
     _, key = await engine.create_api_key("web", sender_domains=["Acme.Example"])
     assert key.sender_domains == ("acme.example",)
+
+
+async def test_api_key_drops_trailing_dot(engine: Engine) -> None:
+    domains = ["Acme.Example.", "acme.example", " mail.acme.example. "]
+
+    _, key = await engine.create_api_key("web", sender_domains=domains)
+
+    assert key.sender_domains == ("acme.example", "mail.acme.example")
+
+
+async def test_api_key_bad_domain_message(engine: Engine) -> None:
+    with pytest.raises(ValidationError) as raised:
+        await engine.create_api_key("web", sender_domains=["not a domain"])
+
+    [error] = raised.value.errors
+    assert error.field == "sender_domains.0"
+    assert error.message.startswith("the domain 'not a domain' has the label")
+    assert "postmaster" not in error.message
+
+
+async def test_api_key_control_character_name(engine: Engine) -> None:
+    with pytest.raises(ValidationError) as raised:
+        await engine.create_api_key("a\tb")
+
+    [error] = raised.value.errors
+    assert error.message.startswith(
+        'the name "a\\tb" contains a control character (U+0009);'
+    )
+
+
+async def test_send_error_lists_fields(engine: Engine) -> None:
+    body = message_body("bob@", subject=5)
+
+    with pytest.raises(ValidationError) as raised:
+        await engine.send(body)
+
+    lines = str(raised.value).splitlines()
+    assert lines[0] == "2 fields are invalid:"
+    assert "- recipient [missing_domain]: 'bob@' has no domain" in lines
+    assert any(line.startswith("- subject [") for line in lines)
+    assert raised.value.summary == "2 fields are invalid"
+    assert [e.field for e in raised.value.errors] == ["recipient", "subject"]
 
 
 def test_message_query_takes_status_name() -> None:

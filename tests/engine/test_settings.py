@@ -10,6 +10,7 @@ from sendarix_backends.settings import (
     DeliveryMode,
     EventLoop,
     SenderVerification,
+    Settings,
     load_settings,
 )
 from sendarix_core.errors import ConfigurationError
@@ -186,3 +187,139 @@ def test_whole_float_port_in_file_accepted(tmp_path: Path) -> None:
 
     assert settings.http_port == 8081
     assert settings.smarthost == "smtp://relay.test"
+
+
+def test_misspelt_variable_suggests_name() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(environ={"SENDARIX_DELIVERY_MOD": "sink"})
+
+    message = str(raised.value)
+    assert message.startswith("unknown environment variable SENDARIX_DELIVERY_MOD;")
+    assert "did you mean SENDARIX_DELIVERY_MODE?" in message
+    assert "Rename or unset it" in message
+
+
+def test_unknown_variable_lists_settings() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(environ={"SENDARIX_QQQQ": "1", "SENDARIX_HTTP_PORT": "8081"})
+
+    message = str(raised.value)
+    assert "SENDARIX_QQQQ" in message
+    assert "did you mean" not in message
+    assert "Known settings: SENDARIX_CLAIM_BATCH," in message
+
+
+def test_unknown_variables_counted() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(environ={"SENDARIX_QQQQ": "1", "SENDARIX_ZZZZ": "1"})
+
+    assert "SENDARIX_QQQQ (and 1 more)" in str(raised.value)
+
+
+def test_test_suite_variable_accepted() -> None:
+    environ = {"SENDARIX_TEST_POSTGRESQL_URL": "postgresql://postgres@127.0.0.1/x"}
+
+    settings = load_settings(environ=environ)
+
+    assert settings.delivery_mode is DeliveryMode.MX
+
+
+def test_other_prefixes_ignored() -> None:
+    settings = load_settings(environ={"SENDARIXX_MODE": "1", "PATH": "/bin"})
+
+    assert settings.delivery_mode is DeliveryMode.MX
+
+
+def test_retention_message_states_real_range() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(environ={"SENDARIX_EVENT_RETENTION_DAYS": "0"})
+
+    assert str(raised.value) == (
+        "SENDARIX_EVENT_RETENTION_DAYS: invalid number '0'; expected a whole "
+        "number of days from 1 to 36,500"
+    )
+
+
+def test_boolean_message_lists_accepted_words() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(environ={"SENDARIX_DATA_FENCE": "maybe"})
+
+    assert str(raised.value) == (
+        "SENDARIX_DATA_FENCE: invalid boolean 'maybe'; expected true, false, "
+        "yes, no, on, off, 1 or 0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", True), ("Yes", True), ("on", True), ("0", False), ("no", False)],
+)
+def test_boolean_words_accepted(value: str, expected: bool) -> None:
+    settings = load_settings(environ={"SENDARIX_DATA_FENCE": value})
+
+    assert settings.data_fence is expected
+
+
+def test_python_value_names_attribute() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        Settings(worker_concurrency=0)
+
+    assert str(raised.value) == (
+        "worker_concurrency: invalid number 0; expected a whole number from 1 "
+        "to 2,147,483,647"
+    )
+
+
+def test_environment_value_names_variable_once() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(environ={"SENDARIX_WORKER_CONCURRENCY": "0"})
+
+    assert str(raised.value).startswith(
+        "SENDARIX_WORKER_CONCURRENCY: invalid number '0';"
+    )
+
+
+def test_python_smarthost_mode_names_attributes() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        Settings(delivery_mode="smarthost")  # type: ignore[arg-type]
+
+    message = str(raised.value)
+    assert message.startswith("delivery_mode is smarthost but smarthost is not set")
+    assert "SENDARIX_" not in message
+
+
+def test_python_half_tls_pair_names_attributes() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        Settings(relay_tls_cert="/etc/relay.pem")
+
+    message = str(raised.value)
+    assert message.startswith("set both relay_tls_cert and relay_tls_key")
+    assert "SENDARIX_" not in message
+
+
+def test_environment_smarthost_mode_names_variables() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(environ={"SENDARIX_DELIVERY_MODE": "smarthost"})
+
+    assert str(raised.value).startswith(
+        "SENDARIX_DELIVERY_MODE is smarthost but SENDARIX_SMARTHOST is not set"
+    )
+
+
+def test_file_smarthost_mode_names_key(tmp_path: Path) -> None:
+    config = tmp_path / "sendarix.toml"
+    config.write_text('delivery_mode = "smarthost"\n')
+
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(config_file=config, environ={})
+
+    assert str(raised.value).startswith(
+        f"delivery_mode in {str(config)!r} is smarthost but SENDARIX_SMARTHOST"
+    )
+
+
+def test_flag_smarthost_mode_names_flag() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(environ={}, overrides={"delivery_mode": "smarthost"})
+
+    assert str(raised.value).startswith("--delivery-mode is smarthost but")

@@ -504,3 +504,18 @@ async def test_trailing_slash_not_redirected(client: httpx.AsyncClient) -> None:
     assert response.status_code == 404
     assert "location" not in response.headers
     assert response.json()["error"]["code"] == "route_not_found"
+
+
+async def test_invalid_body_message_is_count(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/messages", json=message_body(recipient="bob@"))
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["message"] == "1 field is invalid"
+    assert error["errors"] == [
+        {
+            "field": "recipient",
+            "code": "missing_domain",
+            "message": "'bob@' has no domain",
+        }
+    ]
