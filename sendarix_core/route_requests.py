@@ -38,6 +38,7 @@ from sendarix_core.routing import (
 from sendarix_core.states import Priority
 
 __all__ = [
+    "PACING_RANGES",
     "action_to_document",
     "match_to_document",
     "parse_action",
@@ -62,6 +63,29 @@ _MATCH_FIELDS = (
 _ACTION_FIELDS = ("transport", "smarthost", "source_address", "tls", "pacing", "retry")
 _INTEGER_PACING = ("max_connections", "messages_per_connection")
 _RATE_PACING = ("messages_per_second", "messages_per_minute", "connections_per_minute")
+# Accepted pacing values, (min, max, description of the range). A rate must
+# let at least one message or session through a day. The maximums lie far
+# above what one site accepts, so they only catch typos such as a value in
+# the wrong unit, and keep the token bucket arithmetic finite.
+PACING_RANGES: dict[str, tuple[float, float, str]] = {
+    "max_connections": (1, 10_000, "a whole number from 1 to 10000"),
+    "messages_per_connection": (1, 1_000_000, "a whole number from 1 to 1000000"),
+    "messages_per_second": (
+        1 / 86_400,
+        1_000_000,
+        "from 1/86400 (one a day) to 1000000 messages per second",
+    ),
+    "messages_per_minute": (
+        1 / 1_440,
+        60_000_000,
+        "from 1/1440 (one a day) to 60000000 messages per minute",
+    ),
+    "connections_per_minute": (
+        1 / 1_440,
+        60_000_000,
+        "from 1/1440 (one a day) to 60000000 connections per minute",
+    ),
+}
 
 _E = TypeVar("_E", TransportKind, TlsPolicy)
 
@@ -332,15 +356,42 @@ def _ip_address(value: object, field: str, errors: _Errors) -> str | None:
 def _pacing(value: object, field: str, errors: _Errors) -> PacingLimits:
     document = _object(value, field, (*_INTEGER_PACING, *_RATE_PACING), errors)
     numbers: dict[str, Any] = {}
-    for name in _INTEGER_PACING:
-        numbers[name] = _positive(
-            document.get(name), f"{field}.{name}", errors, integer=True
-        )
-    for name in _RATE_PACING:
-        numbers[name] = _positive(
-            document.get(name), f"{field}.{name}", errors, integer=False
-        )
+    for name in (*_INTEGER_PACING, *_RATE_PACING):
+        numbers[name] = _pacing_value(document.get(name), name, field, errors)
     return PacingLimits(**numbers)
+
+
+def _pacing_value(
+    value: object, name: str, field: str, errors: _Errors
+) -> float | int | None:
+    """Return one pacing limit, or record an error when it is out of range."""
+    if value is None:
+        return None
+    low, high, accepted = PACING_RANGES[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        errors.add(
+            f"{field}.{name}",
+            "invalid_type",
+            f"expected a number {accepted}, not {_kind(value)}",
+        )
+        return None
+    integer = name in _INTEGER_PACING
+    if integer and not float(value).is_integer():
+        errors.add(
+            f"{field}.{name}",
+            "invalid_type",
+            f"expected {accepted}, not {value!r}",
+        )
+        return None
+    # NaN fails every comparison, so it is rejected here too.
+    if not low <= value <= high:
+        errors.add(
+            f"{field}.{name}",
+            "out_of_range",
+            f"{value!r} is not accepted; expected {accepted}",
+        )
+        return None
+    return int(value) if integer else float(value)
 
 
 def _retry(value: object, field: str, errors: _Errors) -> RetryOverride | None:

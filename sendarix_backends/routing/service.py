@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from sendarix_backends.routing.source_address import check_source_address
 from sendarix_backends.routing.store import RouteStore, StoredRule
 from sendarix_backends.settings import DeliveryMode, Settings
 from sendarix_core.checks import json_excerpt
@@ -105,6 +106,8 @@ class Routes:
         description = _collect(errors, parse_description, body.get("description"))
         if errors or match is None or action is None or description is None:
             raise ValidationError(errors)
+        if action.source_address is not None:
+            check_source_address(action.source_address)
         now = self._clock.now()
         stored = StoredRule(
             id=self._new_id("rte"),
@@ -230,6 +233,8 @@ class Routes:
             merged["smarthost"] = None
 
         parsed = action_to_document(parse_action(merged), reveal_password=True)
+        if given.get("source_address") is not None:
+            check_source_address(parsed["source_address"])
         if stored.id != DEFAULT_ROUTE_ID:
             return parsed
         # The default rule keeps only the fields changed through the API.

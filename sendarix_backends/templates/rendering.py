@@ -22,6 +22,10 @@ from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 
 from sendarix_backends.templates.model import RenderedContent, TemplateVersion
 from sendarix_backends.templates.sandbox import make_environment
+from sendarix_backends.templates.save_checks import (
+    check_subject_source,
+    find_forbidden_expressions,
+)
 from sendarix_core.addresses import find_control_character, find_header_injection
 from sendarix_core.errors import FieldError, ValidationError
 
@@ -137,7 +141,8 @@ class CompiledTemplate:
 
 
 def compile_template(name: str, version: TemplateVersion) -> CompiledTemplate:
-    """Compile each part; raise ``ValidationError`` for syntax or sandbox errors."""
+    """Compile each part; raise ``ValidationError`` for syntax errors and for
+    what ``save_checks`` finds."""
     parts: dict[str, _Part | None] = {}
     errors = []
     for part_name in PARTS:
@@ -145,9 +150,15 @@ def compile_template(name: str, version: TemplateVersion) -> CompiledTemplate:
         if source is None:
             parts[part_name] = None
             continue
+        if part_name == "subject":
+            line_break = check_subject_source(source)
+            if line_break is not None:
+                errors.append(line_break)
         environment = _HTML if part_name == "html" else _PLAIN
         try:
-            parts[part_name] = _compile_part(environment, source)
+            parts[part_name] = _compile_part(part_name, environment, source)
+        except ValidationError as exc:
+            errors.extend(exc.errors)
         except TemplateSyntaxError as exc:
             errors.append(
                 FieldError(
@@ -161,7 +172,7 @@ def compile_template(name: str, version: TemplateVersion) -> CompiledTemplate:
     return CompiledTemplate(name, parts)
 
 
-def _compile_part(environment: Any, source: str) -> _Part:
+def _compile_part(part_name: str, environment: Any, source: str) -> _Part:
     tree = environment.parse(source)
     for node in tree.find_all(_LOADING_NODES):
         raise TemplateSyntaxError(
@@ -175,6 +186,9 @@ def _compile_part(environment: Any, source: str) -> _Part:
                 "'self' is not available in templates; use template_data",
                 node.lineno,
             )
+    forbidden = find_forbidden_expressions(part_name, tree)
+    if forbidden:
+        raise ValidationError(forbidden)
     template = environment.from_string(tree)
     return _Part(template, frozenset(_required_variables(tree)))
 

@@ -36,11 +36,11 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import SandboxedEnvironment
 
-__all__ = ["MAX_VALUE_LENGTH", "make_environment"]
+__all__ = ["MAX_EXPONENT", "MAX_VALUE_LENGTH", "make_environment"]
 
 # The largest string one operation may produce: the 5 MB body limit.
 MAX_VALUE_LENGTH = 5_000_000
-_MAX_EXPONENT = 64
+MAX_EXPONENT = 64
 
 _SAFE_METHODS: Mapping[type, frozenset[str]] = {
     str: frozenset(
@@ -119,9 +119,9 @@ class _Sandbox(SandboxedEnvironment):
         self, context: Context, operator_name: str, left: Any, right: Any
     ) -> Any:
         if operator_name == "**":
-            if isinstance(right, int | float) and abs(right) > _MAX_EXPONENT:
+            if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
                 raise SecurityError(
-                    f"the exponent {right} is too large; the maximum is {_MAX_EXPONENT}"
+                    f"the exponent {right} is too large; the maximum is {MAX_EXPONENT}"
                 )
             return operator.pow(left, right)
         if operator_name == "%":

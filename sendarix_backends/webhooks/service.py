@@ -20,10 +20,12 @@ from sendarix_backends.webhooks.model import (
 )
 from sendarix_backends.webhooks.schedule import WebhookPolicy
 from sendarix_backends.webhooks.signing import format_secret
+from sendarix_core.checks import json_excerpt
 from sendarix_core.clock import Clock
 from sendarix_core.errors import FieldError, NotFoundError, ValidationError
 from sendarix_core.ports import Page
 from sendarix_core.representation import format_time
+from sendarix_core.route_requests import MAX_DESCRIPTION
 from sendarix_core.states import EventType
 
 __all__ = ["SECRET_GRACE", "WebhookService"]
@@ -59,6 +61,7 @@ class WebhookService:
     ) -> WebhookEndpoint:
         """Create an enabled endpoint with a new secret and return it."""
         checked_types = check_event_types(event_types)
+        check_description(description)
         await self.check_url(url)
         now = self._clock.now()
         endpoint = WebhookEndpoint(
@@ -100,6 +103,8 @@ class WebhookService:
             await self.check_url(changes.url)
         if changes.event_types is not None:
             check_event_types(changes.event_types)
+        if changes.description is not None:
+            check_description(changes.description)
         updated = await self._storage.update_endpoint(
             endpoint_id, changes, self._clock.now()
         )
@@ -191,6 +196,13 @@ def check_event_types(event_types: Sequence[str] | None) -> tuple[str, ...] | No
             f"write [{event_types!r}]"
         )
         raise ValidationError([FieldError("events", "invalid_type", message)])
+    if not event_types:
+        message = (
+            "events is an empty list, which would subscribe to no event; leave "
+            "events out or set it to null for every type, or name at least one "
+            f"of {allowed}"
+        )
+        raise ValidationError([FieldError("events", "empty_list", message)])
     errors = [
         FieldError(
             f"events.{index}",
@@ -203,3 +215,14 @@ def check_event_types(event_types: Sequence[str] | None) -> tuple[str, ...] | No
     if errors:
         raise ValidationError(errors)
     return tuple(dict.fromkeys(event_types))
+
+
+def check_description(description: str) -> None:
+    """Raise ValidationError when ``description`` is too long to store."""
+    if len(description) <= MAX_DESCRIPTION:
+        return
+    message = (
+        f"the description {json_excerpt(description)} has {len(description)} "
+        f"characters; the maximum is {MAX_DESCRIPTION}, so shorten it"
+    )
+    raise ValidationError([FieldError("description", "too_long", message)])

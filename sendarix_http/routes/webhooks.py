@@ -22,6 +22,7 @@ from sendarix_core.checks import describe, json_excerpt, reject_unknown_fields
 from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.keys import Scope
 from sendarix_core.representation import format_time
+from sendarix_core.route_requests import MAX_DESCRIPTION
 from sendarix_core.states import EventType
 from sendarix_http.http_io import (
     JsonResponse,
@@ -268,9 +269,10 @@ WEBHOOK_REQUEST = define(
             "events": {
                 "type": ["array", "null"],
                 "items": _EVENT_TYPES,
+                "minItems": 1,
                 "description": "event types to receive; omitted or null: all",
             },
-            "description": {"type": "string"},
+            "description": {"type": "string", "maxLength": MAX_DESCRIPTION},
         },
         "required": ["url"],
     },
@@ -282,8 +284,17 @@ WEBHOOK_UPDATE = define(
         "type": "object",
         "properties": {
             "url": {"type": "string", "format": "uri"},
-            "events": {"type": ["array", "null"], "items": _EVENT_TYPES},
-            "description": {"type": "string"},
+            "events": {
+                "type": ["array", "null"],
+                "items": _EVENT_TYPES,
+                "minItems": 1,
+                "description": "event types to receive; null: all",
+            },
+            "description": {
+                "type": ["string", "null"],
+                "maxLength": MAX_DESCRIPTION,
+                "description": "null or an empty string clears it",
+            },
             "enabled": {"type": "boolean"},
         },
     },

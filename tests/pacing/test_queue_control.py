@@ -55,6 +55,30 @@ async def test_paused_tier_waits(engine: Engine, smtp_server: SmtpServer) -> Non
     assert await status_of(engine, low.message_id) == MessageStatus.DELIVERED
 
 
+async def test_paused_tier_expires_on_resume(
+    engine: Engine, clock: ManualClock, smtp_server: SmtpServer
+) -> None:
+    queue = engine.control.queue
+    await queue.pause({"priority": "low"})
+    deadline = clock.now() + timedelta(minutes=5)
+    body = message_body(priority="low", expires_at=deadline.isoformat())
+    low = await engine.send(body)
+    clock.advance(timedelta(minutes=10))
+
+    await engine.deliver_due()
+    paused_status = await status_of(engine, low.message_id)
+    await queue.resume({"priority": "low"})
+    await engine.deliver_due()
+
+    # Documented in docs/limitations.md: claims skip a paused tier, so the
+    # message expires only at the first claim after the resume.
+    assert paused_status == MessageStatus.QUEUED
+    assert await status_of(engine, low.message_id) == MessageStatus.EXPIRED
+    assert "message.delivered" not in await event_types(engine, low.message_id)
+    expired = (await engine.list_events(low.message_id))[-1]
+    assert expired.created_at == clock.now()
+
+
 async def test_paused_site_parks(engine: Engine, smtp_server: SmtpServer) -> None:
     queue = engine.control.queue
     await queue.pause({"site": EXAMPLE_SITE})

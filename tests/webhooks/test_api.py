@@ -113,7 +113,8 @@ async def test_metadata_url_advice(client: httpx.AsyncClient, url: str) -> None:
 async def test_update_changes_fields(client: httpx.AsyncClient) -> None:
     created = (
         await client.post(
-            "/v1/webhooks", json={"url": "http://127.0.0.1:9/", "events": []}
+            "/v1/webhooks",
+            json={"url": "http://127.0.0.1:9/", "events": ["message.delivered"]},
         )
     ).json()
 

@@ -1,0 +1,149 @@
+"""Templates that would fail every render are rejected when saved."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.content.conftest import message_body
+
+pytestmark = pytest.mark.anyio
+
+SAVE_ERRORS = [
+    ({"subject": "{{ a }}\n", "text": "x"}, "subject", "header_injection", "U+000A"),
+    ({"subject": "Hi\r{{ a }}", "text": "x"}, "subject", "header_injection", "U+000D"),
+    (
+        {"subject": "{% if a %}\nHi{% endif %}", "text": "x"},
+        "subject",
+        "header_injection",
+        "one line",
+    ),
+    ({"text": "{{ x.__class__ }}"}, "text", "template_not_allowed", "'__class__'"),
+    ({"html": "{{ x['__dict__'] }}"}, "html", "template_not_allowed", "'__dict__'"),
+    (
+        {"subject": "{{ x.__init__ }}", "text": "x"},
+        "subject",
+        "template_not_allowed",
+        "'__init__'",
+    ),
+    (
+        {"text": '{{ "a" * 100000000 }}'},
+        "text",
+        "template_not_allowed",
+        "repeat it fewer times",
+    ),
+    (
+        {"text": "{{ 100000000 * 'ab' }}"},
+        "text",
+        "template_not_allowed",
+        "repeat it fewer times",
+    ),
+    ({"text": "{{ 2 ** 100000 }}"}, "text", "template_not_allowed", "exponent"),
+]
+
+
+def errors_of(response: httpx.Response) -> list[dict[str, Any]]:
+    assert response.status_code == 422, response.text
+    errors: list[dict[str, Any]] = response.json()["error"]["errors"]
+    return errors
+
+
+@pytest.mark.parametrize(("parts", "field", "code", "advice"), SAVE_ERRORS)
+async def test_create_rejects_broken_template(
+    client: httpx.AsyncClient,
+    parts: dict[str, str],
+    field: str,
+    code: str,
+    advice: str,
+) -> None:
+    response = await client.post("/v1/templates", json={"name": "t", **parts})
+
+    [error] = errors_of(response)
+    assert error["field"] == field
+    assert error["code"] == code
+    assert advice in error["message"]
+    assert (await client.get("/v1/templates/t")).status_code == 404
+
+
+@pytest.mark.parametrize(("parts", "field", "code", "advice"), SAVE_ERRORS)
+async def test_update_rejects_broken_template(
+    client: httpx.AsyncClient,
+    parts: dict[str, str],
+    field: str,
+    code: str,
+    advice: str,
+) -> None:
+    created = await client.post(
+        "/v1/templates", json={"name": "t", "subject": "Hi", "text": "Hello"}
+    )
+    assert created.status_code == 201, created.text
+
+    response = await client.patch("/v1/templates/t", json=parts)
+
+    [error] = errors_of(response)
+    assert error["field"] == field
+    assert error["code"] == code
+    assert advice in error["message"]
+    template = (await client.get("/v1/templates/t")).json()
+    assert template["latest_version"] == 1
+
+
+async def test_nested_internal_names_each_reported(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/v1/templates",
+        json={"name": "t", "text": "{{ x.__class__.__mro__ }}"},
+    )
+
+    errors = errors_of(response)
+    messages = " ".join(error["message"] for error in errors)
+    assert len(errors) == 2
+    assert "'__class__'" in messages
+    assert "'__mro__'" in messages
+    assert all(error["message"].startswith("line 1: ") for error in errors)
+
+
+async def test_underscore_key_still_renders(client: httpx.AsyncClient) -> None:
+    created = await client.post(
+        "/v1/templates",
+        json={"name": "t", "subject": "Order {{ order._id }}", "text": "x"},
+    )
+    assert created.status_code == 201, created.text
+
+    response = await client.post(
+        "/v1/templates/t/render", json={"template_data": {"order": {"_id": 7}}}
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["subject"] == "Order 7"
+
+
+async def test_data_dependent_error_fails_send(client: httpx.AsyncClient) -> None:
+    created = await client.post(
+        "/v1/templates", json={"name": "t", "subject": "Hi", "text": "{{ x[key] }}"}
+    )
+    assert created.status_code == 201, created.text
+
+    body = message_body(template="t", template_data={"x": "a", "key": "__class__"})
+    del body["subject"], body["text"]
+
+    response = await client.post("/v1/messages", json=body)
+
+    [error] = errors_of(response)
+    assert error["code"] == "template_not_allowed"
+
+
+async def test_large_exponent_of_variable_rejected(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/v1/templates", json={"name": "t", "text": "{{ x ** 100 }}"}
+    )
+
+    [error] = errors_of(response)
+    assert error["field"] == "text"
+    assert error["code"] == "template_not_allowed"
+    assert "100" in error["message"]
