@@ -120,3 +120,19 @@ async def test_non_latin_filename_accepted(client: httpx.AsyncClient) -> None:
     response = await client.post("/v1/messages", json=message_body(attachments=[item]))
 
     assert response.status_code == 202
+
+
+async def test_nul_from_template_data_rejected(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    await engine.content.templates.create(
+        {"name": "otp", "subject": "Code", "text": "Your code is {{ code }}."}
+    )
+    body = message_body(template="otp", template_data={"code": "84\x007291"})
+    del body["subject"], body["text"]
+
+    error = await only_error(await client.post("/v1/messages", json=body))
+
+    assert error["field"] == "template_data"
+    assert error["code"] == "invalid_character"
+    assert "U+0000 at index 15" in error["message"]
