@@ -134,6 +134,8 @@ class Content:
                     )
                 ]
             )
+        _check_rendered_nul(request.template, "text", rendered.content.text)
+        _check_rendered_nul(request.template, "html", rendered.content.html)
         return attrs.evolve(
             content,
             subject=subject,
@@ -155,3 +157,25 @@ class Content:
     async def sign(self, message: Message, data: bytes) -> bytes:
         """DKIM-sign ``data`` when the sender's domain is verified."""
         return await self.domains.sign(message.sender.domain, data)
+
+
+def _check_rendered_nul(template: str, part: str, text: str | None) -> None:
+    """Raise ``ValidationError`` when a rendered body contains NUL.
+
+    Email text may not contain NUL (RFC 5322 section 2.3). Request validation
+    rejects it in text and html, but a template or its data can still produce it.
+    """
+    index = text.find("\0") if text else -1
+    if index < 0:
+        return
+    raise ValidationError(
+        [
+            FieldError(
+                "template_data",
+                "invalid_character",
+                f"the {part} rendered from the template {template!r} contains the "
+                f"NUL character U+0000 at index {index}, which email text may not "
+                "contain; remove it from template_data or the template",
+            )
+        ]
+    )

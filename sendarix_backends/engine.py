@@ -439,7 +439,8 @@ class Engine:
     ) -> list[SendResult]:
         """Durably queue a finished RFC 5322 message, one message per recipient.
 
-        ``data`` uses CRLF line ends, as after SMTP ``DATA``.
+        ``data`` uses CRLF line ends, as after SMTP ``DATA``, and lines of at
+        most 998 bytes (RFC 5322).
         ``sendarix_backends.submission_raw`` describes the headers it reads
         and how an idempotency key applies. Raises ``ValidationError`` or
         ``IdempotencyConflictError``. Returns after the commit, one result

@@ -37,10 +37,12 @@ from sendarix_core.validation import DEFAULT_LIMITS, ErrorCode, Limits
 
 __all__ = [
     "DROPPED_HEADERS",
+    "MAX_LINE_BYTES",
     "HeaderField",
     "HeaderMailbox",
     "RawMessage",
     "find_bare_line_break",
+    "find_long_line",
     "read_raw_message",
     "split_header_section",
 ]
@@ -63,6 +65,10 @@ _KNOWN_CONTROL_HEADERS = (
 # A field name is printable ASCII except the colon (RFC 5322 section 2.2);
 # obsolete syntax allows whitespace before the colon.
 _FIELD_START = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+# RFC 5322 section 2.1.1 allows at most 998 characters a line before the CRLF,
+# counted here as bytes, as SMTP counts them.
+# Receiving servers reject longer lines (RFC 5321 section 4.5.3.1.6).
+MAX_LINE_BYTES = 998
 _NOT_SIMPLE_FROM = re.compile(r'[,;:()"\\\[\]]|=\?')
 
 
@@ -126,6 +132,28 @@ def find_bare_line_break(data: bytes) -> int | None:
     return None
 
 
+def find_long_line(data: bytes) -> tuple[int, int] | None:
+    """Return the number (from 1) and length of the first line over 998 bytes.
+
+    Lengths leave out the CRLF. ``data`` must have no bare CR or LF.
+    """
+    # A line of 999 bytes or more covers at least one whole block of 500
+    # bytes aligned to the start, so only lines across a block without a
+    # line break are measured. That keeps the Python loop short whatever
+    # the line lengths are.
+    block = (MAX_LINE_BYTES + 2) // 2
+    for start in range(0, len(data), block):
+        if data.find(b"\n", start, start + block) >= 0:
+            continue
+        line_start = data.rfind(b"\n", 0, start) + 1
+        line_end = data.find(b"\r\n", start)
+        if line_end < 0:
+            line_end = len(data)
+        if line_end - line_start > MAX_LINE_BYTES:
+            return data.count(b"\n", 0, line_start) + 1, line_end - line_start
+    return None
+
+
 def split_header_section(data: bytes) -> tuple[list[HeaderField], bytes]:
     """Split CRLF-terminated ``data`` into its header fields and the rest.
 
@@ -175,6 +203,21 @@ def read_raw_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> RawMessage
                     ErrorCode.INVALID_CHARACTER,
                     f"the message has a bare CR or LF at byte {bare}; end every "
                     "line with CRLF",
+                )
+            ]
+        )
+    long_line = find_long_line(data)
+    if long_line is not None:
+        number, length = long_line
+        raise ValidationError(
+            [
+                FieldError(
+                    "data",
+                    ErrorCode.TOO_LONG,
+                    f"line {number} of the message is {length} bytes long; RFC "
+                    f"5322 allows at most {MAX_LINE_BYTES} before the CRLF, so fold "
+                    "long header fields and send long body lines as "
+                    "quoted-printable or base64",
                 )
             ]
         )

@@ -342,13 +342,38 @@ def _public_url(value: str | None) -> str | None:
         and not any(character.isspace() for character in text)
         and _has_valid_port(parts)
     )
-    if not valid:
+    if not valid or parts is None:
         raise ConfigurationError(
             f"invalid public URL {text!r}; expected the base URL recipients "
             "reach the API at, such as https://mail.example.com, without a "
             "query or fragment; unsubscribe links add /u/… to it"
         )
+    if "@" in parts.netloc:
+        # Every unsubscribe link would carry the user name and password, so
+        # the message shows neither.
+        host = parts.netloc.rpartition("@")[2]
+        raise ConfigurationError(
+            f"invalid public URL '{parts.scheme}://…@{host}': it contains a user "
+            "name or password, which every unsubscribe link would reveal; "
+            "remove the part up to '@'"
+        )
+    if parts.scheme == "http" and not _is_loopback_host(parts.hostname or ""):
+        raise ConfigurationError(
+            f"invalid public URL {text!r}: one-click unsubscribe (RFC 8058) "
+            "needs an https URL; use https, or http only with a loopback host "
+            "such as http://localhost:8080 for local development"
+        )
     return text
+
+
+def _is_loopback_host(host: str) -> bool:
+    """Return whether ``host`` names this machine: localhost or a loopback IP."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _has_valid_port(parts: urllib.parse.SplitResult) -> bool:

@@ -5,6 +5,10 @@ HMAC-SHA256 over the message id and its recipient, truncated to 128 bits.
 Nobody without the key can make a link for another message or recipient.
 The key is generated once and kept in the database, so every process
 signs and checks links alike.
+
+RFC 8058 section 3.1 allows one-click unsubscribe only over HTTPS, so a
+message gets List-Unsubscribe-Post only when the public URL is https. The
+settings accept http only for a loopback host, for local development.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
+import urllib.parse
 from datetime import datetime
 from typing import Protocol
 
@@ -26,6 +32,8 @@ __all__ = [
     "UnsubscribeLinks",
     "split_token",
 ]
+
+logger = logging.getLogger("sendarix.content")
 
 # The name of the stored key, not the key itself.
 SECRET_NAME = "unsubscribe_link_key"  # noqa: S105
@@ -64,12 +72,23 @@ class UnsubscribeLinks:
         self._public_url = public_url.rstrip("/") if public_url else None
         self._clock = clock
         self._key: bytes | None = None
+        self._one_click = self._public_url is None or (
+            urllib.parse.urlsplit(self._public_url).scheme == "https"
+        )
+        if not self._one_click:
+            logger.warning(
+                "the public URL is not https, so messages get no "
+                "List-Unsubscribe-Post and mailbox providers offer no one-click "
+                "unsubscribe; use an https URL outside local development",
+                extra={"action": "public_url_not_https"},
+            )
 
     async def headers(
         self, message_id: str, recipient: str
     ) -> tuple[tuple[str, str], ...]:
         """Return the List-Unsubscribe and List-Unsubscribe-Post fields.
 
+        List-Unsubscribe-Post is left out when the public URL is not https.
         Raises ``ValidationError`` when no public URL is configured, because
         the link would have nowhere to point.
         """
@@ -86,6 +105,8 @@ class UnsubscribeLinks:
             )
         mac = await self._mac(message_id, recipient)
         url = f"{self._public_url}/u/{message_id}.{mac}"
+        if not self._one_click:
+            return (("List-Unsubscribe", f"<{url}>"),)
         return (
             ("List-Unsubscribe", f"<{url}>"),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),

@@ -34,8 +34,17 @@ __all__ = [
     "check_attachments",
 ]
 
-# A Content-ID without its angle brackets: atext, dots and "@" (``logo@acme``).
-_CONTENT_ID = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]{1,250}")
+# A Content-ID without its angle brackets: a msg-id of RFC 5322 section 3.6.4
+# (RFC 2392), two dot-atoms joined by "@", as in ``logo@acme.example``.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
+_CONTENT_ID = re.compile(rf"{_DOT_ATOM}@{_DOT_ATOM}")
+_MAX_CONTENT_ID_LENGTH = 250
+
+# Unicode bidirectional embedding, override and isolate controls. In a file
+# name they can reorder what a mail client shows, so "invoice\u202efdp.exe"
+# reads as "invoiceexe.pdf".
+_BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def check_attachments(
@@ -115,6 +124,16 @@ def _check_filename(
             "'invoice.pdf', without directories",
         )
         return None
+    bidi = _BIDI_CONTROL.search(filename)
+    if bidi is not None:
+        errors.add(
+            field,
+            ErrorCode.INVALID_CHARACTER,
+            f"{quote_value(filename)} contains the bidirectional control "
+            f"U+{ord(bidi.group()):04X} at index {bidi.start()}, which can make "
+            "a mail client show another file name; remove it",
+        )
+        return None
     if not check_length(field, filename, limits.max_filename_length, errors):
         return None
     return filename
@@ -175,13 +194,16 @@ def _check_content_id(field: str, value: object, errors: Errors) -> str | None:
     content_id = check_string(field, value, errors)
     if content_id is None:
         return None
-    if not _CONTENT_ID.fullmatch(content_id):
+    if len(content_id) > _MAX_CONTENT_ID_LENGTH or not _CONTENT_ID.fullmatch(
+        content_id
+    ):
         errors.add(
             field,
             ErrorCode.INVALID_CONTENT_ID,
-            f"{quote_value(content_id)} is not a valid content_id; use 1 to 250 "
-            "letters, digits and !#$%&'*+/=?^_`{|}~.@- without angle brackets, "
-            "such as 'logo@acme'",
+            f"{quote_value(content_id)} is not a valid content_id; expected the "
+            "form local@domain, such as 'logo@acme.example', without angle "
+            f"brackets, at most {_MAX_CONTENT_ID_LENGTH} characters, each side "
+            "letters, digits and !#$%&'*+/=?^_`{|}~- in parts joined by single dots",
         )
         return None
     return content_id

@@ -16,6 +16,7 @@ from sendarix_core.attachment_checks import (
     _ATTACHMENT_FIELDS,
     _CONTENT_ID,
     _CONTENT_TYPE,
+    _MAX_CONTENT_ID_LENGTH,
 )
 from sendarix_core.header_checks import (
     _HEADER_NAME,
@@ -105,7 +106,7 @@ def _attachments_schema(limits: Limits) -> Schema:
             "type": "string",
             "minLength": 1,
             "maxLength": limits.max_filename_length,
-            "pattern": "^[^/\\\\\\r\\n\\u0000]*$",
+            "pattern": "^[^/\\\\\\r\\n\\u0000\\u202a-\\u202e\\u2066-\\u2069]*$",
         },
         "content_type": {
             "type": "string",
@@ -113,7 +114,11 @@ def _attachments_schema(limits: Limits) -> Schema:
         },
         "content": {"type": "string", "contentEncoding": "base64"},
         "content_id": _nullable(
-            {"type": "string", "pattern": f"^{_CONTENT_ID.pattern}$"}
+            {
+                "type": "string",
+                "maxLength": _MAX_CONTENT_ID_LENGTH,
+                "pattern": f"^{_CONTENT_ID.pattern}$",
+            }
         ),
         "inline": _nullable({"type": "boolean"}),
     }

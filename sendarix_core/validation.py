@@ -307,6 +307,17 @@ def _check_body_part(
             "the body contains a lone surrogate, which can't be encoded as UTF-8",
         )
         return None
+    nul = text.find("\0")
+    if nul >= 0:
+        # RFC 5322 section 2.3 and RFC 2045 section 2.7 allow no NUL in text.
+        errors.add(
+            field,
+            ErrorCode.INVALID_CHARACTER,
+            f"the body contains the NUL character U+0000 at index {nul}, which "
+            "email text may not contain; remove it, or send binary data as an "
+            "attachment",
+        )
+        return None
     size = len(text.encode())
     if size > max_bytes:
         errors.add(

@@ -47,6 +47,7 @@ __all__ = [
     "parse_query",
     "query_int",
     "query_time",
+    "read_body",
     "read_json_object",
     "require_live",
 ]
@@ -180,14 +181,7 @@ async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
             "unsupported_media_type",
             f"content type {content_type!r} is not supported; send application/json",
         )
-    declared = request.headers.get("content-length")
-    if (
-        declared is not None
-        and is_ascii_digits(declared)
-        and int(declared) > MAX_BODY_BYTES
-    ):
-        raise _too_large()
-    raw = await _receive_body(request)
+    raw = await read_body(request)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -292,6 +286,18 @@ def _check_integer_range(raw: bytes) -> None:
             continue
         for key, child in reversed(list(children)):
             stack.append((child, f"{path}.{key}" if path else str(key)))
+
+
+async def read_body(request: Request) -> bytes:
+    """Read the body as bytes, rejecting more than 50 MB as it streams."""
+    declared = request.headers.get("content-length")
+    if (
+        declared is not None
+        and is_ascii_digits(declared)
+        and int(declared) > MAX_BODY_BYTES
+    ):
+        raise _too_large()
+    return await _receive_body(request)
 
 
 async def _receive_body(request: Request) -> bytes:

@@ -117,8 +117,13 @@ SUBJECT = st.text(
     min_size=1,
     max_size=120,
 )
+# Email text may not contain NUL, so the API rejects it.
 BODY = st.one_of(
-    st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=300),
+    st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"),
+        min_size=1,
+        max_size=300,
+    ),
     st.lists(
         st.one_of(
             st.just("."), st.just(""), st.text("ab é.", min_size=990, max_size=2100)
@@ -129,9 +134,11 @@ BODY = st.one_of(
     .map("\n".join)
     .filter(bool),
 )
+# The API rejects directories and bidirectional controls in file names.
 FILENAME = st.text(
     st.characters(
-        blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters="/\\"
+        blacklist_categories=("Cc", "Cs", "Zl", "Zp"),
+        blacklist_characters="/\\\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069",
     ),
     min_size=1,
     max_size=60,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html.parser
 import re
+import urllib.parse
 from email import policy
 from email.parser import BytesParser
 
@@ -141,3 +143,92 @@ async def test_without_flag_no_headers(engine: Engine, smtp_server: SmtpServer) 
 
     [received] = smtp_server.wait_for_messages(1)
     assert b"List-Unsubscribe" not in received.data
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b"", None),
+        (b"", "application/x-www-form-urlencoded"),
+        (b"List-Unsubscribe=Yes", "application/x-www-form-urlencoded"),
+        (b"list-unsubscribe=One-Click", "application/x-www-form-urlencoded"),
+        (b"List-Unsubscribe=One-Click", "text/plain"),
+        (b'{"List-Unsubscribe": "One-Click"}', "application/json"),
+    ],
+)
+async def test_post_without_one_click_field_rejected(
+    client: httpx.AsyncClient,
+    engine: Engine,
+    smtp_server: SmtpServer,
+    content: bytes,
+    content_type: str | None,
+) -> None:
+    url = await unsubscribe_url(client, engine, smtp_server)
+    headers = {"Authorization": ""}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+
+    response = await client.post(url, content=content, headers=headers)
+
+    error = response.json()["error"]
+    assert response.status_code == 400
+    assert error["code"] == "invalid_body"
+    assert "List-Unsubscribe=One-Click" in error["message"]
+    assert error["errors"][0]["field"] == "List-Unsubscribe"
+    with pytest.raises(NotFoundError):
+        await engine.get_suppression("ada@example.test")
+
+
+async def test_multipart_one_click_suppresses(
+    client: httpx.AsyncClient, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    url = await unsubscribe_url(client, engine, smtp_server)
+
+    response = await client.post(
+        url,
+        files={"List-Unsubscribe": (None, "One-Click")},
+        headers={"Authorization": ""},
+    )
+
+    entry = await engine.get_suppression("ada@example.test")
+    assert response.status_code == 200
+    assert str(entry.reason) == "user_unsubscribed"
+
+
+class FormReader(html.parser.HTMLParser):
+    """Collects what a browser submits from a page's one form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.form: dict[str, str | None] = {}
+        self.fields: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "form":
+            self.form = values
+        elif tag in ("input", "button") and values.get("name"):
+            self.fields.append((values["name"] or "", values.get("value") or ""))
+
+
+async def test_page_form_unsubscribes(
+    client: httpx.AsyncClient, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    url = await unsubscribe_url(client, engine, smtp_server)
+    page = await client.get(url, headers={"Authorization": ""})
+    reader = FormReader()
+    reader.feed(page.text)
+
+    response = await client.post(
+        url,
+        content=urllib.parse.urlencode(reader.fields).encode(),
+        headers={
+            "Authorization": "",
+            "Content-Type": reader.form.get("enctype") or "",
+        },
+    )
+
+    entry = await engine.get_suppression("ada@example.test")
+    assert reader.form.get("method") == "post"
+    assert response.status_code == 200
+    assert str(entry.reason) == "user_unsubscribed"

@@ -684,8 +684,12 @@ ATTACHMENT_ERRORS = [
     (attachment(content_id=""), "attachments.0.content_id", "invalid_content_id"),
     (attachment(content_id=7), "attachments.0.content_id", "invalid_type"),
     (attachment(inline=True), "attachments.0.content_id", "missing_content_id"),
-    (attachment(inline="yes", content_id="a"), "attachments.0.inline", "invalid_type"),
-    (attachment(inline=1, content_id="a"), "attachments.0.inline", "invalid_type"),
+    (
+        attachment(inline="yes", content_id="a@b"),
+        "attachments.0.inline",
+        "invalid_type",
+    ),
+    (attachment(inline=1, content_id="a@b"), "attachments.0.inline", "invalid_type"),
     (attachment(disposition="inline"), "attachments.0.disposition", "unknown_field"),
 ]
 
@@ -712,7 +716,7 @@ def test_url_safe_base64_hint() -> None:
 
 
 def test_duplicate_content_id() -> None:
-    items = [attachment(content_id="logo"), attachment(content_id="logo")]
+    items = [attachment(content_id="logo@acme"), attachment(content_id="logo@acme")]
     assert codes_of({"attachments": items}) == {
         ("attachments.1.content_id", "duplicate")
     }

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from sendarix_backends.raw_message import (
     find_bare_line_break,
+    find_long_line,
     read_raw_message,
     split_header_section,
 )
@@ -79,6 +80,33 @@ def test_split_accepts_space_before_colon() -> None:
 )
 def test_bare_line_break_offset(data: bytes, offset: int | None) -> None:
     assert find_bare_line_break(data) == offset
+
+
+@pytest.mark.parametrize(
+    ("data", "found"),
+    [
+        (b"", None),
+        (b"a" * 998, None),
+        (b"a" * 998 + b"\r\n" + b"b" * 998 + b"\r\n", None),
+        (b"a" * 999, (1, 999)),
+        (b"a\r\n" + b"b" * 999 + b"\r\n", (2, 999)),
+        (b"a\r\n\r\n" + b"b" * 5000, (3, 5000)),
+        (b"x" * 499 + b"\r\n" + b"y" * 1000 + b"\r\nz\r\n", (2, 1000)),
+        ((b"a" * 76 + b"\r\n") * 1000 + b"b" * 1500 + b"\r\n", (1001, 1500)),
+    ],
+)
+def test_long_line_found(data: bytes, found: tuple[int, int] | None) -> None:
+    assert find_long_line(data) == found
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2100), min_size=1, max_size=8))
+def test_long_line_matches_split(lengths: list[int]) -> None:
+    data = b"\r\n".join(b"x" * length for length in lengths)
+    expected = next(
+        ((number, length) for number, length in enumerate(lengths, 1) if length > 998),
+        None,
+    )
+    assert find_long_line(data) == expected
 
 
 def test_read_keeps_other_bytes_exactly() -> None:
@@ -253,6 +281,8 @@ def test_read_other_senders() -> None:
         (b"Sender: nobody\r\n" + MESSAGE, [("Sender", "invalid_address")]),
         (b"Resent-From: Team:;\r\n" + MESSAGE, [("Resent-From", "invalid_value")]),
         (MESSAGE + b"bare\nline\r\n", [("data", "invalid_character")]),
+        (MESSAGE + b"b" * 999 + b"\r\n", [("data", "too_long")]),
+        (b"X-Long: " + b"h" * 991 + b"\r\n" + MESSAGE, [("data", "too_long")]),
     ],
 )
 def test_read_rejects(data: bytes, expected: list[tuple[str, str]]) -> None:

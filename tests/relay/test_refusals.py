@@ -736,6 +736,50 @@ async def test_invalid_header_reply(
     assert reply.startswith(expected)
 
 
+@pytest.mark.parametrize(
+    ("headers", "body", "line"),
+    [
+        ("", "x" * 999 + "\r\n", 5),
+        ("X-Note: " + "n" * 991 + "\r\n", "short\r\n", 4),
+    ],
+)
+async def test_line_over_998_refused(
+    relay: Relay,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+    engine: Engine,
+    headers: str,
+    body: str,
+    line: int,
+) -> None:
+    data = message_bytes(headers=headers, body=body)
+
+    code, reply = await submit(relay_settings, certificate, api_key, data)
+
+    assert code == 550
+    assert reply.startswith(f"5.6.0 data: line {line} of the message is 999".encode())
+    assert (await engine.list_messages(MessageQuery())).items == []
+
+
+async def test_line_over_smtp_limit_refused(
+    relay: Relay,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+    engine: Engine,
+) -> None:
+    # aiosmtpd 1.4.6 reads at most 1,001 bytes a line, CRLF included, so a
+    # longer line gets its own reply before the engine receives the message.
+    data = message_bytes(body="x" * 1500 + "\r\n")
+
+    code, reply = await submit(relay_settings, certificate, api_key, data)
+
+    assert code == 500
+    assert b"Line too long" in reply
+    assert (await engine.list_messages(MessageQuery())).items == []
+
+
 async def test_credentials_not_logged(
     relay: Relay,
     relay_settings: Settings,
