@@ -18,6 +18,8 @@ listing every invalid field at once.
 from __future__ import annotations
 
 import ipaddress
+import math
+import sys
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -143,9 +145,15 @@ def parse_match(value: object, field: str = "match") -> RouteMatch:
     )
 
 
-def parse_action(value: object, field: str = "action") -> RouteAction:
+def parse_action(
+    value: object, field: str = "action", *, bounded: bool = True
+) -> RouteAction:
     """Return the decisions of an ``action`` document; absent fields keep
-    their defaults (direct MX delivery, opportunistic TLS, no limits)."""
+    their defaults (direct MX delivery, opportunistic TLS, no limits).
+
+    ``bounded`` False skips the ``PACING_RANGES`` check, for rules stored
+    before the ranges existed: they keep working as saved.
+    """
     errors = _Errors()
     document = _object(value, field, _ACTION_FIELDS, errors)
     transport = _enum(
@@ -170,7 +178,7 @@ def parse_action(value: object, field: str = "action") -> RouteAction:
         document.get("source_address"), f"{field}.source_address", errors
     )
     tls = _enum(TlsPolicy, document.get("tls"), f"{field}.tls", errors)
-    pacing = _pacing(document.get("pacing"), f"{field}.pacing", errors)
+    pacing = _pacing(document.get("pacing"), f"{field}.pacing", errors, bounded)
     retry = _retry(document.get("retry"), f"{field}.retry", errors)
     errors.raise_if_any()
     return RouteAction(
@@ -353,21 +361,24 @@ def _ip_address(value: object, field: str, errors: _Errors) -> str | None:
         return None
 
 
-def _pacing(value: object, field: str, errors: _Errors) -> PacingLimits:
+def _pacing(value: object, field: str, errors: _Errors, bounded: bool) -> PacingLimits:
     document = _object(value, field, (*_INTEGER_PACING, *_RATE_PACING), errors)
     numbers: dict[str, Any] = {}
     for name in (*_INTEGER_PACING, *_RATE_PACING):
-        numbers[name] = _pacing_value(document.get(name), name, field, errors)
+        numbers[name] = _pacing_value(document.get(name), name, field, errors, bounded)
     return PacingLimits(**numbers)
 
 
 def _pacing_value(
-    value: object, name: str, field: str, errors: _Errors
+    value: object, name: str, field: str, errors: _Errors, bounded: bool
 ) -> float | int | None:
     """Return one pacing limit, or record an error when it is out of range."""
     if value is None:
         return None
     low, high, accepted = PACING_RANGES[name]
+    if not bounded:
+        # Only the limits of PacingLimits apply: above 0, and finite.
+        low, high = math.ulp(0.0), sys.float_info.max
     if isinstance(value, bool) or not isinstance(value, int | float):
         errors.add(
             f"{field}.{name}",

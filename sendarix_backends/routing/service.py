@@ -272,7 +272,7 @@ def _rule(stored: StoredRule) -> RouteRule:
     return RouteRule(
         id=stored.id,
         match=parse_match(stored.match),
-        action=parse_action(stored.action),
+        action=parse_action(stored.action, bounded=False),
         description=stored.description,
         created_at=stored.created_at,
         updated_at=stored.updated_at,

@@ -7,6 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
+from sendarix_backends.engine import Engine
+from sendarix_backends.routing.store import StoredRule
+
 pytestmark = pytest.mark.anyio
 
 # 192.0.2.0/24 and 2001:db8::/32 are reserved for documentation, so no
@@ -120,3 +123,25 @@ async def test_pacing_update_checked(client: httpx.AsyncClient) -> None:
     error = only_error(response)
     assert error["field"] == "action.pacing.messages_per_minute"
     assert error["code"] == "out_of_range"
+
+
+async def test_rule_saved_out_of_range_still_loads(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    # A rule saved before the ranges existed, with a rate below one a day.
+    now = engine.clock.now()
+    old_rule = StoredRule(
+        id="rte_saved_before_ranges",
+        description="",
+        match={"tags": ["slow"]},
+        action={"pacing": {"messages_per_second": 1e-7}},
+        created_at=now,
+        updated_at=now,
+    )
+    await engine.control.routes._store.insert_rule(old_rule, 0)
+
+    listed = await client.get("/v1/routes")
+
+    assert listed.status_code == 200, listed.text
+    [rule] = [r for r in listed.json()["data"] if r["id"] == old_rule.id]
+    assert rule["action"]["pacing"]["messages_per_second"] == 1e-7
