@@ -15,12 +15,14 @@ unsafe callables) this environment has:
   the filters that can grow their input (``join``, ``replace``, ``batch``,
   ``slice``) compute the size of their result first, and reject one over
   ``MAX_VALUE_LENGTH`` characters, ``MAX_ITEMS`` items or ``MAX_INT_BITS``
-  bits. ``str.format``, ``%`` on strings and the filters whose output can't
-  be sized cheaply (``center``, ``indent``, ``wordwrap``, ``format``,
-  ``urlize``) are removed;
+  bits. The output a macro or block collects is capped the same way, and
+  ``MAX_PRINTED_LENGTH`` bounds all that a part prints. ``str.format``,
+  ``%`` on strings and the filters whose output can't be sized cheaply
+  (``center``, ``indent``, ``wordwrap``, ``format``, ``urlize``) are
+  removed;
 - a budget of ``MAX_STEPS`` steps per rendered part, a step being about a
-  microsecond of work: a loop iteration or a printed value is one step, a
-  call a few, and a filter, comparison, slice or operator also costs one
+  microsecond of work. A loop iteration or a printed value is one step and
+  a call a few. A filter, comparison, slice or operator also costs one
   step per item of a list or mapping and per 100 characters of a string
   it reads or builds;
 - a ``null`` value that is printed, joined with ``~`` or passed to a text
@@ -35,7 +37,7 @@ from __future__ import annotations
 import functools
 import json
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import GeneratorType
 from typing import Any, cast
 
@@ -59,6 +61,7 @@ from sendarix_backends.templates.sandbox_filters import (
 __all__ = [
     "MAX_INT_BITS",
     "MAX_ITEMS",
+    "MAX_PRINTED_LENGTH",
     "MAX_STEPS",
     "MAX_VALUE_LENGTH",
     "NullValueError",
@@ -75,6 +78,12 @@ MAX_INT_BITS = 10_000
 # NOTE: the costs are estimates, so an operation costlier than its steps
 # can make a full budget take a few times longer.
 MAX_STEPS = 2_000_000
+# Characters one rendered part may print with ``{{ }}``. Output inside a
+# macro, a ``set`` block or a ``call`` block collects in a list that the
+# part's output cap doesn't see, and HTML escaping copies each value into
+# it, so this bounds that list. Printing a macro's output counts it again,
+# so the cap is 5 times the largest part.
+MAX_PRINTED_LENGTH = 25_000_000
 _CHARACTERS_PER_STEP = 100
 _OUTPUT_STEPS = 1
 _FILTER_CALL_STEPS = 3
@@ -148,6 +157,7 @@ class _StepContext(Context):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.steps = 0
+        self.printed = 0
 
     def charge(self, steps: int) -> bool:
         """Add ``steps``; raise ``SecurityError`` past ``MAX_STEPS``.
@@ -161,6 +171,15 @@ class _StepContext(Context):
                 "iterations, calls and filter work); shorten its loops or its data"
             )
         return True
+
+    def count_printed(self, value: Any) -> None:
+        """Add the length of a printed value; raise past the print cap."""
+        self.printed += measure_text(value)[0]
+        if self.printed > MAX_PRINTED_LENGTH:
+            raise SecurityError(
+                f"the template prints more than {MAX_PRINTED_LENGTH} characters, "
+                "counting the output of macros and blocks each time it is printed"
+            )
 
     def looked_up(self, value: Any) -> Any:
         """Return ``value`` after charging one step for the lookup."""
@@ -323,6 +342,18 @@ class _Sandbox(SandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%", "+"})
     code_generator_class = _SandboxCodeGenerator
     context_class = _StepContext
+
+    @staticmethod
+    def concat(parts: Iterable[str]) -> str:
+        """Join the collected output of a macro or block, sized first."""
+        collected = list(parts)
+        length = sum(map(len, collected))
+        if length > MAX_VALUE_LENGTH:
+            raise SecurityError(
+                f"a macro or block would produce {length} characters; the "
+                f"maximum is {MAX_VALUE_LENGTH}"
+            )
+        return "".join(collected)
 
     def sized_concat(
         self,
@@ -543,7 +574,9 @@ def _finalize(
     if value is None:
         raise _null_error(expression, "the template prints")
     context.charge(_OUTPUT_STEPS)
-    return _to_text(context, value)
+    text = _to_text(context, value)
+    context.count_printed(text)
+    return text
 
 
 def make_environment(*, autoescape: bool) -> SandboxedEnvironment:

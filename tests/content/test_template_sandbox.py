@@ -65,6 +65,22 @@ BOMBS = {
     "slices": (
         "{% set s = 'x' * 5000000 %}{% for a in s %}{{ s[1:] | length }}{% endfor %}"
     ),
+    "set_block_prints": (
+        "{% set s = 'x' * 5000000 %}{% set y %}"
+        "{% for a in 'x' * 1000 %}{{ s }}{% endfor %}{% endset %}{{ y | length }}"
+    ),
+    "macro_text": (
+        "{% macro m() %}{% for a in 'x' * 1000 %}"
+        + "y" * 1_000_000
+        + "{% endfor %}{% endmacro %}{{ m() | length }}"
+    ),
+}
+# Escaping copies each printed value, so the HTML part needs its own case.
+HTML_BOMBS = {
+    "macro_prints": (
+        "{% set s = 'x' * 5000000 %}{% macro m() %}"
+        "{% for a in 'x' * 1000 %}{{ s }}{% endfor %}{% endmacro %}{{ m() | length }}"
+    ),
 }
 
 _CHILD = """
@@ -75,15 +91,15 @@ from sendarix_core.errors import ValidationError
 from tests.core.factories import T0
 
 codes = {}
-for name, source in json.loads(sys.stdin.read()).items():
-    version = TemplateVersion(
-        version=1, subject=None, html=None, text=source, created_at=T0
-    )
-    try:
-        compile_template(name, version).render({})
-        codes[name] = "rendered"
-    except ValidationError as exc:
-        codes[name] = exc.errors[0].to_dict()["code"]
+for part, bombs in json.loads(sys.stdin.read()).items():
+    for name, source in bombs.items():
+        parts = {"subject": None, "html": None, "text": None, part: source}
+        version = TemplateVersion(version=1, created_at=T0, **parts)
+        try:
+            compile_template(name, version).render({})
+            codes[name] = "rendered"
+        except ValidationError as exc:
+            codes[name] = exc.errors[0].to_dict()["code"]
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"codes": codes, "peak_rss_kib": peak}))
 """
@@ -98,7 +114,7 @@ def _limit_child() -> None:
 def bomb_results() -> dict[str, Any]:
     completed = subprocess.run(
         [sys.executable, "-c", _CHILD],
-        input=json.dumps(BOMBS),
+        input=json.dumps({"text": BOMBS, "html": HTML_BOMBS}),
         capture_output=True,
         text=True,
         preexec_fn=_limit_child,
@@ -110,7 +126,7 @@ def bomb_results() -> dict[str, Any]:
     return results
 
 
-@pytest.mark.parametrize("name", sorted(BOMBS))
+@pytest.mark.parametrize("name", sorted([*BOMBS, *HTML_BOMBS]))
 def test_bomb_rejected_before_allocating(
     bomb_results: dict[str, Any], name: str
 ) -> None:
