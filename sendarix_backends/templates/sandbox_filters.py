@@ -16,6 +16,7 @@ from jinja2.environment import Environment
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.filters import (
     do_batch,
+    do_tojson,
     make_attrgetter,
     sync_do_join,
     sync_do_slice,
@@ -58,7 +59,9 @@ class NullValueError(UndefinedError):
         self.path = path
 
 
-def measure_text(value: Any, limit: int = MAX_VALUE_LENGTH) -> tuple[int, int]:
+def measure_text(
+    value: Any, limit: int = MAX_VALUE_LENGTH, *, indent: int = 0
+) -> tuple[int, int]:
     """Return an upper estimate of the length of ``value`` printed as text.
 
     Returns the estimate and the number of nested values visited, which is
@@ -66,7 +69,8 @@ def measure_text(value: Any, limit: int = MAX_VALUE_LENGTH) -> tuple[int, int]:
     without escapes, so ``repr`` or JSON of strings full of control
     characters can be a few times longer. Counting stops once it passes
     ``limit``, so ``[big] * 400`` visits 400 values, not 400 copies of
-    ``big``.
+    ``big``. With ``indent``, each nested value also counts a line break
+    and ``indent`` characters per level, as ``json.dumps`` writes them.
     """
     if isinstance(value, str):
         return len(value), 0
@@ -80,6 +84,11 @@ def measure_text(value: Any, limit: int = MAX_VALUE_LENGTH) -> tuple[int, int]:
             iterators.pop()
             continue
         visited += 1
+        if indent:
+            # A value starts a line, and a container ends one with its bracket.
+            container = isinstance(item, Collection) and not isinstance(item, str)
+            lines = 2 if container else 1
+            total += lines * (1 + indent * len(iterators))
         if isinstance(item, str):
             total += len(item) + _QUOTES
         elif isinstance(item, bool) or item is None:
@@ -204,6 +213,27 @@ def bounded_replace(
     return text.replace(target, replacement, -1 if count is None else count)
 
 
+@pass_eval_context
+def bounded_tojson(eval_ctx: EvalContext, value: Any, indent: Any = None) -> Any:
+    """Dump JSON like Jinja2's ``tojson``, sizing the indented result first.
+
+    An indent of a billion spaces would repeat on every line.
+    """
+    if indent is None:
+        width = 0
+    elif isinstance(indent, int) and not isinstance(indent, bool) and indent >= 0:
+        width = indent
+    elif isinstance(indent, str):
+        width = len(indent)
+    else:
+        raise SecurityError(
+            f"tojson takes a number or a string as indent, not {indent!r}"
+        )
+    length, _ = measure_text(value, indent=width)
+    _check_result_length(length, "tojson")
+    return do_tojson(eval_ctx, value, indent)
+
+
 def bounded_batch(value: Iterable[Any], linecount: int, fill_with: Any = None) -> Any:
     """Batch like Jinja2's ``batch``; a fill value can't pad past the cap."""
     if fill_with is not None:
@@ -243,4 +273,5 @@ BOUNDED_FILTERS: Mapping[str, Callable[..., Any]] = {
     "replace": bounded_replace,
     "slice": bounded_slice,
     "sum": numeric_sum,
+    "tojson": bounded_tojson,
 }
