@@ -63,6 +63,10 @@ BOMBS = {
         "{% set s = 'x' * 5000000 %}"
         "{% for a in s %}{% if 'y' in s %}{% endif %}{% endfor %}"
     ),
+    "title_loop": (
+        "{% set s = 'ab ' * 1000000 %}"
+        "{% for a in 'x' * 1000 %}{{ s | title | length }}{% endfor %}"
+    ),
     "slices": (
         "{% set s = 'x' * 5000000 %}{% for a in s %}{{ s[1:] | length }}{% endfor %}"
     ),
