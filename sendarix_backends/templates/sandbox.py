@@ -59,6 +59,7 @@ from sendarix_backends.templates.sandbox_filters import (
 )
 
 __all__ = [
+    "MAX_EXPONENT",
     "MAX_INT_BITS",
     "MAX_ITEMS",
     "MAX_PRINTED_LENGTH",
@@ -68,6 +69,8 @@ __all__ = [
     "make_environment",
 ]
 
+# The largest exponent of one ``**``.
+MAX_EXPONENT = 64
 # About 3,000 decimal digits, below Python's default limit of 4,300 digits
 # for converting an int to a string (sys.get_int_max_str_digits).
 MAX_INT_BITS = 10_000
@@ -480,8 +483,13 @@ def _is_int(value: Any) -> bool:
 
 
 def _check_power(base: Any, exponent: Any) -> None:
-    # A result has about base.bit_length() * exponent bits, so the check
-    # bounds chains such as ((9 ** 64) ** 64) ** 64 too.
+    if isinstance(exponent, int | float) and abs(exponent) > MAX_EXPONENT:
+        raise SecurityError(
+            f"the exponent {exponent} is too large; the maximum is {MAX_EXPONENT}"
+        )
+    # A result has about base.bit_length() * exponent bits, so this check
+    # bounds chains such as ((9 ** 64) ** 64) ** 64, which the exponent cap
+    # alone lets through.
     if not (_is_int(base) and _is_int(exponent)) or abs(base) <= 1 or exponent <= 0:
         return
     if base.bit_length() * exponent > MAX_INT_BITS:
