@@ -21,7 +21,7 @@ from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 
 from sendarix_backends.templates.model import RenderedContent, TemplateVersion
-from sendarix_backends.templates.sandbox import make_environment
+from sendarix_backends.templates.sandbox import NullValueError, make_environment
 from sendarix_backends.templates.save_checks import (
     check_subject_source,
     find_forbidden_expressions,
@@ -133,6 +133,8 @@ class CompiledTemplate:
     def _render_error(self, part_name: str, exc: Exception) -> FieldError:
         """Describe an error raised while rendering, such as a TypeError."""
         message = f"rendering the {part_name} of template {self.name!r} failed: {exc}"
+        if isinstance(exc, NullValueError) and exc.path is not None:
+            return FieldError(f"template_data.{exc.path}", "missing_variable", message)
         if isinstance(exc, UndefinedError):
             return FieldError("template_data", "missing_variable", message)
         if isinstance(exc, SecurityError):

@@ -107,7 +107,7 @@ def test_printed_list_of_values_kept() -> None:
 
     rendered = compiled.render({"users": [{"email": "a@example.com"}]})
 
-    assert rendered.text == "['a@example.com']"
+    assert rendered.text == '["a@example.com"]'
 
 
 def test_loop_variables_available() -> None:
