@@ -350,8 +350,16 @@ def _smarthost(value: object, field: str, errors: _Errors) -> SmarthostUrl | Non
 def _ip_address(value: object, field: str, errors: _Errors) -> str | None:
     if value is None:
         return None
+    if not isinstance(value, str):
+        # ip_address() would take the number 0, or false, as 0.0.0.0.
+        errors.add(
+            field,
+            "invalid_type",
+            f"expected an IPv4 or IPv6 address as a string, not {_kind(value)}",
+        )
+        return None
     try:
-        return str(ipaddress.ip_address(value))  # type: ignore[arg-type]
+        return str(ipaddress.ip_address(value))
     except ValueError:
         errors.add(
             field,

@@ -145,3 +145,16 @@ async def test_rule_saved_out_of_range_still_loads(
     assert listed.status_code == 200, listed.text
     [rule] = [r for r in listed.json()["data"] if r["id"] == old_rule.id]
     assert rule["action"]["pacing"]["messages_per_second"] == 1e-7
+
+
+@pytest.mark.parametrize("value", [False, 0, 2130706433, ["127.0.0.1"]])
+async def test_source_address_must_be_text(
+    client: httpx.AsyncClient, value: object
+) -> None:
+    response = await client.post(
+        "/v1/routes", json={"match": {}, "action": {"source_address": value}}
+    )
+
+    error = only_error(response)
+    assert error["field"] == "action.source_address"
+    assert error["code"] == "invalid_type"
