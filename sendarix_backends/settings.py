@@ -531,6 +531,14 @@ _ENVIRONMENT_NAMES = frozenset(environment_name(field) for field in _FIELDS)
 # Variables with the prefix that are not settings, so start-up accepts them:
 # the test suite reads the PostgreSQL URL to test against from this one.
 _NON_SETTING_VARIABLES = frozenset({"SENDARIX_TEST_POSTGRESQL_URL"})
+# Kubernetes gives every pod SERVICE_HOST, SERVICE_PORT and PORT variables
+# for each Service of its namespace, so a Service named sendarix (or
+# sendarix-...) brings SENDARIX_SERVICE_HOST, SENDARIX_PORT_8080_TCP_ADDR
+# and the like.
+_SERVICE_LINK = re.compile(
+    r"SENDARIX(_[A-Z0-9_]+?)?_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?"
+    r"|PORT(_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)"
+)
 
 
 def _check_environment_names(environ: Mapping[str, str]) -> None:
@@ -543,7 +551,9 @@ def _check_environment_names(environ: Mapping[str, str]) -> None:
     unknown = sorted(
         name
         for name in environ
-        if name.startswith("SENDARIX_") and name not in accepted
+        if name.startswith("SENDARIX_")
+        and name not in accepted
+        and _SERVICE_LINK.fullmatch(name) is None
     )
     if not unknown:
         return

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -63,6 +64,8 @@ _FORGET_AFTER = 600.0
 # Seconds an idle site keeps its slots and open sessions while no other
 # worker waits for them; the same as the connection pool's idle limit.
 IDLE_HOLD = 30.0
+# ``_SiteUse.usable`` of a site that lost its cap while the worker held slots.
+_NO_CAP = sys.maxsize
 # Shortest wait between two tries for a connection token, in seconds.
 _MIN_TOKEN_WAIT = 0.05
 
@@ -185,6 +188,11 @@ class Pacer:
             self._start(site, len(resumed))
             admitted.extend(resumed)
             if not self._is_paced(site, items[0][1]):
+                if use.held:
+                    # The site lost its cap, as a slowed site without limits
+                    # does when it recovers: every waiting delivery goes on.
+                    use.usable = _NO_CAP
+                    use.wake()
                 self._start(site, len(fresh))
                 admitted.extend(fresh)
                 continue

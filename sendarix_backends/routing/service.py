@@ -232,7 +232,11 @@ class Routes:
             # Moving away from a smarthost drops its URL.
             merged["smarthost"] = None
 
-        parsed = action_to_document(parse_action(merged), reveal_password=True)
+        # Limits saved before the pacing ranges existed are checked only
+        # when the request changes them.
+        parsed = action_to_document(
+            parse_action(merged, bounded="pacing" in given), reveal_password=True
+        )
         if given.get("source_address") is not None:
             check_source_address(parsed["source_address"])
         if stored.id != DEFAULT_ROUTE_ID:

@@ -183,16 +183,28 @@ class SqlStore:
         """
         if self._database_check_running:
             raise TimeoutError("an earlier check has not finished")
-        await anyio.to_thread.run_sync(
-            self._check_database, limiter=self._limiter, abandon_on_cancel=True
-        )
-
-    def _check_database(self) -> None:
+        # Set here on the event loop, so that checks arriving together don't
+        # all pass the test above; the thread clears it when the read ends.
         self._database_check_running = True
+        started = False
+
+        def check() -> None:
+            nonlocal started
+            started = True
+            try:
+                self._transaction("check_database", False, _read_schema_version)
+            finally:
+                self._database_check_running = False
+
         try:
-            self._transaction("check_database", False, _read_schema_version)
-        finally:
-            self._database_check_running = False
+            await anyio.to_thread.run_sync(
+                check, limiter=self._limiter, abandon_on_cancel=True
+            )
+        except BaseException:
+            if not started:
+                # Cancelled before a thread took the read: none will clear it.
+                self._database_check_running = False
+            raise
 
     async def aclose(self) -> None:
         await anyio.to_thread.run_sync(self._engine.dispose)

@@ -224,6 +224,27 @@ def test_test_suite_variable_accepted() -> None:
     assert settings.delivery_mode is DeliveryMode.MX
 
 
+def test_kubernetes_service_links_accepted() -> None:
+    # What a Service named sendarix, and one named sendarix-smtp, put in
+    # every pod of the namespace.
+    environ = {
+        "SENDARIX_SERVICE_HOST": "10.0.0.7",
+        "SENDARIX_SERVICE_PORT": "8080",
+        "SENDARIX_SERVICE_PORT_HTTP": "8080",
+        "SENDARIX_PORT": "tcp://10.0.0.7:8080",
+        "SENDARIX_PORT_8080_TCP": "tcp://10.0.0.7:8080",
+        "SENDARIX_PORT_8080_TCP_PROTO": "tcp",
+        "SENDARIX_PORT_8080_TCP_PORT": "8080",
+        "SENDARIX_PORT_8080_TCP_ADDR": "10.0.0.7",
+        "SENDARIX_SMTP_SERVICE_HOST": "10.0.0.8",
+        "SENDARIX_SMTP_PORT_2525_TCP": "tcp://10.0.0.8:2525",
+    }
+
+    settings = load_settings(environ=environ)
+
+    assert settings.http_port == 8080
+
+
 def test_other_prefixes_ignored() -> None:
     settings = load_settings(environ={"SENDARIXX_MODE": "1", "PATH": "/bin"})
 

@@ -212,7 +212,8 @@ async def test_site_without_slots_lets_all_through() -> None:
         sessions.done.set()
 
 
-async def test_lost_cap_lets_waiters_through() -> None:
+@pytest.mark.parametrize("limits", [{"messages_per_second": 1000}, {}])
+async def test_lost_cap_lets_waiters_through(limits: dict[str, float]) -> None:
     clock = ManualClock(T0)
     pacer = Pacer(
         MemoryPacingStore(),
@@ -223,7 +224,7 @@ async def test_lost_cap_lets_waiters_through() -> None:
         trim_site=ClosedSites().trim,
         refresh=0.0,
     )
-    route = dispatch(messages_per_second=1000)
+    route = dispatch(**limits)
     # Slowed down, the site is capped at 5 of 10 connections.
     await pacer.report_throttle(SITE, THROTTLE)
     admission = await pacer.admit([(make_message(), route) for _ in range(20)])

@@ -158,3 +158,30 @@ async def test_source_address_must_be_text(
     error = only_error(response)
     assert error["field"] == "action.source_address"
     assert error["code"] == "invalid_type"
+
+
+async def test_patch_keeps_limit_saved_out_of_range(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    now = engine.clock.now()
+    old_rule = StoredRule(
+        id="rte_saved_with_many_connections",
+        description="",
+        match={"tags": ["bulk"]},
+        action={"pacing": {"max_connections": 20000}},
+        created_at=now,
+        updated_at=now,
+    )
+    await engine.control.routes._store.insert_rule(old_rule, 0)
+
+    changed = await client.patch(
+        f"/v1/routes/{old_rule.id}", json={"action": {"tls": "required"}}
+    )
+    rejected = await client.patch(
+        f"/v1/routes/{old_rule.id}",
+        json={"action": {"pacing": {"max_connections": 20001}}},
+    )
+
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["action"]["pacing"]["max_connections"] == 20000
+    assert only_error(rejected)["code"] == "out_of_range"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from typing import Any
 
+import anyio
 import pytest
 from sqlalchemy import event
 
 from sendarix_backends.readiness import check_database
 from sendarix_backends.sql import SqlStore
+from sendarix_backends.sql import store as sql_store
 from sendarix_core.errors import StorageError
 from tests.storage.conftest import T0, Factory
 from tests.storage.test_api_keys import make_key
@@ -61,3 +64,37 @@ async def test_failed_write_recorded(store: SqlStore, factory: Factory) -> None:
     assert problem is not None
     assert "create_messages" in problem.summary
     assert store.last_write_failure is None
+
+
+async def test_one_database_check_at_a_time(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A read that hangs, as on a database that stopped answering.
+    release = threading.Event()
+    running = []
+
+    def hanging_read(connection: Any) -> None:
+        running.append(1)
+        release.wait(5)
+
+    monkeypatch.setattr(sql_store, "_read_schema_version", hanging_read)
+    outcomes: list[str] = []
+
+    async def probe() -> None:
+        try:
+            await store.check_database()
+        except TimeoutError:
+            outcomes.append("refused")
+        else:
+            outcomes.append("read")
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(4):
+            tasks.start_soon(probe)
+        await anyio.wait_all_tasks_blocked()
+        await anyio.sleep(0.2)
+        release.set()
+
+    assert len(running) == 1
+    assert sorted(outcomes) == ["read", "refused", "refused", "refused"]
+    await store.check_database()
