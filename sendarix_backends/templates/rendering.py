@@ -23,7 +23,7 @@ from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from sendarix_backends.templates.model import RenderedContent, TemplateVersion
 from sendarix_backends.templates.sandbox import NullValueError, make_environment
 from sendarix_backends.templates.save_checks import (
-    check_subject_source,
+    check_subject_text,
     find_forbidden_expressions,
 )
 from sendarix_core.addresses import find_control_character, find_header_injection
@@ -142,9 +142,15 @@ class CompiledTemplate:
         return FieldError("template", "template_error", message)
 
 
-def compile_template(name: str, version: TemplateVersion) -> CompiledTemplate:
-    """Compile each part; raise ``ValidationError`` for syntax errors and for
-    what ``save_checks`` finds."""
+def compile_template(
+    name: str, version: TemplateVersion, *, saving: bool = False
+) -> CompiledTemplate:
+    """Compile each part; raise ``ValidationError`` for syntax errors and,
+    when ``saving``, for what ``save_checks`` finds.
+
+    The save checks run only when a version is saved, so a version saved
+    before they existed still renders as it did.
+    """
     parts: dict[str, _Part | None] = {}
     errors = []
     for part_name in PARTS:
@@ -152,13 +158,11 @@ def compile_template(name: str, version: TemplateVersion) -> CompiledTemplate:
         if source is None:
             parts[part_name] = None
             continue
-        if part_name == "subject":
-            line_break = check_subject_source(source)
-            if line_break is not None:
-                errors.append(line_break)
         environment = _HTML if part_name == "html" else _PLAIN
         try:
-            parts[part_name] = _compile_part(part_name, environment, source)
+            parts[part_name] = _compile_part(
+                part_name, environment, source, saving=saving
+            )
         except ValidationError as exc:
             errors.extend(exc.errors)
         except TemplateSyntaxError as exc:
@@ -174,7 +178,9 @@ def compile_template(name: str, version: TemplateVersion) -> CompiledTemplate:
     return CompiledTemplate(name, parts)
 
 
-def _compile_part(part_name: str, environment: Any, source: str) -> _Part:
+def _compile_part(
+    part_name: str, environment: Any, source: str, *, saving: bool
+) -> _Part:
     tree = environment.parse(source)
     for node in tree.find_all(_LOADING_NODES):
         raise TemplateSyntaxError(
@@ -188,9 +194,13 @@ def _compile_part(part_name: str, environment: Any, source: str) -> _Part:
                 "'self' is not available in templates; use template_data",
                 node.lineno,
             )
-    forbidden = find_forbidden_expressions(part_name, tree)
-    if forbidden:
-        raise ValidationError(forbidden)
+    if saving:
+        found = find_forbidden_expressions(part_name, tree)
+        line_break = check_subject_text(tree) if part_name == "subject" else None
+        if line_break is not None:
+            found.insert(0, line_break)
+        if found:
+            raise ValidationError(found)
     template = environment.from_string(tree)
     return _Part(template, frozenset(_required_variables(tree)))
 

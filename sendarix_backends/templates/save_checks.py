@@ -1,11 +1,11 @@
 """Checks made when a template version is saved, before any render.
 
-They reject a line break written into the subject, an attribute or constant
-key starting with ``__``, and ``*`` or ``**`` with constants that the
-sandbox rejects as too large. The sandbox reads a ``__`` name only when
-template_data has a key of that name, so such a name is treated as a
-mistake. Errors that depend on the data, such as a missing key or ``*`` on
-two variables, are still found only when rendering.
+They reject a line break in the subject's text, an attribute or constant
+key that starts and ends with ``__`` (a Python internal name), and ``*`` or
+``**`` with constants that the sandbox rejects as too large. They run when
+a version is saved, not when one saved before they existed is rendered.
+Errors that depend on the data, such as a missing key or ``*`` on two
+variables, are still found only when rendering.
 """
 
 from __future__ import annotations
@@ -19,27 +19,30 @@ from sendarix_core.addresses import find_header_injection
 from sendarix_core.checks import json_excerpt
 from sendarix_core.errors import FieldError
 
-__all__ = ["check_subject_source", "find_forbidden_expressions"]
+__all__ = ["check_subject_text", "find_forbidden_expressions"]
 
 _SEQUENCES = (str, list, tuple)
 
 
-def check_subject_source(source: str) -> FieldError | None:
-    """Return an error when the subject's source contains a line break.
+def check_subject_text(tree: nodes.Template) -> FieldError | None:
+    """Return an error when the subject's text contains a line break.
 
-    Any line break in the source, even one inside a ``{% %}`` tag, is
-    rejected, because one in the text would reach the rendered subject.
+    Only text that is printed counts: a line break inside a tag, or one that
+    whitespace control (``{%- -%}``) removes, never reaches the subject.
     """
-    line_break = find_header_injection(source)
-    if line_break is None:
-        return None
-    return FieldError(
-        "subject",
-        "header_injection",
-        f"the subject {json_excerpt(source)} contains the line break "
-        f"U+{ord(line_break):04X}, so every render would fail; a subject must "
-        "be one line, so write the whole subject template on one line",
-    )
+    for node in tree.find_all(nodes.TemplateData):
+        line_break = find_header_injection(node.data)
+        if line_break is not None:
+            return FieldError(
+                "subject",
+                "header_injection",
+                f"line {node.lineno}: the subject's text "
+                f"{json_excerpt(node.data)} contains the line break "
+                f"U+{ord(line_break):04X}, so every render would fail; a "
+                "subject must be one line, so remove it or trim it with "
+                "{%- -%}",
+            )
+    return None
 
 
 def find_forbidden_expressions(
@@ -59,17 +62,23 @@ def find_forbidden_expressions(
 def _problems(tree: nodes.Template) -> Iterator[tuple[nodes.Node, str]]:
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         name = _constant_name(node)
-        if name is not None and name.startswith("__"):
+        if name is not None and _is_dunder(name):
             problem = (
                 f"{json_excerpt(name)} is a Python internal name, which "
                 "templates can't read; use keys of template_data that don't "
-                "start with __"
+                "both start and end with __"
             )
             yield node, problem
     for node in tree.find_all((nodes.Mul, nodes.Pow)):
         too_large = _constant_operation(node)
         if too_large is not None:
             yield node, too_large
+
+
+def _is_dunder(name: str) -> bool:
+    # Data keys such as GraphQL's __typename start with __ but don't end
+    # with it, and the sandbox reads them from template_data.
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
 
 
 def _constant_name(node: nodes.Node) -> str | None:

@@ -77,7 +77,7 @@ class Templates:
         parts = _check_parts(body, required=True)
         now = self._clock.now()
         version = TemplateVersion(version=1, created_at=now, published_at=now, **parts)
-        self._compile(name, version)
+        self._compile(name, version, saving=True)
 
         template = Template(
             name=name,
@@ -125,7 +125,7 @@ class Templates:
             )
         now = self._clock.now()
         draft = TemplateVersion(version=latest.version + 1, created_at=now, **merged)
-        self._compile(name, draft)
+        self._compile(name, draft, saving=True)
 
         updated = await self._store.add_version(name, now=now, **merged)
         if updated is None:
@@ -203,11 +203,13 @@ class Templates:
         self._published[name] = (now + PUBLISHED_CACHE_SECONDS, version)
         return version
 
-    def _compile(self, name: str, version: TemplateVersion) -> CompiledTemplate:
+    def _compile(
+        self, name: str, version: TemplateVersion, *, saving: bool = False
+    ) -> CompiledTemplate:
         key = (name, version.subject, version.html, version.text)
         compiled = self._compiled.get(key)
-        if compiled is None:
-            compiled = compile_template(name, version)
+        if compiled is None or saving:
+            compiled = compile_template(name, version, saving=saving)
             self._compiled[key] = compiled
             if len(self._compiled) > _COMPILED_CACHE_SIZE:
                 self._compiled.popitem(last=False)
