@@ -357,23 +357,7 @@ def _public_url(value: str | None) -> str | None:
             "name or password, which every unsubscribe link would reveal; "
             "remove the part up to '@'"
         )
-    if parts.scheme == "http" and not _is_loopback_host(parts.hostname or ""):
-        raise ConfigurationError(
-            f"invalid public URL {text!r}: one-click unsubscribe (RFC 8058) "
-            "needs an https URL; use https, or http only with a loopback host "
-            "such as http://localhost:8080 for local development"
-        )
     return text
-
-
-def _is_loopback_host(host: str) -> bool:
-    """Return whether ``host`` names this machine: localhost or a loopback IP."""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _has_valid_port(parts: urllib.parse.SplitResult) -> bool:

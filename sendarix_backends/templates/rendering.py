@@ -152,7 +152,7 @@ def compile_template(
     before they existed still renders as it did.
     """
     parts: dict[str, _Part | None] = {}
-    errors = []
+    errors: list[FieldError] = []
     for part_name in PARTS:
         source = getattr(version, part_name)
         if source is None:
