@@ -7,6 +7,7 @@ applies the core's decisions. It keeps no state that a restart would lose.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -235,6 +236,12 @@ class Engine:
         if opener is not None and self._create_schema:
             await opener()
         elif opener is not None:
+            if "create" not in inspect.signature(opener).parameters:
+                raise ConfigurationError(
+                    f"the storage plugin's {type(self.store).__name__}.open() "
+                    "takes no create argument, so this command could create "
+                    "its schema; update the plugin (see docs/plugins.md)"
+                )
             await opener(create=False)
         if self._run_workers:
             self._task_stopped = anyio.Event()

@@ -8,8 +8,10 @@ import pytest
 
 from sendarix_backends.engine import Engine
 from sendarix_backends.settings import Settings
+from sendarix_backends.smtp.sink import SinkTransport
 from sendarix_core.errors import ConfigurationError, ValidationError
 from sendarix_core.keys import Environment, Scope
+from sendarix_core.memory import MemoryStore
 from sendarix_core.ports import MessageQuery, SuppressionQuery
 from sendarix_core.states import MessageStatus
 from sendarix_core.suppression import SuppressionReason
@@ -190,3 +192,27 @@ async def test_send_batch_needs_a_body(engine: Engine) -> None:
 def test_settings_refuse_infinite_seconds(value: object) -> None:
     with pytest.raises(ConfigurationError, match="seconds from"):
         Settings(lease_seconds=value)  # type: ignore[arg-type]
+
+
+class OldPluginStore(MemoryStore):
+    """A storage plugin whose open() predates its create argument."""
+
+    async def open(self) -> None:
+        return None
+
+
+async def test_old_plugin_open_refused_without_create() -> None:
+    store = OldPluginStore()
+    engine = Engine(
+        settings=Settings(delivery_mode="sink"),
+        store=store,
+        queue=store,
+        transport=SinkTransport(),
+        sink=SinkTransport(),
+        workers=False,
+        create_schema=False,
+    )
+
+    with pytest.raises(ConfigurationError, match="takes no create argument"):
+        async with engine:
+            pass
