@@ -90,7 +90,7 @@ async def test_connection_cap_keeps_slots_busy(
     ids = await send_many(engine, 50)
 
     # The first claim takes two messages per slot and hands the rest back
-    # at once, since no delivery has told yet how long one takes. Loopback
+    # at once, since no delivery to the site has finished yet. Loopback
     # deliveries are fast, so the second claim gives each slot a backlog
     # that waits in the process instead of in the queue.
     rounds = 0

@@ -69,7 +69,7 @@ async def test_failed_write_recorded(store: SqlStore, factory: Factory) -> None:
 async def test_one_database_check_at_a_time(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A read that hangs, as on a database that stopped answering.
+    # A read that hangs, as on a database that stopped responding.
     release = threading.Event()
     running = []
 
