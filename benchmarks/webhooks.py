@@ -65,6 +65,9 @@ class CountingReceiver:
     def __init__(self) -> None:
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        # One client for every count: a new one builds an SSL context each
+        # time, which took 16% of the measured process's CPU in a profile.
+        self._client = httpx.Client(timeout=2, trust_env=False)
 
     @property
     def url(self) -> str:
@@ -84,12 +87,13 @@ class CountingReceiver:
         raise RuntimeError("the receiver did not start")
 
     def __exit__(self, *exc_info: object) -> None:
+        self._client.close()
         if self.process is not None:
             self.process.terminate()
             self.process.wait(timeout=10)
 
     def count(self) -> int:
-        return int(httpx.get(f"http://127.0.0.1:{self.port}/count", timeout=2).text)
+        return int(self._client.get(f"http://127.0.0.1:{self.port}/count").text)
 
 
 def _settings(folder: Path, name: str) -> Settings:
