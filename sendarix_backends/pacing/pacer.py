@@ -174,6 +174,10 @@ class Pacer:
         parked: dict[str, list[Release]] = {}
         waiting: dict[str, list[tuple[Message, Dispatch]]] = {}
         requests = []
+        # Read once per batch: summing over every site for each of the
+        # batch's sites would cost sites squared on every claim.
+        waiting_by_site = self._waiting_by_site() if self._max_waiting else {}
+        waiting_total = sum(waiting_by_site.values())
         for site, items in groups.items():
             resumed = [
                 item for item in items if item[0].status is MessageStatus.ACCEPTED
@@ -207,7 +211,10 @@ class Pacer:
                         held=use.held,
                         sending=use.sending,
                         per_slot=use.per_slot,
-                        beyond_slots=self._beyond_slots(site),
+                        beyond_slots=_beyond_slots(
+                            self._max_waiting,
+                            waiting_total - waiting_by_site.get(site, 0),
+                        ),
                     )
                 )
 
@@ -327,17 +334,13 @@ class Pacer:
         )
         return [site for site in lingering if site in wanted or idle[site] >= IDLE_HOLD]
 
-    def _beyond_slots(self, site: str) -> int | None:
-        """Return how many more deliveries of ``site`` may wait for a slot:
-        ``max_waiting`` less those waiting at the worker's other sites."""
-        if self._max_waiting is None:
-            return None
-        elsewhere = sum(
-            max(0, use.in_flight - use.sending)
+    def _waiting_by_site(self) -> dict[str, int]:
+        """Return the deliveries waiting for a slot at each site with slots."""
+        return {
+            name: max(0, use.in_flight - use.sending)
             for name, use in self._sites.items()
-            if name != site and use.held
-        )
-        return max(0, self._max_waiting - elsewhere)
+            if use.held
+        }
 
     def _use(self, site: str, dispatch: Dispatch) -> _SiteUse:
         use = self._sites.setdefault(site, _SiteUse(idle_since=self._monotonic()))
@@ -449,6 +452,15 @@ class _SessionSlot:
         if exc is None or isinstance(exc, Exception):
             use.add_sample(self._monotonic() - self._entered)
         use.wake()
+
+
+def _beyond_slots(max_waiting: int | None, elsewhere: int) -> int | None:
+    """Return how many more deliveries of a site may wait for a slot:
+    ``max_waiting`` less the ``elsewhere`` waiting at the worker's other
+    sites."""
+    if max_waiting is None:
+        return None
+    return max(0, max_waiting - elsewhere)
 
 
 def _pass_slot_on(use: _SiteUse) -> None:
