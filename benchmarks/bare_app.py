@@ -2,7 +2,8 @@
 
 It reads the request body and returns a fixed JSON body, with nothing
 stored. ``uvicorn`` serves it with the options ``sendarix serve`` uses, on
-the same event loop.
+the same event loop and with the same HTTP parser (httptools), without the
+request head guards of ``sendarix_http.protocol``.
 
     python -m benchmarks.bare_app --port 8081
 """
@@ -41,6 +42,7 @@ def main() -> None:
         log_config=None,
         access_log=False,
         lifespan="on",
+        http="httptools",
     )
     loops.run_coroutine(uvicorn.Server(config).serve())
 

@@ -36,9 +36,8 @@ from sendarix_http import event_loop
 from sendarix_http.app import create_app
 from sendarix_http.inbound import attach_inbound
 from sendarix_http.key_commands import add_key_commands, list_keys, revoke_key
-from sendarix_http.limits import MAX_HEADER_BLOCK_BYTES
 from sendarix_http.logs import configure_logging
-from sendarix_http.protocol import HeadTimeoutProtocol
+from sendarix_http.protocol import GuardedHttpProtocol
 from sendarix_http.relay import Relay, run_in_lifespan
 
 __all__ = ["main"]
@@ -272,10 +271,8 @@ def _serve(settings: Settings) -> None:
         log_config=None,
         access_log=False,
         lifespan="on",
-        # h11 always, even where httptools is installed, so the header
-        # block limit and the request head deadline hold.
-        http=HeadTimeoutProtocol,
-        h11_max_incomplete_event_size=MAX_HEADER_BLOCK_BYTES,
+        # httptools, with the request head deadline and size limit.
+        http=GuardedHttpProtocol,
     )
     logger.info(
         "serving",

@@ -1,11 +1,11 @@
 """Limits on a request's headers and JSON structure, checked before any work.
 
-The HTTP server limits the header block as a whole: ``sendarix serve`` sets
-h11's ``max_incomplete_event_size`` to ``MAX_HEADER_BLOCK_BYTES``. A larger
-block that arrives in pieces gets uvicorn's plain-text ``400`` and the
-connection is closed, because the request never reaches the application.
-The count and size of single fields, and the size of a block that arrived
-whole, are checked here and rejected with ``422``.
+The HTTP server of ``sendarix serve`` limits a request head that arrives
+in pieces to ``MAX_HEADER_BLOCK_BYTES`` (``sendarix_http.protocol``): once
+it is past the limit and still incomplete, the server responds with the
+same ``422`` as here and closes the connection, because the request never
+reaches the application. The count and size of single fields, and the size
+of a block that arrived whole, are checked here and rejected with ``422``.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def check_request_headers(headers: Iterable[tuple[bytes, bytes]]) -> None:
         # Each field's line also has ": " and CRLF.
         total += size + 4
     if total > MAX_HEADER_BLOCK_BYTES:
-        # h11 limits only a block that arrives in pieces; one that arrives
-        # whole in a single read reaches the application.
+        # The HTTP server limits only a head that arrives in pieces; one
+        # that arrives whole in a single read reaches the application.
         message = (
             f"the header fields are {total} bytes in all; the maximum is "
             f"{MAX_HEADER_BLOCK_BYTES}"

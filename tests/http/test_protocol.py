@@ -1,4 +1,5 @@
-"""The request head deadline of ``sendarix serve``'s HTTP protocol, on a real socket."""
+"""The request head deadline and size limit of ``sendarix serve``'s HTTP
+protocol, on a real socket."""
 
 from __future__ import annotations
 
@@ -6,18 +7,20 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from sendarix_http.protocol import HeadTimeoutProtocol
+from sendarix_http.limits import MAX_HEADER_BLOCK_BYTES
+from sendarix_http.protocol import GuardedHttpProtocol
 
 pytestmark = pytest.mark.anyio
 
 HEAD_TIMEOUT = 0.5
 
 
-class ShortDeadline(HeadTimeoutProtocol):
+class ShortDeadline(GuardedHttpProtocol):
     head_timeout = HEAD_TIMEOUT
 
 
@@ -129,4 +132,81 @@ async def test_pipelined_requests_answered(port: int) -> None:
 
     assert first.startswith(b"HTTP/1.1 200")
     assert second.startswith(b"HTTP/1.1 200")
+    writer.close()
+
+
+async def test_large_head_in_pieces_gets_json_422(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
+    # One header line that never ends, in pieces of 4 KiB, until just past
+    # the limit. Writing more after the server has closed could reset the
+    # connection before its response is read.
+    chunk = b"a" * 4096
+    for _ in range(MAX_HEADER_BLOCK_BYTES // len(chunk) + 1):
+        writer.write(chunk)
+        await writer.drain()
+        await asyncio.sleep(0.01)
+
+    response = await asyncio.wait_for(reader.read(), 5)
+
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 422 ")
+    assert b"connection: close" in head
+    assert b"x-request-id: req_" in head
+    error = orjson.loads(body)["error"]
+    assert error["code"] == "validation_failed"
+    assert error["errors"][0]["field"] == "http_headers"
+    assert error["errors"][0]["code"] == "too_long"
+    assert str(MAX_HEADER_BLOCK_BYTES) in error["errors"][0]["message"]
+    writer.close()
+
+
+async def test_head_within_limit_in_pieces_ok(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    value = b"a" * (MAX_HEADER_BLOCK_BYTES - 1024)
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nX-Big: " + value + b"\r\n"
+    request += b"Content-Length: 2\r\n\r\nok"
+    for start in range(0, len(request), 4096):
+        writer.write(request[start : start + 4096])
+        await writer.drain()
+        await asyncio.sleep(0.01)
+
+    response = await read_response(reader)
+
+    assert response.startswith(b"HTTP/1.1 200")
+    assert response.endswith(b"\r\n\r\n2")
+    writer.close()
+
+
+async def test_large_body_is_not_a_large_head(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    size = MAX_HEADER_BLOCK_BYTES * 4
+    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+    for _ in range(4):
+        writer.write(b"b" * MAX_HEADER_BLOCK_BYTES)
+        await writer.drain()
+
+    response = await read_response(reader)
+
+    assert response.startswith(b"HTTP/1.1 200")
+    assert response.endswith(b"\r\n\r\n%d" % size)
+    writer.close()
+
+
+async def test_limit_per_request_on_kept_alive(
+    port: int,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # Two heads of about three quarters of the limit each: together over
+    # it, each one within it.
+    value = b"a" * (MAX_HEADER_BLOCK_BYTES * 3 // 4)
+    request = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + value + b"\r\n\r\n"
+    responses = []
+    for _ in range(2):
+        for start in range(0, len(request), 4096):
+            writer.write(request[start : start + 4096])
+            await writer.drain()
+        responses.append(await read_response(reader))
+
+    assert [r[:12] for r in responses] == [b"HTTP/1.1 200"] * 2
     writer.close()
