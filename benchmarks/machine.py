@@ -12,7 +12,15 @@ from pathlib import Path
 
 from benchmarks.processes import find_tool
 
-_PACKAGES = ("SQLAlchemy", "psycopg", "uvicorn", "starlette", "aiosmtplib", "uvloop")
+_PACKAGES = (
+    "SQLAlchemy",
+    "psycopg",
+    "uvicorn",
+    "httptools",
+    "starlette",
+    "aiosmtplib",
+    "uvloop",
+)
 
 
 def describe_machine() -> list[str]:
