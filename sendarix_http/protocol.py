@@ -87,6 +87,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._awaiting_head:
             self._head_bytes += len(data)
+            if self._head_timer is None:
+                # Any byte between requests stops uvicorn's keep-alive
+                # timer, even the empty lines that llhttp skips without
+                # starting a request, so the head deadline starts here.
+                self._arm_head_timer()
         super().data_received(data)
         if (
             self._awaiting_head
@@ -101,8 +106,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self._head_timer is None:
-            # The first byte of the next request on a kept-alive connection;
-            # until then uvicorn's keep-alive timeout covers the connection.
+            # A request that starts in the read where the one before it
+            # ended. data_received arms the timer for any other.
             self._arm_head_timer()
 
     def on_headers_complete(self) -> None:

@@ -210,3 +210,20 @@ async def test_limit_per_request_on_kept_alive(
 
     assert [r[:12] for r in responses] == [b"HTTP/1.1 200"] * 2
     writer.close()
+
+
+async def test_blank_lines_between_requests_get_408(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = await read_response(reader)
+    # llhttp skips empty lines before a request line without starting a
+    # request, but each one stops uvicorn's keep-alive timer.
+    for _ in range(3):
+        writer.write(b"\r\n")
+        await asyncio.sleep(HEAD_TIMEOUT / 5)
+
+    response = await asyncio.wait_for(reader.read(), 5)
+
+    assert first.startswith(b"HTTP/1.1 200")
+    assert response.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    writer.close()
