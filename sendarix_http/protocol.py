@@ -20,6 +20,15 @@ of that protocol, and ``GuardedHttpProtocol`` adds them:
   API's JSON ``422`` for ``http_headers``, and the connection is closed.
   A head that arrives whole in one read reaches the application, which
   checks the same limit (``sendarix_http.limits``).
+
+It also keeps llhttp's upgrade handling from desynchronising the
+connection. For a request with ``Connection: upgrade`` and an ``Upgrade``
+field, or with the CONNECT method, llhttp (as httptools 0.9 drives it)
+ends the request at its head and skips any body it declares. It then
+parses the bytes after the head as the next request, and uvicorn drops
+the rest of that read. ``sendarix serve`` upgrades to no other protocol,
+so such a request with a body gets a plain-text ``400``. One without a
+body gets its response as usual, and the connection is closed after it.
 """
 
 from __future__ import annotations
@@ -53,6 +62,12 @@ _TIMEOUT_RESPONSE = (
 ) + _TIMEOUT_BODY
 
 
+_UPGRADE_WITH_BODY_MESSAGE = (
+    "a request with an Upgrade header field can't have a body here; "
+    "send it without the Upgrade and Connection: upgrade fields"
+)
+
+
 def _too_large_body(limit: int) -> bytes:
     message = (
         f"the request line and header fields are over {limit} bytes; send at "
@@ -75,6 +90,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     # in the same read belong to the next request but are not counted, so
     # the limit may be passed by up to one read before it is noticed.
     _head_bytes = 0
+    # Set when an upgrade request with a body got its 400.
+    _upgrade_rejected = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -113,12 +130,44 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._awaiting_head = False
         self._cancel_head_timer()
+        if not self.parser.should_upgrade() or self._should_upgrade():
+            super().on_headers_complete()
+            return
+        # llhttp skips this request's body and takes the bytes after the
+        # head for the next request, and uvicorn drops the rest of the read.
+        if self._declares_body():
+            self._upgrade_rejected = True
+            logger.info(
+                "upgrade request with a body rejected",
+                extra={
+                    "action": "upgrade_with_body_rejected",
+                    "client": self._client_label(),
+                },
+            )
+            if self._response_pending():
+                # A response now would land inside that one.
+                self.transport.close()
+            else:
+                self.send_400_response(_UPGRADE_WITH_BODY_MESSAGE)
+            return
         super().on_headers_complete()
+        self.cycle.keep_alive = False
 
     def on_message_complete(self) -> None:
         self._awaiting_head = True
         self._head_bytes = 0
+        if self._upgrade_rejected:
+            # No cycle was started for the request.
+            return
         super().on_message_complete()
+
+    def _declares_body(self) -> bool:
+        for name, value in self.headers:
+            if name == b"transfer-encoding":
+                return True
+            if name == b"content-length" and value.strip() != b"0":
+                return True
+        return False
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()

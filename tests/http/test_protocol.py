@@ -227,3 +227,42 @@ async def test_blank_lines_between_requests_get_408(port: int) -> None:
     assert first.startswith(b"HTTP/1.1 200")
     assert response.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
     writer.close()
+
+
+async def test_upgrade_request_body_is_not_a_request(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    inner = b"GET /inner HTTP/1.1\r\nHost: x\r\n\r\n"
+    writer.write(
+        b"POST / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: h2c\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(inner)
+    )
+    await writer.drain()
+    # The body in a read of its own, where llhttp would parse it as the
+    # next request.
+    await asyncio.sleep(0.1)
+    writer.write(inner)
+
+    response = await asyncio.wait_for(reader.read(), 5)
+
+    assert response.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"Upgrade" in response
+    assert response.count(b"HTTP/1.1 ") == 1
+    writer.close()
+
+
+async def test_upgrade_request_without_body_closes(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # uvicorn drops the bytes after an upgrade request's head in the same
+    # read, so the pipelined request gets no response.
+    request = (
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"
+    )
+    writer.write(request + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    response = await asyncio.wait_for(reader.read(), 5)
+
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"connection: close" in head
+    assert body == b"0"
+    writer.close()
