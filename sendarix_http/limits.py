@@ -5,7 +5,8 @@ in pieces to ``MAX_HEADER_BLOCK_BYTES`` (``sendarix_http.protocol``): once
 it is past the limit and still incomplete, the server responds with the
 same ``422`` as here and closes the connection, because the request never
 reaches the application. The count and size of single fields, and the size
-of a block that arrived whole, are checked here and rejected with ``422``.
+of a head that arrived whole (request line and fields), are checked here
+and rejected with ``422``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "check_json_depth",
     "check_request_headers",
     "deep_json_path",
+    "request_line_bytes",
 ]
 
 MAX_HEADER_BLOCK_BYTES = 32 * 1024
@@ -39,8 +41,26 @@ MAX_JSON_DEPTH = 32
 _STRUCTURE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},:]')
 
 
-def check_request_headers(headers: Iterable[tuple[bytes, bytes]]) -> None:
-    """Raise ``ValidationError`` for too many or too large header fields."""
+def request_line_bytes(method: str, raw_path: bytes, query_string: bytes) -> int:
+    """Return the size of an HTTP/1.1 request line for an origin-form target.
+
+    A request with an absolute-form target has a longer line, so for it the
+    result is a lower bound.
+    """
+    size = len(method) + 1 + len(raw_path) + len(b" HTTP/1.1\r\n")
+    if query_string:
+        size += 1 + len(query_string)
+    return size
+
+
+def check_request_headers(
+    headers: Iterable[tuple[bytes, bytes]], request_line: int = 0
+) -> None:
+    """Raise ``ValidationError`` for too many or too large header fields.
+
+    ``request_line`` is the size of the request line in bytes, which counts
+    towards ``MAX_HEADER_BLOCK_BYTES`` with the fields.
+    """
     fields = list(headers)
     if len(fields) > MAX_HEADER_FIELDS:
         message = (
@@ -49,7 +69,7 @@ def check_request_headers(headers: Iterable[tuple[bytes, bytes]]) -> None:
         )
         raise ValidationError([FieldError("http_headers", "too_many", message)])
 
-    total = 0
+    total = request_line
     for name, value in fields:
         size = len(name) + len(value)
         if size > MAX_HEADER_FIELD_BYTES:
@@ -67,8 +87,8 @@ def check_request_headers(headers: Iterable[tuple[bytes, bytes]]) -> None:
         # The HTTP server limits only a head that arrives in pieces; one
         # that arrives whole in a single read reaches the application.
         message = (
-            f"the header fields are {total} bytes in all; the maximum is "
-            f"{MAX_HEADER_BLOCK_BYTES}"
+            f"the request line and header fields are {total} bytes in all; "
+            f"the maximum is {MAX_HEADER_BLOCK_BYTES}"
         )
         raise ValidationError([FieldError("http_headers", "too_long", message)])
 

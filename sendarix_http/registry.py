@@ -26,7 +26,7 @@ from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.header_checks import IDEMPOTENCY_KEY_PATTERN
 from sendarix_core.keys import Scope
 from sendarix_http.http_io import authorize
-from sendarix_http.limits import check_request_headers
+from sendarix_http.limits import check_request_headers, request_line_bytes
 
 __all__ = [
     "IDEMPOTENCY_KEY_PARAMETER",
@@ -114,7 +114,13 @@ class Operation:
         The handler may still call ``authorize`` itself to get the key; that
         call reuses the key authorized here.
         """
-        check_request_headers(request.scope["headers"])
+        request_scope = request.scope
+        request_line = request_line_bytes(
+            request_scope["method"],
+            request_scope.get("raw_path") or request_scope["path"].encode("utf-8"),
+            request_scope["query_string"],
+        )
+        check_request_headers(request_scope["headers"], request_line)
         if self.scope is not None:
             await authorize(request, self.scope)
         if request.scope["query_string"]:

@@ -12,6 +12,7 @@ import pytest
 
 from sendarix_http import http_io
 from sendarix_http.limits import (
+    MAX_HEADER_BLOCK_BYTES,
     MAX_HEADER_FIELD_BYTES,
     MAX_HEADER_FIELDS,
     MAX_JSON_DEPTH,
@@ -154,6 +155,21 @@ async def test_header_block_too_long(client: httpx.AsyncClient) -> None:
     assert error["field"] == "http_headers"
     assert error["code"] == "too_long"
     assert "the maximum is 32768" in error["message"]
+
+
+async def test_long_request_line_counts_in_head(
+    client: httpx.AsyncClient,
+) -> None:
+    # The header fields are small, but the query string alone passes 32 KiB.
+    response = await client.get(
+        "/v1/messages", params={"cursor": "a" * MAX_HEADER_BLOCK_BYTES}
+    )
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "http_headers"
+    assert error["code"] == "too_long"
+    assert "request line" in error["message"]
 
 
 async def test_too_many_attachments(client: httpx.AsyncClient) -> None:
