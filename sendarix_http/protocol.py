@@ -161,6 +161,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return
         super().on_message_complete()
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._head_timer is not None:
+            # The next request has begun, so the connection is not idle and
+            # the head deadline, not uvicorn's keep-alive timer, applies.
+            self._unset_keepalive_if_required()
+
     def _declares_body(self) -> bool:
         for name, value in self.headers:
             if name == b"transfer-encoding":

@@ -4,6 +4,7 @@ protocol, on a real socket."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 
@@ -43,15 +44,19 @@ async def echo_length(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-@pytest.fixture
-async def port() -> AsyncIterator[int]:
+@contextlib.asynccontextmanager
+async def serving(keep_alive: float) -> AsyncIterator[int]:
+    """Run ``echo_length`` on a free port and yield the port.
+
+    ``keep_alive`` is uvicorn's keep-alive timeout in seconds.
+    """
     sock = socket.create_server(("127.0.0.1", 0))
     config = uvicorn.Config(
         echo_length,
         http=ShortDeadline,
         lifespan="off",
         log_level="warning",
-        timeout_keep_alive=30,
+        timeout_keep_alive=keep_alive,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -60,6 +65,12 @@ async def port() -> AsyncIterator[int]:
     yield sock.getsockname()[1]
     server.should_exit = True
     await task
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[int]:
+    async with serving(keep_alive=30) as server_port:
+        yield server_port
 
 
 async def read_response(reader: asyncio.StreamReader) -> bytes:
@@ -266,3 +277,18 @@ async def test_upgrade_request_without_body_closes(port: int) -> None:
     assert b"connection: close" in head
     assert body == b"0"
     writer.close()
+
+
+async def test_pipelined_slow_head_gets_408() -> None:
+    # uvicorn's keep-alive timer, shorter than the head deadline here,
+    # starts when the first response is complete.
+    async with serving(keep_alive=HEAD_TIMEOUT / 5) as server_port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server_port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n")
+
+        first = await read_response(reader)
+        rest = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+
+    assert first.startswith(b"HTTP/1.1 200")
+    assert rest.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
