@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol with a deadline and a size limit per request head.
+"""uvicorn's httptools protocol with guards on request heads and trailers.
 
 ``sendarix serve`` parses HTTP with httptools (llhttp, the parser of
 Node.js), which took about a quarter less CPU per request than uvicorn's
@@ -20,6 +20,12 @@ of that protocol, and ``GuardedHttpProtocol`` adds them:
   API's JSON ``422`` for ``http_headers``, and the connection is closed.
   A head that arrives whole in one read reaches the application, which
   checks the same limit (``sendarix_http.limits``).
+* **A size limit for the trailer section of a chunked body.** httptools
+  buffers trailer fields the same way, and while it does the application
+  waits for body data, so nothing else ends the request. Once more than
+  ``MAX_HEADER_BLOCK_BYTES`` have come in without body data or the end of
+  a chunk, the connection is closed without a response, because the
+  request's own response may already be on its way.
 
 It also keeps llhttp's upgrade handling from desynchronising the
 connection. For a request with ``Connection: upgrade`` and an ``Upgrade``
@@ -79,7 +85,7 @@ def _too_large_body(limit: int) -> bytes:
 
 class GuardedHttpProtocol(HttpToolsProtocol):
     """HttpToolsProtocol that closes connections whose request head is too
-    slow or too large."""
+    slow or too large, or whose chunked body's trailer section is too large."""
 
     head_timeout = REQUEST_HEAD_TIMEOUT
     max_head_bytes = MAX_HEADER_BLOCK_BYTES
@@ -90,6 +96,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     # in the same read belong to the next request but are not counted, so
     # the limit may be passed by up to one read before it is noticed.
     _head_bytes = 0
+    # Bytes read during a request's body since httptools last passed on body
+    # data or ended a chunk. Trailer fields, chunk sizes and chunk
+    # extensions count here.
+    _bytes_without_body_data = 0
     # Set when an upgrade request with a body got its 400.
     _upgrade_rejected = False
 
@@ -102,7 +112,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._awaiting_head:
+        if not self._awaiting_head:
+            self._bytes_without_body_data += len(data)
+        else:
             self._head_bytes += len(data)
             if self._head_timer is None:
                 # Any byte between requests stops uvicorn's keep-alive
@@ -110,12 +122,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 # starting a request, so the head deadline starts here.
                 self._arm_head_timer()
         super().data_received(data)
-        if (
-            self._awaiting_head
-            and self._head_bytes > self.max_head_bytes
-            and not self.transport.is_closing()
-        ):
-            self._reject_large_head()
+        if self.transport.is_closing():
+            return
+        if self._awaiting_head:
+            if self._head_bytes > self.max_head_bytes:
+                self._reject_large_head()
+        elif self._bytes_without_body_data > self.max_head_bytes:
+            self._reject_large_trailer()
 
     # Parser callbacks. httptools calls on_message_begin at the first byte
     # of a request, and on_headers_complete once its head has arrived.
@@ -129,6 +142,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._awaiting_head = False
+        self._bytes_without_body_data = 0
         self._cancel_head_timer()
         if not self.parser.should_upgrade() or self._should_upgrade():
             super().on_headers_complete()
@@ -160,6 +174,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             # No cycle was started for the request.
             return
         super().on_message_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._bytes_without_body_data = 0
+        super().on_body(body)
+
+    def on_chunk_complete(self) -> None:
+        self._bytes_without_body_data = 0
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -228,6 +249,17 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             b"x-request-id: %s\r\n"
             b"connection: close\r\n"
             b"content-length: %d\r\n\r\n%s" % (request_id.encode(), len(body), body)
+        )
+        self.transport.close()
+
+    def _reject_large_trailer(self) -> None:
+        logger.info(
+            "request trailer too large",
+            extra={
+                "action": "request_trailer_too_large",
+                "client": self._client_label(),
+                "bytes": self._bytes_without_body_data,
+            },
         )
         self.transport.close()
 

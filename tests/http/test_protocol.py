@@ -57,6 +57,9 @@ async def serving(keep_alive: float) -> AsyncIterator[int]:
         lifespan="off",
         log_level="warning",
         timeout_keep_alive=keep_alive,
+        # A test that fails with a connection still open must not hang
+        # the shutdown that follows.
+        timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -292,3 +295,52 @@ async def test_pipelined_slow_head_gets_408() -> None:
 
     assert first.startswith(b"HTTP/1.1 200")
     assert rest.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+
+
+async def test_large_trailer_closes_connection(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nok\r\n0\r\nX-Trailer: "
+    )
+    # One trailer field that never ends, until the server closes the
+    # connection. The limit counts from the read after the body data, so
+    # it takes up to two pieces past it.
+    chunk = b"a" * 4096
+    closed = False
+    for _ in range(MAX_HEADER_BLOCK_BYTES // len(chunk) + 3):
+        try:
+            writer.write(chunk)
+            await writer.drain()
+        except ConnectionResetError:
+            closed = True
+            break
+        await asyncio.sleep(0.01)
+    if not closed:
+        try:
+            closed = await asyncio.wait_for(reader.read(), 5) == b""
+        except ConnectionResetError:
+            closed = True
+
+    assert closed
+    writer.close()
+
+
+async def test_trailer_within_limit_ok(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nok\r\n0\r\nX-Trailer: "
+    )
+    chunk = b"a" * 4096
+    for _ in range(MAX_HEADER_BLOCK_BYTES // len(chunk) - 1):
+        writer.write(chunk)
+        await writer.drain()
+        await asyncio.sleep(0.01)
+    writer.write(b"\r\n\r\n")
+
+    response = await read_response(reader)
+
+    assert response.startswith(b"HTTP/1.1 200")
+    assert response.endswith(b"\r\n\r\n2")
+    writer.close()
