@@ -60,8 +60,9 @@ def read_all(sock: socket.socket) -> bytes:
 def read_response(sock: socket.socket) -> bytes:
     """Read one response with a ``content-length``, leaving the connection open.
 
-    Closing the sending side instead would end the connection: uvicorn
-    closes it at the client's end of file, before the response is written.
+    Closing the sending side instead would end the connection: asyncio
+    closes it when uvicorn's protocol gets the client's end of file, before
+    the response is written.
     """
     received = b""
     while b"\r\n\r\n" not in received:

@@ -1,5 +1,5 @@
-"""The request head deadline and size limit of ``sendarix serve``'s HTTP
-protocol, on a real socket."""
+"""The guards of ``sendarix serve``'s HTTP protocol on a real socket: the
+request head deadline and size limit, upgrade requests and trailers."""
 
 from __future__ import annotations
 
