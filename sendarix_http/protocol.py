@@ -35,12 +35,20 @@ parses the bytes after the head as the next request, and uvicorn drops
 the rest of that read. ``sendarix serve`` upgrades to no other protocol,
 so such a request with a body gets a plain-text ``400``. One without a
 body gets its response as usual, and the connection is closed after it.
+
+Last, it writes each response in one piece. uvicorn writes a response's
+head and its body separately, and the event loop sends each write at
+once, so a small response took two ``send`` calls and reached the client
+in two segments. ``_CoalescingTransport`` keeps back the writes made in one
+step of the event loop and sends them together right after the step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -104,7 +112,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     _upgrade_rejected = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        # Everything this protocol and its requests write goes through the
+        # one wrapper, so writes keep their order.
+        super().connection_made(_CoalescingTransport(transport, self.loop))
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -265,3 +275,99 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _client_label(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"
+
+
+# A write this large goes out at once, after the pending writes, rather
+# than being copied into one buffer with them.
+_COALESCE_LIMIT = 64 * 1024
+
+
+class _CoalescingTransport(asyncio.Transport):
+    """Transport wrapper that sends the writes of one event loop step together.
+
+    The first write of a step waits, and a callback scheduled with
+    ``call_soon`` sends it with any that follow before the loop next waits for
+    I/O again. ``close`` sends the pending writes first, and ``abort``
+    drops them.
+    """
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(
+        self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        super().__init__()
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if len(data) >= _COALESCE_LIMIT:
+            self._flush()
+            self._transport.write(data)
+        elif self._pending is None:
+            self._pending = [bytes(data)]
+            self._loop.call_soon(self._flush)
+        else:
+            self._pending.append(bytes(data))
+
+    def writelines(
+        self, list_of_data: Iterable[bytes | bytearray | memoryview]
+    ) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(
+                pending[0] if len(pending) == 1 else b"".join(pending)
+            )
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending = None
+        self._transport.abort()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
+
+    def get_write_buffer_size(self) -> int:
+        pending = sum(len(data) for data in self._pending) if self._pending else 0
+        return pending + self._transport.get_write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._transport.get_write_buffer_limits()
+
+    def set_write_buffer_limits(
+        self, high: int | None = None, low: int | None = None
+    ) -> None:
+        self._transport.set_write_buffer_limits(high, low)
