@@ -88,6 +88,11 @@ _MIN_IDLE_WAIT = 0.05
 # At most half the deliveries in flight may wait for a capped site's slot,
 # so a site whose server slows down leaves the rest to other sites.
 _WAITING_SHARE = 2
+# Under load, slots free a few at a time as outcomes are saved, and most of
+# a claim's cost is per transaction rather than per message. So while
+# deliveries are in flight, a claim first waits up to this many seconds for
+# a batch's worth of free slots.
+_GATHER_SECONDS = 0.02
 # Seconds between tries to save an outcome: the first wait and the longest.
 _FIRST_OUTCOME_RETRY = 0.25
 _MAX_OUTCOME_RETRY = 5.0
@@ -115,6 +120,10 @@ class DeliveryWorker:
         self._concurrency = settings.worker_concurrency
         self._reserve = max(1, self._concurrency // 10) if self._concurrency > 1 else 0
         self._claim_batch = settings.claim_batch
+        # Free slots that a claim waits for while deliveries are in flight.
+        self._gather_slots = min(self._claim_batch, self._concurrency // 2)
+        self.gather_seconds = _GATHER_SECONDS
+        """How long a claim waits for ``_gather_slots`` free slots; tests set it."""
         self._lease = timedelta(seconds=settings.lease_seconds)
         self._lease_margin = settings.lease_seconds / 10
         self._poll_interval = settings.poll_interval
@@ -198,6 +207,9 @@ class DeliveryWorker:
                     await anyio.sleep_forever()
                 if len(self._in_flight) >= self._concurrency:
                     await self._wait_for_event()
+                    continue
+                await self._gather_free_slots()
+                if self._stopping:
                     continue
                 try:
                     started = await self._claim_and_start(
@@ -519,6 +531,19 @@ class DeliveryWorker:
     ) -> list[list[str]]:
         stale = await self._store.save_transitions(transitions)
         return [stale] * len(transitions)
+
+    async def _gather_free_slots(self) -> None:
+        """Wait up to ``gather_seconds`` for ``_gather_slots`` free slots.
+
+        Returns at once when nothing is in flight, and when stopping.
+        """
+        with anyio.move_on_after(self.gather_seconds):
+            while (
+                self._in_flight
+                and not self._stopping
+                and self._concurrency - len(self._in_flight) < self._gather_slots
+            ):
+                await self._wait_for_event()
 
     async def _wait_for_event(self) -> None:
         await self._wakeup.wait()

@@ -8,7 +8,7 @@ message is routed by a rule to a second, working server.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -85,9 +85,15 @@ async def queue_backlog(engine: Engine, count: int, priority: str = "low") -> No
 
 
 def tarpit_engine(
-    tmp_path: Path, dns_server: DnsServer, smtp_server: SmtpServer
+    tmp_path: Path,
+    dns_server: DnsServer,
+    smtp_server: SmtpServer,
+    make_queue: Callable[[SqlStore], RecordingQueue] = RecordingQueue,
 ) -> tuple[Engine, RecordingQueue]:
-    """Build an engine whose deliveries to DOMAIN hang on a tarpit."""
+    """Build an engine whose deliveries to DOMAIN hang on a tarpit.
+
+    ``make_queue`` wraps the SQL store in the queue the worker claims from.
+    """
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'sendarix.db'}",
         dns_nameservers=(("127.0.0.1", dns_server.port),),
@@ -99,7 +105,7 @@ def tarpit_engine(
     )
     smtp_server.tarpit()
     store = SqlStore(settings.database_url)
-    queue = RecordingQueue(store)
+    queue = make_queue(store)
     transport = get_plugin_manager().hook.sendarix_transport(settings=settings)
     engine = Engine(
         settings=settings,
@@ -112,21 +118,26 @@ def tarpit_engine(
     return engine, queue
 
 
+async def route_fast_domain(engine: Engine, fast: SmtpServer) -> None:
+    """Route mail to fast.test to the working server ``fast``."""
+    await engine.control.routes.create(
+        {
+            "match": {"recipient_domains": ["fast.test"]},
+            "action": {
+                "transport": "smarthost",
+                "smarthost": f"smtp://127.0.0.1:{fast.port}",
+            },
+        }
+    )
+
+
 async def test_high_claimed_next_cycle(
     tmp_path: Path, dns_server: DnsServer, smtp_server: SmtpServer
 ) -> None:
     engine, queue = tarpit_engine(tmp_path, dns_server, smtp_server)
     with SmtpServer() as fast:
         async with engine:
-            await engine.control.routes.create(
-                {
-                    "match": {"recipient_domains": ["fast.test"]},
-                    "action": {
-                        "transport": "smarthost",
-                        "smarthost": f"smtp://127.0.0.1:{fast.port}",
-                    },
-                }
-            )
+            await route_fast_domain(engine, fast)
             await queue_backlog(engine, BACKLOG)
             busy_low = CONCURRENCY - 1
             with anyio.fail_after(30):
