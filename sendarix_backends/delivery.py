@@ -88,10 +88,10 @@ _MIN_IDLE_WAIT = 0.05
 # At most half the deliveries in flight may wait for a capped site's slot,
 # so a site whose server slows down leaves the rest to other sites.
 _WAITING_SHARE = 2
-# Under load, slots free a few at a time as outcomes are saved, and most of
-# a claim's cost is per transaction rather than per message. So while
-# deliveries are in flight, a claim first waits up to this many seconds for
-# a batch's worth of free slots.
+# Under load, slots free a few at a time as outcomes are saved, and each
+# claim costs a transaction and a claim cycle besides the work per message.
+# So while deliveries are in flight, a claim first waits up to this many
+# seconds for a batch's worth of free slots.
 _GATHER_SECONDS = 0.02
 # Seconds between tries to save an outcome: the first wait and the longest.
 _FIRST_OUTCOME_RETRY = 0.25
