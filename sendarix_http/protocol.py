@@ -39,8 +39,8 @@ body gets its response as usual, and the connection is closed after it.
 Last, it writes each response in one piece. uvicorn writes a response's
 head and its body separately, and the event loop sends each write at
 once, so a small response took two ``send`` calls and reached the client
-in two segments. ``_CoalescingTransport`` keeps back the writes made in one
-step of the event loop and sends them together right after the step.
+in two segments. ``_CoalescingTransport`` keeps a write back until the
+next one, so a response's head and body go out in one call.
 """
 
 from __future__ import annotations
@@ -277,21 +277,27 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         return f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"
 
 
-# A write this large goes out at once, after the pending writes, rather
-# than being copied into one buffer with them.
+# A write this large goes out at once, after the pending write, rather
+# than being copied into one buffer with it.
 _COALESCE_LIMIT = 64 * 1024
 
 
 class _CoalescingTransport(asyncio.Transport):
-    """Transport wrapper that sends the writes of one event loop step together.
+    """Transport wrapper that joins a write with the one that follows it.
 
-    The first write of a step waits, and a callback scheduled with
-    ``call_soon`` sends it with any that follow before the loop next waits for
-    I/O again. ``close`` sends the pending writes first, and ``abort``
-    drops them.
+    A write waits until the next write, which sends both in one call, as
+    uvicorn's write of a response body does with the head before it. A
+    write that nothing follows in the same event loop step goes out from a
+    ``call_soon`` callback. ``close`` sends a pending write first, and
+    ``abort`` drops it.
+
+    The joined write goes out during the step that made it, as uvicorn's
+    writes did. A client that half-closes right after its request makes
+    the transport close itself once the response is written, and a
+    response left pending until a later step would be dropped then.
     """
 
-    __slots__ = ("_loop", "_pending", "_transport")
+    __slots__ = ("_flush_handle", "_loop", "_pending", "_transport")
 
     def __init__(
         self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop
@@ -299,17 +305,22 @@ class _CoalescingTransport(asyncio.Transport):
         super().__init__()
         self._transport = transport
         self._loop = loop
-        self._pending: list[bytes] | None = None
+        self._pending: bytes | None = None
+        self._flush_handle: asyncio.Handle | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if len(data) >= _COALESCE_LIMIT:
-            self._flush()
+        pending = self._take_pending()
+        if pending is None:
+            if len(data) >= _COALESCE_LIMIT:
+                self._transport.write(data)
+            else:
+                self._pending = bytes(data)
+                self._flush_handle = self._loop.call_soon(self._flush)
+        elif len(data) >= _COALESCE_LIMIT:
+            self._transport.write(pending)
             self._transport.write(data)
-        elif self._pending is None:
-            self._pending = [bytes(data)]
-            self._loop.call_soon(self._flush)
         else:
-            self._pending.append(bytes(data))
+            self._transport.write(pending + data)
 
     def writelines(
         self, list_of_data: Iterable[bytes | bytearray | memoryview]
@@ -317,19 +328,24 @@ class _CoalescingTransport(asyncio.Transport):
         for data in list_of_data:
             self.write(data)
 
-    def _flush(self) -> None:
+    def _take_pending(self) -> bytes | None:
         pending, self._pending = self._pending, None
-        if pending and not self._transport.is_closing():
-            self._transport.write(
-                pending[0] if len(pending) == 1 else b"".join(pending)
-            )
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        return pending
+
+    def _flush(self) -> None:
+        pending = self._take_pending()
+        if pending is not None and not self._transport.is_closing():
+            self._transport.write(pending)
 
     def close(self) -> None:
         self._flush()
         self._transport.close()
 
     def abort(self) -> None:
-        self._pending = None
+        self._take_pending()
         self._transport.abort()
 
     def is_closing(self) -> bool:
@@ -361,7 +377,7 @@ class _CoalescingTransport(asyncio.Transport):
         return self._transport.get_protocol()
 
     def get_write_buffer_size(self) -> int:
-        pending = sum(len(data) for data in self._pending) if self._pending else 0
+        pending = len(self._pending) if self._pending is not None else 0
         return pending + self._transport.get_write_buffer_size()
 
     def get_write_buffer_limits(self) -> tuple[int, int]:

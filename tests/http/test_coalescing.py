@@ -70,10 +70,23 @@ async def test_same_step_writes_joined() -> None:
     async with connection() as (inner, received):
         coalescing = _CoalescingTransport(inner, asyncio.get_running_loop())
         coalescing.write(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n")
+        assert inner.writes == []
         coalescing.write(b"{}")
+        joined = b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}"
+        assert inner.writes == [joined]
+        await asyncio.sleep(0)
+        assert inner.writes == [joined]
+        coalescing.close()
+        assert await asyncio.wait_for(received, 5) == joined
+
+
+async def test_lone_write_sent_next_step() -> None:
+    async with connection() as (inner, received):
+        coalescing = _CoalescingTransport(inner, asyncio.get_running_loop())
+        coalescing.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         assert inner.writes == []
         await asyncio.sleep(0)
-        assert inner.writes == [b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}"]
+        assert inner.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
         coalescing.close()
         assert await asyncio.wait_for(received, 5) == inner.writes[0]
 

@@ -149,6 +149,20 @@ async def test_pipelined_requests_answered(port: int) -> None:
     writer.close()
 
 
+async def test_half_closed_client_gets_response(port: int) -> None:
+    # The client's FIN right after the request makes the server's transport
+    # close itself once the response is written; it must still be sent.
+    for _ in range(20):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write_eof()
+        response = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+
+        assert response.startswith(b"HTTP/1.1 200")
+        assert response.endswith(b"\r\n\r\n0")
+
+
 async def test_large_head_in_pieces_gets_json_422(port: int) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
