@@ -292,9 +292,9 @@ class _CoalescingTransport(asyncio.Transport):
     ``abort`` drops it.
 
     The joined write goes out during the step that made it, as uvicorn's
-    writes did. A client that half-closes right after its request makes
-    the transport close itself once the response is written, and a
-    response left pending until a later step would be dropped then.
+    writes did. When a client half-closes right after its request, the
+    transport closes itself, and a response left pending until a later
+    step would find it closing and be dropped.
     """
 
     __slots__ = ("_flush_handle", "_loop", "_pending", "_transport")
