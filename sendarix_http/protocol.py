@@ -310,23 +310,20 @@ class _CoalescingTransport(asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         pending = self._take_pending()
-        if pending is None:
-            if len(data) >= _COALESCE_LIMIT:
-                self._transport.write(data)
-            else:
-                self._pending = bytes(data)
-                self._flush_handle = self._loop.call_soon(self._flush)
-        elif len(data) >= _COALESCE_LIMIT:
-            self._transport.write(pending)
+        if len(data) >= _COALESCE_LIMIT:
+            if pending is not None:
+                self._transport.write(pending)
             self._transport.write(data)
-        else:
+        elif pending is not None:
             self._transport.write(pending + data)
+        else:
+            self._pending = bytes(data)
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def writelines(
         self, list_of_data: Iterable[bytes | bytearray | memoryview]
     ) -> None:
-        for data in list_of_data:
-            self.write(data)
+        self.write(b"".join(list_of_data))
 
     def _take_pending(self) -> bytes | None:
         pending, self._pending = self._pending, None

@@ -151,7 +151,7 @@ async def test_pipelined_requests_answered(port: int) -> None:
 
 async def test_half_closed_client_gets_response(port: int) -> None:
     # The client's FIN right after the request makes the server's transport
-    # close itself once the response is written; it must still be sent.
+    # close itself, and the response written after that must still be sent.
     for _ in range(20):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -15,14 +15,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from sendarix_backends.engine import Engine
 from sendarix_backends.sql import SqlStore
 from sendarix_core.model import Message
 from sendarix_core.states import MessageStatus, Priority
-from tests.engine.conftest import DOMAIN, message_body
+from tests.engine.conftest import message_body
 from tests.pacing.test_priority import (
     CONCURRENCY,
     RecordingQueue,
+    queue_backlog,
     route_fast_domain,
     tarpit_engine,
 )
@@ -60,21 +60,6 @@ class SlotRecordingQueue(RecordingQueue):
         )
 
 
-async def queue_messages(engine: Engine, domain: str, count: int) -> None:
-    now = engine.clock.now()
-    submissions = [
-        await engine.prepare_submission(
-            message_body(f"user{number}@{domain}"),
-            api_key=None,
-            idempotency_key=None,
-            now=now,
-        )
-        for number in range(count)
-    ]
-    await engine.store.create_messages(submissions, now)
-    engine.worker.wake()
-
-
 async def test_claims_wait_for_free_slots(
     tmp_path: Path, dns_server: DnsServer, smtp_server: SmtpServer
 ) -> None:
@@ -86,8 +71,8 @@ async def test_claims_wait_for_free_slots(
         async with engine:
             engine.worker.gather_seconds = GATHER_SECONDS
             await route_fast_domain(engine, fast)
-            await queue_messages(engine, DOMAIN, STUCK)
-            await queue_messages(engine, "fast.test", MESSAGES)
+            await queue_backlog(engine, STUCK)
+            await queue_backlog(engine, MESSAGES, domain="fast.test")
             with anyio.fail_after(60):
                 while len(fast.messages) < MESSAGES:
                     await anyio.sleep(0.05)

@@ -69,11 +69,13 @@ class RecordingQueue:
         return None
 
 
-async def queue_backlog(engine: Engine, count: int, priority: str = "low") -> None:
+async def queue_backlog(
+    engine: Engine, count: int, priority: str = "low", domain: str = DOMAIN
+) -> None:
     now = engine.clock.now()
     submissions = []
     for number in range(count):
-        body = message_body(f"user{number}@{DOMAIN}", priority=priority)
+        body = message_body(f"user{number}@{domain}", priority=priority)
         submissions.append(
             await engine.prepare_submission(
                 body, api_key=None, idempotency_key=None, now=now
