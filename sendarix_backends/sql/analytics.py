@@ -31,7 +31,6 @@ from sendarix_backends.events.analytics import (
     outcome_of,
 )
 from sendarix_backends.sql import bulk
-from sendarix_backends.sql.engine import dialect_insert
 from sendarix_backends.sql.schema import (
     UtcTimestamp,
     from_micros,
@@ -196,19 +195,58 @@ def _upsert(
     last_key: str,
     counts: Mapping[tuple[Any, ...], int],
 ) -> None:
+    """Add ``counts``, keyed by the table's primary key, to the stored counts.
+
+    The statement text is built once per table and the rows travel as
+    parameters. SQLAlchemy compiles a statement that contains its rows in
+    ``VALUES`` anew for every batch, which took most of the upsert's time
+    in a profile of a delivering worker.
+    """
     if not counts:
         return
-    names = ("dimension", "hour", "value", last_key, "test_mode")
-    rows = [
-        {**dict(zip(names, key, strict=True)), "hour": from_micros(key[1]), "count": n}
-        for key, n in sorted(counts.items())
-    ]
-    statement = dialect_insert(connection, table).values(rows)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c[name] for name in names],
-        set_={"count": table.c["count"] + statement.excluded["count"]},
+    # Sorted keys make concurrent processors update rows in one order.
+    # The hour stays in microseconds, as the column stores it.
+    rows = [(*key, n) for key, n in sorted(counts.items())]
+    dialect = connection.dialect
+    head, tail = _upsert_sql(dialect, table, last_key)
+    if dialect.name == "postgresql":
+        names = _upsert_columns(last_key)
+        document = bulk.dump_rows(dict(zip(names, row, strict=True)) for row in rows)
+        connection.exec_driver_sql(head + tail, (document,))
+        return
+    bulk.run_in_chunks(connection, head, tail, rows)
+
+
+def _upsert_columns(last_key: str) -> tuple[str, ...]:
+    """Return the columns of a rollup row, in the order of its counter key."""
+    return ("dimension", "hour", "value", last_key, "test_mode", "count")
+
+
+@functools.cache
+def _upsert_sql(dialect: sa.Dialect, table: sa.Table, last_key: str) -> tuple[str, str]:
+    """Return the text before and after the rows of ``_upsert``'s statement.
+
+    On PostgreSQL the rows come from one JSON parameter, so the first part is
+    the whole ``INSERT … SELECT`` and the rows go in no ``VALUES`` list.
+    """
+    quote = dialect.identifier_preparer.quote
+    *key, count = [quote(name) for name in _upsert_columns(last_key)]
+    columns = ", ".join([*key, count])
+    table_name = quote(table.name)
+    conflict = (
+        f" ON CONFLICT ({', '.join(key)}) DO UPDATE "
+        f"SET {count} = {table_name}.{count} + excluded.{count}"
     )
-    connection.execute(statement)
+    if dialect.name == "postgresql":
+        source = bulk.recordset(
+            dialect, table, _upsert_columns(last_key), ordinality=True
+        )
+        return (
+            f"INSERT INTO {table_name} ({columns}) "  # noqa: S608
+            f"SELECT {columns} FROM {source} ORDER BY position",
+            conflict,
+        )
+    return f"INSERT INTO {table_name} ({columns}) VALUES ", conflict  # noqa: S608
 
 
 def read_rollups(

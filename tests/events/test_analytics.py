@@ -142,6 +142,26 @@ async def test_empty_range_has_no_buckets(services: EventServices) -> None:
     assert report["data"] == []
 
 
+async def test_batches_add_to_stored_counts(
+    engine: Engine, services: EventServices, smtp_server: SmtpServer
+) -> None:
+    # Each drain writes the same hour, domain and tag rows, so the second
+    # adds to what the first stored.
+    for count in (2, 3):
+        for number in range(count):
+            await engine.send(message_body(f"user{number}@{DOMAIN}", tags=["otp"]))
+        await engine.deliver_due()
+        await services.processor.drain()
+
+    report = await services.analytics(attrs.evolve(HOUR, group_by=GroupBy.TAG))
+
+    [bucket] = report["data"]
+    assert bucket["tag"] == "otp"
+    assert bucket["counts"]["queued"] == 5
+    assert bucket["counts"]["delivered"] == 5
+    assert bucket["delivery_latency_ms"]["samples"] == 5
+
+
 async def test_bounds_align_to_interval(services: EventServices) -> None:
     report = await services.analytics(
         AnalyticsQuery(
