@@ -114,10 +114,9 @@ class Claim:
 class _Decider:
     """Callback for ``claim_and_decide`` that decides each claimed message.
 
-    It runs in a worker thread. The engine's id generator is not
-    thread-safe, so the event ids are made on the event loop before the
-    claim. ``decisions`` and ``candidates`` keep the result of the last
-    call, which is the one whose claim was committed.
+    It runs in a worker thread, with event ids made on the event loop
+    before the claim. ``decisions`` and ``candidates`` keep the result of
+    the last call, which is the one whose claim was committed.
     """
 
     now: datetime

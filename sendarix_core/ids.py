@@ -8,7 +8,8 @@ The caller passes the random bytes, so the core stays free of I/O.
 
 from __future__ import annotations
 
-from datetime import datetime
+import threading
+from datetime import UTC, datetime, timedelta
 
 __all__ = ["MonotonicIds", "is_id", "new_id"]
 
@@ -19,12 +20,14 @@ _PAIRS = tuple(first + second for first in _ALPHABET for second in _ALPHABET)
 _RANDOM_BYTES = 10
 _RANDOM_LIMIT = 1 << (8 * _RANDOM_BYTES)
 _LENGTH = 26
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 def new_id(prefix: str, now: datetime, random_bytes: bytes) -> str:
     """Return ``prefix_`` followed by a time-ordered ULID string."""
     _check_random(random_bytes)
-    time_text = _encode_time(int(now.timestamp() * 1000))
+    time_text = _encode_time(_milliseconds(now))
     return f"{prefix}_{time_text}{_encode_random(random_bytes)}"
 
 
@@ -44,6 +47,12 @@ def _check_random(random_bytes: bytes) -> None:
         raise ValueError(
             f"new_id needs {_RANDOM_BYTES} random bytes, got {len(random_bytes)}"
         )
+
+
+def _milliseconds(now: datetime) -> int:
+    # Exact: now.timestamp() * 1000 rounds through a float, which far from
+    # 1970 can land in the neighbouring millisecond.
+    return (now - _EPOCH) // _MILLISECOND
 
 
 def _encode_time(milliseconds: int) -> str:
@@ -76,9 +85,13 @@ class MonotonicIds:
     When two ids of one prefix fall in the same millisecond, the second
     reuses the first's random part plus one (the ULID monotonic rule), so
     messages created in a burst by this process list in submission order.
+
+    Safe to share between threads: a lock keeps two threads from reading
+    the same last id and both returning its successor.
     """
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._last: dict[str, tuple[int, bytes]] = {}
         # The time characters of the latest millisecond, which the ids made
         # in it share.
@@ -86,16 +99,17 @@ class MonotonicIds:
 
     def new_id(self, prefix: str, now: datetime, random_bytes: bytes) -> str:
         _check_random(random_bytes)
-        milliseconds = int(now.timestamp() * 1000)
-        last = self._last.get(prefix)
-        if last is not None and last[0] >= milliseconds:
-            milliseconds = last[0]
-            following = int.from_bytes(last[1], "big") + 1
-            if following == _RANDOM_LIMIT:
-                # The random part overflowed: borrow the next millisecond.
-                milliseconds, following = milliseconds + 1, 0
-            random_bytes = following.to_bytes(_RANDOM_BYTES, "big")
-        self._last[prefix] = (milliseconds, random_bytes)
+        milliseconds = _milliseconds(now)
+        with self._lock:
+            last = self._last.get(prefix)
+            if last is not None and last[0] >= milliseconds:
+                milliseconds = last[0]
+                following = int.from_bytes(last[1], "big") + 1
+                if following == _RANDOM_LIMIT:
+                    # The random part overflowed: borrow the next millisecond.
+                    milliseconds, following = milliseconds + 1, 0
+                random_bytes = following.to_bytes(_RANDOM_BYTES, "big")
+            self._last[prefix] = (milliseconds, random_bytes)
         cached, time_text = self._time
         if cached != milliseconds:
             time_text = _encode_time(milliseconds)

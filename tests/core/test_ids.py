@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +14,7 @@ from sendarix_core.ids import MonotonicIds, is_id, new_id
 
 CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 T0 = datetime(2026, 4, 19, 12, 0, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 moments = st.datetimes(
     min_value=datetime(1970, 1, 1),
@@ -31,7 +34,8 @@ def spelled_out(milliseconds: int, random_bytes: bytes) -> str:
 def test_encoding_matches_ulid_layout(now: datetime, random: bytes) -> None:
     identifier = new_id("msg", now, random)
 
-    assert identifier == "msg_" + spelled_out(int(now.timestamp() * 1000), random)
+    milliseconds = (now - EPOCH) // timedelta(milliseconds=1)
+    assert identifier == "msg_" + spelled_out(milliseconds, random)
     assert is_id(identifier, "msg")
 
 
@@ -52,6 +56,15 @@ def test_time_matches_ulid_example() -> None:
     moment = datetime.fromtimestamp(1469918176.385, UTC)
 
     assert new_id("x", moment, bytes(10))[2:12] == "01aryz6s41"
+
+
+def test_time_is_exact_where_floats_round() -> None:
+    # As a float, this moment's timestamp times 1000 is 35186054400048.0.
+    moment = datetime(3085, 1, 1, 0, 0, 0, 47_993, tzinfo=UTC)
+
+    assert new_id("x", moment, bytes(10)) == "x_" + spelled_out(
+        35_186_054_400_047, bytes(10)
+    )
 
 
 @given(st.lists(random_parts, min_size=2, max_size=50))
@@ -90,3 +103,28 @@ def test_random_part_needs_ten_bytes(size: int) -> None:
         new_id("msg", T0, bytes(size))
     with pytest.raises(ValueError, match=f"needs 10 random bytes, got {size}"):
         MonotonicIds().new_id("msg", T0, bytes(size))
+
+
+def test_threads_sharing_ids_get_distinct_ones() -> None:
+    ids = MonotonicIds()
+    made: list[list[str]] = [[] for _ in range(4)]
+
+    def make(into: list[str]) -> None:
+        for _ in range(20_000):
+            into.append(ids.new_id("evt", T0, bytes(10)))
+
+    # A switch interval of a microsecond makes threads take turns between
+    # nearly any two bytecodes.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=make, args=(into,)) for into in made]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+
+    every = [identifier for into in made for identifier in into]
+    assert len(set(every)) == len(every)
