@@ -52,6 +52,9 @@ def _check_random(random_bytes: bytes) -> None:
 def _milliseconds(now: datetime) -> int:
     # Exact: now.timestamp() * 1000 rounds through a float, which far from
     # 1970 can land in the neighbouring millisecond.
+    if now.tzinfo is None:
+        # A naive time is local time, as datetime.timestamp() reads it.
+        now = now.astimezone(UTC)
     return (now - _EPOCH) // _MILLISECOND
 
 

@@ -67,6 +67,14 @@ def test_time_is_exact_where_floats_round() -> None:
     )
 
 
+def test_naive_time_counts_as_local_time() -> None:
+    naive = datetime(2026, 4, 19, 14, 30, 0, 123_000)
+    local = naive.astimezone(UTC)
+
+    assert new_id("x", naive, bytes(10)) == new_id("x", local, bytes(10))
+    assert MonotonicIds().new_id("x", naive, bytes(10)) == new_id("x", local, bytes(10))
+
+
 @given(st.lists(random_parts, min_size=2, max_size=50))
 def test_one_millisecond_sorts_in_order(parts: list[bytes]) -> None:
     ids = MonotonicIds()
