@@ -79,10 +79,10 @@ def test_naive_time_counts_as_local_time() -> None:
 def test_one_millisecond_sorts_in_order(parts: list[bytes]) -> None:
     ids = MonotonicIds()
 
-    made = [ids.new_id("msg", T0, part) for part in parts]
+    generated = [ids.new_id("msg", T0, part) for part in parts]
 
-    assert made == sorted(made)
-    assert len(set(made)) == len(made)
+    assert generated == sorted(generated)
+    assert len(set(generated)) == len(generated)
 
 
 def test_overflow_borrows_next_millisecond() -> None:
@@ -115,7 +115,7 @@ def test_random_part_needs_ten_bytes(size: int) -> None:
 
 def test_threads_sharing_ids_get_distinct_ones() -> None:
     ids = MonotonicIds()
-    made: list[list[str]] = [[] for _ in range(4)]
+    per_thread: list[list[str]] = [[] for _ in range(4)]
 
     def make(into: list[str]) -> None:
         for _ in range(20_000):
@@ -126,7 +126,7 @@ def test_threads_sharing_ids_get_distinct_ones() -> None:
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
-        threads = [threading.Thread(target=make, args=(into,)) for into in made]
+        threads = [threading.Thread(target=make, args=(into,)) for into in per_thread]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -134,5 +134,5 @@ def test_threads_sharing_ids_get_distinct_ones() -> None:
     finally:
         sys.setswitchinterval(interval)
 
-    every = [identifier for into in made for identifier in into]
+    every = [identifier for into in per_thread for identifier in into]
     assert len(set(every)) == len(every)
