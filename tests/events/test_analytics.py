@@ -136,6 +136,28 @@ async def test_group_by_domain(
     assert entry["counts"]["delivered"] == 5
 
 
+async def test_one_batch_spanning_two_hours(
+    engine: Engine, services: EventServices, smtp_server: SmtpServer, clock: ManualClock
+) -> None:
+    # T0 is 14:30, so the second round of messages falls in the next hour,
+    # and one drain writes rows of both hours.
+    for count in (2, 3):
+        for number in range(count):
+            await engine.send(message_body(f"user{number}@{DOMAIN}"))
+        await engine.deliver_due()
+        clock.advance(timedelta(minutes=40))
+    await services.processor.drain()
+
+    report = await services.analytics(
+        AnalyticsQuery(start=T0, end=T0 + timedelta(hours=2), interval=Interval.HOUR)
+    )
+
+    queued = [bucket["counts"]["queued"] for bucket in report["data"]]
+    delivered = [bucket["counts"]["delivered"] for bucket in report["data"]]
+    assert queued == [2, 3]
+    assert delivered == [2, 3]
+
+
 async def test_empty_range_has_no_buckets(services: EventServices) -> None:
     report = await services.analytics(HOUR)
 
