@@ -44,6 +44,13 @@ __all__ = ["main"]
 
 logger = logging.getLogger("sendarix.cli")
 
+# How long an idle keep-alive connection stays open. At uvicorn's default
+# of 5 s, the same as httpx's idle expiry, a client that reused a connection
+# just as the server closed it got a connection error. At 75 s, nginx's
+# default, load balancers and clients with a shorter idle timeout close
+# first (AWS's application load balancer closes after 60 s by default).
+_HTTP_KEEP_ALIVE_SECONDS = 75
+
 # Net allocations of container objects between two collections of the
 # youngest generation; CPython's default is 700.
 _GC_YOUNG_THRESHOLD = 10_000
@@ -273,6 +280,7 @@ def _serve(settings: Settings) -> None:
         lifespan="on",
         # httptools, with the request head deadline and size limit.
         http=GuardedHttpProtocol,
+        timeout_keep_alive=_HTTP_KEEP_ALIVE_SECONDS,
     )
     logger.info(
         "serving",
@@ -352,7 +360,7 @@ def _settle_collector() -> None:
     collection of them took about 70 ms in `serve`, about once a second
     under load, and 37 ms in `worker`. Requests and deliveries in flight
     hold many container objects that reference counting frees when each
-    ends; at CPython's default threshold of 700 they set off a young
+    ends. At CPython's default threshold of 700 they set off a young
     collection about every seven requests.
     """
     gc.collect()

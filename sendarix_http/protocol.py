@@ -27,6 +27,12 @@ of that protocol, and ``GuardedHttpProtocol`` adds them:
   a chunk, the connection is closed without a response, because the
   request's own response may already be on its way.
 
+* **The keep-alive timeout after an early answer.** An application may
+  answer before it has read the body (a ``429`` does). uvicorn stops its
+  keep-alive timer when the rest of that body arrives and never starts it
+  again, so the connection stayed open until the client closed it. The
+  timer now keeps running through such bytes.
+
 It also keeps llhttp's upgrade handling from desynchronising the
 connection. For a request with ``Connection: upgrade`` and an ``Upgrade``
 field, or with the CONNECT method, llhttp (as httptools 0.9 drives it)
@@ -51,7 +57,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 from sendarix_backends.randomness import random_bytes
 from sendarix_core.errors import FieldError, ValidationError
@@ -122,8 +131,20 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        cycle = self.cycle
+        idle_timer = None
         if not self._awaiting_head:
             self._bytes_without_body_data += len(data)
+            if cycle is not None and cycle.response_complete:
+                # The rest of the body of a request already answered, a 429
+                # sent before the body was read for example. uvicorn stops
+                # its keep-alive timer for any bytes and starts it again
+                # only when a response completes, so without this the
+                # connection would stay open for as long as the client likes.
+                idle_timer, self.timeout_keep_alive_task = (
+                    self.timeout_keep_alive_task,
+                    None,
+                )
         else:
             self._head_bytes += len(data)
             if self._head_timer is None:
@@ -132,6 +153,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 # starting a request, so the head deadline starts here.
                 self._arm_head_timer()
         super().data_received(data)
+        if idle_timer is not None:
+            self._keep_idle_timer(idle_timer, cycle)
         if self.transport.is_closing():
             return
         if self._awaiting_head:
@@ -198,6 +221,21 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             # The next request has begun, so the connection is not idle and
             # the head deadline, not uvicorn's keep-alive timer, applies.
             self._unset_keepalive_if_required()
+
+    def _keep_idle_timer(
+        self, timer: asyncio.TimerHandle, cycle: RequestResponseCycle | None
+    ) -> None:
+        """Restore the keep-alive timer that ``data_received`` held back,
+        unless the bytes it read began another request."""
+        if (
+            self.cycle is cycle
+            and self._head_timer is None
+            and self.timeout_keep_alive_task is None
+            and not self.transport.is_closing()
+        ):
+            self.timeout_keep_alive_task = timer
+        else:
+            timer.cancel()
 
     def _declares_body(self) -> bool:
         for name, value in self.headers:

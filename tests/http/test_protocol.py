@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 import uvicorn
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sendarix_http.limits import MAX_HEADER_BLOCK_BYTES
 from sendarix_http.protocol import GuardedHttpProtocol
@@ -44,15 +44,28 @@ async def echo_length(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def answer_before_body(scope: Scope, receive: Receive, send: Send) -> None:
+    """Send a 429 without reading the body, as the rate limit does."""
+    assert scope["type"] == "http"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [(b"content-length", b"0")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
 @contextlib.asynccontextmanager
-async def serving(keep_alive: float) -> AsyncIterator[int]:
-    """Run ``echo_length`` on a free port and yield the port.
+async def serving(keep_alive: float, app: ASGIApp = echo_length) -> AsyncIterator[int]:
+    """Run ``app`` on a free port and yield the port.
 
     ``keep_alive`` is uvicorn's keep-alive timeout in seconds.
     """
     sock = socket.create_server(("127.0.0.1", 0))
     config = uvicorn.Config(
-        echo_length,
+        app,
         http=ShortDeadline,
         lifespan="off",
         log_level="warning",
@@ -358,3 +371,54 @@ async def test_trailer_within_limit_ok(port: int) -> None:
     assert response.startswith(b"HTTP/1.1 200")
     assert response.endswith(b"\r\n\r\n2")
     writer.close()
+
+
+async def test_body_after_answer_keeps_idle_timeout() -> None:
+    async with serving(keep_alive=0.3, app=answer_before_body) as server_port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server_port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n")
+        response = await read_response(reader)
+        writer.write(b"abcd")
+
+        closed = await asyncio.wait_for(reader.read(), 5)
+
+        assert response.startswith(b"HTTP/1.1 429")
+        assert closed == b""
+        writer.close()
+
+
+async def test_trickled_body_after_answer_closed() -> None:
+    async with serving(keep_alive=0.3, app=answer_before_body) as server_port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server_port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        response = await read_response(reader)
+
+        async def trickle() -> None:
+            # A byte well within each keep-alive period, for longer than
+            # the test waits.
+            with contextlib.suppress(ConnectionError):
+                for _ in range(100):
+                    writer.write(b"a")
+                    await asyncio.sleep(0.1)
+
+        trickling = asyncio.create_task(trickle())
+        closed = await asyncio.wait_for(reader.read(), 5)
+        trickling.cancel()
+
+        assert response.startswith(b"HTTP/1.1 429")
+        assert closed == b""
+        writer.close()
+
+
+async def test_request_after_answered_body_served() -> None:
+    async with serving(keep_alive=0.3, app=answer_before_body) as server_port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server_port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n")
+        first = await read_response(reader)
+        # The rest of the body and the next request in one read.
+        writer.write(b"abcdGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        second = await read_response(reader)
+
+        assert first.startswith(b"HTTP/1.1 429")
+        assert second.startswith(b"HTTP/1.1 429")
+        writer.close()
