@@ -373,52 +373,58 @@ async def test_trailer_within_limit_ok(port: int) -> None:
     writer.close()
 
 
-async def test_body_after_answer_keeps_idle_timeout() -> None:
+@pytest.fixture
+async def answering_port() -> AsyncIterator[int]:
     async with serving(keep_alive=0.3, app=answer_before_body) as server_port:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server_port)
-        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n")
-        response = await read_response(reader)
-        writer.write(b"abcd")
-
-        closed = await asyncio.wait_for(reader.read(), 5)
-
-        assert response.startswith(b"HTTP/1.1 429")
-        assert closed == b""
-        writer.close()
+        yield server_port
 
 
-async def test_trickled_body_after_answer_closed() -> None:
-    async with serving(keep_alive=0.3, app=answer_before_body) as server_port:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server_port)
-        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
-        response = await read_response(reader)
-
-        async def trickle() -> None:
-            # A byte well within each keep-alive period, for longer than
-            # the test waits.
-            with contextlib.suppress(ConnectionError):
-                for _ in range(100):
-                    writer.write(b"a")
-                    await asyncio.sleep(0.1)
-
-        trickling = asyncio.create_task(trickle())
-        closed = await asyncio.wait_for(reader.read(), 5)
-        trickling.cancel()
-
-        assert response.startswith(b"HTTP/1.1 429")
-        assert closed == b""
-        writer.close()
+async def post_head(
+    port: int, length: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """Send a POST head declaring ``length`` body bytes; return the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % length)
+    return reader, writer, await read_response(reader)
 
 
-async def test_request_after_answered_body_served() -> None:
-    async with serving(keep_alive=0.3, app=answer_before_body) as server_port:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server_port)
-        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n")
-        first = await read_response(reader)
-        # The rest of the body and the next request in one read.
-        writer.write(b"abcdGET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        second = await read_response(reader)
+async def test_body_after_answer_keeps_idle_timeout(answering_port: int) -> None:
+    reader, writer, response = await post_head(answering_port, 4)
+    writer.write(b"abcd")
 
-        assert first.startswith(b"HTTP/1.1 429")
-        assert second.startswith(b"HTTP/1.1 429")
-        writer.close()
+    closed = await asyncio.wait_for(reader.read(), 5)
+
+    assert response.startswith(b"HTTP/1.1 429")
+    assert closed == b""
+    writer.close()
+
+
+async def test_trickled_body_after_answer_closed(answering_port: int) -> None:
+    reader, writer, response = await post_head(answering_port, 100)
+
+    async def trickle() -> None:
+        # A byte well within each keep-alive period, for longer than the
+        # test waits.
+        with contextlib.suppress(ConnectionError):
+            for _ in range(100):
+                writer.write(b"a")
+                await asyncio.sleep(0.1)
+
+    trickling = asyncio.create_task(trickle())
+    closed = await asyncio.wait_for(reader.read(), 5)
+    trickling.cancel()
+
+    assert response.startswith(b"HTTP/1.1 429")
+    assert closed == b""
+    writer.close()
+
+
+async def test_request_after_answered_body_served(answering_port: int) -> None:
+    reader, writer, first = await post_head(answering_port, 4)
+    # The rest of the body and the next request in one read.
+    writer.write(b"abcdGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    second = await read_response(reader)
+
+    assert first.startswith(b"HTTP/1.1 429")
+    assert second.startswith(b"HTTP/1.1 429")
+    writer.close()
