@@ -17,9 +17,11 @@ Control headers, removed before delivery:
 
 from __future__ import annotations
 
+import email.errors
 import email.policy
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 
@@ -223,6 +225,23 @@ def read_raw_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> RawMessage
         )
 
     fields, rest = split_header_section(data)
+    if rest and not rest.startswith(b"\r\n"):
+        # A receiver may read on past such a line and find header fields
+        # that were never checked, a second From for example.
+        number = data.count(b"\n", 0, len(data) - len(rest)) + 1
+        line = rest.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+        raise ValidationError(
+            [
+                FieldError(
+                    "data",
+                    ErrorCode.INVALID_VALUE,
+                    f"line {number} of the message, {quote_value(line)}, is neither "
+                    "a header field nor the empty line that ends the header "
+                    "section; put an empty line between the header fields and "
+                    "the body",
+                )
+            ]
+        )
     reader = _ControlReader(limits)
     kept: list[bytes] = []
     for field in fields:
@@ -394,6 +413,20 @@ def _read_mailboxes(
         addresses.append(
             Address(address.local_part, address.domain, mailbox.display_name)
         )
+    if not invalid and _drops_text(header):
+        # The email package skips what it can't read, and a receiver may
+        # read it differently: "a@acme.example b@other.example" yields
+        # only the first mailbox here.
+        errors.append(
+            FieldError(
+                name,
+                ErrorCode.INVALID_VALUE,
+                f"the {name} header {quote_value(value)} is not a valid address "
+                "list (RFC 5322 section 3.4); separate mailboxes with commas and "
+                "quote a display name that contains '@', ',' or ';'",
+            )
+        )
+        return ()
     if not addresses and not invalid:
         errors.append(
             FieldError(
@@ -403,6 +436,18 @@ def _read_mailboxes(
             )
         )
     return tuple(addresses)
+
+
+def _drops_text(header: Any) -> bool:
+    """Return whether the email package left part of an address header out.
+
+    It reports such a part as an ``InvalidHeaderDefect``; obsolete syntax
+    that it reads whole, such as a route, is an ``ObsoleteHeaderDefect``.
+    """
+    return any(
+        isinstance(defect, email.errors.InvalidHeaderDefect)
+        for defect in header.defects
+    )
 
 
 def _read_simple_sender(value: str) -> Address | None:

@@ -283,6 +283,26 @@ def test_read_other_senders() -> None:
         (MESSAGE + b"bare\nline\r\n", [("data", "invalid_character")]),
         (MESSAGE + b"b" * 999 + b"\r\n", [("data", "too_long")]),
         (b"X-Long: " + b"h" * 991 + b"\r\n" + MESSAGE, [("data", "too_long")]),
+        (
+            b"From: a@acme.example\r\nnot a field\r\nFrom: x@evil.example\r\n\r\nb\r\n",
+            [("data", "invalid_value")],
+        ),
+        (
+            b"From: <a@acme.example> <x@evil.example>\r\n\r\nb\r\n",
+            [("From", "invalid_value")],
+        ),
+        (
+            b"From: a@acme.example x@evil.example\r\n\r\nb\r\n",
+            [("From", "invalid_value")],
+        ),
+        (
+            b"From: a@acme.example <x@evil.example>\r\n\r\nb\r\n",
+            [("From", "invalid_value")],
+        ),
+        (
+            b"Sender: Ops <a@acme.example> x@evil.example\r\n" + MESSAGE,
+            [("Sender", "invalid_value")],
+        ),
     ],
 )
 def test_read_rejects(data: bytes, expected: list[tuple[str, str]]) -> None:
@@ -401,3 +421,16 @@ def test_subject_read_as_email_package_does(value: str) -> None:
     unfolded = fields[1].value
     expected = str(email.policy.default.header_factory("Subject", unfolded))
     assert read_raw_message(data).subject == expected
+
+
+def test_line_ending_headers_named() -> None:
+    data = b"From: a@acme.example\r\nSubject: s\r\nnot a field\r\n\r\nb\r\n"
+    with pytest.raises(ValidationError) as caught:
+        read_raw_message(data)
+    [error] = caught.value.errors
+    assert error.message.startswith("line 3 of the message, 'not a field', is neither")
+
+
+def test_read_headers_without_body() -> None:
+    raw = read_raw_message(b"From: a@acme.example\r\nSubject: s\r\n")
+    assert raw.subject == "s"
