@@ -179,7 +179,7 @@ class RelayAuthenticator:
 async def _disconnect_blocked(server: SMTP, retry_after: int) -> None:
     await server.push(
         "421 4.7.0 too many failed authentication attempts; try again in "
-        f"{retry_after} seconds"
+        f"{retry_after} second{'' if retry_after == 1 else 's'}"
     )
     if server.transport is not None:
         server.transport.close()
