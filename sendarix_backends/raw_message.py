@@ -20,6 +20,7 @@ from __future__ import annotations
 import email.errors
 import email.policy
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -262,6 +263,7 @@ def read_raw_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> RawMessage
 
     senders = _read_senders(fields, reader.errors)
     other_senders = _read_other_senders(fields, reader.errors)
+    _check_single_fields(fields, reader.errors)
     if len(senders) > 1 and not any(m.header == "Sender" for m in other_senders):
         reader.errors.append(
             FieldError(
@@ -329,6 +331,43 @@ def _read_senders(
         )
         return ()
     return _read_mailboxes("From", values[0], errors)
+
+
+# Fields that RFC 5322 section 3.6 allows at most once, besides From and
+# Sender, which are read apart. Receivers differ in which of two they
+# show, and some (Gmail among them) refuse such a message.
+_SINGLE_FIELDS = {
+    name.lower(): name
+    for name in (
+        "Date",
+        "Reply-To",
+        "To",
+        "Cc",
+        "Message-ID",
+        "In-Reply-To",
+        "References",
+        "Subject",
+    )
+}
+
+
+def _check_single_fields(
+    fields: Sequence[HeaderField], errors: list[FieldError]
+) -> None:
+    counts = Counter(
+        field.name.lower() for field in fields if field.name.lower() in _SINGLE_FIELDS
+    )
+    for lowered, count in counts.items():
+        if count > 1:
+            name = _SINGLE_FIELDS[lowered]
+            errors.append(
+                FieldError(
+                    name,
+                    ErrorCode.DUPLICATE,
+                    f"the message has {count} {name} headers; RFC 5322 allows "
+                    "one, so join their values",
+                )
+            )
 
 
 # Header fields besides From that name who sent the message: the mailbox

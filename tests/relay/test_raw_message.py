@@ -303,6 +303,14 @@ def test_read_other_senders() -> None:
             b"Sender: Ops <a@acme.example> x@evil.example\r\n" + MESSAGE,
             [("Sender", "invalid_value")],
         ),
+        (
+            b"Subject: one\r\nsubject: two\r\n" + MESSAGE,
+            [("Subject", "duplicate")],
+        ),
+        (
+            b"Message-ID: <a@b.example>\r\nMessage-Id: <c@b.example>\r\n" + MESSAGE,
+            [("Message-ID", "duplicate")],
+        ),
     ],
 )
 def test_read_rejects(data: bytes, expected: list[tuple[str, str]]) -> None:
