@@ -153,6 +153,7 @@ class DeliveryWorker:
         # Delivery tasks waiting for the next admitted message.
         self._idle_runners: deque[asyncio.Future[None]] = deque()
         self._stopping = False
+        self._holding_content = False
         self._high_in_flight = 0
         self._wakeup = anyio.Event()
         self._idle_wait = _MIN_IDLE_WAIT
@@ -172,9 +173,28 @@ class DeliveryWorker:
         self._stopping = True
         self._wakeup.set()
 
+    def stop_sending(self) -> None:
+        """Stop sending message content.
+
+        A delivery that reaches its content gives the message back unsent.
+        One whose content went out goes on waiting for the reply.
+        """
+        self._stopping = True
+        self._holding_content = True
+        self._wakeup.set()
+
     async def drain(self) -> None:
         """Return once no delivery is in flight."""
         while self._in_flight:
+            await self._wait_for_event()
+
+    async def drain_sent(self) -> None:
+        """Return once no delivery whose content went out is in flight.
+
+        The server may have taken such a message already, so cancelled, it
+        would be sent again.
+        """
+        while any(entry.content_sent for entry in self._in_flight.values()):
             await self._wait_for_event()
 
     def in_flight(self) -> list[Message]:
@@ -288,7 +308,7 @@ class DeliveryWorker:
         tasks live on instead.
         """
         while True:
-            if self._ready:
+            if self._ready and not self._holding_content:
                 await self._deliver(*self._ready.popleft())
             else:
                 await wait_in_line(
@@ -342,6 +362,18 @@ class DeliveryWorker:
                     recipient=message.recipient.email,
                 )
 
+        def check_content() -> None:
+            check_lease()
+            if self._holding_content:
+                raise _StoppedError(
+                    "the worker is stopping, so the message was not sent; "
+                    "another worker delivers it",
+                    enhanced_code="4.3.0",
+                    recipient=message.recipient.email,
+                )
+            # From here on the server may take the message at any moment.
+            in_flight.content_sent = True
+
         async def enter_fence() -> None:
             nonlocal fence_held
             check_lease()
@@ -361,12 +393,12 @@ class DeliveryWorker:
                 fence_held = True
 
         DATA_FENCE.set(enter_fence)
-        CONTENT_CHECK.set(check_lease)
+        CONTENT_CHECK.set(check_content)
         try:
             try:
                 transition = await self._attempt(message, dispatch)
-            except _LeaseLostError:
-                await self._give_back(message)
+            except _LeaseLostError as error:
+                await self._give_back(message, stopped=isinstance(error, _StoppedError))
                 return
             stale = await self._save_outcome(transition, in_flight)
             if message.id in stale:
@@ -427,17 +459,24 @@ class DeliveryWorker:
             await anyio.sleep(wait)
             wait = min(wait * 2, _MAX_OUTCOME_RETRY)
 
-    async def _give_back(self, message: Message) -> None:
-        """Make a message whose lease ran out before it was sent due again.
+    async def _give_back(self, message: Message, *, stopped: bool = False) -> None:
+        """Make a message due again that was not sent, because its lease ran
+        out or, with ``stopped``, because the worker is stopping.
 
         Nothing was sent, so no attempt is recorded. When another worker has
         taken the message over, its version no longer matches and this
         changes nothing.
         """
-        logger.warning(
-            "lease ran out before the message was sent; giving it back",
-            extra={"action": "lease_lost", "message_id": message.id},
-        )
+        if stopped:
+            logger.info(
+                "worker stopping before the content was sent; giving it back",
+                extra={"action": "delivery_given_back", "message_id": message.id},
+            )
+        else:
+            logger.warning(
+                "lease ran out before the message was sent; giving it back",
+                extra={"action": "lease_lost", "message_id": message.id},
+            )
         try:
             await self._queue.renew_leases([message], self._clock.now(), timedelta(0))
         except StorageError:
@@ -650,6 +689,10 @@ class _LeaseLostError(TemporaryDeliveryError):
     """The lease of a delivery ran out before its message was sent."""
 
 
+class _StoppedError(_LeaseLostError):
+    """The worker began to stop before a delivery's content was sent."""
+
+
 def _lease_clock() -> float:
     """Seconds on a clock that runs on while the process or machine sleeps.
 
@@ -671,3 +714,4 @@ class _InFlight:
 
     message: Message
     valid_until: float
+    content_sent: bool = False

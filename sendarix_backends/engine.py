@@ -343,11 +343,19 @@ class Engine:
         traceback: TracebackType | None,
     ) -> None:
         """Let deliveries in flight finish for a while, then cancel the rest
-        and make their messages claimable at once."""
+        and make their messages claimable at once.
+
+        Deliveries whose content went out are waited for up to the SMTP
+        timeout more: the server may have taken such a message, and another
+        worker would send it again.
+        """
         logger.info("worker stopping", extra={"action": "worker_stopping"})
         self.worker.stop_claiming()
         with anyio.move_on_after(SHUTDOWN_GRACE_SECONDS, shield=True):
             await self.worker.drain()
+        self.worker.stop_sending()
+        with anyio.move_on_after(self.settings.smtp_timeout, shield=True):
+            await self.worker.drain_sent()
         abandoned = self.worker.in_flight()
         task_group.cancel_scope.cancel()
         # The caller's own exception is not handed to the task group, which
