@@ -191,8 +191,8 @@ class DeliveryWorker:
     async def drain_sent(self) -> None:
         """Return once no delivery whose content went out is in flight.
 
-        The server may have taken such a message already, so cancelled, it
-        would be sent again.
+        The server may have taken such a message already, and cancelling
+        its delivery would send it again.
         """
         while any(entry.content_sent for entry in self._in_flight.values()):
             await self._wait_for_event()

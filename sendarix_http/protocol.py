@@ -30,8 +30,8 @@ of that protocol, and ``GuardedHttpProtocol`` adds them:
 * **The keep-alive timeout after an early answer.** An application may
   answer before it has read the body (a ``429`` does). uvicorn stops its
   keep-alive timer when the rest of that body arrives and never starts it
-  again, so the connection stayed open until the client closed it. The
-  timer now keeps running through such bytes.
+  again, so the connection would stay open until the client closed it.
+  Here the timer keeps running through such bytes.
 
 It also keeps llhttp's upgrade handling from desynchronising the
 connection. For a request with ``Connection: upgrade`` and an ``Upgrade``

@@ -382,7 +382,7 @@ async def answering_port() -> AsyncIterator[int]:
 async def post_head(
     port: int, length: int
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
-    """Send a POST head declaring ``length`` body bytes; return the answer."""
+    """Send a POST head declaring ``length`` body bytes; return the response."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % length)
     return reader, writer, await read_response(reader)
