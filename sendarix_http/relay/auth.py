@@ -28,7 +28,10 @@ __all__ = ["RelayAuthenticator", "RelayCredential", "client_address"]
 
 logger = logging.getLogger("sendarix.relay")
 
-_INVALID = "535 5.7.8 authentication credentials invalid"
+_INVALID = (
+    "535 5.7.8 authentication credentials invalid; the password must be an "
+    "active API key with the messages:send scope"
+)
 _TEMPORARY_FAILURE = "454 4.7.0 temporary authentication failure; try again later"
 
 

@@ -177,6 +177,7 @@ async def test_bad_key(
         await in_thread(login)
     assert caught.value.smtp_code == 535
     assert caught.value.smtp_error.startswith(b"5.7.8")
+    assert b"an active API key with the messages:send scope" in caught.value.smtp_error
 
 
 async def test_key_without_send_scope(
