@@ -151,7 +151,12 @@ class RelayHandler:
         except ValidationError as error:
             return _validation_reply(error)
         except IdempotencyConflictError as error:
-            return _reply("550", "5.7.0", [str(error)])
+            # The error's own text speaks of a request body, as over HTTP.
+            text = (
+                f"idempotency key {error.key!r} was already used with other "
+                "recipients or another message; use a new key for a new message"
+            )
+            return _reply("550", "5.7.0", [text])
         except StorageError:
             logger.exception(
                 "relay message could not be stored",

@@ -749,6 +749,7 @@ async def test_idempotency_conflict_reply(
     assert first == replayed
     assert conflict[0] == 550
     assert conflict[1].startswith(b"5.7.0")
+    assert b"'order-7' was already used with other recipients" in conflict[1]
 
 
 @pytest.mark.parametrize(
