@@ -354,12 +354,10 @@ _SINGLE_FIELDS = {
 def _check_single_fields(
     fields: Sequence[HeaderField], errors: list[FieldError]
 ) -> None:
-    counts = Counter(
-        field.name.lower() for field in fields if field.name.lower() in _SINGLE_FIELDS
-    )
-    for lowered, count in counts.items():
+    counts = Counter(field.name.lower() for field in fields)
+    for lowered, name in _SINGLE_FIELDS.items():
+        count = counts[lowered]
         if count > 1:
-            name = _SINGLE_FIELDS[lowered]
             errors.append(
                 FieldError(
                     name,

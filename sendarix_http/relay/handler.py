@@ -151,7 +151,7 @@ class RelayHandler:
         except ValidationError as error:
             return _validation_reply(error)
         except IdempotencyConflictError as error:
-            # The error's own text speaks of a request body, as over HTTP.
+            # The error's message names a request body, which fits HTTP only.
             text = (
                 f"idempotency key {error.key!r} was already used with other "
                 "recipients or another message; use a new key for a new message"
