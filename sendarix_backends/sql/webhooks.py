@@ -497,7 +497,7 @@ def _within_share(
     for row in candidates:
         endpoint = row.endpoint_id
         left = room.setdefault(
-            endpoint, share.per_endpoint - share.in_flight.get(endpoint, 0)
+            endpoint, share.limit_of(endpoint) - share.in_flight.get(endpoint, 0)
         )
         if left <= 0:
             continue

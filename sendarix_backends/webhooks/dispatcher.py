@@ -1,9 +1,11 @@
 """The webhook dispatcher: lease due deliveries, post them, record attempts.
 
 Posts run concurrently, up to ``concurrency`` at once per process, and
-one endpoint gets at most half of them. The other half stays free for the
-other endpoints, so one that is slow or hangs until the timeout does not
-hold up their deliveries. Every
+one endpoint gets at most half of them. An endpoint whose latest post in
+this process got no answer (a timeout or a connection error), a 429 or a
+5xx gets one post at a time until a post gets another response.
+Endpoints that are down or hang then take one slot each once their posts
+already in flight have ended, and the others keep the rest. Every
 attempt is stored with its status code, latency, response excerpt and
 error, and its outcome updates the delivery in the same commit, batched
 with other attempts that finished at the same time.
@@ -70,6 +72,9 @@ class WebhookDispatcher:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self._in_flight = 0
         self._in_flight_by_endpoint: Counter[str] = Counter()
+        # Endpoints whose latest post got no response, a 429 or a 5xx; each
+        # gets one post at a time.
+        self._struggling: set[str] = set()
         self._slot_freed = anyio.Event()
         self._wakeup = anyio.Event()
         self._attempts: GroupCommitter[AttemptRecord, tuple[list[str], bool]] = (
@@ -120,6 +125,7 @@ class WebhookDispatcher:
         share = EndpointShare(
             per_endpoint=max(1, self._concurrency // 2),
             in_flight=dict(self._in_flight_by_endpoint),
+            limits=dict.fromkeys(self._struggling, 1),
         )
         now = self._clock.now()
         claimed = await self._storage.claim_deliveries(
@@ -138,6 +144,10 @@ class WebhookDispatcher:
                 delivery.secrets, delivery.id, sent_at, delivery.payload
             )
             response = await self._post(delivery, headers)
+            if _is_struggling(response):
+                self._struggling.add(delivery.endpoint_id)
+            else:
+                self._struggling.discard(delivery.endpoint_id)
             record = self._record(delivery, sent_at, response)
             disabled, dropped = await self._attempts.submit(record)
             if dropped:
@@ -248,6 +258,15 @@ class WebhookDispatcher:
             (saved.disabled if index == 0 else [], record.delivery_id in saved.dropped)
             for index, record in enumerate(records)
         ]
+
+
+def _is_struggling(response: WebhookResponse) -> bool:
+    """Return whether the response shows the endpoint down or overloaded.
+
+    A post rejected at once, such as with a 400, leaves the endpoint its share.
+    """
+    status = response.status_code
+    return status is None or status == 429 or status >= 500
 
 
 def _checked_response(response: object) -> WebhookResponse:

@@ -121,10 +121,18 @@ class ClaimedDelivery:
 @attrs.frozen(kw_only=True)
 class EndpointShare:
     """The maximum number of posts one endpoint may have in flight in a
-    dispatcher, and how many each endpoint has now."""
+    dispatcher, and how many each endpoint has now.
+
+    ``per_endpoint`` applies to every endpoint not in ``limits``, which
+    gives some endpoints a lower maximum of their own.
+    """
 
     per_endpoint: int
     in_flight: Mapping[str, int]
+    limits: Mapping[str, int] = attrs.field(factory=dict)
+
+    def limit_of(self, endpoint: str) -> int:
+        return self.limits.get(endpoint, self.per_endpoint)
 
     @property
     def full(self) -> list[str]:
@@ -132,7 +140,7 @@ class EndpointShare:
         return sorted(
             endpoint
             for endpoint, count in self.in_flight.items()
-            if count >= self.per_endpoint
+            if count >= self.limit_of(endpoint)
         )
 
 

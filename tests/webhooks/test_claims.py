@@ -195,6 +195,28 @@ async def test_claim_skips_full_endpoint(
     assert [d.endpoint_id for d in claimed] == [other]
 
 
+async def test_claim_applies_lower_limit(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    backlog, other = await backlog_and_one_other(engine, services, clock)
+    share = EndpointShare(per_endpoint=2, in_flight={}, limits={backlog: 1})
+
+    claimed = await services.storage.claim_deliveries("a", clock.now(), 4, LEASE, share)
+
+    assert Counter(d.endpoint_id for d in claimed) == {backlog: 1, other: 1}
+
+
+async def test_claim_skips_endpoint_at_lower_limit(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    backlog, other = await backlog_and_one_other(engine, services, clock)
+    share = EndpointShare(per_endpoint=2, in_flight={backlog: 1}, limits={backlog: 1})
+
+    claimed = await services.storage.claim_deliveries("a", clock.now(), 4, LEASE, share)
+
+    assert [d.endpoint_id for d in claimed] == [other]
+
+
 async def test_claim_without_share_oldest_first(
     engine: Engine, services: EventServices, clock: ManualClock
 ) -> None:

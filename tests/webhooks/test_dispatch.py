@@ -6,6 +6,7 @@ import functools
 import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import anyio
 import attrs
@@ -16,8 +17,10 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from sendarix_backends.engine import Engine
 from sendarix_backends.events.services import EventServices
 from sendarix_backends.settings import Settings
+from sendarix_backends.webhooks.dispatcher import _is_struggling
 from sendarix_backends.webhooks.signing import delivery_headers
 from sendarix_core.clock import ManualClock
+from sendarix_core.ports import WebhookResponse
 from tests.conftest import DOMAIN
 from tests.webhooks.conftest import message_body
 from tests.webhooks.receiver import Receiver
@@ -245,3 +248,47 @@ async def test_endpoint_share_refills_without_poll(
             tasks.cancel_scope.cancel()
 
     assert len(requests) == 45
+
+
+async def test_failing_endpoint_gets_one_post(
+    engine: Engine, services: EventServices, clock: ManualClock, tmp_path: Path
+) -> None:
+    # After its posts got 503, an endpoint gets one post at a time, so it
+    # cannot fill the dispatcher's slots. A success gives it back half.
+    failing = Receiver(tmp_path)
+    failing.start(status=503)
+    await services.webhooks.create(failing.url)
+    for number in range(15):
+        await engine.send(message_body(f"user{number}@{DOMAIN}"))
+    await services.processor.drain()
+
+    try:
+        assert await services.dispatcher.run_once() == 10
+        assert await services.dispatcher.run_once() == 1
+    finally:
+        failing.stop()
+
+    recovered = Receiver(tmp_path, port=failing.port)
+    recovered.start()
+    try:
+        assert await services.dispatcher.run_once() == 1
+        # The 11 failed deliveries are due again, beside 3 never posted.
+        clock.advance(timedelta(minutes=1))
+        assert await services.dispatcher.run_once() == 10
+    finally:
+        recovered.stop()
+
+
+@pytest.mark.parametrize(
+    ("status_code", "struggling"),
+    [(None, True), (429, True), (500, True), (503, True), (200, False), (400, False)],
+)
+def test_struggling_responses(status_code: int | None, struggling: bool) -> None:
+    response = WebhookResponse(
+        status_code=status_code,
+        body_excerpt="",
+        elapsed=timedelta(seconds=1),
+        error="timed out after 5 s" if status_code is None else None,
+    )
+
+    assert _is_struggling(response) is struggling

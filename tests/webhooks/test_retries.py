@@ -95,7 +95,8 @@ async def test_endpoint_disabled_after_failing_days(
     clock.advance(DEFAULT_WEBHOOK_POLICY.disable_after)
     await engine.send(message_body())
     await services.processor.drain()
-    assert await services.dispatcher.run_once() == 2
+    # Two deliveries are due, but a failing endpoint gets one post at a time.
+    assert await services.dispatcher.run_once() == 1
 
     disabled = await services.webhooks.get(endpoint.id)
     assert not disabled.enabled
@@ -215,7 +216,9 @@ async def test_replay_range_queues_failed_only(
         endpoint.id, T0 - timedelta(hours=1), T0 + timedelta(hours=1)
     )
     assert queued == 3
-    assert await services.dispatcher.run_once() == 3
+    # The endpoint's posts failed, so it gets one post until one succeeds.
+    assert await services.dispatcher.run_once() == 1
+    assert await services.dispatcher.run_once() == 2
     assert len(receiver.wait_for(3)) == 3
     again = await services.webhooks.replay_range(
         endpoint.id, T0 - timedelta(hours=1), T0 + timedelta(hours=1)
