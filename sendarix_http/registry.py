@@ -125,6 +125,7 @@ class Operation:
             await authorize(request, self.scope)
         if request.scope["query_string"]:
             check_query(request, self.parameters)
+        check_nul_characters(request)
         return await self.endpoint(request)
 
     def error_statuses(self) -> list[int]:
@@ -174,6 +175,36 @@ def check_query(request: Request, parameters: Iterable[Parameter]) -> None:
             errors.append(FieldError(name, "repeated_parameter", message))
     if errors:
         raise ValidationError(errors)
+
+
+def check_nul_characters(request: Request) -> None:
+    """Raise ValidationError for a path or query value that contains U+0000.
+
+    No id, address or name that Sendarix stores contains it, and PostgreSQL
+    rejects it in text, so a lookup would fail as a database error.
+    """
+    errors = [
+        _nul_error("path parameter", name, value)
+        for name, value in request.path_params.items()
+        if "\x00" in value
+    ]
+    if request.scope["query_string"]:
+        errors.extend(
+            _nul_error("query parameter", name, f"{name}={value}")
+            for name, value in request.query_params.multi_items()
+            if "\x00" in name or "\x00" in value
+        )
+    if errors:
+        raise ValidationError(errors)
+
+
+def _nul_error(kind: str, name: str, text: str) -> FieldError:
+    return FieldError(
+        name,
+        "invalid_character",
+        f"the {kind} {quote_value(text)} contains the NUL character U+0000 "
+        f"at index {text.index(chr(0))}; remove it",
+    )
 
 
 def build_routes(operations: Iterable[Operation]) -> list[Route]:
