@@ -217,6 +217,10 @@ class QueueControl:
             ]
             stale = set(await self._store.save_transitions(transitions))
             cancelled += len(found) - len(stale)
+        else:
+            # Workers claimed the messages of every round before they were
+            # cancelled, so matching messages may still wait.
+            more = await self._admin.count(queue_filter) > 0
         return CancelOutcome(count=cancelled, dry_run=False, more=more)
 
 

@@ -10,8 +10,10 @@ import httpx
 import pytest
 
 from sendarix_backends.engine import Engine
+from sendarix_core import lifecycle
 from sendarix_core.clock import ManualClock
 from sendarix_core.errors import NotFoundError, ValidationError
+from sendarix_core.lifecycle import Transition
 from sendarix_core.states import MessageStatus
 from sendarix_http.app import create_app
 from tests.engine.conftest import DOMAIN, message_body
@@ -174,6 +176,33 @@ async def test_cancel_limit_reports_more(engine: Engine) -> None:
     outcome = await engine.control.queue.cancel({"limit": 2})
 
     assert outcome.count == 2
+    assert outcome.more
+
+
+async def test_cancel_reports_more_after_lost_races(
+    engine: Engine, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(12):
+        await engine.send(message_body())
+    save = engine.store.save_transitions
+
+    async def cancelled_elsewhere_first(transitions: list[Transition]) -> list[str]:
+        # Another node cancels the same messages first, so every round of
+        # this call finds its transitions stale.
+        now = clock.now()
+        await save(
+            [
+                lifecycle.cancel(t.before, now=now, event_id=engine.new_id("evt"))
+                for t in transitions
+                if t.before is not None
+            ]
+        )
+        return await save(transitions)
+
+    monkeypatch.setattr(engine.store, "save_transitions", cancelled_elsewhere_first)
+    outcome = await engine.control.queue.cancel({"limit": 1})
+
+    assert outcome.count == 0
     assert outcome.more
 
 
