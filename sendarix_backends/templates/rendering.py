@@ -173,6 +173,17 @@ def compile_template(
                     f"line {exc.lineno}: {exc.message}",
                 )
             )
+        except (RecursionError, SyntaxError):
+            # Jinja parses recursively, and Python rejects the code Jinja
+            # generates past 20 nested loops or 100 levels of indentation.
+            errors.append(
+                FieldError(
+                    part_name,
+                    "template_too_deep",
+                    f"the {part_name} template nests too deeply to compile; use "
+                    "fewer levels of loops, blocks, parentheses or chained filters",
+                )
+            )
     if errors:
         raise ValidationError(errors)
     return CompiledTemplate(name, parts)

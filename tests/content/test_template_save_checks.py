@@ -42,6 +42,24 @@ SAVE_ERRORS = [
         "repeat it fewer times",
     ),
     ({"text": "{{ 2 ** 100000 }}"}, "text", "template_not_allowed", "exponent"),
+    (
+        {"text": "{% if a %}" * 100 + "x" + "{% endif %}" * 100},
+        "text",
+        "template_too_deep",
+        "fewer levels",
+    ),
+    (
+        {"html": "{% for x in a %}" * 21 + "x" + "{% endfor %}" * 21},
+        "html",
+        "template_too_deep",
+        "fewer levels",
+    ),
+    (
+        {"subject": "{{ " + "(" * 150 + "a" + ")" * 150 + " }}", "text": "x"},
+        "subject",
+        "template_too_deep",
+        "fewer levels",
+    ),
 ]
 
 
