@@ -37,11 +37,18 @@ from __future__ import annotations
 import functools
 import json
 import operator
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    KeysView,
+    Mapping,
+    ValuesView,
+)
 from types import GeneratorType
 from typing import Any, cast
 
-from jinja2 import StrictUndefined, nodes, pass_context
+from jinja2 import StrictUndefined, Undefined, nodes, pass_context
 from jinja2.compiler import CodeGenerator, Frame, operators
 from jinja2.exceptions import SecurityError, TemplateRuntimeError
 from jinja2.idtracking import VAR_LOAD_RESOLVE
@@ -366,18 +373,41 @@ def _filter_steps(name: str, value: Any) -> int:
 
 
 def _to_text(context: _StepContext, value: Any) -> Any:
-    """Return a list or mapping as JSON text, and other values unchanged."""
+    """Return a list or mapping as JSON text, and a string or number unchanged.
+
+    Anything else, such as a method or a loop object, would print in
+    Python's notation, some of it with a memory address, so it is an error.
+    """
     if isinstance(value, GeneratorType):
         raise TemplateRuntimeError(
             "the template prints a sequence that is computed on demand, such as "
             "the result of map or select; add |list or |join"
         )
-    if not isinstance(value, list | tuple | Mapping):
+    if isinstance(value, str | int | float | Undefined):
+        # Printing an undefined value raises the error that explains it.
         return value
+    if isinstance(value, ItemsView | KeysView | ValuesView):
+        # The views that items(), keys() and values() return print as arrays.
+        value = list(value)
+    if not isinstance(value, list | tuple | Mapping):
+        raise TemplateRuntimeError(
+            f"the template prints a {_kind_of(value)}, which is not data; print "
+            "a field of template_data, or call the method"
+        )
     # The size check also raises on a missing value inside the list, such
     # as a user without an email in users|map(attribute='email')|list.
     context.charge(check_text_length(value, "printing this value"))
     return json.dumps(value, ensure_ascii=False)
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, LoopContext):
+        return "loop object"
+    if isinstance(value, Macro):
+        return "macro without calling it"
+    if callable(value):
+        return "method or function"
+    return f"{type(value).__name__} object"
 
 
 class _Sandbox(SandboxedEnvironment):

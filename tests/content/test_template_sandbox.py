@@ -302,6 +302,30 @@ def test_printed_generator_rejected() -> None:
     assert "add |list or |join" in error["message"]
 
 
+def test_printed_dict_view_json() -> None:
+    compiled = compile_parts(text="{{ data.items() }} {{ data.keys() }}")
+
+    assert compiled.render({"data": {"a": 1}}).text == '[["a", 1]] ["a"]'
+
+
+@pytest.mark.parametrize(
+    ("source", "kind"),
+    [
+        ("{{ data.get }}", "method or function"),
+        ("{% for x in data %}{{ loop }}{% endfor %}", "loop object"),
+        ("{% macro m() %}x{% endmacro %}{{ m }}", "macro without calling it"),
+    ],
+)
+def test_printed_non_data_rejected(source: str, kind: str) -> None:
+    compiled = compile_parts(text=source)
+
+    [error] = errors_of(compiled, {"data": {"a": 1}})
+
+    assert error["code"] == "template_error"
+    assert f"prints a {kind}, which is not data" in error["message"]
+    assert "0x" not in error["message"]
+
+
 @pytest.mark.anyio
 async def test_api_render_null_422(client: httpx.AsyncClient) -> None:
     created = await client.post(
