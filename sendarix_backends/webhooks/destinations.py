@@ -39,6 +39,13 @@ METADATA_ADDRESSES = frozenset(
     {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 )
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
+# IPv6 ranges whose last 32 bits are an IPv4 address: IPv4-compatible
+# addresses and the NAT64 prefixes.
+_CARRYING_LOW_BITS = (
+    ipaddress.ip_network("::/96"),
+    ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+)
 
 
 class DestinationError(ValueError):
@@ -97,28 +104,58 @@ def parse_url(url: str) -> Destination:
 
 
 def check_address(address: IpAddress, *, allow_private: bool) -> str | None:
-    """Return why webhooks may not go to ``address``, or ``None`` if they may."""
-    address = _unmapped(address)
+    """Return why webhooks may not go to ``address``, or ``None`` if they may.
+
+    An IPv6 address that carries an IPv4 address is checked as that IPv4
+    address too, so ``[64:ff9b::a9fe:a9fe]`` is a metadata address.
+    """
+    carried = _carried_ipv4(address)
+    if carried is not None:
+        reason = _check_one(carried, allow_private=allow_private)
+        if reason is not None:
+            return f"{address} carries {carried}, which {reason}"
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            # ::ffff:0:0/96 only names an IPv4 address, and Python counts the
+            # range as private, which would reject every mapped address.
+            return None
+    reason = _check_one(address, allow_private=allow_private)
+    return None if reason is None else f"{address} {reason}"
+
+
+def _check_one(address: IpAddress, *, allow_private: bool) -> str | None:
     if address in METADATA_ADDRESSES:
-        return f"{address} is a cloud metadata address"
+        return "is a cloud metadata address"
     if allow_private:
         return None
     if address.is_loopback:
-        return f"{address} is a loopback address"
+        return "is a loopback address"
     if address.is_link_local:
-        return f"{address} is a link-local address"
+        return "is a link-local address"
     if address.is_multicast or address.is_reserved or address.is_unspecified:
-        return f"{address} is not a unicast internet address"
+        return "is not a unicast internet address"
     if address.is_private or address in _SHARED:
-        return f"{address} is a private address"
+        return "is a private address"
     return None
 
 
-def _unmapped(address: IpAddress) -> IpAddress:
-    """Return the IPv4 address an IPv4-mapped IPv6 address carries, else ``address``."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+def _carried_ipv4(address: IpAddress) -> ipaddress.IPv4Address | None:
+    """Return the IPv4 address that an IPv6 address carries, if any.
+
+    These are IPv4-mapped (``::ffff:a.b.c.d``), IPv4-compatible
+    (``::a.b.c.d``), 6to4 (``2002::/16``, RFC 3056) and NAT64 addresses
+    (``64:ff9b::/96`` of RFC 6052, and ``64:ff9b:1::/48`` of RFC 8215 read
+    as a /96 prefix).
+    """
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
         return address.ipv4_mapped
-    return address
+    if address.sixtofour is not None:
+        return address.sixtofour
+    low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if any(address in network for network in _CARRYING_LOW_BITS) and int(low) > 1:
+        return low
+    return None
 
 
 class AddressResolver:
@@ -161,7 +198,9 @@ class AddressResolver:
             reason = check_address(address, allow_private=self.allow_private)
             if reason is None:
                 continue
-            if _unmapped(address) in METADATA_ADDRESSES:
+            if address in METADATA_ADDRESSES or (
+                _carried_ipv4(address) in METADATA_ADDRESSES
+            ):
                 # No setting allows these, so the only way out is another host.
                 advice = "use another host; no setting allows metadata addresses"
             else:

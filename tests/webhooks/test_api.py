@@ -99,7 +99,13 @@ async def test_private_url_rejected_by_default(
 
 
 @pytest.mark.parametrize(
-    "url", ["http://169.254.169.254/latest", "http://[::ffff:169.254.169.254]/"]
+    "url",
+    [
+        "http://169.254.169.254/latest",
+        "http://[::ffff:169.254.169.254]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://[2002:a9fe:a9fe::]/",
+    ],
 )
 async def test_metadata_url_advice(client: httpx.AsyncClient, url: str) -> None:
     response = await client.post("/v1/webhooks", json={"url": url})

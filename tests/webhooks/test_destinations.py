@@ -64,10 +64,40 @@ def test_private_allowed_when_configured() -> None:
     assert check_address(address, allow_private=True) is None
 
 
-def test_metadata_rejected_even_when_private_allowed() -> None:
-    address = ipaddress.ip_address("169.254.169.254")
+@pytest.mark.parametrize(
+    "address",
+    [
+        "169.254.169.254",
+        "fd00:ec2::254",
+        "::ffff:169.254.169.254",
+        "::a9fe:a9fe",
+        "2002:a9fe:a9fe::",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b:1::a9fe:a9fe",
+    ],
+)
+def test_metadata_rejected_even_when_private_allowed(address: str) -> None:
+    found = check_address(ipaddress.ip_address(address), allow_private=True)
 
-    assert check_address(address, allow_private=True) is not None
+    assert found is not None
+    assert "cloud metadata address" in found
+
+
+@pytest.mark.parametrize(
+    ("address", "carried"),
+    [("2002:7f00:1::", "127.0.0.1"), ("64:ff9b::a00:1", "10.0.0.1")],
+)
+def test_carried_ipv4_checked(address: str, carried: str) -> None:
+    found = check_address(ipaddress.ip_address(address), allow_private=False)
+
+    assert found is not None
+    assert f"carries {carried}" in found
+
+
+def test_mapped_public_address_allowed() -> None:
+    address = ipaddress.ip_address(f"::ffff:{PUBLIC}")
+
+    assert check_address(address, allow_private=False) is None
 
 
 @pytest.mark.parametrize(
