@@ -62,6 +62,16 @@ ERROR_TABLE: tuple[tuple[type[SendarixError], int, str], ...] = (
 )
 
 
+# A field name or message this long repeats the request, such as an unknown
+# key of 5 MB, so it is cut and the error stays small.
+_MAX_FIELD_CHARS = 200
+_MAX_MESSAGE_CHARS = 2_000
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def status_and_code(error: SendarixError) -> tuple[int, str]:
     if isinstance(error, HttpError):
         return error.status, error.code
@@ -80,7 +90,14 @@ def error_body(error: SendarixError) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message}
     field_errors = getattr(error, "errors", ())
     if field_errors:
-        body["errors"] = [field_error.to_dict() for field_error in field_errors]
+        body["errors"] = [
+            {
+                "field": _shortened(field_error.field, _MAX_FIELD_CHARS),
+                "code": field_error.code,
+                "message": _shortened(field_error.message, _MAX_MESSAGE_CHARS),
+            }
+            for field_error in field_errors
+        ]
     scope = getattr(error, "scope", None)
     if scope:
         body["scope"] = scope

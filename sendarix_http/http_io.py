@@ -197,9 +197,7 @@ async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
         if _LONG_DIGITS.search(raw):
             # orjson refuses an integer too long for a double.
             _check_integer_range(raw)
-        raise HttpError(
-            400, "invalid_json", f"the body is not valid JSON: {exc}"
-        ) from exc
+        raise HttpError(400, "invalid_json", _invalid_json_message(raw, exc)) from exc
     if not isinstance(body, dict):
         raise HttpError(
             400,
@@ -250,6 +248,24 @@ _MAX_INTEGER = 2**64 - 1
 
 class _OutOfRange(str):
     """The text of an integer outside the range orjson keeps exact."""
+
+
+def _invalid_json_message(raw: bytes, exc: orjson.JSONDecodeError) -> str:
+    """Describe why the body is not JSON.
+
+    orjson 3 reports invalid UTF-8 as "surrogates not allowed" at char 0,
+    which points at neither the byte nor the place, so that case is found
+    here.
+    """
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        byte = raw[error.start]
+        return (
+            f"the body is not valid UTF-8: byte 0x{byte:02x} at offset "
+            f"{error.start} ({error.reason}); send JSON encoded as UTF-8"
+        )
+    return f"the body is not valid JSON: {exc}"
 
 
 def _read_integer(text: str) -> int | _OutOfRange:

@@ -211,6 +211,31 @@ async def test_bad_json_400(
     assert response.json()["error"]["code"] == code
 
 
+async def test_invalid_utf8_names_byte(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/messages",
+        content=b'{"subject": "x\xff\xfe"}',
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json"
+    assert "byte 0xff at offset 14" in error["message"]
+
+
+async def test_huge_unknown_field_error_small(client: httpx.AsyncClient) -> None:
+    name = "x" * 1_000_000
+    response = await client.post("/v1/messages", json={**message_body(), name: 1})
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["code"] == "unknown_field"
+    assert error["field"] == "x" * 199 + "…"
+    assert len(error["message"]) == 2_000
+    assert len(response.content) < 5_000
+
+
 async def test_null_body_named_in_json_terms(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/v1/messages", content=b"null", headers={"Content-Type": "application/json"}
