@@ -247,7 +247,8 @@ def _check_body(body: Mapping[str, Any]) -> tuple[str, bool]:
 def _normalize_domain(name: str) -> str | None:
     """Return the domain as lowercase ASCII (A-labels), or None if invalid."""
     text = name.strip().rstrip(".").lower()
-    if not text.isascii():
+    # An ASCII name with an A-label is checked too: xn--zz is not Punycode.
+    if not text.isascii() or "xn--" in text:
         try:
             text = idna.encode(text, uts46=True).decode("ascii")
         except idna.IDNAError:

@@ -83,6 +83,7 @@ async def test_private_key_never_returned(
         "a..b",
         "127.0.0.1",
         ".".join(["a" * 60] * 4) + ".example",
+        "xn--zz.example",
     ],
 )
 async def test_invalid_domain_rejected(client: httpx.AsyncClient, domain: str) -> None:
@@ -94,6 +95,15 @@ async def test_invalid_domain_rejected(client: httpx.AsyncClient, domain: str) -
 async def test_idn_domain_stored_as_a_labels(client: httpx.AsyncClient) -> None:
     response = await client.post("/v1/domains", json={"domain": "Bücher.Example"})
 
+    assert response.json()["domain"] == "xn--bcher-kva.example"
+
+
+async def test_a_label_domain_accepted(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/domains", json={"domain": "XN--BCHER-KVA.example"}
+    )
+
+    assert response.status_code == 201
     assert response.json()["domain"] == "xn--bcher-kva.example"
 
 
