@@ -248,7 +248,9 @@ def _check_parts(body: Mapping[str, Any], *, required: bool) -> dict[str, str | 
             )
         else:
             parts[field] = value or None
-    if required and not parts.get("html") and not parts.get("text"):
+    # An html or text part that was given but is invalid has its own error.
+    given_body = any(body.get(field) for field in ("html", "text"))
+    if required and not given_body:
         errors.append(
             FieldError(
                 "html", "missing_body", "a template needs an html or a text part"

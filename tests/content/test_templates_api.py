@@ -54,6 +54,26 @@ async def test_create_syntax_error_rejected(client: httpx.AsyncClient) -> None:
     assert response.json()["error"]["errors"][0]["field"] == "text"
 
 
+async def test_create_oversized_text_one_error(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/templates", json={"name": "huge", "text": "x" * 5_000_001}
+    )
+
+    assert response.status_code == 422
+    errors = response.json()["error"]["errors"]
+    assert [(error["field"], error["code"]) for error in errors] == [
+        ("text", "too_large")
+    ]
+
+
+async def test_create_without_body_part(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/templates", json={"name": "empty", "text": ""})
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["code"] == "missing_body"
+
+
 async def test_create_include_rejected(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/v1/templates", json={"name": "files", "text": "{% include '/etc/passwd' %}"}
