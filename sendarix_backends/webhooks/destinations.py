@@ -39,6 +39,7 @@ METADATA_ADDRESSES = frozenset(
     {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 )
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
+_BROADCAST = ipaddress.ip_address("255.255.255.255")
 # IPv6 ranges whose last 32 bits are an IPv4 address: IPv4-compatible
 # addresses and the NAT64 prefixes.
 _CARRYING_LOW_BITS = (
@@ -96,6 +97,8 @@ def parse_url(url: str) -> Destination:
         )
     if parts.fragment:
         raise DestinationError(f"{url!r} has a fragment (#…), which is never sent")
+    if port == 0:
+        raise DestinationError(f"{url!r} names port 0, which no server listens on")
     default_port = 443 if parts.scheme == "https" else 80
     target = parts.path or "/"
     if parts.query:
@@ -125,13 +128,16 @@ def check_address(address: IpAddress, *, allow_private: bool) -> str | None:
 def _check_one(address: IpAddress, *, allow_private: bool) -> str | None:
     if address in METADATA_ADDRESSES:
         return "is a cloud metadata address"
+    # No HTTP server listens on these, private network or not.
+    if address.is_multicast or address.is_unspecified or address == _BROADCAST:
+        return "is not a unicast address"
     if allow_private:
         return None
     if address.is_loopback:
         return "is a loopback address"
     if address.is_link_local:
         return "is a link-local address"
-    if address.is_multicast or address.is_reserved or address.is_unspecified:
+    if address.is_reserved:
         return "is not a unicast internet address"
     if address.is_private or address in _SHARED:
         return "is a private address"

@@ -94,6 +94,16 @@ def test_carried_ipv4_checked(address: str, carried: str) -> None:
     assert f"carries {carried}" in found
 
 
+@pytest.mark.parametrize(
+    "address", ["224.0.0.1", "255.255.255.255", "0.0.0.0", "ff02::1"]
+)
+def test_non_unicast_rejected_when_private_allowed(address: str) -> None:
+    found = check_address(ipaddress.ip_address(address), allow_private=True)
+
+    assert found is not None
+    assert "not a unicast address" in found
+
+
 def test_mapped_public_address_allowed() -> None:
     address = ipaddress.ip_address(f"::ffff:{PUBLIC}")
 
@@ -112,6 +122,7 @@ def test_mapped_public_address_allowed() -> None:
         ("https://example.com/x\r\nHost: evil", "U\\+000D"),
         ("https://example.com/a b", "U\\+0020"),
         ("https://exa\tmple.com/", "U\\+0009"),
+        ("http://example.com:0/", "port 0"),
     ],
 )
 def test_url_rejected(url: str, problem: str) -> None:
