@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sendarix_backends.engine import Engine
-from sendarix_core.addresses import quote_value
+from sendarix_core.addresses import AddressError, parse_address, quote_value
 from sendarix_core.checks import ErrorCode, describe
 from sendarix_core.errors import (
     AuthenticationError,
@@ -447,6 +447,22 @@ def query_time(params: Mapping[str, str], name: str) -> datetime | None:
         raise _query_error(
             name, "invalid_time", f"{raw!r} is out of range in UTC"
         ) from None
+
+
+def query_address(params: Mapping[str, str], name: str) -> str | None:
+    """Return the parameter as given, once it parses as one address.
+
+    A filter that is not an address could match nothing, so it is a 422
+    that says why rather than an empty page.
+    """
+    raw = params.get(name)
+    if raw is None:
+        return None
+    try:
+        parse_address(raw)
+    except AddressError as error:
+        raise _query_error(name, str(error.code), str(error)) from None
+    return raw
 
 
 def check_time_range(

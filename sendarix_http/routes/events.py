@@ -20,6 +20,7 @@ from sendarix_http.http_io import (
     check_time_range,
     engine_of,
     parse_query,
+    query_address,
     query_int,
     query_time,
 )
@@ -70,6 +71,7 @@ def _event_query(params: QueryParams) -> EventQuery:
         order=lambda: _order(params),
         limit=lambda: query_int(params, "limit", default=25, low=1, high=100),
         metadata=lambda: _metadata(params),
+        recipient=lambda: query_address(params, "recipient"),
     )
     check_time_range(
         params,
@@ -78,7 +80,6 @@ def _event_query(params: QueryParams) -> EventQuery:
     )
     return EventQuery(
         **parsed,
-        recipient=params.get("recipient"),
         message_id=params.get("message_id"),
         tag=params.get("tag"),
         cursor=params.get("cursor"),

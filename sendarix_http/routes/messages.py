@@ -21,6 +21,7 @@ from sendarix_http.http_io import (
     engine_of,
     idempotency_key_of,
     parse_query,
+    query_address,
     query_int,
     query_time,
     read_json_object,
@@ -68,6 +69,7 @@ async def list_messages(request: Request) -> Response:
         created_after=lambda: query_time(params, "created_after"),
         created_before=lambda: query_time(params, "created_before"),
         limit=lambda: query_int(params, "limit", default=25, low=1, high=100),
+        recipient=lambda: query_address(params, "recipient"),
     )
     check_time_range(
         params,
@@ -76,7 +78,6 @@ async def list_messages(request: Request) -> Response:
     )
     query = MessageQuery(
         **parsed,
-        recipient=params.get("recipient"),
         cursor=params.get("cursor") or None,
         test_mode=key.environment == Environment.TEST,
     )

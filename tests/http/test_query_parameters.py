@@ -54,3 +54,33 @@ async def test_body_endpoint_takes_no_query(client: httpx.AsyncClient) -> None:
     [error] = response.json()["error"]["errors"]
     assert error["field"] == "dry_run"
     assert "takes none" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("/v1/messages?recipient=bob@", "missing_domain"),
+        ("/v1/messages?recipient=", "invalid_address"),
+        ("/v1/events?recipient=not-an-address", "invalid_address"),
+    ],
+)
+async def test_recipient_filter_checked(
+    client: httpx.AsyncClient, path: str, code: str
+) -> None:
+    response = await client.get(path)
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "recipient"
+    assert error["code"] == code
+
+
+async def test_recipient_filter_takes_display_form(client: httpx.AsyncClient) -> None:
+    await client.post("/v1/messages", json=message_body())
+
+    response = await client.get(
+        "/v1/messages", params={"recipient": "User <USER@example.com>"}
+    )
+
+    assert response.status_code == 200
+    assert len(response.json()["data"]) == 1
