@@ -155,6 +155,9 @@ class DeliveryWorker:
         self._stopping = False
         self._holding_content = False
         self._high_in_flight = 0
+        # Claims between their start and the registration of their messages
+        # in ``_in_flight``, which ``drain`` waits for too.
+        self._claims_running = 0
         self._wakeup = anyio.Event()
         self._idle_wait = _MIN_IDLE_WAIT
         self._fence = anyio.Lock() if settings.data_fence else None
@@ -184,8 +187,12 @@ class DeliveryWorker:
         self._wakeup.set()
 
     async def drain(self) -> None:
-        """Return once no delivery is in flight."""
-        while self._in_flight:
+        """Return once no claim is running and no delivery is in flight.
+
+        A claim that is running when the worker stops has leased its
+        messages, so they are delivered, or released with the others.
+        """
+        while self._in_flight or self._claims_running:
             await self._wait_for_event()
 
     async def drain_sent(self) -> None:
@@ -279,19 +286,26 @@ class DeliveryWorker:
     async def _claim_and_start(
         self, start: Callable[[Started, _InFlight], object]
     ) -> int:
-        pauses = await self._pauses()
-        # Read before the claim, so the lease surely holds until then.
-        valid_until = _lease_clock() + self._lease.total_seconds()
-        claim = await self._claim(pauses)
-        if not claim.messages:
-            return 0
-        for started in await self._admitter.admit(claim, pauses):
-            in_flight = _InFlight(started.message, valid_until)
-            self._in_flight[started.message.id] = in_flight
-            if started.message.priority is Priority.HIGH:
-                self._high_in_flight += 1
-            start(started, in_flight)
-        return len(claim.messages)
+        self._claims_running += 1
+        try:
+            pauses = await self._pauses()
+            # Read before the claim, so the lease surely holds until then.
+            valid_until = _lease_clock() + self._lease.total_seconds()
+            claim = await self._claim(pauses)
+            if not claim.messages:
+                return 0
+            for started in await self._admitter.admit(claim, pauses):
+                in_flight = _InFlight(started.message, valid_until)
+                self._in_flight[started.message.id] = in_flight
+                if started.message.priority is Priority.HIGH:
+                    self._high_in_flight += 1
+                start(started, in_flight)
+            return len(claim.messages)
+        finally:
+            self._claims_running -= 1
+            if self._stopping:
+                # ``drain`` may be waiting for this claim.
+                self._wakeup.set()
 
     def _start_delivery(
         self, task_group: anyio.abc.TaskGroup, started: Started, in_flight: _InFlight

@@ -136,6 +136,10 @@ class Engine:
         self.clock = clock or SystemClock()
         self._run_workers = workers
         self._stopped_tasks: list[str] = []
+        # One shielded scope per background task: a cancelled caller's scope
+        # does not reach the tasks, which __aexit__ stops itself, waiting for
+        # the reply to content already sent, or the message would go out twice.
+        self._background_scopes: list[anyio.CancelScope] = []
         self._task_stopped: anyio.Event | None = None
         self._stopping = False
         self._ids = MonotonicIds()
@@ -297,7 +301,9 @@ class Engine:
         """
         status = _StartSignal(task_status)
         try:
-            await run(task_status=status)
+            with anyio.CancelScope(shield=True) as scope:
+                self._background_scopes.append(scope)
+                await run(task_status=status)
         except Exception:
             if not status.started_once or self._stopping:
                 raise
@@ -357,6 +363,9 @@ class Engine:
         with anyio.move_on_after(self.settings.smtp_timeout, shield=True):
             await self.worker.drain_sent()
         abandoned = self.worker.in_flight()
+        for scope in self._background_scopes:
+            scope.cancel()
+        self._background_scopes.clear()
         task_group.cancel_scope.cancel()
         # The caller's own exception is not handed to the task group, which
         # would wrap it in an ExceptionGroup: it leaves the ``async with``
