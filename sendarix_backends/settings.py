@@ -144,6 +144,9 @@ def _sender_verification(
 def _boolean(value: str | bool) -> bool:
     if isinstance(value, bool):
         return value
+    if not isinstance(value, str):
+        # Such as data_fence = 1 in a TOML file, which has true and false.
+        raise ConfigurationError(f"invalid boolean {value!r}; expected true or false")
     lowered = value.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
         return True
@@ -619,6 +622,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(
             f"the config file {str(path)!r} is not valid TOML: {exc}"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"the config file {str(path)!r} is not valid TOML: it is not UTF-8 "
+            f"(byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
         ) from exc
     unknown = sorted(set(data) - set(_FIELDS))
     if unknown:

@@ -160,6 +160,9 @@ def test_invalid_flag_value_names_flag() -> None:
         ("http_port = 8080.9", "http_port in"),
         ("worker_concurrency = 1.9", "worker_concurrency in"),
         ("lease_seconds = true", "lease_seconds in"),
+        ("data_fence = 1", "data_fence in"),
+        ("serve_workers = 1.5", "serve_workers in"),
+        ("relay_allow_plaintext_loopback = []", "relay_allow_plaintext_loopback in"),
     ],
 )
 def test_wrong_types_in_file_refused(tmp_path: Path, line: str, message: str) -> None:
@@ -170,6 +173,16 @@ def test_wrong_types_in_file_refused(tmp_path: Path, line: str, message: str) ->
         load_settings(config_file=config, environ={})
 
     assert str(raised.value).startswith(message)
+
+
+def test_file_not_utf8_refused(tmp_path: Path) -> None:
+    config = tmp_path / "sendarix.toml"
+    config.write_bytes(b"\xff\xfe")
+
+    with pytest.raises(
+        ConfigurationError, match="not UTF-8 \\(byte 0xff at offset 0\\)"
+    ):
+        load_settings(config_file=config, environ={})
 
 
 def test_smarthost_error_hides_password() -> None:
