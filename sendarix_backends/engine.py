@@ -332,14 +332,35 @@ class Engine:
             # Shielded: when the caller's scope was cancelled, the first
             # await would otherwise end the cleanup with every connection open.
             with anyio.CancelScope(shield=True):
-                await self.worker.aclose()
-                if self.events is not None:
-                    await self.events.aclose()
-                if self._unused_sender is not None:
-                    await self._unused_sender.aclose()
-                await self.store.aclose()
-                if self.queue is not self.store:  # type: ignore[comparison-overlap]
-                    await self.queue.aclose()
+                await self._close_all()
+
+    async def _close_all(self) -> None:
+        """Close every part, also after one fails; then raise the first error.
+
+        A plugin whose ``aclose`` raises would otherwise leave the database
+        connections after it open.
+        """
+        parts: list[tuple[str, Any]] = [("delivery worker", self.worker)]
+        if self.events is not None:
+            parts.append(("event processing", self.events))
+        if self._unused_sender is not None:
+            parts.append(("webhook sender", self._unused_sender))
+        parts.append(("storage", self.store))
+        if self.queue is not self.store:  # type: ignore[comparison-overlap]
+            parts.append(("queue", self.queue))
+        first: Exception | None = None
+        for name, part in parts:
+            try:
+                await part.aclose()
+            except Exception as exc:
+                logger.exception(
+                    "closing the %s failed",
+                    name,
+                    extra={"action": "close_failed", "part": name},
+                )
+                first = first or exc
+        if first is not None:
+            raise first
 
     async def _stop_workers(
         self,

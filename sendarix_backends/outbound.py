@@ -66,5 +66,7 @@ class Outbound:
         return self.sink if message.test_mode else self.transport
 
     async def aclose(self) -> None:
-        await self.transport.aclose()
-        await self.sink.aclose()
+        try:
+            await self.transport.aclose()
+        finally:
+            await self.sink.aclose()

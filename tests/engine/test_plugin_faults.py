@@ -126,6 +126,22 @@ async def test_plugin_transport_used(tmp_path: Path) -> None:
     ]
 
 
+class FailingCloseTransport(ScriptedTransport):
+    async def aclose(self) -> None:
+        raise RuntimeError("close broken on purpose")
+
+
+async def test_failing_transport_close_still_closes_database(tmp_path: Path) -> None:
+    engine = build(tmp_path, Backends(FailingCloseTransport()))
+
+    with pytest.raises(RuntimeError, match="close broken on purpose"):
+        await deliver_one(engine)
+
+    # SQLite removes the WAL file when its last connection closes.
+    assert (tmp_path / "sendarix.db").exists()
+    assert not (tmp_path / "sendarix.db-wal").exists()
+
+
 async def test_sink_mode_never_calls_plugin_transport(tmp_path: Path) -> None:
     transport = ScriptedTransport()
 
