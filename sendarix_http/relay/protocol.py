@@ -27,6 +27,8 @@ Command = Callable[[str | None], Awaitable[None]]
 logger = logging.getLogger("sendarix.relay")
 
 _NULL_SENDER = re.compile(r"FROM:\s*<>", re.IGNORECASE)
+# The AUTH parameter of MAIL (RFC 4954 section 5), with its xtext value.
+_AUTH_PARAMETER = re.compile(r"\s+AUTH=\S*", re.IGNORECASE)
 # A path of MAIL or RCPT that is <dot-atom@domain>: no quoted local part,
 # no domain literal, no source route (RFC 5321 section 4.1.2).
 _PLAIN_PATH = re.compile(
@@ -87,7 +89,7 @@ class RelaySMTP(SMTP):
                 "that should receive bounces"
             )
             return
-        await super().smtp_MAIL(arg)
+        await super().smtp_MAIL(_without_auth_parameter(arg))
 
     @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str) -> None:
@@ -184,3 +186,19 @@ def _is_loopback(peer: object) -> bool:
         return ipaddress.ip_address(peer[0]).is_loopback
     except ValueError:
         return False
+
+
+def _without_auth_parameter(arg: str | None) -> str | None:
+    """Drop the AUTH parameter from the parameters after a MAIL path.
+
+    A server that offers AUTH must accept it (RFC 4954 section 5). It names
+    the original submitter for a server that relays on, which Sendarix
+    does not do, so the value is not kept. aiosmtpd would reply 555.
+    """
+    if arg is None:
+        return None
+    # The path ends at its first ">": the value AUTH=<> holds one too.
+    end = arg.find(">", arg.find("<"))
+    if "<" not in arg or end < 0:
+        return arg
+    return arg[: end + 1] + _AUTH_PARAMETER.sub("", arg[end + 1 :])

@@ -14,6 +14,7 @@ import pytest
 
 from sendarix_backends.engine import Engine
 from sendarix_backends.settings import Settings
+from sendarix_core.ports import MessageQuery
 from sendarix_http.app import create_app
 from sendarix_http.relay import Relay
 from tests.conftest import DOMAIN
@@ -95,6 +96,31 @@ async def test_smtplib_login_many_recipients(
     await engine.deliver_due()
     received = smtp_server.wait_for_messages(3)
     assert sorted(message.rcpt_tos[0] for message in received) == recipients
+
+
+@pytest.mark.parametrize("value", ["<>", "legacy+2Bapp@acme.example"])
+async def test_mail_auth_parameter_accepted(
+    relay: Relay,
+    engine: Engine,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+    value: str,
+) -> None:
+    # A server that offers AUTH accepts MAIL's AUTH parameter (RFC 4954).
+    def submit() -> dict[str, tuple[int, bytes]]:
+        with smtplib.SMTP("127.0.0.1", relay_settings.relay_port, timeout=10) as client:
+            client.starttls(context=certificate.client_context())
+            client.login("legacy-app", api_key)
+            return client.sendmail(
+                SENDER, [RECIPIENT], message_bytes(), mail_options=[f"AUTH={value}"]
+            )
+
+    refused = await anyio.to_thread.run_sync(submit)
+
+    assert refused == {}
+    page = await engine.list_messages(MessageQuery())
+    assert len(page.items) == 1
 
 
 async def test_aiosmtplib_delivers(
