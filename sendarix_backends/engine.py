@@ -608,12 +608,14 @@ class Engine:
     # Messages
 
     async def get_message(self, message_id: str) -> Message:
+        _check_string("message_id", message_id)
         message = await self.store.get_message(message_id)
         if message is None:
             raise NotFoundError("message", message_id)
         return message
 
     async def list_messages(self, query: MessageQuery) -> Page[Message]:
+        _check_instance("list_messages", query, MessageQuery)
         return await self.store.list_messages(query)
 
     async def list_events(self, message_id: str) -> list[Event]:
@@ -657,6 +659,7 @@ class Engine:
         return await self.store.add_suppression(entry)
 
     async def get_suppression(self, recipient: str) -> Suppression:
+        _check_string("recipient", recipient)
         normalized = normalize_recipient(recipient)
         found = await self.store.get_suppressions([normalized])
         if normalized not in found:
@@ -664,6 +667,7 @@ class Engine:
         return found[normalized]
 
     async def list_suppressions(self, query: SuppressionQuery) -> Page[Suppression]:
+        _check_instance("list_suppressions", query, SuppressionQuery)
         return await self.store.list_suppressions(query)
 
     async def unsubscribe(
@@ -684,6 +688,7 @@ class Engine:
         return await self.events.unsubscribe(recipient, message_id=message_id)
 
     async def unsuppress(self, recipient: str) -> None:
+        _check_string("recipient", recipient)
         if not await self.store.remove_suppression(normalize_recipient(recipient)):
             raise NotFoundError("suppression", recipient)
 
@@ -742,6 +747,7 @@ class Engine:
         return await self.store.list_api_keys()
 
     async def get_api_key(self, key_id: str) -> ApiKey:
+        _check_string("key_id", key_id)
         key = await self.store.get_api_key(key_id)
         if key is None:
             raise NotFoundError("api_key", key_id)
@@ -752,6 +758,7 @@ class Engine:
 
         Revoking a revoked key changes nothing and returns it.
         """
+        _check_string("key_id", key_id)
         key = await self.store.revoke_api_key(key_id, self.clock.now())
         if key is None:
             raise NotFoundError("api_key", key_id)
@@ -759,6 +766,7 @@ class Engine:
 
     async def authenticate(self, secret: str) -> ApiKey:
         """Return the key for ``secret``; raise ``AuthenticationError`` if unusable."""
+        _check_string("secret", secret)
         presented = hash_key(secret)
         key = await self.store.find_api_key(presented)
         return check_key(key, presented, self.clock.now())
@@ -872,6 +880,20 @@ def _as_list(values: object) -> object:
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
         return values
     return list(values)
+
+
+def _check_string(field: str, value: object) -> None:
+    """Raise ``ValidationError`` unless ``value`` is a string, as ids are."""
+    if not isinstance(value, str):
+        message = f"expected a string, got {type(value).__name__} {value!r:.60}"
+        raise ValidationError([FieldError(field, "invalid_type", message)])
+
+
+def _check_instance(method: str, value: object, expected: type) -> None:
+    if not isinstance(value, expected):
+        raise TypeError(
+            f"{method} takes a {expected.__name__}, not {type(value).__name__}"
+        )
 
 
 def _checked_recipient(recipient: object) -> str:

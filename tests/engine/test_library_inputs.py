@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import pytest
@@ -216,3 +217,39 @@ async def test_old_plugin_open_refused_without_create() -> None:
     with pytest.raises(ConfigurationError, match="takes no create argument"):
         async with engine:
             pass
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda engine: engine.get_message(None), "message_id"),
+        (lambda engine: engine.list_events(123), "message_id"),
+        (lambda engine: engine.cancel(b"msg_1"), "message_id"),
+        (lambda engine: engine.get_suppression(None), "recipient"),
+        (lambda engine: engine.unsuppress(123), "recipient"),
+        (lambda engine: engine.get_api_key(None), "key_id"),
+        (lambda engine: engine.revoke_api_key(7), "key_id"),
+        (lambda engine: engine.authenticate(b"sk_live_x"), "secret"),
+    ],
+)
+async def test_non_string_id_refused(
+    engine: Engine, call: Callable[[Engine], Awaitable[object]], field: str
+) -> None:
+    with pytest.raises(ValidationError) as raised:
+        await call(engine)
+    assert fields(raised.value) == [(field, "invalid_type")]
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda engine: engine.list_messages(None), "takes a MessageQuery"),
+        (lambda engine: engine.list_messages({}), "takes a MessageQuery, not dict"),
+        (lambda engine: engine.list_suppressions(None), "takes a SuppressionQuery"),
+    ],
+)
+async def test_wrong_query_type_refused(
+    engine: Engine, call: Callable[[Engine], Awaitable[object]], expected: str
+) -> None:
+    with pytest.raises(TypeError, match=expected):
+        await call(engine)
