@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from aiosmtpd.smtp import SMTP, Session, TLSSetupException, syntax
 
@@ -90,6 +90,27 @@ class RelaySMTP(SMTP):
             )
             return
         await super().smtp_MAIL(_without_auth_parameter(arg))
+
+    def close_with_reply(self, reply: str) -> None:
+        """Send ``reply``, a 421, and close the connection.
+
+        RFC 5321 sections 3.8 and 4.5.3.2 have a server that ends a session
+        on its own send 421 first, so the client knows to retry.
+        """
+        # A stream transport; uvloop's does not subclass asyncio's classes.
+        transport = cast(asyncio.Transport | None, self.transport)
+        if transport is None or transport.is_closing():
+            return
+        transport.write(reply.encode("ascii") + b"\r\n")
+        transport.close()
+
+    def _timeout_cb(self) -> None:
+        # aiosmtpd 1.4.6 closes an idle session without a reply.
+        logger.info(
+            "relay session idle for too long; closing it",
+            extra={"action": "relay_session_timeout", "client": client_address(self)},
+        )
+        self.close_with_reply("421 4.4.2 idle for too long; closing the connection")
 
     @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str) -> None:
@@ -197,7 +218,7 @@ def _without_auth_parameter(arg: str | None) -> str | None:
     """
     if arg is None:
         return None
-    # The path ends at its first ">": the value AUTH=<> holds one too.
+    # The path ends at its first ">": the value AUTH=<> contains one too.
     end = arg.find(">", arg.find("<"))
     if "<" not in arg or end < 0:
         return arg

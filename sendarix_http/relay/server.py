@@ -83,13 +83,18 @@ class Relay:
         servers, self._servers = self._servers, []
         for server in servers:
             server.close()
-        for session in list(self._sessions):
-            if session.transport is not None:
-                session.transport.close()
+        sessions = [s for s in self._sessions if s.transport is not None]
+        for session in sessions:
+            session.close_with_reply(
+                "421 4.3.2 the server is shutting down; try again later"
+            )
         for server in servers:
             await server.wait_closed()
         if servers:
-            logger.info("SMTP relay stopped", extra={"action": "relay_stopped"})
+            logger.info(
+                "SMTP relay stopped",
+                extra={"action": "relay_stopped", "sessions_closed": len(sessions)},
+            )
 
     async def __aenter__(self) -> Self:
         await self.start()
