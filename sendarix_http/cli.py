@@ -10,7 +10,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -270,7 +270,20 @@ def _serve(settings: Settings) -> None:
     if settings.relay_port != 0:
         run_in_lifespan(app, Relay(engine, settings))
     attach_inbound(app, engine)
-    startup = _StartupFailure(app)
+
+    def announce() -> None:
+        logger.info(
+            "serving",
+            extra={
+                "action": "serve_started",
+                "http": f"{bound_host}:{bound_port}",
+                "delivery_mode": str(settings.delivery_mode),
+                "workers": settings.serve_workers,
+                "event_loop": event_loop.loop_name(settings.event_loop),
+            },
+        )
+
+    startup = _StartupFailure(app, on_started=announce)
     config = uvicorn.Config(
         app,
         host=settings.http_host,
@@ -281,16 +294,6 @@ def _serve(settings: Settings) -> None:
         # httptools, with the request head deadline and size limit.
         http=GuardedHttpProtocol,
         timeout_keep_alive=_HTTP_KEEP_ALIVE_SECONDS,
-    )
-    logger.info(
-        "serving",
-        extra={
-            "action": "serve_started",
-            "http": f"{bound_host}:{bound_port}",
-            "delivery_mode": str(settings.delivery_mode),
-            "workers": settings.serve_workers,
-            "event_loop": event_loop.loop_name(settings.event_loop),
-        },
     )
     _settle_collector()
     try:
@@ -319,7 +322,7 @@ class _StartupFailure:
     so requests take no extra step.
     """
 
-    def __init__(self, app: Starlette) -> None:
+    def __init__(self, app: Starlette, *, on_started: Callable[[], None]) -> None:
         self.error: SendarixError | None = None
         router = app.router
         lifespan_context = router.lifespan_context
@@ -331,6 +334,8 @@ class _StartupFailure:
             try:
                 async with lifespan_context(app):
                     started = True
+                    # The database, the relay and every listener are open.
+                    on_started()
                     yield
             except SendarixError as exc:
                 if not started:

@@ -201,6 +201,7 @@ def test_serve_missing_certificate_one_line(tmp_path: Path) -> None:
 
     assert "sendarix: cannot load the relay certificate" in log
     assert "Traceback" not in log
+    assert "serve_started" not in log
     assert status == 2
 
 
@@ -211,4 +212,5 @@ def test_serve_old_schema_one_line(tmp_path: Path) -> None:
 
     assert "run `sendarix migrate`" in log
     assert "Traceback" not in log
+    assert "serve_started" not in log
     assert status == 1
