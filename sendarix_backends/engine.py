@@ -210,8 +210,9 @@ class Engine:
         store = manager.hook.sendarix_storage(settings=settings)
         if store is None:
             raise StorageError(
-                f"no storage plugin handles {masked_url(settings.database_url)!r}; "
-                "use sqlite:///path or postgresql://… or install a plugin"
+                "no storage plugin handles SENDARIX_DATABASE_URL "
+                f"{masked_url(settings.database_url)}; use sqlite:///path or "
+                "postgresql://user:password@host/name, or install a plugin"
             )
         queue = manager.hook.sendarix_queue(settings=settings, storage=store)
         if queue is None:

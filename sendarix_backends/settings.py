@@ -252,8 +252,13 @@ def _optional_str(value: str | None) -> str | None:
 
 
 def _text(value: str) -> str:
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str):
         raise ConfigurationError(f"invalid value {value!r}; expected a string")
+    if not value.strip():
+        raise ConfigurationError(
+            f"invalid value {value!r}; expected a value, or leave the setting "
+            "out for its default"
+        )
     return value.strip()
 
 

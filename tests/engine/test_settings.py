@@ -357,3 +357,11 @@ def test_flag_smarthost_mode_names_flag() -> None:
         load_settings(environ={}, overrides={"delivery_mode": "smarthost"})
 
     assert str(raised.value).startswith("--delivery-mode is smarthost but")
+
+
+def test_empty_database_url_names_fix() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(environ={"SENDARIX_DATABASE_URL": ""})
+
+    assert "SENDARIX_DATABASE_URL" in str(raised.value)
+    assert "leave the setting out" in str(raised.value)
