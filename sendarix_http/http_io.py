@@ -453,7 +453,7 @@ def query_address(params: Mapping[str, str], name: str) -> str | None:
     """Return the parameter as given, once it parses as one address.
 
     A filter that is not an address could match nothing, so it is a 422
-    that says why rather than an empty page.
+    with the reason rather than an empty page.
     """
     raw = params.get(name)
     if raw is None:
