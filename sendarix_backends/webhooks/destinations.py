@@ -159,9 +159,14 @@ def _carried_ipv4(address: IpAddress) -> ipaddress.IPv4Address | None:
     if address.sixtofour is not None:
         return address.sixtofour
     low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    # :: and ::1, the unspecified and loopback addresses, carry none.
     if any(address in network for network in _CARRYING_LOW_BITS) and int(low) > 1:
         return low
     return None
+
+
+def _is_metadata(address: IpAddress) -> bool:
+    return address in METADATA_ADDRESSES or _carried_ipv4(address) in METADATA_ADDRESSES
 
 
 class AddressResolver:
@@ -204,9 +209,7 @@ class AddressResolver:
             reason = check_address(address, allow_private=self.allow_private)
             if reason is None:
                 continue
-            if address in METADATA_ADDRESSES or (
-                _carried_ipv4(address) in METADATA_ADDRESSES
-            ):
+            if _is_metadata(address):
                 # No setting allows these, so the only way out is another host.
                 advice = "use another host; no setting allows metadata addresses"
             else:

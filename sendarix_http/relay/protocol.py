@@ -219,7 +219,8 @@ def _without_auth_parameter(arg: str | None) -> str | None:
     if arg is None:
         return None
     # The path ends at its first ">": the value AUTH=<> contains one too.
-    end = arg.find(">", arg.find("<"))
-    if "<" not in arg or end < 0:
+    start = arg.find("<")
+    end = arg.find(">", start) if start >= 0 else -1
+    if end < 0:
         return arg
     return arg[: end + 1] + _AUTH_PARAMETER.sub("", arg[end + 1 :])

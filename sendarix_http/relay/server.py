@@ -83,7 +83,9 @@ class Relay:
         servers, self._servers = self._servers, []
         for server in servers:
             server.close()
-        sessions = [s for s in self._sessions if s.transport is not None]
+        sessions = [
+            session for session in self._sessions if session.transport is not None
+        ]
         for session in sessions:
             session.close_with_reply(
                 "421 4.3.2 the server is shutting down; try again later"

@@ -14,9 +14,9 @@ import pytest
 from sendarix_backends.engine import Engine
 from sendarix_backends.settings import Settings
 from sendarix_core.clock import ManualClock
-from sendarix_http.app import create_app
 from tests.engine.conftest import database_url
 from tests.storage.conftest import postgresql_schema
+from tests.webhooks.conftest import api_client
 
 __all__ = ["database_url", "postgresql_schema"]
 
@@ -28,15 +28,9 @@ async def any_client(
     database_url: str, clock: ManualClock
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(database_url=database_url, delivery_mode="sink")
-    async with Engine.from_settings(settings, clock=clock, workers=False) as engine:
-        secret, _ = await engine.create_api_key("tests")
-        transport = httpx.ASGITransport(app=create_app(engine))
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://sendarix.test",
-            headers={"Authorization": f"Bearer {secret}"},
-        ) as client:
-            yield client
+    engine = Engine.from_settings(settings, clock=clock, workers=False)
+    async with engine, api_client(engine) as client:
+        yield client
 
 
 @pytest.mark.parametrize(
