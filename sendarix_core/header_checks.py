@@ -34,6 +34,11 @@ RESERVED_HEADERS = frozenset(
         "bcc",
         "dkim-signature",
         "received",
+        # Trace and authentication results are added by receiving servers
+        # (RFC 8601, RFC 7208 section 9.1). Set by a sender, they could make
+        # a careless receiver show a check that never ran.
+        "authentication-results",
+        "received-spf",
         "return-path",
         "mime-version",
         "message-id",
@@ -61,9 +66,10 @@ __all__ = [
 ]
 
 # Resent-* fields describe a re-sending that Sendarix never performs.
+# ARC-* fields are added by forwarding servers (RFC 8617), never by the sender.
 # X-Sendarix-* are the relay's control headers: sent on, they would set the
 # priority, tags or metadata of the message at a Sendarix relay downstream.
-_RESERVED_PREFIXES = ("content-", "resent-", "x-sendarix-")
+_RESERVED_PREFIXES = ("arc-", "content-", "resent-", "x-sendarix-")
 
 # A field name is printable ASCII except the colon (RFC 5322 section 2.2).
 _HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")

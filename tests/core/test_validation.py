@@ -440,6 +440,9 @@ def test_header_value_unicode_and_tab() -> None:
         "SENDER",
         "X-Sendarix-Priority",
         "x-sendarix-tags",
+        "Authentication-Results",
+        "Received-SPF",
+        "ARC-Seal",
     ],
 )
 def test_reserved_header(name: str) -> None:

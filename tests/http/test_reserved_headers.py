@@ -14,7 +14,7 @@ from tests.http.conftest import message_body
 pytestmark = pytest.mark.anyio
 
 API_PAGE = Path(__file__).parents[2] / "docs" / "api.md"
-RESERVED_PREFIXES = ("Content-", "Resent-", "X-Sendarix-")
+RESERVED_PREFIXES = ("ARC-", "Content-", "Resent-", "X-Sendarix-")
 
 
 def documented_headers() -> set[str]:
