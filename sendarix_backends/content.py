@@ -158,6 +158,10 @@ class Content:
         """DKIM-sign ``data`` when the sender's domain is verified."""
         return await self.domains.sign(message.sender.domain, data)
 
+    async def aligned_return_path_domain(self, message: Message) -> str | None:
+        """Return the return-path domain under the sender's domain, if usable."""
+        return await self.domains.aligned_return_path_domain(message.sender.domain)
+
 
 def _check_rendered_nul(template: str, part: str, text: str | None) -> None:
     """Raise ``ValidationError`` when a rendered body contains NUL.

@@ -22,6 +22,10 @@ class MessageSigner(Protocol):
         """Return ``data``, the built ``message``, with any signatures added."""
         ...
 
+    async def aligned_return_path_domain(self, message: Message) -> str | None:
+        """Return a return-path domain under the sender's domain, or ``None``."""
+        ...
+
 
 class Outbound:
     def __init__(
@@ -43,12 +47,19 @@ class Outbound:
         The ``Date`` header is the creation time, so every attempt sends
         the same bytes under the same ``Message-ID``. With a return-path
         domain the envelope sender is ``bounces+<message id>@<domain>``
-        (VERP), so a bounce report names the message it is about. The
-        signer, when there is one, adds DKIM signatures to the built bytes.
+        (VERP), so a bounce report names the message it is about. Where the
+        signer finds a verified sending domain for the sender, ``<domain>``
+        is that domain's ``bounces.`` subdomain, which aligns SPF with
+        ``From``. The signer, when there is one, also adds DKIM signatures
+        to the built bytes.
         """
         mail_from = message.sender.email
         if self.return_path_domain is not None:
-            mail_from = return_path(message.id, self.return_path_domain)
+            domain = self.return_path_domain
+            if self.signer is not None:
+                aligned = await self.signer.aligned_return_path_domain(message)
+                domain = aligned or domain
+            mail_from = return_path(message.id, domain)
         data = build_message_bytes(message, date=message.created_at)
         if self.signer is not None:
             data = await self.signer.sign(message, data)

@@ -41,6 +41,7 @@ def attach_inbound(app: Starlette, engine: Engine) -> None:
         port=settings.inbound_port,
         domain=settings.return_path_domain,
         hostname=settings.helo_name,
+        accepts_domain=engine.content.domains.receives_reports_for,
     )
     app_lifespan = app.router.lifespan_context
 

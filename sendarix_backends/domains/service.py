@@ -1,7 +1,7 @@
-"""Sending domains: adding, verifying, the sender check and DKIM signing.
+"""Sending domains: adding, verifying, the sender check, DKIM signing and return paths.
 
 ``Domains`` keeps a snapshot of every domain in memory for the hot paths
-(the sender check at acceptance and signing at delivery) and reloads it
+(the sender check at acceptance, signing and the return path at delivery) and reloads it
 every ``SNAPSHOT_SECONDS``. A change made through this object takes effect
 in this process at once; other processes see it within that interval.
 """
@@ -22,7 +22,11 @@ import idna
 from sendarix_backends.dkim import DkimAlgorithm, DkimSigner, SigningKey
 from sendarix_backends.domains.keys import generate_key
 from sendarix_backends.domains.model import DnsRecord, DomainStatus, SendingDomain
-from sendarix_backends.domains.records import RecordTarget, expected_records
+from sendarix_backends.domains.records import (
+    BOUNCE_LABEL,
+    RecordTarget,
+    expected_records,
+)
 from sendarix_backends.domains.store import DomainStore
 from sendarix_backends.domains.verification import RecordChecker
 from sendarix_backends.settings import SenderVerification, Settings
@@ -181,6 +185,38 @@ class Domains:
             return data
         timestamp = int(self._clock.now().timestamp())
         return signer.sign(data, timestamp=timestamp)
+
+    async def aligned_return_path_domain(self, sender_domain: str) -> str | None:
+        """Return ``bounces.<sender_domain>`` when bounces may be sent there.
+
+        That needs ``SENDARIX_RETURN_PATH_DOMAIN``, whose MX receives the
+        reports, and a verified sender domain: verification found the
+        ``return_path`` record that points ``bounces.<domain>`` at it. An
+        envelope sender there passes SPF for a subdomain of the ``From``
+        domain, which DMARC's relaxed alignment accepts (RFC 7489 3.1.2).
+        """
+        if self._settings.return_path_domain is None:
+            return None
+        domain = (await self._domains()).get(sender_domain)
+        if domain is None or domain.status != DomainStatus.VERIFIED:
+            return None
+        return f"{BOUNCE_LABEL}.{domain.name}"
+
+    async def receives_reports_for(self, name: str) -> bool:
+        """Return whether report mail to an address at ``name`` is accepted.
+
+        That is the return-path domain and ``bounces.<domain>`` of every
+        sending domain, verified or not: reports for mail sent while a
+        domain was verified still arrive after it fails a later check.
+        """
+        name = name.lower()
+        return_path_domain = self._settings.return_path_domain
+        if return_path_domain is not None and name == return_path_domain.lower():
+            return True
+        label, dot, rest = name.partition(".")
+        if label != BOUNCE_LABEL or not dot:
+            return False
+        return rest in await self._domains()
 
     async def _signer_for(self, name: str) -> DkimSigner | None:
         domain = (await self._domains()).get(name)

@@ -1,8 +1,9 @@
 """The inbound SMTP listener for bounce and complaint reports.
 
 It is the MX of the return-path domain: it accepts mail for addresses at
-that domain only (any other recipient gets ``550 5.7.1``, so it never
-relays), needs no authentication, and hands every message to
+that domain and, where the caller allows it, at the ``bounces.`` subdomain
+of a sending domain. Any other recipient gets ``550 5.7.1``, so it never
+relays. It needs no authentication and hands every message to
 ``ReportIntake``. It runs aiosmtpd's protocol on the caller's event loop,
 beside the HTTP API, instead of in aiosmtpd's threaded ``Controller``.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -29,10 +31,21 @@ logger = logging.getLogger("sendarix.inbound")
 MAX_REPORT_BYTES = 10 * 1024 * 1024
 
 
+DomainCheck = Callable[[str], Awaitable[bool]]
+
+
 class _ReportHandler:
-    def __init__(self, intake: ReportIntake, domain: str) -> None:
+    def __init__(
+        self, intake: ReportIntake, domain: str, accepts_domain: DomainCheck | None
+    ) -> None:
         self._intake = intake
         self._domain = domain.lower()
+        self._accepts_domain = accepts_domain
+
+    async def _accepted(self, domain: str) -> bool:
+        if domain == self._domain:
+            return True
+        return self._accepts_domain is not None and await self._accepts_domain(domain)
 
     async def handle_RCPT(
         self,
@@ -42,9 +55,20 @@ class _ReportHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        if address.rpartition("@")[2].lower() != self._domain:
+        try:
+            accepted = await self._accepted(address.rpartition("@")[2].lower())
+        except StorageError:
+            logger.exception(
+                "recipient domain not checked", extra={"action": "report_failed"}
+            )
+            return "451 4.3.0 temporary storage failure; try again later"
+        if not accepted:
+            also = ""
+            if self._accepts_domain is not None:
+                also = " and at bounces.<sending domain>"
             return (
-                f"550 5.7.1 relaying denied: only addresses at {self._domain} accepted"
+                f"550 5.7.1 relaying denied: only addresses at {self._domain}{also} "
+                "accepted"
             )
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
@@ -66,6 +90,8 @@ class InboundServer:
     """An SMTP listener on ``host:port`` while the context is open.
 
     ``port`` 0 picks a free port, and ``port`` is the bound one after entry.
+    Recipients at ``domain`` are accepted, and those at any other domain
+    for which ``accepts_domain`` returns true.
     """
 
     def __init__(
@@ -76,8 +102,9 @@ class InboundServer:
         port: int,
         domain: str,
         hostname: str | None = None,
+        accepts_domain: DomainCheck | None = None,
     ) -> None:
-        self._handler = _ReportHandler(intake, domain)
+        self._handler = _ReportHandler(intake, domain, accepts_domain)
         self.host = host
         self.port = port
         self.domain = domain

@@ -87,6 +87,8 @@ def publish(dns_server: DnsServer, records: Sequence[DnsRecord]) -> None:
         elif record.type == "MX":
             preference, host = record.value.split()
             dns_server.add_mx(record.name, int(preference), host)
+        elif record.type == "CNAME":
+            dns_server.add_cname(record.name, record.value)
         else:
             raise AssertionError(f"the test DNS server can't serve {record.type}")
 

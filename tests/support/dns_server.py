@@ -36,6 +36,7 @@ __all__ = ["DnsServer"]
 _DEFAULT_TTL = 300
 _PLAIN_UDP_PAYLOAD = 512
 _BIND_ATTEMPTS = 20
+_MAX_CNAME_CHAIN = 8
 
 
 class DnsServer:
@@ -71,6 +72,10 @@ class DnsServer:
 
     def add_aaaa(self, host: str, address: str, *, ttl: int = _DEFAULT_TTL) -> None:
         self._add(host, dns.rdatatype.AAAA, address, ttl)
+
+    def add_cname(self, name: str, target: str, *, ttl: int = _DEFAULT_TTL) -> None:
+        """Publish a CNAME; queries for other types get it and the target's records."""
+        self._add(name, dns.rdatatype.CNAME, _absolute(target), ttl)
 
     def add_txt(self, name: str, text: str, *, ttl: int = _DEFAULT_TTL) -> None:
         """Publish a TXT record, split into 255-byte strings as DNS requires."""
@@ -186,14 +191,17 @@ class DnsServer:
             response.set_rcode(dns.rcode.NXDOMAIN)
             return
 
-        records = self._records[name].get(rdtype, [])
-        if not records:
-            return
-        ttl = min(record_ttl for record_ttl, _ in records)
-        rrset = dns.rrset.from_text_list(
-            name, ttl, dns.rdataclass.IN, rdtype, [text for _, text in records]
-        )
-        response.answer.append(rrset)
+        # Follow CNAMEs inside the zone, as an authoritative server does
+        # (RFC 1034 section 4.3.2), for at most _MAX_CNAME_CHAIN links.
+        for _ in range(_MAX_CNAME_CHAIN):
+            aliases = self._records.get(name, {}).get(dns.rdatatype.CNAME, [])
+            if rdtype == dns.rdatatype.CNAME or not aliases:
+                break
+            response.answer.append(_rrset(name, dns.rdatatype.CNAME, aliases))
+            name = dns.name.from_text(aliases[0][1])
+        records = self._records.get(name, {}).get(rdtype, [])
+        if records:
+            response.answer.append(_rrset(name, rdtype, records))
 
     def _add(
         self, name: str, rdtype: dns.rdatatype.RdataType, text: str, ttl: int
@@ -220,6 +228,17 @@ class DnsServer:
             f"no port on {self.host} was free for both UDP and TCP after "
             f"{_BIND_ATTEMPTS} attempts"
         )
+
+
+def _rrset(
+    name: dns.name.Name,
+    rdtype: dns.rdatatype.RdataType,
+    records: list[tuple[int, str]],
+) -> dns.rrset.RRset:
+    ttl = min(record_ttl for record_ttl, _ in records)
+    return dns.rrset.from_text_list(
+        name, ttl, dns.rdataclass.IN, rdtype, [text for _, text in records]
+    )
 
 
 class _UdpServer(socketserver.UDPServer):
