@@ -19,7 +19,7 @@ from sendarix_backends.events.analytics import (
     OutcomeCount,
 )
 from sendarix_backends.events.query import EventQuery
-from sendarix_backends.sql import SqlStore, analytics, events, listings, webhooks
+from sendarix_backends.sql import SqlStore, analytics, events, webhooks
 from sendarix_backends.webhooks.model import (
     AttemptRecord,
     ClaimedDelivery,
@@ -55,11 +55,6 @@ class SqlEventStorage:
     async def get_message(self, message_id: str) -> Message | None:
         return await self._store.get_message(message_id)
 
-    async def message_events(self, message_id: str) -> list[Event]:
-        return await self._store.run_transaction(
-            "message_events", listings.list_message_events, message_id, write=False
-        )
-
     async def record_events(
         self, new_events: Sequence[Event], new_suppressions: Sequence[Suppression]
     ) -> None:
@@ -67,6 +62,17 @@ class SqlEventStorage:
             "record_events",
             events.record_events,
             new_events,
+            new_suppressions,
+            write=True,
+        )
+
+    async def record_report(
+        self, event: Event, new_suppressions: Sequence[Suppression]
+    ) -> bool:
+        return await self._store.run_transaction(
+            "record_report",
+            events.record_report,
+            event,
             new_suppressions,
             write=True,
         )

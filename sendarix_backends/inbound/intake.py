@@ -8,10 +8,15 @@ message that was delivered stays ``delivered`` and gains a
 ``message.bounced`` or ``message.complained`` event, so its timeline shows
 both the receiving server's reply at delivery and what came later.
 
-* A DSN recipient with ``Action: failed`` records ``message.bounced`` with
-  ``asynchronous: true``; a ``5.1.x`` status also suppresses the recipient
-  (``hard_bounce``), as a synchronous bounce does. Other actions
-  (``delayed``, ``delivered``, ``relayed``, ``expanded``) record nothing.
+* A DSN block with ``Action: failed`` for the message's recipient (by
+  ``Final-Recipient`` or ``Original-Recipient``, or the only block of the
+  report) records ``message.bounced`` with ``asynchronous: true``; a
+  ``5.1.x`` status also suppresses the recipient (``hard_bounce``), as a
+  synchronous bounce does. Other actions (``delayed``, ``delivered``,
+  ``relayed``, ``expanded``) and blocks about other addresses record
+  nothing.
+* Reports about messages sent with a test key, or never attempted, are
+  ignored: no server can have received those messages.
 * A feedback report of type ``abuse`` records ``message.complained`` and
   suppresses the recipient (``complaint``). Other feedback types
   (``not-spam``, ``auth-failure``, …) record nothing.
@@ -88,6 +93,12 @@ class ReportIntake:
         message = await self._find_message(recipients, report.original_message_id)
         if message is None:
             return _ignored("no message matches the return path or Message-ID")
+        if message.test_mode:
+            # A test key's messages go to the built-in sink only, so no
+            # server can have reported on them; the report is forged.
+            return _ignored("the message was sent with a test key", message.id)
+        if message.attempts == 0:
+            return _ignored("no delivery of the message was attempted", message.id)
 
         if isinstance(report, DeliveryReport):
             built = self._bounce(message, report)
@@ -97,10 +108,9 @@ class ReportIntake:
             return _ignored(built, message.id)
         event, suppression = built
 
-        if await self._already_recorded(message.id, event):
-            return _ignored("this report was already recorded", message.id)
         suppressions = [suppression] if suppression is not None else []
-        await self._storage.record_events([event], suppressions)
+        if not await self._storage.record_report(event, suppressions):
+            return _ignored("this report was already recorded", message.id)
         logger.info(
             "report recorded",
             extra={
@@ -141,7 +151,9 @@ class ReportIntake:
         if not failed:
             actions = ", ".join(sorted({s.action for s in report.recipients}))
             return f"the report has no failed recipient (actions: {actions or 'none'})"
-        status = _matching_status(failed, message)
+        status = _matching_status(report.recipients, message)
+        if status is None:
+            return "no failed recipient of the report is the message's recipient"
         bounce_class, suppress = _classify(status)
         data: dict[str, Any] = {
             "asynchronous": True,
@@ -198,25 +210,22 @@ class ReportIntake:
             message_id=message.id,
         )
 
-    async def _already_recorded(self, message_id: str, event: Event) -> bool:
-        report_id = event.data.get("report_id")
-        if report_id is None:
-            return False
-        recorded = await self._storage.message_events(message_id)
-        return any(
-            e.type == event.type and e.data.get("report_id") == report_id
-            for e in recorded
-        )
-
 
 def _matching_status(
-    failed: list[RecipientStatus], message: Message
-) -> RecipientStatus:
+    statuses: Sequence[RecipientStatus], message: Message
+) -> RecipientStatus | None:
+    """Return the failed block about the message's recipient, or ``None``.
+
+    Each block reports on its own recipient only (RFC 3464 section 2.3).
+    A report with a single block that names another address is taken as
+    about the message's recipient under a forwarded address, because the
+    return path already named the message, which has one recipient.
+    """
     wanted = normalize_recipient(message.recipient.email)
-    for status in failed:
-        if normalize_recipient(status.final_recipient) == wanted:
-            return status
-    return failed[0]
+    named = [status for status in statuses if status.names(wanted)]
+    if not named and len(statuses) == 1:
+        named = list(statuses)
+    return next((status for status in named if status.is_failure), None)
 
 
 def _classify(status: RecipientStatus) -> tuple[BounceClass, bool]:

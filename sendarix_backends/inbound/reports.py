@@ -23,6 +23,8 @@ from collections.abc import Iterable
 
 import attrs
 
+from sendarix_core.suppression import normalize_recipient
+
 __all__ = [
     "DeliveryReport",
     "FeedbackReport",
@@ -42,6 +44,15 @@ class RecipientStatus:
     status: str
     diagnostic_code: str | None = None
     remote_mta: str | None = None
+    original_recipient: str | None = None
+    """The address before forwarding, when the block gives it."""
+
+    def names(self, recipient: str) -> bool:
+        """Return whether ``recipient`` (normalized) is this block's recipient."""
+        return any(
+            address is not None and normalize_recipient(address) == recipient
+            for address in (self.final_recipient, self.original_recipient)
+        )
 
     @property
     def is_failure(self) -> bool:
@@ -164,9 +175,8 @@ def _delivery_report(
 
 
 def _recipient_status(block: email.message.Message) -> RecipientStatus | None:
-    recipient = _typed_value(
-        _header(block, "Final-Recipient") or _header(block, "Original-Recipient")
-    )
+    original = _typed_value(_header(block, "Original-Recipient"))
+    recipient = _typed_value(_header(block, "Final-Recipient")) or original
     action = (_header(block, "Action") or "").lower()
     status = (_header(block, "Status") or "").split()
     if not recipient or not action:
@@ -178,6 +188,7 @@ def _recipient_status(block: email.message.Message) -> RecipientStatus | None:
         status=code,
         diagnostic_code=_typed_value(_header(block, "Diagnostic-Code")),
         remote_mta=_typed_value(_header(block, "Remote-MTA")),
+        original_recipient=original,
     )
 
 

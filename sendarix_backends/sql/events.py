@@ -242,6 +242,36 @@ def record_events(
     connection.execute(statement)
 
 
+def record_report(
+    connection: Connection, event: Event, new_suppressions: Sequence[Suppression]
+) -> bool:
+    """Store a report's event and suppressions, unless the report was recorded.
+
+    A report was recorded when the message has an event of the same type
+    with the same ``report_id``. The message's row is locked first on
+    PostgreSQL, and SQLite's write transaction excludes other writers, so
+    copies of one report that arrive at once are stored once. Returns
+    whether the event was stored.
+    """
+    connection.execute(
+        sa.select(messages.c.id)
+        .where(messages.c.id == event.message_id)
+        .with_for_update()
+    ).close()
+    report_id = event.data.get("report_id")
+    if report_id is not None:
+        recorded = connection.scalars(
+            sa.select(events.c.data).where(
+                events.c.message_id == event.message_id,
+                events.c.type == event.type.value,
+            )
+        )
+        if any(data.get("report_id") == report_id for data in recorded):
+            return False
+    record_events(connection, [event], new_suppressions)
+    return True
+
+
 def record_unsubscribe(
     connection: Connection, suppression: Suppression, event: Event
 ) -> tuple[Suppression, bool]:

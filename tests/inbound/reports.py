@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 def dsn(
     *,
@@ -11,9 +13,20 @@ def dsn(
     status: str = "5.1.1",
     diagnostic: str = "smtp; 550 5.1.1 <{recipient}>: user unknown",
     report_id: str = "<dsn-1@mx.example.test>",
+    original_recipient: str | None = None,
+    other_recipients: Sequence[tuple[str, str, str]] = (),
 ) -> bytes:
-    """Return an RFC 3464 delivery status notification."""
+    """Return an RFC 3464 delivery status notification.
+
+    ``other_recipients`` adds a block for each ``(address, action, status)``.
+    """
     diagnostic = diagnostic.format(recipient=recipient)
+    original_recipient = original_recipient or recipient
+    other_blocks = "".join(
+        f"\nFinal-Recipient: rfc822; {address}\nAction: {other_action}\n"
+        f"Status: {other_status}\n"
+        for address, other_action, other_status in other_recipients
+    )
     text = f"""From: Mail Delivery System <MAILER-DAEMON@mx.example.test>
 Subject: Undelivered Mail Returned to Sender
 Message-ID: {report_id}
@@ -33,12 +46,12 @@ Reporting-MTA: dns; mx.example.test
 Arrival-Date: Sun, 19 Apr 2026 14:30:00 +0000
 
 Final-Recipient: rfc822; {recipient}
-Original-Recipient: rfc822; {recipient}
+Original-Recipient: rfc822; {original_recipient}
 Action: {action}
 Status: {status}
 Remote-MTA: dns; mailbox.example.test
 Diagnostic-Code: {diagnostic}
-
+{other_blocks}
 --report-boundary
 Content-Type: text/rfc822-headers
 

@@ -6,6 +6,7 @@ import base64
 import logging
 import smtplib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import anyio.to_thread
 import attrs
@@ -18,7 +19,8 @@ from sendarix_backends.inbound.intake import _ignored
 from sendarix_backends.inbound.reports import DeliveryReport, parse_report
 from sendarix_backends.inbound.server import InboundServer
 from sendarix_backends.settings import Settings
-from sendarix_core.errors import ConfigurationError
+from sendarix_core.clock import ManualClock
+from sendarix_core.errors import ConfigurationError, NotFoundError
 from sendarix_core.model import Message
 from sendarix_core.states import MessageStatus
 from sendarix_core.suppression import SuppressionReason
@@ -59,6 +61,11 @@ async def delivered_message(
     message = await engine.get_message(sent.message_id)
     assert message.status is MessageStatus.DELIVERED
     return message
+
+
+async def assert_not_suppressed(engine: Engine, message: Message) -> None:
+    with pytest.raises(NotFoundError):
+        await engine.get_suppression(message.recipient.email)
 
 
 def verp(message: Message) -> str:
@@ -185,6 +192,110 @@ async def test_resent_report_recorded_once(
 
     report = dsn(recipient=message.recipient.email, original_message_id="<x@y>")
     await send_report(inbound, verp(message), report)
+    await send_report(inbound, verp(message), report)
+
+    assert len(await events_of(services, message, "message.bounced")) == 1
+
+
+async def test_concurrent_copies_recorded_once(
+    engine: Engine, services: EventServices, inbound: InboundServer
+) -> None:
+    message = await delivered_message(engine)
+    report = dsn(recipient=message.recipient.email, original_message_id="<x@y>")
+
+    async with anyio.create_task_group() as group:
+        for _ in range(8):
+            group.start_soon(send_report, inbound, verp(message), report)
+
+    assert len(await events_of(services, message, "message.bounced")) == 1
+
+
+async def test_test_key_message_report_ignored(
+    engine: Engine, services: EventServices, inbound: InboundServer
+) -> None:
+    _, key = await engine.create_api_key("sandbox", environment="test")
+    sent = await engine.send(message_body(), api_key=key)
+    await engine.deliver_due()
+    message = await engine.get_message(sent.message_id)
+    assert message.test_mode
+
+    report = dsn(recipient=message.recipient.email, original_message_id="<x@y>")
+    await send_report(inbound, verp(message), report)
+
+    assert await events_of(services, message, "message.bounced") == []
+    await assert_not_suppressed(engine, message)
+
+
+async def test_unattempted_message_report_ignored(
+    engine: Engine, services: EventServices, inbound: InboundServer, clock: ManualClock
+) -> None:
+    later = (clock.now() + timedelta(days=1)).isoformat()
+    sent = await engine.send(message_body(scheduled_time=later))
+    message = await engine.get_message(sent.message_id)
+
+    report = dsn(recipient=message.recipient.email, original_message_id="<x@y>")
+    await send_report(inbound, verp(message), report)
+
+    assert await events_of(services, message, "message.bounced") == []
+    await assert_not_suppressed(engine, message)
+
+
+async def test_delayed_recipient_not_bounced(
+    engine: Engine, services: EventServices, inbound: InboundServer
+) -> None:
+    message = await delivered_message(engine)
+
+    report = dsn(
+        recipient=message.recipient.email,
+        original_message_id="<x@y>",
+        action="delayed",
+        status="4.4.1",
+        other_recipients=[("someone-else@example.org", "failed", "5.1.1")],
+    )
+    await send_report(inbound, verp(message), report)
+
+    assert await events_of(services, message, "message.bounced") == []
+    await assert_not_suppressed(engine, message)
+
+
+async def test_other_failed_recipient_not_bounced(
+    engine: Engine, services: EventServices, inbound: InboundServer
+) -> None:
+    message = await delivered_message(engine)
+
+    report = dsn(
+        recipient="first@example.org",
+        original_message_id="<x@y>",
+        other_recipients=[("second@example.org", "failed", "5.1.1")],
+    )
+    await send_report(inbound, verp(message), report)
+
+    assert await events_of(services, message, "message.bounced") == []
+
+
+async def test_forwarded_recipient_bounced(
+    engine: Engine, services: EventServices, inbound: InboundServer
+) -> None:
+    message = await delivered_message(engine)
+
+    report = dsn(recipient="ada@forwarded.example.org", original_message_id="<x@y>")
+    await send_report(inbound, verp(message), report)
+
+    [event] = await events_of(services, message, "message.bounced")
+    assert event.data["enhanced_code"] == "5.1.1"
+
+
+async def test_original_recipient_matched(
+    engine: Engine, services: EventServices, inbound: InboundServer
+) -> None:
+    message = await delivered_message(engine)
+
+    report = dsn(
+        recipient="ada@forwarded.example.org",
+        original_recipient=message.recipient.email,
+        original_message_id="<x@y>",
+        other_recipients=[("second@example.org", "delayed", "4.4.1")],
+    )
     await send_report(inbound, verp(message), report)
 
     assert len(await events_of(services, message, "message.bounced")) == 1
