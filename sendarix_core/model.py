@@ -6,6 +6,7 @@ the ``Event`` it caused, and storage persists both together.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -98,13 +99,27 @@ class MessageContent:
     submitted as bytes (SMTP relay); the fields above then only describe it."""
 
 
+# Reply bytes that are not UTF-8 reach Python as lone surrogates, which
+# aiosmtplib's "surrogateescape" decoding keeps; JSON can't encode them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable_text(text: str) -> str:
+    """Return ``text`` with each lone surrogate replaced by U+FFFD."""
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
 @attrs.frozen(kw_only=True)
 class SmtpReply:
-    """The reply of a remote SMTP server (or a local stand-in for DNS errors)."""
+    """The reply of a remote SMTP server (or a local stand-in for DNS errors).
+
+    A remote server may send any bytes, so ``text`` is stored with each
+    byte that was not UTF-8 as U+FFFD.
+    """
 
     code: int | None
     enhanced_code: str | None
-    text: str
+    text: str = attrs.field(converter=_encodable_text)
     mx_host: str | None = None
 
 
