@@ -163,7 +163,9 @@ class _Transaction:
                 # A 421 refuses the message, which another host may take.
                 raise
             raise self._outcome_unknown(failure) from failure
-        if response.code != 250:
+        # Any 2yz reply is a positive completion (RFC 5321 section 4.2.1).
+        # Taken as a refusal, it would make the retry a second copy.
+        if not 200 <= response.code <= 299:
             return ("DATA", response.code, response.message)
         self.response = response
         return None

@@ -63,6 +63,23 @@ async def test_commands_sent_together(deliver: Deliver) -> None:
     assert server.sessions[0].lines[1:] == [MAIL, RCPT, b"DATA", b"<content>"]
 
 
+@pytest.mark.parametrize("code", [200, 251, 299])
+async def test_any_positive_reply_to_content_accepts(
+    deliver: Deliver, code: int
+) -> None:
+    async def script(session: Session) -> None:
+        await session.read_lines(3)
+        await session.reply("250 2.1.0 ok", "250 2.1.5 ok", "354 go")
+        await session.read_content()
+        await session.reply(f"{code} 2.0.0 queued")
+
+    async with ScriptedServer(script) as server:
+        reply = await deliver(server.port)
+
+    assert reply.code == code
+    assert reply.text == "2.0.0 queued"
+
+
 async def test_failed_content_check_drops_session(deliver: Deliver) -> None:
     ended = asyncio.Event()
 
