@@ -521,7 +521,11 @@ class DeliveryWorker:
             )
         except PermanentDeliveryError as error:
             return lifecycle.bounce(
-                message, _reply_of(error), now=now(), event_id=self._new_id("evt")
+                message,
+                _reply_of(error),
+                now=now(),
+                event_id=self._new_id("evt"),
+                to_mail=error.details.get("stage") == "MAIL",
             )
         except Exception as error:
             logger.exception(

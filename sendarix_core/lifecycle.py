@@ -181,15 +181,20 @@ def bounce(
     now: datetime,
     event_id: str,
     bounce_class: BounceClass | None = None,
+    to_mail: bool = False,
 ) -> Transition:
     """Record a permanent failure.
 
     Without ``bounce_class`` the reply decides it, and a ``5.1.x`` enhanced
-    code also puts the recipient on the suppression list.
+    code about the recipient also puts the recipient on the suppression
+    list. ``to_mail`` says the reply refused ``MAIL FROM``, so it is about
+    the sender.
     """
     suppression = None
     if bounce_class is None:
-        classification = classify_reply(reply.code or 550, reply.enhanced_code)
+        classification = classify_reply(
+            reply.code or 550, reply.enhanced_code, to_mail=to_mail
+        )
         bounce_class = classification.bounce_class or BounceClass.OTHER
         if classification.suppress:
             suppression = Suppression(

@@ -38,6 +38,7 @@ class BounceClass(StrEnum):
 
     INVALID_RECIPIENT = "invalid_recipient"
     INVALID_DOMAIN = "invalid_domain"
+    INVALID_SENDER = "invalid_sender"
     MAILBOX_UNAVAILABLE = "mailbox_unavailable"
     MESSAGE_REJECTED = "message_rejected"
     POLICY = "policy"
@@ -99,12 +100,15 @@ class ReplyClass:
     suppress: bool
 
 
-def classify_reply(code: int, enhanced_code: str | None = None) -> ReplyClass:
+def classify_reply(
+    code: int, enhanced_code: str | None = None, *, to_mail: bool = False
+) -> ReplyClass:
     """Classify an SMTP reply code and its optional enhanced status code.
 
     The basic code decides between success, retry and bounce (RFC 5321,
     section 4.2.1); the enhanced code only refines why a message bounced and
-    whether the recipient is suppressed.
+    whether the recipient is suppressed. ``to_mail`` says the reply answered
+    ``MAIL FROM``, so an address status is about the sender.
     """
     if not 200 <= code <= 599:
         raise ValueError(f"SMTP reply code must be within 200-599, not {code}")
@@ -119,6 +123,15 @@ def classify_reply(code: int, enhanced_code: str | None = None) -> ReplyClass:
         )
 
     subject, detail = _split_enhanced(enhanced_code)
+    # X.1.7 and X.1.8 are the sender's mailbox and system (RFC 3463 section
+    # 3.2): the recipient's address is not at fault.
+    if subject == 1 and (to_mail or detail in {7, 8}):
+        return ReplyClass(
+            delivered=False,
+            kind=FailureKind.PERMANENT,
+            bounce_class=BounceClass.INVALID_SENDER,
+            suppress=False,
+        )
     if subject == 1:
         bounce_class = (
             BounceClass.INVALID_DOMAIN

@@ -21,6 +21,8 @@ from sendarix_core.retry import (
         (451, "4.4.1", FailureKind.TEMPORARY, False, None),
         (550, "5.1.1", FailureKind.PERMANENT, True, BounceClass.INVALID_RECIPIENT),
         (550, "5.1.10", FailureKind.PERMANENT, True, BounceClass.INVALID_DOMAIN),
+        (553, "5.1.7", FailureKind.PERMANENT, False, BounceClass.INVALID_SENDER),
+        (553, "5.1.8", FailureKind.PERMANENT, False, BounceClass.INVALID_SENDER),
         (554, "5.7.1", FailureKind.PERMANENT, False, BounceClass.POLICY),
         (552, "5.2.2", FailureKind.PERMANENT, False, BounceClass.MAILBOX_UNAVAILABLE),
         (550, None, FailureKind.PERMANENT, False, BounceClass.OTHER),
@@ -51,6 +53,13 @@ def test_4xx_never_suppresses(code: int, subject: int, detail: int) -> None:
 @given(st.integers(500, 599), st.integers(0, 99))
 def test_x7_never_suppresses(code: int, detail: int) -> None:
     assert not classify_reply(code, f"5.7.{detail}").suppress
+
+
+@given(st.integers(500, 599), st.integers(0, 99))
+def test_address_status_at_mail_is_sender(code: int, detail: int) -> None:
+    result = classify_reply(code, f"5.1.{detail}", to_mail=True)
+    assert result.bounce_class == BounceClass.INVALID_SENDER
+    assert not result.suppress
 
 
 def test_classify_rejects_out_of_range() -> None:

@@ -132,6 +132,25 @@ async def test_policy_block_does_not_suppress(
     assert list(page.items) == []
 
 
+@pytest.mark.parametrize(
+    "reply", ["501 5.1.7 bad sender address", "550 5.1.0 sender address rejected"]
+)
+async def test_sender_refusal_does_not_suppress(
+    engine: Engine, smtp_server: SmtpServer, reply: str
+) -> None:
+    smtp_server.reply_with(reply, at="MAIL")
+    result = await engine.send(message_body())
+    await engine.deliver_due()
+
+    message = await engine.get_message(result.message_id)
+    assert message.status == MessageStatus.BOUNCED
+    [*_, event] = await engine.list_events(result.message_id)
+    assert event.data["bounce_class"] == "invalid_sender"
+    assert event.data["suppressed_recipient"] is False
+    page = await engine.list_suppressions(_all_suppressions())
+    assert list(page.items) == []
+
+
 def _all_suppressions():  # type: ignore[no-untyped-def]
     from sendarix_core.ports import SuppressionQuery
 
