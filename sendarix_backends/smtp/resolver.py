@@ -25,6 +25,7 @@ import dns.rdatatype
 import dns.resolver
 from dns.rdtypes.ANY.MX import MX
 
+from sendarix_backends.ip_addresses import carried_ipv4
 from sendarix_backends.smtp.cache import TtlCache
 from sendarix_core.errors import (
     ConfigurationError,
@@ -245,10 +246,17 @@ def is_deliverable_address(text: str) -> bool:
     169.254.169.254) and multicast addresses never run a mail server, so an
     MX record pointing there is a mistake or an attack and is skipped.
     Loopback and private addresses are allowed: staging systems and the
-    tests run their SMTP servers there.
+    tests run their SMTP servers there. An IPv6 address that carries an
+    IPv4 address (``::ffff:169.254.169.254``) is checked as that address
+    too, because connecting to it reaches the IPv4 host.
     """
     address = ipaddress.ip_address(text)
-    return not (address.is_unspecified or address.is_link_local or address.is_multicast)
+    carried = carried_ipv4(address)
+    return all(
+        not (one.is_unspecified or one.is_link_local or one.is_multicast)
+        for one in (address, carried)
+        if one is not None
+    )
 
 
 def _make_resolver(

@@ -24,6 +24,8 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
+from sendarix_backends.ip_addresses import IpAddress, carried_ipv4
+
 __all__ = [
     "AddressResolver",
     "Destination",
@@ -32,23 +34,16 @@ __all__ = [
     "parse_url",
 ]
 
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
 # Instance metadata services of AWS, GCP, Azure (IPv4) and AWS (IPv6).
 METADATA_ADDRESSES = frozenset(
     {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 )
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 _BROADCAST = ipaddress.ip_address("255.255.255.255")
+
+
 # IPv6 ranges whose last 32 bits are an IPv4 address: IPv4-compatible
 # addresses and the NAT64 prefixes.
-_CARRYING_LOW_BITS = (
-    ipaddress.ip_network("::/96"),
-    ipaddress.ip_network("64:ff9b::/96"),
-    ipaddress.ip_network("64:ff9b:1::/48"),
-)
-
-
 class DestinationError(ValueError):
     """A webhook URL is malformed or points where webhooks may not go."""
 
@@ -112,7 +107,7 @@ def check_address(address: IpAddress, *, allow_private: bool) -> str | None:
     An IPv6 address that carries an IPv4 address is checked as that IPv4
     address too, so ``[64:ff9b::a9fe:a9fe]`` is a metadata address.
     """
-    carried = _carried_ipv4(address)
+    carried = carried_ipv4(address)
     if carried is not None:
         reason = _check_one(carried, allow_private=allow_private)
         if reason is not None:
@@ -144,29 +139,8 @@ def _check_one(address: IpAddress, *, allow_private: bool) -> str | None:
     return None
 
 
-def _carried_ipv4(address: IpAddress) -> ipaddress.IPv4Address | None:
-    """Return the IPv4 address that an IPv6 address carries, if any.
-
-    These are IPv4-mapped (``::ffff:a.b.c.d``), IPv4-compatible
-    (``::a.b.c.d``), 6to4 (``2002::/16``, RFC 3056) and NAT64 addresses
-    (``64:ff9b::/96`` of RFC 6052, and ``64:ff9b:1::/48`` of RFC 8215 read
-    as a /96 prefix).
-    """
-    if not isinstance(address, ipaddress.IPv6Address):
-        return None
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
-    low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    # :: and ::1, the unspecified and loopback addresses, carry none.
-    if any(address in network for network in _CARRYING_LOW_BITS) and int(low) > 1:
-        return low
-    return None
-
-
 def _is_metadata(address: IpAddress) -> bool:
-    return address in METADATA_ADDRESSES or _carried_ipv4(address) in METADATA_ADDRESSES
+    return address in METADATA_ADDRESSES or carried_ipv4(address) in METADATA_ADDRESSES
 
 
 class AddressResolver:

@@ -271,3 +271,34 @@ async def test_unusable_mx_address_skipped(
 
     with pytest.raises(PermanentDeliveryError):
         await resolver.resolve("metadata.test")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::ffff:169.254.169.254",
+        "::ffff:0.0.0.0",
+        "::ffff:224.0.0.1",
+        "64:ff9b::a9fe:a9fe",
+        "2002:a9fe:a9fe::1",
+    ],
+)
+async def test_ipv6_carrying_unusable_ipv4_skipped(
+    dns_server: DnsServer, resolver: MxResolver, address: str
+) -> None:
+    dns_server.add_mx("metadata.test", 10, "mx.metadata.test")
+    dns_server.add_aaaa("mx.metadata.test", address)
+
+    with pytest.raises(PermanentDeliveryError):
+        await resolver.resolve("metadata.test")
+
+
+async def test_ipv6_carrying_loopback_kept(
+    dns_server: DnsServer, resolver: MxResolver
+) -> None:
+    dns_server.add_mx("mapped.test", 10, "mx.mapped.test")
+    dns_server.add_aaaa("mx.mapped.test", "::ffff:127.0.0.1")
+
+    [host] = await resolver.resolve("mapped.test")
+
+    assert host.addresses == ("::ffff:127.0.0.1",)
