@@ -16,6 +16,7 @@ __all__ = [
     "UNSUBSCRIBE_REASONS",
     "Suppression",
     "SuppressionReason",
+    "canonical_recipient",
     "check_reason",
     "normalize_recipient",
 ]
@@ -48,14 +49,22 @@ def normalize_recipient(email: str) -> str:
     domain is converted to A-labels, as stored addresses are, so
     ``user@bücher.test`` finds ``user@xn--bcher-kva.test``.
     """
+    return canonical_recipient(email).lower()
+
+
+def canonical_recipient(email: str) -> str:
+    """Return ``email`` as ``normalize_recipient`` keys it, before case folding.
+
+    Text that is no valid address is returned stripped, as it is.
+    """
     text = email.strip()
     if _PLAIN.fullmatch(text):
         # Parsing would return this text, up to case, or reject it and keep
-        # the text as it is: either way the key is the text in lowercase.
-        return text.lower()
+        # the text as it is.
+        return text
     with contextlib.suppress(AddressError):
         text = parse_address(text).email
-    return text.lower()
+    return text
 
 
 # A dot-atom local part at an ASCII domain that ends in a letter or digit:

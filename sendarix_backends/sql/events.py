@@ -54,6 +54,7 @@ from sendarix_core.representation import event_to_dict, format_time
 from sendarix_core.suppression import (
     Suppression,
     SuppressionReason,
+    canonical_recipient,
     normalize_recipient,
 )
 
@@ -132,7 +133,12 @@ def _filter(
         statement = statement.where(events.c.type.in_(sorted(query.types)))
     if query.recipient is not None:
         # An IDN domain is stored in A-labels, so the query's is converted.
-        recipient = normalize_recipient(query.recipient)
+        # SQLite's lower() folds ASCII letters only; folded by Python first,
+        # a query in the case an address was sent in would miss it.
+        if dialect == "sqlite":
+            recipient = canonical_recipient(query.recipient)
+        else:
+            recipient = normalize_recipient(query.recipient)
         statement = statement.where(
             sa.func.lower(events.c.recipient) == sa.func.lower(recipient)
         )

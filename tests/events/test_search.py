@@ -77,6 +77,16 @@ async def test_recipient_ignores_case(engine: Engine, services: EventServices) -
     assert [e.recipient for e in found] == [f"Ada.Lovelace@{DOMAIN}"]
 
 
+async def test_recipient_non_ascii_in_sent_case(
+    engine: Engine, services: EventServices
+) -> None:
+    await engine.send(message_body(f"ÜNÏ-Ada@{DOMAIN}"))
+
+    found = await all_pages(services, EventQuery(recipient=f"ÜNÏ-ada@{DOMAIN}"))
+
+    assert [e.recipient for e in found] == [f"ÜNÏ-Ada@{DOMAIN}"]
+
+
 async def test_recipient_idn_domain(engine: Engine, services: EventServices) -> None:
     await engine.send(message_body("user@bücher.test"))
 
