@@ -9,7 +9,7 @@ from enum import StrEnum
 
 import attrs
 
-from sendarix_core.addresses import AddressError, parse_address
+from sendarix_core.addresses import AddressError, parse_address, quote_value
 from sendarix_core.errors import FieldError, ValidationError
 
 __all__ = [
@@ -74,11 +74,20 @@ _PLAIN = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]*[A-Za-z0-9]
 
 def check_reason(value: object) -> SuppressionReason:
     """Return the reason named by ``value``; raise ``ValidationError`` if none is."""
+    allowed = ", ".join(SuppressionReason)
+    if not isinstance(value, str):
+        message = (
+            f"expected a string, got {type(value).__name__}; a suppression "
+            f"reason is one of {allowed}"
+        )
+        raise ValidationError([FieldError("reason", "invalid_type", message)])
     try:
-        return SuppressionReason(str(value))
+        return SuppressionReason(value)
     except ValueError:
-        allowed = ", ".join(SuppressionReason)
-        message = f"{value!r} is not a suppression reason; expected one of {allowed}"
+        message = (
+            f"{quote_value(value)} is not a suppression reason; expected one of "
+            f"{allowed}"
+        )
         raise ValidationError(
             [FieldError("reason", "invalid_reason", message)]
         ) from None

@@ -96,7 +96,9 @@ def _recipient_of(body: dict[str, Any]) -> str:
 
 
 def _reason_of(body: dict[str, Any], default: SuppressionReason) -> SuppressionReason:
-    return check_reason(body.get("reason", str(default)))
+    # A field set to null counts as absent, as everywhere in the API.
+    reason = body.get("reason")
+    return default if reason is None else check_reason(reason)
 
 
 def _reasons_query(

@@ -42,6 +42,26 @@ async def test_suppression_crud(client: httpx.AsyncClient) -> None:
     assert (await client.get("/v1/suppressions/a@example.com")).status_code == 404
 
 
+async def test_null_reason_is_manual(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/suppressions", json={"recipient": "a@example.com", "reason": None}
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["reason"] == "manual"
+
+
+async def test_reason_of_wrong_type(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/suppressions", json={"recipient": "a@example.com", "reason": 5}
+    )
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "reason"
+    assert error["code"] == "invalid_type"
+
+
 async def test_unsubscribes_view(client: httpx.AsyncClient) -> None:
     await client.post("/v1/unsubscribes", json={"recipient": "u@example.com"})
     await client.post("/v1/suppressions", json={"recipient": "m@example.com"})
