@@ -87,11 +87,14 @@ def _event_query(params: QueryParams) -> EventQuery:
 
 
 def _types(params: QueryParams) -> frozenset[str]:
+    raw_values = params.getlist("type")
+    if any(not raw.replace(",", "").strip() for raw in raw_values):
+        # Taken as no filter, a type left empty by a client's bug would
+        # return every event.
+        message = "type is empty; name one or more event types, or leave it out"
+        raise ValidationError([FieldError("type", "invalid_event_type", message)])
     values = [
-        value.strip()
-        for raw in params.getlist("type")
-        for value in raw.split(",")
-        if value.strip()
+        value.strip() for raw in raw_values for value in raw.split(",") if value.strip()
     ]
     known = {str(event_type) for event_type in EventType}
     unknown = [value for value in values if value not in known]

@@ -78,7 +78,7 @@ async def list_messages(request: Request) -> Response:
     )
     query = MessageQuery(
         **parsed,
-        cursor=params.get("cursor") or None,
+        cursor=params.get("cursor"),
         test_mode=key.environment == Environment.TEST,
     )
     page = await engine_of(request).list_messages(query)

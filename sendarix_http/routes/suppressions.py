@@ -141,7 +141,7 @@ def _make_handlers(unsubscribes: bool) -> list[Operation]:
         query = SuppressionQuery(
             reasons=_reasons_query(request, unsubscribes),
             limit=query_int(request.query_params, "limit", default=25, low=1, high=100),
-            cursor=request.query_params.get("cursor") or None,
+            cursor=request.query_params.get("cursor"),
         )
         page = await engine_of(request).list_suppressions(query)
         data = [suppression_to_dict(entry) for entry in page.items]

@@ -508,10 +508,23 @@ async def test_time_before_utc_range_is_422(
     assert (error["field"], error["code"]) == (name, "invalid_time")
 
 
-async def test_empty_cursor_is_first_page(client: httpx.AsyncClient) -> None:
-    await client.post("/v1/messages", json=message_body())
-    response = await client.get("/v1/messages", params={"cursor": ""})
-    assert len(response.json()["data"]) == 1
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/events", "/v1/suppressions"])
+async def test_empty_cursor_is_422(client: httpx.AsyncClient, path: str) -> None:
+    # A client that sends a null next_cursor as "" would otherwise read the
+    # first page again and again.
+    response = await client.get(path, params={"cursor": ""})
+
+    assert response.status_code == 422, response.text
+    [error] = response.json()["error"]["errors"]
+    assert (error["field"], error["code"]) == ("cursor", "invalid_cursor")
+
+
+async def test_empty_event_type_is_422(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/events", params={"type": ""})
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert (error["field"], error["code"]) == ("type", "invalid_event_type")
 
 
 async def test_unknown_message_id_truncated(client: httpx.AsyncClient) -> None:
