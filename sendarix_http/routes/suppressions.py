@@ -47,7 +47,8 @@ SUPPRESSION_REQUEST = define(
         "properties": {
             "recipient": {"type": "string", "examples": ["user@example.com"]},
             "reason": {
-                "enum": [str(reason) for reason in SuppressionReason],
+                # null counts as absent, as for every optional field.
+                "enum": [*(str(reason) for reason in SuppressionReason), None],
                 "default": str(SuppressionReason.MANUAL),
             },
         },
