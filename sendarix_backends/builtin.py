@@ -36,6 +36,7 @@ def sendarix_transport(settings: Settings) -> Transport | None:
             settings.smarthost,
             helo_name=settings.helo_name,
             timeout=settings.smtp_timeout,
+            data_timeout=settings.smtp_data_timeout,
         )
     resolver = smtp.MxResolver(settings.dns_nameservers or None)
     return smtp.MxTransport(
@@ -43,6 +44,7 @@ def sendarix_transport(settings: Settings) -> Transport | None:
         port=settings.destination_port,
         helo_name=settings.helo_name,
         timeout=settings.smtp_timeout,
+        data_timeout=settings.smtp_data_timeout,
     )
 
 

@@ -454,6 +454,10 @@ class Settings:
     message the destination already accepted. Off by default, because it
     limits a worker to one message per DATA reply time plus one commit."""
     smtp_timeout: float = attrs.field(default=30.0, converter=_positive_float)
+    smtp_data_timeout: float = attrs.field(default=600.0, converter=_positive_float)
+    """Seconds to wait for the reply to a message's content once it is sent.
+    The server may check the message first, and a deferral here sends it
+    again at the retry, so the default is RFC 5321's 10 minutes."""
     relay_implicit_tls_port: int = attrs.field(default=0, converter=_port)
     """Port of the SMTP relay that speaks TLS from the first byte (RFC 8314,
     usually 465); 0 turns it off."""

@@ -157,6 +157,7 @@ class RouteTransports:
         common = {
             "helo_name": self._settings.helo_name,
             "timeout": self._settings.smtp_timeout,
+            "data_timeout": self._settings.smtp_data_timeout,
             "tls": tls_mode,
             "pool": pool,
             "source_address": action.source_address,

@@ -26,13 +26,18 @@ logger = logging.getLogger("sendarix.smtp")
 _QUIT_TIMEOUT = 5.0
 # A server that replies 421 closes the session.
 _SERVICE_NOT_AVAILABLE = 421
+# Seconds to wait for the reply to the message content: RFC 5321 section
+# 4.5.3.2.6 recommends at least 10 minutes, because the server may process
+# the message first, and giving up early sends it again at the retry.
+DEFAULT_DATA_TIMEOUT = 600.0
 
 
 @attrs.frozen(kw_only=True)
 class ConnectionSettings:
     """How to open a session.
 
-    ``timeout`` (seconds) applies to connecting and to each reply.
+    ``timeout`` (seconds) applies to connecting and to each reply but the
+    one to the message content, which gets ``data_timeout``.
     ``implicit_tls`` wraps the socket in TLS before the greeting (port 465),
     in which case ``tls`` is not consulted.
     """
@@ -47,6 +52,7 @@ class ConnectionSettings:
     source_address: str | None = None
     """Local IP address outgoing connections bind; the system picks one
     when ``None``."""
+    data_timeout: float = DEFAULT_DATA_TIMEOUT
 
 
 @attrs.define(eq=False)
@@ -68,6 +74,7 @@ class SmtpConnection:
     transactions: int = 0
     uses: int = 0
     clean: bool = True
+    data_timeout: float = DEFAULT_DATA_TIMEOUT
 
     @property
     def is_open(self) -> bool:
@@ -172,6 +179,7 @@ async def open_connection(
         port=port,
         encrypted=encrypted,
         last_used=clock(),
+        data_timeout=settings.data_timeout,
     )
 
 

@@ -12,11 +12,20 @@ transport back to aiosmtplib's protocol when the transaction ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import socket
+import struct
+import termios
 from collections import deque
 from types import TracebackType
 
 from aiosmtplib import SMTPResponse, SMTPServerDisconnected
-from aiosmtplib.errors import SMTPReadTimeoutError, SMTPResponseException
+from aiosmtplib.errors import (
+    SMTPReadTimeoutError,
+    SMTPResponseException,
+    SMTPTimeoutError,
+)
 from aiosmtplib.protocol import SMTPProtocol
 
 __all__ = ["ReplyReader"]
@@ -27,6 +36,8 @@ _MAX_LINE_LENGTH = 8192
 _MAX_REPLY_LENGTH = _MAX_LINE_LENGTH * 4
 # The code aiosmtplib gives a malformed or oversized reply.
 _INVALID_REPLY = -1
+# How often ``drain`` looks at the write buffer while content is sent.
+_DRAIN_POLL_SECONDS = 0.05
 
 
 class ReplyReader(asyncio.Protocol):
@@ -73,8 +84,64 @@ class ReplyReader(asyncio.Protocol):
             raise SMTPServerDisconnected("Connection lost")
         self._transport.write(data)
 
-    async def read(self) -> SMTPResponse:
-        """Return the next reply, waiting up to the session's timeout for it.
+    async def drain(self) -> None:
+        """Wait until the server's host has received every written byte.
+
+        Content that the kernel took at once is not waited for: that is
+        every message smaller than the socket's send buffer. Otherwise this
+        waits until the transport's buffer and the kernel's send queue are
+        empty, so the reply timeout that follows covers the server's work,
+        not the transfer. Returns early when a reply arrives first, which a
+        server sends when it refuses the content before its end; ``unsent``
+        then tells that the content did not all go out. Raises
+        ``SMTPTimeoutError`` when no byte went out for the session's
+        timeout, and ``SMTPServerDisconnected`` when the connection is lost.
+        """
+        transport = self._transport
+        if not transport.get_write_buffer_size():
+            return
+        sock = transport.get_extra_info("socket")
+        remaining = transport.get_write_buffer_size() + _queued_in_kernel(sock)
+        deadline = None if self._timeout is None else self._loop.time() + self._timeout
+        while remaining and not self._replies:
+            if self._error is not None:
+                raise self._error
+            if deadline is not None and self._loop.time() >= deadline:
+                raise SMTPTimeoutError(
+                    f"no data was sent for {self._timeout:g} s; the server stopped "
+                    "reading the message content"
+                )
+            # Polled, because asyncio reports only the crossing of the write
+            # buffer's water marks, and the kernel reports nothing.
+            await asyncio.sleep(_DRAIN_POLL_SECONDS)
+            now_remaining = transport.get_write_buffer_size() + _queued_in_kernel(sock)
+            if now_remaining < remaining and self._timeout is not None:
+                deadline = self._loop.time() + self._timeout
+            remaining = now_remaining
+
+    @property
+    def unsent(self) -> bool:
+        """Whether written bytes still wait in the transport's buffer."""
+        return bool(self._transport.get_write_buffer_size())
+
+    def abort(self) -> None:
+        """Close the connection at once, discarding data not yet sent.
+
+        A reset (``SO_LINGER`` of zero) also drops what the kernel still
+        holds, so a message content cut off here never ends with its final
+        dot at the server, which must then discard the transaction.
+        """
+        sock = self._transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+        self._transport.abort()
+
+    async def read(self, wait_seconds: float | None = None) -> SMTPResponse:
+        """Return the next reply, waiting up to ``wait_seconds`` for it, the
+        session's timeout by default.
 
         Raises ``SMTPServerDisconnected`` when the connection is lost,
         ``SMTPReadTimeoutError`` on a timeout, and ``SMTPResponseException``
@@ -83,11 +150,12 @@ class ReplyReader(asyncio.Protocol):
         # One deadline for the whole reply, as aiosmtplib's read_response
         # has, so a server that sends it a byte at a time can't stretch it.
         deadline = None
+        timeout = self._timeout if wait_seconds is None else wait_seconds
         while not self._replies:
             if self._error is not None:
                 raise self._error
-            if deadline is None and self._timeout is not None:
-                deadline = self._loop.time() + self._timeout
+            if deadline is None and timeout is not None:
+                deadline = self._loop.time() + timeout
             await self._wait(deadline)
         return self._replies.popleft()
 
@@ -177,6 +245,22 @@ class ReplyReader(asyncio.Protocol):
                 start = 0
         if len(buffer) > _MAX_REPLY_LENGTH:
             raise SMTPResponseException(_INVALID_REPLY, "Response too long")
+
+
+def _queued_in_kernel(sock: socket.socket | None) -> int:
+    """Return the bytes the kernel has not sent or the peer not acknowledged.
+
+    Linux reports the send queue with ``TIOCOUTQ`` (``SIOCOUTQ`` in tcp(7));
+    where the call fails, 0 is returned and only the transport's buffer is
+    waited for.
+    """
+    if sock is None:
+        return 0
+    try:
+        queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return 0
+    return int(struct.unpack("i", queued)[0])
 
 
 def _time_out(waiter: asyncio.Future[None]) -> None:

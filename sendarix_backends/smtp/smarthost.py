@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from sendarix_backends.smtp.connection import ConnectionSettings
+from sendarix_backends.smtp.connection import DEFAULT_DATA_TIMEOUT, ConnectionSettings
 from sendarix_backends.smtp.delivery import PooledSender, default_helo_name
 from sendarix_backends.smtp.pool import ConnectGate, PoolSettings
 from sendarix_backends.smtp.replies import HostFailure
@@ -45,6 +45,7 @@ class SmarthostTransport:
         implicit_tls: bool = False,
         helo_name: str | None = None,
         timeout: float = 30.0,
+        data_timeout: float = DEFAULT_DATA_TIMEOUT,
         tls: TlsMode | str = TlsMode.OPPORTUNISTIC,
         tls_context: ssl.SSLContext | None = None,
         pool: PoolSettings | None = None,
@@ -55,6 +56,7 @@ class SmarthostTransport:
         settings = ConnectionSettings(
             helo_name=default_helo_name(helo_name),
             timeout=timeout,
+            data_timeout=data_timeout,
             tls=TlsMode(tls),
             tls_context=tls_context or verifying_context(),
             implicit_tls=implicit_tls,

@@ -156,8 +156,13 @@ class _Transaction:
             self._connection.close()
             raise
         self._write("DATA", _message_content(self._envelope.data))
+        refusal = await self._send_content()
+        if refusal is not None:
+            return refusal
         try:
-            response = await self._reply("DATA")
+            response = await self._reply(
+                "DATA", wait_seconds=self._connection.data_timeout
+            )
         except HostFailure as failure:
             if failure.reply_code is not None:
                 # A 421 refuses the message, which another host may take.
@@ -170,21 +175,54 @@ class _Transaction:
         self.response = response
         return None
 
+    async def _send_content(self) -> tuple[str, int, str] | None:
+        """Wait until the content written is sent; return an early refusal.
+
+        The reply timeout starts only once the content is out, so a slow
+        link no longer times out a message the server goes on receiving.
+        A session that fails while content is unsent is reset rather than
+        closed: a close would still send the rest, final dot included, and
+        the server would take a message this attempt counts as failed.
+        """
+        reader = self._reader
+        try:
+            await reader.drain()
+        except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
+            reader.abort()
+            raise self._lost("DATA", exc) from exc
+        if not reader.unsent:
+            return None
+        # A reply before the end of the content refuses it; the session is
+        # out of step, and the final dot must not reach the server. The
+        # reply is already queued, so the reset comes first.
+        reader.abort()
+        self._connection.close()
+        response = await self._reply("DATA")
+        if 200 <= response.code <= 299:
+            raise self._lost(
+                "DATA",
+                ConnectionError(f"{response.code} before the end of the content"),
+            )
+        return ("DATA", response.code, response.message)
+
     def _write(self, stage: str, data: bytes) -> None:
         try:
             self._reader.write(data)
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise self._lost(stage, exc) from exc
 
-    async def _reply(self, stage: str) -> aiosmtplib.SMTPResponse:
-        """Read the reply to ``stage``'s command.
+    async def _reply(
+        self, stage: str, wait_seconds: float | None = None
+    ) -> aiosmtplib.SMTPResponse:
+        """Read the reply to ``stage``'s command, within ``wait_seconds`` if
+        given, else the session's timeout.
 
         A malformed reply is returned as code -1, as aiosmtplib reports it,
         and closes the session, which can't be read in step any more.
         """
         connection = self._connection
         try:
-            response = await self._reader.read()
+            response = await self._reader.read(wait_seconds)
         except aiosmtplib.SMTPResponseException as exc:
             connection.close()
             response = aiosmtplib.SMTPResponse(exc.code, exc.message)

@@ -7,7 +7,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 
-from sendarix_backends.smtp.connection import ConnectionSettings
+from sendarix_backends.smtp.connection import DEFAULT_DATA_TIMEOUT, ConnectionSettings
 from sendarix_backends.smtp.delivery import PooledSender, default_helo_name
 from sendarix_backends.smtp.pool import ConnectGate, PoolSettings
 from sendarix_backends.smtp.replies import HostFailure, copy_with_recipient
@@ -46,6 +46,7 @@ class MxTransport:
         port: int = 25,
         helo_name: str | None = None,
         timeout: float = 30.0,
+        data_timeout: float = DEFAULT_DATA_TIMEOUT,
         tls: TlsMode | str = TlsMode.OPPORTUNISTIC,
         tls_context: ssl.SSLContext | None = None,
         pool: PoolSettings | None = None,
@@ -56,6 +57,7 @@ class MxTransport:
         settings = ConnectionSettings(
             helo_name=default_helo_name(helo_name),
             timeout=timeout,
+            data_timeout=data_timeout,
             tls=TlsMode(tls),
             tls_context=tls_context or unverified_context(),
             source_address=source_address,

@@ -52,8 +52,9 @@ class ScriptedServer:
     """A server on loopback that greets, offers PIPELINING, and then runs
     ``script`` for each connection."""
 
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, *, size_limit: int = 10000) -> None:
         self.script = script
+        self.size_limit = size_limit
         self.sessions: list[Session] = []
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -76,7 +77,9 @@ class ScriptedServer:
         try:
             await session.reply("220 scripted.test ESMTP")
             await session.read_lines(1)
-            await session.reply("250-scripted.test", "250-PIPELINING", "250 SIZE 10000")
+            await session.reply(
+                "250-scripted.test", "250-PIPELINING", f"250 SIZE {self.size_limit}"
+            )
             await self.script(session)
             while line := await reader.readline():
                 session.lines.append(line.rstrip(b"\r\n"))

@@ -44,7 +44,11 @@ async def quick_transport(
 ) -> AsyncIterator[MxTransport]:
     """A transport that gives up on a silent server after half a second."""
     transport = MxTransport(
-        resolver, port=smtp_server.port, helo_name="sender.example.test", timeout=0.5
+        resolver,
+        port=smtp_server.port,
+        helo_name="sender.example.test",
+        timeout=0.5,
+        data_timeout=0.5,
     )
     yield transport
     await transport.aclose()
@@ -163,6 +167,26 @@ async def test_silent_reply_after_dot_not_resent(
         await quick_transport.deliver(make_envelope())
 
     assert smtp_server.messages == []
+
+
+async def test_content_reply_waits_past_command_timeout(
+    resolver: MxResolver, routed_server: SmtpServer
+) -> None:
+    routed_server.delay_data_reply(1.0)
+    transport = MxTransport(
+        resolver,
+        port=routed_server.port,
+        helo_name="sender.example.test",
+        timeout=0.3,
+        data_timeout=5,
+    )
+    try:
+        reply = await transport.deliver(make_envelope())
+    finally:
+        await transport.aclose()
+
+    assert reply.code == 250
+    assert len(routed_server.messages) == 1
 
 
 async def test_deliver_to_implicit_mx(
