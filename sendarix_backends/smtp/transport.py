@@ -7,6 +7,8 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 
+import attrs
+
 from sendarix_backends.smtp.connection import DEFAULT_DATA_TIMEOUT, ConnectionSettings
 from sendarix_backends.smtp.delivery import PooledSender, default_helo_name
 from sendarix_backends.smtp.pool import ConnectGate, PoolSettings
@@ -25,6 +27,12 @@ from sendarix_core.retry import parse_enhanced_code
 __all__ = ["MxTransport"]
 
 logger = logging.getLogger("sendarix.smtp")
+
+# Addresses one attempt tries, over all MX hosts: a domain that publishes
+# many hosts that accept connections but never greet would otherwise hold a
+# delivery for one timeout per address. RFC 5321 section 5.1 allows such a
+# limit; Postfix's smtp_mx_address_limit is 5 by default.
+MAX_ADDRESSES_PER_ATTEMPT = 10
 
 
 class MxTransport:
@@ -75,6 +83,7 @@ class MxTransport:
             raise copy_with_recipient(exc, envelope.rcpt_to) from exc
 
         failures: list[tuple[MxHost, HostFailure]] = []
+        hosts = _within_address_limit(domain, hosts)
         for host in hosts:
             try:
                 return await self._sender.send(host.host, host.addresses, envelope)
@@ -97,6 +106,29 @@ class MxTransport:
 
     async def aclose(self) -> None:
         await self._sender.aclose()
+
+
+def _within_address_limit(domain: str, hosts: Sequence[MxHost]) -> list[MxHost]:
+    """Return the hosts, in order, cut to ``MAX_ADDRESSES_PER_ATTEMPT`` addresses."""
+    kept: list[MxHost] = []
+    budget = MAX_ADDRESSES_PER_ATTEMPT
+    for host in hosts:
+        if budget <= 0:
+            break
+        addresses = host.addresses[:budget]
+        budget -= len(addresses)
+        kept.append(attrs.evolve(host, addresses=addresses))
+    dropped = sum(len(host.addresses) for host in hosts) - sum(
+        len(host.addresses) for host in kept
+    )
+    if dropped:
+        logger.info(
+            "%s has more MX addresses than one attempt tries; %d left out",
+            domain,
+            dropped,
+            extra={"action": "mx_addresses_limited", "left_out": dropped},
+        )
+    return kept
 
 
 def _recipient_domain(recipient: str) -> str:

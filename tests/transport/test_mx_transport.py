@@ -13,6 +13,7 @@ import attrs
 import pytest
 
 from sendarix_backends.smtp import MxResolver, MxTransport, TlsMode
+from sendarix_backends.smtp.transport import MAX_ADDRESSES_PER_ATTEMPT
 from sendarix_core.errors import PermanentDeliveryError, TemporaryDeliveryError
 from tests.support.certificates import TestCertificate
 from tests.support.dns_server import DnsServer
@@ -263,6 +264,24 @@ async def test_deliver_every_host_down(
         "mx1.example.test",
         "mx2.example.test",
     ]
+
+
+async def test_attempt_address_limit(
+    dns_server: DnsServer, smtp_server: SmtpServer, transport: MxTransport
+) -> None:
+    # Twelve hosts, none listening; the last one, past the limit, would be.
+    hosts = [f"mx{number:02d}.example.test" for number in range(12)]
+    for number, host in enumerate(hosts):
+        dns_server.add_mx(DOMAIN, 10 + number, host)
+        dns_server.add_a(host, f"127.0.0.{number + 2}")
+    dns_server.remove(hosts[-1])
+    dns_server.add_a(hosts[-1], "127.0.0.1")
+
+    with pytest.raises(TemporaryDeliveryError) as caught:
+        await transport.deliver(make_envelope())
+
+    assert caught.value.details["hosts_tried"] == hosts[:MAX_ADDRESSES_PER_ATTEMPT]
+    assert smtp_server.connections == 0
 
 
 async def test_deliver_421_everywhere(
