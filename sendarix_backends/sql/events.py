@@ -51,6 +51,7 @@ from sendarix_backends.webhooks.model import WebhookEndpoint
 from sendarix_core.model import Event
 from sendarix_core.ports import Page
 from sendarix_core.representation import event_to_dict, format_time
+from sendarix_core.states import EventType
 from sendarix_core.suppression import (
     Suppression,
     SuppressionReason,
@@ -283,8 +284,10 @@ def record_unsubscribe(
 ) -> tuple[Suppression, bool]:
     """Suppress a recipient as unsubscribed and store ``event``.
 
-    A recipient already unsubscribed gets no second event. Returns the
-    stored entry and whether the event was recorded.
+    A recipient already unsubscribed gets no second event, also while the
+    entry keeps an earlier reason (a hard bounce, say): one unsubscribe
+    since the entry was created is enough. Returns the stored entry and
+    whether the event was recorded.
     """
     existing = (
         connection.execute(
@@ -299,10 +302,27 @@ def record_unsubscribe(
         stored = codec.suppression_from_row(existing)
         if stored.reason is SuppressionReason.USER_UNSUBSCRIBED:
             return stored, False
+        if _unsubscribed_since(connection, event.recipient, stored.created_at):
+            return stored, False
         record_events(connection, [event])
         return stored, True
     record_events(connection, [event], [suppression])
     return suppression, True
+
+
+def _unsubscribed_since(
+    connection: Connection, recipient: str, since: datetime
+) -> bool:
+    found = connection.execute(
+        sa.select(events.c.sequence)
+        .where(
+            sa.func.lower(events.c.recipient) == sa.func.lower(recipient),
+            events.c.type == EventType.UNSUBSCRIBED.value,
+            events.c.created_at >= since,
+        )
+        .limit(1)
+    ).first()
+    return found is not None
 
 
 # Processing

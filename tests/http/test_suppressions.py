@@ -62,6 +62,26 @@ async def test_reason_of_wrong_type(client: httpx.AsyncClient) -> None:
     assert error["code"] == "invalid_type"
 
 
+async def test_repeated_unsubscribe_of_bounced_recorded_once(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.post(
+        "/v1/suppressions", json={"recipient": "b@example.com", "reason": "hard_bounce"}
+    )
+
+    for _ in range(3):
+        response = await client.post(
+            "/v1/unsubscribes", json={"recipient": "b@example.com"}
+        )
+        assert response.status_code == 200, response.text
+
+    events = await client.get(
+        "/v1/events",
+        params={"type": "recipient.unsubscribed", "recipient": "b@example.com"},
+    )
+    assert len(events.json()["data"]) == 1
+
+
 async def test_unsubscribes_view(client: httpx.AsyncClient) -> None:
     await client.post("/v1/unsubscribes", json={"recipient": "u@example.com"})
     await client.post("/v1/suppressions", json={"recipient": "m@example.com"})
