@@ -65,8 +65,9 @@ _KNOWN_CONTROL_HEADERS = (
     "X-Sendarix-Idempotency-Key"
 )
 
-# A field name is printable ASCII except the colon (RFC 5322 section 2.2);
-# obsolete syntax allows whitespace before the colon.
+# A field name is printable ASCII except the colon (RFC 5322 section 2.2).
+# The obsolete syntax of section 4.5 allows whitespace before the colon, so
+# such a field is split here and then rejected by ``read_raw_message``.
 _FIELD_START = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
 # RFC 5322 section 2.1.1 allows at most 998 characters a line before the CRLF,
 # counted here as bytes, as SMTP counts them.
@@ -255,6 +256,8 @@ def read_raw_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> RawMessage
                     f"the {field.name} header contains a NUL byte; remove it",
                 )
             )
+        if field.raw[len(field.name) : len(field.name) + 1] != b":":
+            reader.errors.append(_space_before_colon_error(field))
         lowered = field.name.lower()
         if lowered.startswith(_CONTROL_PREFIX) or lowered in _IDEMPOTENCY_KEYS:
             reader.read(field)
@@ -286,6 +289,22 @@ def read_raw_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> RawMessage
         priority=reader.priority or Priority.NORMAL,
         tags=tuple(reader.tags),
         metadata=reader.metadata,
+    )
+
+
+def _space_before_colon_error(field: HeaderField) -> FieldError:
+    # RFC 5322 section 4.5 lets receivers read "Name :" but forbids
+    # generating it, and receivers read it differently. Python 3.11's email
+    # package takes "From :" for an mbox "From " line and ends the header
+    # section at "X-T\t:", and dkimpy 1.1.8 skips the first and rejects the
+    # second, so a field checked here could be missing for the receiver.
+    written = field.raw.partition(b":")[0].decode("ascii")
+    return FieldError(
+        field.name,
+        ErrorCode.INVALID_HEADER_NAME,
+        f"the header field {written + ':'!r} has whitespace before its colon, "
+        "which RFC 5322 section 4.5 forbids senders to write and receivers "
+        f"read differently; write '{field.name}:' without the whitespace",
     )
 
 

@@ -281,6 +281,18 @@ def test_read_other_senders() -> None:
         (b"Sender: nobody\r\n" + MESSAGE, [("Sender", "invalid_address")]),
         (b"Resent-From: Team:;\r\n" + MESSAGE, [("Resent-From", "invalid_value")]),
         (MESSAGE + b"bare\nline\r\n", [("data", "invalid_character")]),
+        (
+            b"From : a@acme.example\r\nSubject: s\r\n\r\nb\r\n",
+            [("From", "invalid_header_name")],
+        ),
+        (
+            b"X-T\t: v\r\n" + MESSAGE,
+            [("X-T", "invalid_header_name")],
+        ),
+        (
+            b"Message-ID  \t : <a@b.example>\r\n" + MESSAGE,
+            [("Message-ID", "invalid_header_name")],
+        ),
         (MESSAGE + b"b" * 999 + b"\r\n", [("data", "too_long")]),
         (b"X-Long: " + b"h" * 991 + b"\r\n" + MESSAGE, [("data", "too_long")]),
         (
