@@ -356,6 +356,14 @@ def _public_url(value: str | None) -> str | None:
             "reach the API at, such as https://mail.example.com, without a "
             "query or fragment; unsubscribe links add /u/… to it"
         )
+    if not text.isascii():
+        # The URL goes into List-Unsubscribe, a structured field where RFC
+        # 2047 allows no encoded words, so the builder sends it as ASCII.
+        raise ConfigurationError(
+            f"invalid public URL {text!r}: it contains non-ASCII characters, "
+            "which the List-Unsubscribe header can't carry; write the host in "
+            "its A-label form (xn--…) and percent-encode the path"
+        )
     if "@" in parts.netloc:
         # Every unsubscribe link would carry the user name and password, so
         # the message shows neither.

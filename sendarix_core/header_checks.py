@@ -24,6 +24,7 @@ from sendarix_core.checks import (
     describe,
 )
 from sendarix_core.errors import ValidationError
+from sendarix_core.mime import STRUCTURED_HEADERS, longest_folded_line
 
 IDEMPOTENCY_KEY_HEADER = "x-idempotency-key"
 
@@ -78,6 +79,11 @@ _HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 # RFC 5322 recommends, together with ": ".
 _MAX_HEADER_NAME_LENGTH = 76
 
+# RFC 5322 section 2.1.1: at most 998 octets a line before the CRLF.
+_MAX_LINE_OCTETS = 998
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 
 TAG_PATTERN = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -120,6 +126,8 @@ def check_headers(
         checked = _check_header_value(field, header_value, limits, errors)
         if checked is not None and str(name).lower() == "reply-to":
             checked = _check_reply_to(field, checked, errors)
+        elif checked is not None and str(name).lower() in STRUCTURED_HEADERS:
+            checked = _check_structured_value(field, str(name), checked, errors)
         if checked is not None:
             headers.append((str(name), checked))
 
@@ -175,6 +183,37 @@ def _check_reply_to(field: str, value: str, errors: Errors) -> str | None:
         parse_address(value)
     except AddressError as exc:
         errors.add(field, exc.code, f"Reply-To must be one address: {exc}")
+        return None
+    return value
+
+
+def _check_structured_value(
+    field: str, name: str, value: str, errors: Errors
+) -> str | None:
+    """Check that the MIME builder can send a structured field unencoded."""
+    non_ascii = _NON_ASCII.search(value)
+    if non_ascii is not None:
+        errors.add(
+            field,
+            ErrorCode.INVALID_CHARACTER,
+            f"{quote_value(value)} contains the non-ASCII character "
+            f"U+{ord(non_ascii.group()):04X}; {name} is a structured header, "
+            "where RFC 2047 allows no encoded words, so write it in ASCII and "
+            "percent-encode other characters in URLs (RFC 3986)",
+        )
+        return None
+
+    longest = longest_folded_line(name, value)
+    if longest > _MAX_LINE_OCTETS:
+        errors.add(
+            field,
+            ErrorCode.TOO_LONG,
+            f"{quote_value(value)} can't be folded into lines of at most "
+            f"{_MAX_LINE_OCTETS} octets (RFC 5322): a structured header is "
+            "folded only at spaces, and its longest part makes a line of "
+            f"{longest} octets with '{name}: '; shorten that part or put "
+            "spaces between the message ids or URLs",
+        )
         return None
     return value
 

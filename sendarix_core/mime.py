@@ -25,9 +25,39 @@ import attrs
 from sendarix_core.addresses import parse_address
 from sendarix_core.model import Address, Attachment, Message, MessageContent
 
-__all__ = ["build_message_bytes", "make_message_id_header"]
+__all__ = [
+    "STRUCTURED_HEADERS",
+    "build_message_bytes",
+    "longest_folded_line",
+    "make_message_id_header",
+]
 
 _MAX_LINE = 998
+
+# Structured fields that the API accepts in ``headers``, in lowercase. They
+# are the message ids of RFC 5322 section 3.6.4, the URLs of the list fields
+# (RFC 2369, RFC 8058), the list id of RFC 2919, Archived-At (RFC 5064) and
+# Auto-Submitted (RFC 3834). RFC 2047 section 5 allows encoded words only in
+# unstructured text, comments and phrases, so these values are sent as
+# ASCII and folded at spaces only. A List-Id description is a phrase, but
+# the builder encodes a whole value or nothing, so it must be ASCII too.
+STRUCTURED_HEADERS = frozenset(
+    {
+        "in-reply-to",
+        "references",
+        "list-archive",
+        "list-help",
+        "list-id",
+        "list-owner",
+        "list-post",
+        "list-subscribe",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+        "archived-at",
+        "auto-submitted",
+    }
+)
+
 _FOLD_WIDTH = 78
 _MAX_ENCODED_WORD = 75
 # The shortest encoded word the builder writes: "=?utf-8?b?" and "?=" around
@@ -126,8 +156,9 @@ def build_message_bytes(
     The headers are From, To, Subject, Date, Message-ID and MIME-Version, then
     ``extra_headers`` and the caller's headers in their order, then the
     content headers. Those added headers are treated as unstructured, so a
-    non-ASCII value becomes encoded words, and a value that arrives folded
-    already (CRLF followed by a space or tab) is sent as it is. ``date`` must
+    non-ASCII value becomes encoded words, except Reply-To and the fields
+    of ``STRUCTURED_HEADERS``, and a value that arrives folded already (CRLF
+    followed by a space or tab) is sent as it is. ``date`` must
     be timezone-aware and is written in UTC. Text bodies get CRLF line ends
     and a final line break. The output depends only on the arguments.
 
@@ -138,7 +169,8 @@ def build_message_bytes(
     Raises ``ValueError`` for a date without timezone and for values that
     can't go into a header: line breaks in a subject or display name, an
     invalid header name, media type or Content-ID, text that is not valid
-    Unicode (lone surrogates).
+    Unicode (lone surrogates), a structured field that is not ASCII or has
+    a line over 998 octets after folding.
     """
     content = message.content
     if content.raw is not None:
@@ -494,8 +526,13 @@ def _phrase(name: str, display_name: str, first_width: int) -> str:
 
 
 def _text_header(name: str, value: str) -> str:
-    """Write an unstructured header such as Subject, encoding it if needed."""
+    """Write an unstructured header such as Subject, encoding it if needed.
+
+    A field of ``STRUCTURED_HEADERS`` is folded but never encoded.
+    """
     _check_header_text(name, value)
+    if name.lower() in STRUCTURED_HEADERS:
+        return _structured_header(name, value)
     prefix = f"{name}: "
     if _is_plain_text(value):
         folded = _fold(prefix + value, len(prefix))
@@ -503,6 +540,32 @@ def _text_header(name: str, value: str) -> str:
             return folded
     words = _encoded_words(value, _FOLD_WIDTH - len(prefix))
     return _fold(prefix + " ".join(words), len(prefix))
+
+
+def _structured_header(name: str, value: str) -> str:
+    if not value.isascii() or not value.replace("\t", " ").isprintable():
+        raise ValueError(
+            f"the {name} value {value!r} is not printable ASCII; RFC 2047 allows "
+            "no encoded words in this structured field"
+        )
+    prefix = f"{name}: "
+    folded = _fold(prefix + value, len(prefix))
+    if not _lines_fit(folded):
+        raise ValueError(
+            f"the {name} value {value!r} can't be folded into lines of at most "
+            f"{_MAX_LINE} octets; put spaces between its message ids or URLs"
+        )
+    return folded
+
+
+def longest_folded_line(name: str, value: str) -> int:
+    """Return the length of the longest line of ``name: value`` once folded.
+
+    The builder folds only before spaces, aiming at 78 characters a line,
+    so a part of the value without spaces can make a longer line.
+    """
+    folded = _fold(f"{name}: {value}", len(name) + 2)
+    return max(len(line) for line in folded.split("\r\n"))
 
 
 def _is_plain_text(value: str) -> bool:

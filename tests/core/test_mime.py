@@ -16,7 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sendarix_core.mime import build_message_bytes, make_message_id_header
+from sendarix_core.mime import (
+    build_message_bytes,
+    longest_folded_line,
+    make_message_id_header,
+)
 from sendarix_core.model import Address, Attachment, Message, MessageContent
 from sendarix_core.states import MessageStatus, Priority
 
@@ -347,6 +351,47 @@ def test_custom_header_long_folded() -> None:
     raw = build(make_message(headers=(("X-Tokens", value),)))
     assert max(map(len, header_lines(raw))) <= 78
     assert parse(raw)["X-Tokens"] == value
+
+
+@pytest.mark.parametrize(
+    "name", ["References", "in-reply-to", "List-Unsubscribe", "List-Id"]
+)
+def test_structured_header_non_ascii_rejected(name: str) -> None:
+    with pytest.raises(ValueError, match="not printable ASCII"):
+        build(make_message(headers=((name, "<ü@acme.example>"),)))
+
+
+def test_structured_header_folded_not_encoded() -> None:
+    # "=?" is atext, and an unstructured value containing it gets encoded.
+    value = " ".join(f"<m{index}.=?x?=@mail.example>" for index in range(40))
+    raw = build(make_message(headers=(("References", value),)))
+    lines = [line for line in header_lines(raw) if b"@mail.example>" in line]
+    assert lines[0].startswith(b"References: <m0.=?x?=@mail.example> ")
+    assert max(map(len, lines)) <= 78
+    assert b"=?utf-8?" not in raw
+    assert raw_header(raw, "References") == value
+
+
+def test_structured_header_longest_line_kept() -> None:
+    # "In-Reply-To: " and the id make a line of exactly 998 octets.
+    value = "<" + "a" * 970 + "@acme.example>"
+    raw = build(make_message(headers=(("In-Reply-To", value),)))
+    assert f"In-Reply-To: {value}".encode() in header_lines(raw)
+    assert longest_folded_line("In-Reply-To", value) == 998
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("In-Reply-To", "<" + "a" * 971 + "@acme.example>"),
+        ("List-Unsubscribe", "<https://acme.example/" + "u" * 964 + ">"),
+        ("References", "<" + "b" * 980 + "@acme.example> <a@acme.example>"),
+    ],
+)
+def test_structured_header_unfoldable_rejected(name: str, value: str) -> None:
+    assert longest_folded_line(name, value) > 998
+    with pytest.raises(ValueError, match="can't be folded"):
+        build(make_message(headers=((name, value),)))
 
 
 def test_extra_header_prefolded_kept() -> None:

@@ -99,6 +99,12 @@ def test_values_converted() -> None:
             "SENDARIX_PUBLIC_URL: invalid public URL",
         ),
         (
+            "SENDARIX_PUBLIC_URL",
+            "https://bücher.example/mail",
+            "SENDARIX_PUBLIC_URL: invalid public URL 'https://bücher.example/mail': "
+            "it contains non-ASCII characters",
+        ),
+        (
             "SENDARIX_SMARTHOST",
             "smtp://u:secret@[::1:25",
             "SENDARIX_SMARTHOST: invalid smarthost URL",

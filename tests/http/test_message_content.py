@@ -136,3 +136,69 @@ async def test_nul_from_template_data_rejected(
     assert error["field"] == "template_data"
     assert error["code"] == "invalid_character"
     assert "U+0000 at index 15" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("References", "<ü@x.test>"),
+        ("In-Reply-To", "<a@x.test> (für dich)"),
+        ("List-Unsubscribe", "<https://acme.example/ü>"),
+        ("List-Id", "Ünï <list.acme.example>"),
+    ],
+)
+async def test_structured_header_non_ascii_rejected(
+    client: httpx.AsyncClient, name: str, value: str
+) -> None:
+    body = message_body(headers={name: value})
+
+    error = await only_error(await client.post("/v1/messages", json=body))
+
+    assert error["field"] == f"headers.{name}"
+    assert error["code"] == "invalid_character"
+    assert error["message"].startswith(repr(value))
+    assert f"{name} is a structured header" in error["message"]
+    assert "write it in ASCII" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("In-Reply-To", "<" + "a" * 981 + "@x.test>"),
+        ("List-Unsubscribe", "<https://x.test/" + "u" * 970 + ">"),
+        ("References", "<" + "b" * 978 + "@x.test> <a@x.test>"),
+    ],
+)
+async def test_structured_header_unfoldable_rejected(
+    client: httpx.AsyncClient, name: str, value: str
+) -> None:
+    body = message_body(headers={name: value})
+
+    error = await only_error(await client.post("/v1/messages", json=body))
+
+    assert error["field"] == f"headers.{name}"
+    assert error["code"] == "too_long"
+    assert error["message"].startswith(repr(value[:59] + "…"))
+    assert "put spaces between the message ids or URLs" in error["message"]
+
+
+async def test_structured_header_sent_unencoded(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    references = " ".join(f"<m{index}@mail.example>" for index in range(60))
+    # With "In-Reply-To: " the id makes a line of exactly 998 octets.
+    in_reply_to = "<" + "a" * 976 + "@x.test>"
+    headers = {"References": references[:998], "In-Reply-To": in_reply_to}
+
+    response = await client.post("/v1/messages", json=message_body(headers=headers))
+
+    assert response.status_code == 202, response.text
+    message = await engine.store.get_message(response.json()["message_id"])
+    assert message is not None
+    data = build_message_bytes(message, date=message.created_at)
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert b"=?utf-8?" not in head
+    assert max(len(line) for line in head.split(b"\r\n")) == 998
+    parsed = BytesParser(policy=policy.default).parsebytes(data)
+    assert parsed["References"] == references[:998]
+    assert parsed["In-Reply-To"] == in_reply_to

@@ -246,3 +246,28 @@ async def test_relay_message_in_http_api(
         "message.accepted",
         "message.delivered",
     ]
+
+
+async def test_relay_subject_shown_without_line_breaks(
+    relay: Relay,
+    engine: Engine,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+    smtp_server: SmtpServer,
+) -> None:
+    data = message_bytes(subject="=?utf-8?q?a=0D=0AX-Injected:_1?=")
+    _, reply = await submit(relay_settings, certificate, api_key, data)
+    [message_id] = queued_ids(reply)
+    await engine.deliver_due()
+
+    transport = httpx.ASGITransport(app=create_app(engine))
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://sendarix.test",
+        headers={"Authorization": f"Bearer {api_key}"},
+    ) as client:
+        message = (await client.get(f"/v1/messages/{message_id}")).json()
+    assert message["subject"] == "a X-Injected: 1"
+    [received] = smtp_server.wait_for_messages(1)
+    assert received.data.endswith(data)

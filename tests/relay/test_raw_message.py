@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email.policy
 
 import pytest
@@ -14,7 +15,12 @@ from sendarix_backends.raw_message import (
     read_raw_message,
     split_header_section,
 )
-from sendarix_core.addresses import AddressError, parse_address
+from sendarix_core.addresses import (
+    AddressError,
+    find_control_character,
+    find_header_injection,
+    parse_address,
+)
 from sendarix_core.errors import ValidationError
 from sendarix_core.model import Address
 from sendarix_core.states import Priority
@@ -192,6 +198,33 @@ def test_read_utf8_header() -> None:
     assert raw.senders[0].domain == "xn--bcher-kva.example"
 
 
+@pytest.mark.parametrize(
+    ("header", "subject"),
+    [
+        (b"=?utf-8?q?a=0D=0AX-Injected:_1?=", "a X-Injected: 1"),
+        (b"=?utf-8?b?YQ0KDQpi?=", "a b"),
+        (b"=?utf-8?q?a=00b=E2=80=A8c=C2=85d?=", "a b c d"),
+        (b"bell\x07\x01 here", "bell  here"),
+        (b"tab\tkept", "tab\tkept"),
+    ],
+)
+def test_read_subject_without_controls(header: bytes, subject: str) -> None:
+    data = b"From: a@acme.example\r\nSubject: " + header + b"\r\n\r\nx\r\n"
+    raw = read_raw_message(data)
+    assert raw.subject == subject
+    assert header in raw.data
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(exclude_categories=["Cs"]), max_size=100))
+def test_read_subject_passes_api_check(text: str) -> None:
+    encoded = base64.b64encode(text.encode()).decode()
+    data = f"From: a@b.example\r\nSubject: =?utf-8?b?{encoded}?=\r\n\r\nx\r\n"
+    subject = read_raw_message(data.encode()).subject
+    assert find_header_injection(subject) is None
+    assert find_control_character(subject) is None
+
+
 def test_read_several_from_mailboxes() -> None:
     data = b"From: a@one.example, b@two.example\r\nSender: a@one.example\r\n\r\nx\r\n"
     raw = read_raw_message(data)
@@ -281,6 +314,18 @@ def test_read_other_senders() -> None:
         (b"Sender: nobody\r\n" + MESSAGE, [("Sender", "invalid_address")]),
         (b"Resent-From: Team:;\r\n" + MESSAGE, [("Resent-From", "invalid_value")]),
         (MESSAGE + b"bare\nline\r\n", [("data", "invalid_character")]),
+        (
+            b"From : a@acme.example\r\nSubject: s\r\n\r\nb\r\n",
+            [("From", "invalid_header_name")],
+        ),
+        (
+            b"X-T\t: v\r\n" + MESSAGE,
+            [("X-T", "invalid_header_name")],
+        ),
+        (
+            b"Message-ID  \t : <a@b.example>\r\n" + MESSAGE,
+            [("Message-ID", "invalid_header_name")],
+        ),
         (MESSAGE + b"b" * 999 + b"\r\n", [("data", "too_long")]),
         (b"X-Long: " + b"h" * 991 + b"\r\n" + MESSAGE, [("data", "too_long")]),
         (
@@ -422,7 +467,13 @@ def test_plain_from_read_as_email_package_does(value: str) -> None:
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\r\n\x00")))
+@given(
+    st.text(
+        st.characters(
+            exclude_categories=["Cs", "Cc", "Zl", "Zp"], include_characters="\t"
+        )
+    )
+)
 def test_subject_read_as_email_package_does(value: str) -> None:
     data = f"From: a@b.example\r\nSubject: {value}\r\n\r\nbody\r\n".encode()
     fields, _ = split_header_section(data)

@@ -775,6 +775,47 @@ async def test_invalid_header_reply(
 
 
 @pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        # The only From: Python's email package reads "From :" as an mbox
+        # "From " line, and dkimpy leaves it out of the signature.
+        (
+            f"From : {SENDER}\r\nTo: {RECIPIENT}\r\nSubject: s\r\n\r\nb\r\n",
+            b"5.6.0 From: the header field 'From :' has whitespace before its colon",
+        ),
+        # Python's email package ends the header section here.
+        (
+            message_bytes(headers="X-T\t: v\r\n").decode(),
+            b"5.6.0 X-T: the header field 'X-T\\t:' has whitespace before its colon",
+        ),
+        # Counted as a Message-ID, the relay would add none, and receivers
+        # that skip the field would see a message without one.
+        (
+            message_bytes(headers="Message-ID : <a@acme.example>\r\n").decode(),
+            b"5.6.0 Message-ID: the header field 'Message-ID :' has whitespace "
+            b"before its colon",
+        ),
+    ],
+    ids=["from", "tab", "message-id"],
+)
+async def test_space_before_colon_refused(
+    relay: Relay,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+    engine: Engine,
+    data: str,
+    expected: bytes,
+) -> None:
+    code, reply = await submit(relay_settings, certificate, api_key, data.encode())
+
+    assert code == 550
+    assert reply.startswith(expected)
+    assert b"without the whitespace" in reply
+    assert (await engine.list_messages(MessageQuery())).items == []
+
+
+@pytest.mark.parametrize(
     ("headers", "body", "line"),
     [
         ("", "x" * 999 + "\r\n", 5),
