@@ -156,11 +156,12 @@ def build_message_bytes(
     The headers are From, To, Subject, Date, Message-ID and MIME-Version, then
     ``extra_headers`` and the caller's headers in their order, then the
     content headers. Those added headers are treated as unstructured, so a
-    non-ASCII value becomes encoded words, except Reply-To and the fields
-    of ``STRUCTURED_HEADERS``, and a value that arrives folded already (CRLF
-    followed by a space or tab) is sent as it is. ``date`` must
-    be timezone-aware and is written in UTC. Text bodies get CRLF line ends
-    and a final line break. The output depends only on the arguments.
+    non-ASCII value becomes encoded words, except Reply-To and (where they
+    fit) the fields of ``STRUCTURED_HEADERS``, and a value that arrives
+    folded already (CRLF followed by a space or tab) is sent as it is.
+    ``date`` must be timezone-aware and is written in UTC. Text bodies get
+    CRLF line ends and a final line break. The output depends only on the
+    arguments.
 
     A message submitted as finished bytes (``content.raw``, from the SMTP
     relay) is sent unchanged after ``extra_headers``, so re-encoding can't
@@ -169,8 +170,7 @@ def build_message_bytes(
     Raises ``ValueError`` for a date without timezone and for values that
     can't go into a header: line breaks in a subject or display name, an
     invalid header name, media type or Content-ID, text that is not valid
-    Unicode (lone surrogates), a structured field that is not ASCII or has
-    a line over 998 octets after folding.
+    Unicode (lone surrogates).
     """
     content = message.content
     if content.raw is not None:
@@ -528,11 +528,15 @@ def _phrase(name: str, display_name: str, first_width: int) -> str:
 def _text_header(name: str, value: str) -> str:
     """Write an unstructured header such as Subject, encoding it if needed.
 
-    A field of ``STRUCTURED_HEADERS`` is folded but never encoded.
+    A field of ``STRUCTURED_HEADERS`` is folded but not encoded, as long as
+    it is ASCII and folds into lines of 998 octets. Validation rejects other
+    values, but a message stored before it did still goes out, encoded.
     """
     _check_header_text(name, value)
     if name.lower() in STRUCTURED_HEADERS:
-        return _structured_header(name, value)
+        structured = _structured_header(name, value)
+        if structured is not None:
+            return structured
     prefix = f"{name}: "
     if _is_plain_text(value):
         folded = _fold(prefix + value, len(prefix))
@@ -542,20 +546,14 @@ def _text_header(name: str, value: str) -> str:
     return _fold(prefix + " ".join(words), len(prefix))
 
 
-def _structured_header(name: str, value: str) -> str:
+def _structured_header(name: str, value: str) -> str | None:
+    """Return the field folded at spaces, or None if it is not printable
+    ASCII or keeps a line over 998 octets."""
     if not value.isascii() or not value.replace("\t", " ").isprintable():
-        raise ValueError(
-            f"the {name} value {value!r} is not printable ASCII; RFC 2047 allows "
-            "no encoded words in this structured field"
-        )
+        return None
     prefix = f"{name}: "
     folded = _fold(prefix + value, len(prefix))
-    if not _lines_fit(folded):
-        raise ValueError(
-            f"the {name} value {value!r} can't be folded into lines of at most "
-            f"{_MAX_LINE} octets; put spaces between its message ids or URLs"
-        )
-    return folded
+    return folded if _lines_fit(folded) else None
 
 
 def longest_folded_line(name: str, value: str) -> int:
