@@ -54,6 +54,8 @@ SIGNED_HEADERS = (
     "list-unsubscribe-post",
 )
 
+_FOLD_WIDTH = 78
+# Characters of the b= value per line, so " b=" and the first 72 make 75 octets.
 _SIGNATURE_LINE = 72
 
 
@@ -161,14 +163,40 @@ def _canonical_fields(fields: Sequence[bytes], names: Sequence[str]) -> bytes:
 def _signature_field(
     key: SigningKey, domain: str, names: Sequence[str], body_hash: str, timestamp: int
 ) -> bytes:
-    """Return the DKIM-Signature field up to and including the empty ``b=``."""
-    lines = [
-        f"DKIM-Signature: v=1; a={key.algorithm}; c=relaxed/relaxed; d={domain};",
-        f" s={key.selector}; t={timestamp};",
-        f" h={':'.join(names)};",
-        f" bh={body_hash};",
-        " b=",
+    """Return the DKIM-Signature field up to and including the empty ``b=``.
+
+    The field is folded between tags and after the colons of ``h=``, where
+    RFC 6376 section 3.5 allows FWS, so its lines fit in 78 octets. Only a
+    ``d=`` or ``s=`` value too long for one such line makes a longer line,
+    and a DNS name of at most 253 octets keeps it far below 998.
+    """
+    # "h=from:", "from:", ..., "list-unsubscribe-post;"
+    name_pieces = [f"{name}:" for name in names]
+    name_pieces[-1] = f"{names[-1]};"
+    name_pieces[0] = f"h={name_pieces[0]}"
+    tags = [
+        ["v=1;"],
+        [f"a={key.algorithm};"],
+        ["c=relaxed/relaxed;"],
+        [f"d={domain};"],
+        [f"s={key.selector};"],
+        [f"t={timestamp};"],
+        name_pieces,
+        [f"bh={body_hash};"],
     ]
+
+    lines = ["DKIM-Signature:"]
+    for pieces in tags:
+        # A space separates tags and nothing separates the names of h=. A
+        # fold goes in between where the line would grow past 78 octets.
+        for index, piece in enumerate(pieces):
+            separator = "" if index else " "
+            if len(lines[-1]) + len(separator) + len(piece) > _FOLD_WIDTH:
+                lines.append(" " + piece)
+            else:
+                lines[-1] += separator + piece
+    # b= starts its own line, so the first 72 characters of its value fit.
+    lines.append(" b=")
     return "\r\n".join(lines).encode("ascii")
 
 

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from sendarix_backends.engine import Engine
 from sendarix_core.model import Message
+from sendarix_core.states import MessageStatus
 from tests.content.conftest import dns_txt_lookup, message_body, verified_domain
 from tests.core.test_mime import display_name, expected_text, line_problems
 from tests.support.dns_server import DnsServer
@@ -244,6 +245,34 @@ async def test_dkim_fails_after_header_change(
         changed = pattern.sub(rb"\1x", raw, count=1)
         assert changed != raw, name
         assert signatures_verify(changed, dns_server) == [False, False], name
+
+
+async def test_dkim_many_fields_lines_fit(
+    engine: Engine, smtp_server: SmtpServer, dns_server: DnsServer
+) -> None:
+    await verified_domain(engine, dns_server, ed25519=True)
+    data = (
+        b"From: Acme <no-reply@acme.example>\r\n"
+        b"To: ada@example.test\r\n"
+        b"Subject: Many fields\r\n"
+        + b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" * 50
+        + b"\r\nBody.\r\n"
+    )
+    smtp_server.reset()
+    [result] = await engine.send_raw(
+        data, mail_from="no-reply@acme.example", recipients=["ada@example.test"]
+    )
+    await engine.deliver_due()
+    message = await engine.get_message(result.message_id)
+
+    assert message.status == MessageStatus.DELIVERED
+    [received] = smtp_server.wait_for_messages(1)
+    raw = received.data
+    head = raw.split(b"\r\nFrom:", 1)[0]
+
+    assert line_problems(raw) == []
+    assert max(map(len, head.split(b"\r\n"))) <= 78
+    assert signatures_verify(raw, dns_server) == [True, True]
 
 
 async def test_unverified_domain_unsigned(

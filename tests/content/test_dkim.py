@@ -134,6 +134,20 @@ def test_signature_lists_headers() -> None:
     assert b"x-campaign" not in tags
 
 
+def test_signature_lines_folded() -> None:
+    many = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" * 50
+    signed = sign(MESSAGE.replace(b"X-Campaign:", many + b"X-Campaign:", 1))
+    head = signed.split(MESSAGE.split(b"\r\n", 1)[0], 1)[0]
+    lines = head.removesuffix(b"\r\n").split(b"\r\n")
+
+    # 51 fields, so 52 names in each of the two signatures.
+    assert re.sub(rb"\s+", b"", head).count(b":list-unsubscribe-post") == 104
+    assert len(lines) > 20
+    assert max(map(len, lines)) <= 78
+    assert verifies(signed, 0)
+    assert verifies(signed, 1)
+
+
 @pytest.mark.parametrize(
     ("old", "new"),
     [
