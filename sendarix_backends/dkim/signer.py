@@ -26,13 +26,14 @@ from sendarix_backends.dkim.canonicalization import (
 
 __all__ = ["SIGNED_HEADERS", "DkimAlgorithm", "DkimSigner", "SigningKey"]
 
-# Fields a signature covers when the message has them, in ``h=`` order:
-# those RFC 6376 section 5.4.1 recommends signing, and the MIME fields.
-# Each present field is listed once more than it occurs ("oversigned"), so a
-# receiver rejects a copy of the message with one more such field added,
-# such as a second From.
+# Fields a signature covers, in ``h=`` order: those RFC 6376 section 5.4.1
+# recommends signing, Sender, and the MIME fields. Each is listed once more
+# than the message has it, so once when it is absent. RFC 6376 section 5.4
+# allows names of fields that do not exist, and with them a receiver rejects
+# a copy with one more such field added, such as a second From or a Reply-To.
 SIGNED_HEADERS = (
     "from",
+    "sender",
     "reply-to",
     "to",
     "cc",
@@ -136,8 +137,7 @@ def _header_names(fields: Sequence[bytes]) -> list[str]:
     )
     names: list[str] = []
     for name in SIGNED_HEADERS:
-        if present[name]:
-            names.extend([name] * (present[name] + 1))
+        names.extend([name] * (present[name] + 1))
     return names
 
 

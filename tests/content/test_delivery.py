@@ -247,6 +247,30 @@ async def test_dkim_fails_after_header_change(
         assert signatures_verify(changed, dns_server) == [False, False], name
 
 
+ADDED_FIELDS = [
+    b"Sender: eve@evil.example",
+    b"Reply-To: eve@evil.example",
+    b"Cc: eve@evil.example",
+    b"In-Reply-To: <msg_0@acme.example>",
+    b"References: <msg_0@acme.example>",
+    b"List-Unsubscribe: <https://evil.example/u>",
+    b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+]
+
+
+async def test_dkim_fails_after_field_added(
+    engine: Engine, smtp_server: SmtpServer, dns_server: DnsServer
+) -> None:
+    await verified_domain(engine, dns_server, ed25519=True)
+    _, raw = await send_and_receive(engine, smtp_server, message_body())
+
+    assert signatures_verify(raw, dns_server) == [True, True]
+    for field in ADDED_FIELDS:
+        changed = raw.replace(b"\r\nFrom:", b"\r\n" + field + b"\r\nFrom:", 1)
+        assert changed != raw, field
+        assert signatures_verify(changed, dns_server) == [False, False], field
+
+
 async def test_dkim_many_fields_lines_fit(
     engine: Engine, smtp_server: SmtpServer, dns_server: DnsServer
 ) -> None:
