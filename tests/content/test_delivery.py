@@ -92,6 +92,27 @@ async def test_hard_case_arrives_intact(
     assert received.get_content() == pdf
 
 
+async def test_escaped_display_name_arrives(
+    engine: Engine, smtp_server: SmtpServer
+) -> None:
+    # 800 characters, quoted and escaped to 1,602.
+    name = '"\\' * 400
+    body = message_body(
+        recipient={"name": name, "email": "ada@example.test"},
+        # 998 characters. A dot is not atext, so the name is quoted.
+        headers={"Reply-To": "a." * 495 + "<r@a.bc>"},
+        **{"from": {"name": name, "email": "no-reply@acme.example"}},
+    )
+
+    message, raw = await send_and_receive(engine, smtp_server, body)
+
+    assert message.status == MessageStatus.DELIVERED
+    assert line_problems(raw) == []
+    assert display_name(raw, "From") == name
+    assert display_name(raw, "To") == name
+    assert display_name(raw, "Reply-To") == "a." * 495
+
+
 async def test_non_ascii_local_part_uses_smtputf8(
     engine: Engine, smtp_server: SmtpServer
 ) -> None:
