@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sendarix_backends.engine import Engine
+from sendarix_core.clock import ManualClock
 from sendarix_core.model import Message
 from sendarix_core.states import MessageStatus
 from tests.content.conftest import dns_txt_lookup, message_body, verified_domain
@@ -111,6 +113,40 @@ async def test_escaped_display_name_arrives(
     assert display_name(raw, "From") == name
     assert display_name(raw, "To") == name
     assert display_name(raw, "Reply-To") == "a." * 495
+
+
+async def test_scheduled_message_dated_when_due(
+    engine: Engine, smtp_server: SmtpServer, clock: ManualClock
+) -> None:
+    later = clock.now() + timedelta(days=3)
+    result = await engine.send(message_body(scheduled_time=later.isoformat()))
+    smtp_server.reset()
+    smtp_server.drop_after_message()
+
+    clock.advance(timedelta(days=3, minutes=5))
+    await engine.deliver_due()
+    clock.advance(timedelta(hours=1))
+    await engine.deliver_due()
+    message = await engine.get_message(result.message_id)
+    first, second = smtp_server.wait_for_messages(2)
+
+    assert message.status == MessageStatus.DELIVERED
+    assert parse(first.data)["Date"].datetime == later
+    assert second.data == first.data
+
+
+async def test_immediate_message_dated_when_created(
+    engine: Engine, smtp_server: SmtpServer, clock: ManualClock
+) -> None:
+    created = clock.now()
+    smtp_server.reset()
+    await engine.send(message_body())
+
+    clock.advance(timedelta(minutes=5))
+    await engine.deliver_due()
+    [received] = smtp_server.wait_for_messages(1)
+
+    assert parse(received.data)["Date"].datetime == created
 
 
 async def test_non_ascii_local_part_uses_smtputf8(
