@@ -44,8 +44,9 @@ class Outbound:
     async def prepare(self, message: Message) -> Envelope:
         """Build the envelope of one attempt.
 
-        The ``Date`` header is the creation time, so every attempt sends
-        the same bytes under the same ``Message-ID``. With a return-path
+        The ``Date`` header is the scheduled time of a scheduled message and
+        the creation time of any other, so every attempt sends the same
+        bytes under the same ``Message-ID``. With a return-path
         domain the envelope sender is ``bounces+<message id>@<domain>``
         (VERP), so a bounce report names the message it is about. Where the
         signer finds a verified sending domain for the sender, ``<domain>``
@@ -60,7 +61,8 @@ class Outbound:
                 aligned = await self.signer.aligned_return_path_domain(message)
                 domain = aligned or domain
             mail_from = return_path(message.id, domain)
-        data = build_message_bytes(message, date=message.created_at)
+        date = message.scheduled_at or message.created_at
+        data = build_message_bytes(message, date=date)
         if self.signer is not None:
             data = await self.signer.sign(message, data)
         return Envelope(

@@ -6,7 +6,8 @@ directly with C-backed encoders (``binascii``, ``str.encode``) and avoids
 compares the two). Every line ends with CRLF and stays within
 998 octets, and header lines are folded to 78 octets wherever whitespace or
 encoded words allow it. Non-ASCII header text becomes RFC 2047 encoded words,
-non-ASCII filenames RFC 2231 parameters. Local parts that are not ASCII stay
+as does a display name whose quoted form can't be folded into such lines, and
+non-ASCII filenames become RFC 2231 parameters. Local parts that are not ASCII stay
 raw UTF-8 (RFC 6532), so such messages need the SMTPUTF8 extension.
 
 Dot-stuffing is left to the SMTP client.
@@ -510,7 +511,14 @@ def _address_header(name: str, address: Address) -> str:
     if not address.display_name:
         return prefix + address.email
     phrase = _phrase(name, address.display_name, _FOLD_WIDTH - len(prefix))
-    return _fold(f"{prefix}{phrase} <{address.email}>", len(prefix))
+    folded = _fold(f"{prefix}{phrase} <{address.email}>", len(prefix))
+    if _lines_fit(folded):
+        return folded
+    # A long atom, or a quoted string whose escapes doubled its length, has
+    # no space to fold at. Encoded words (RFC 2047 section 5) fold between
+    # words, so every line stays within 998 octets.
+    words = _encoded_words(address.display_name, _FOLD_WIDTH - len(prefix))
+    return _fold(f"{prefix}{' '.join(words)} <{address.email}>", len(prefix))
 
 
 def _phrase(name: str, display_name: str, first_width: int) -> str:

@@ -26,13 +26,14 @@ from sendarix_backends.dkim.canonicalization import (
 
 __all__ = ["SIGNED_HEADERS", "DkimAlgorithm", "DkimSigner", "SigningKey"]
 
-# Fields a signature covers when the message has them, in ``h=`` order:
-# those RFC 6376 section 5.4.1 recommends signing, and the MIME fields.
-# Each present field is listed once more than it occurs ("oversigned"), so a
-# receiver rejects a copy of the message with one more such field added,
-# such as a second From.
+# Fields a signature covers, in ``h=`` order: those RFC 6376 section 5.4.1
+# recommends signing, Sender, and the MIME fields. Each is listed once more
+# than the message has it, so once when it is absent. RFC 6376 section 5.4
+# allows names of fields that do not exist, and with them a receiver rejects
+# a copy with one more such field added, such as a second From or a Reply-To.
 SIGNED_HEADERS = (
     "from",
+    "sender",
     "reply-to",
     "to",
     "cc",
@@ -54,6 +55,8 @@ SIGNED_HEADERS = (
     "list-unsubscribe-post",
 )
 
+_FOLD_WIDTH = 78
+# Characters of the b= value per line, so " b=" and the first 72 make 75 octets.
 _SIGNATURE_LINE = 72
 
 
@@ -134,8 +137,7 @@ def _header_names(fields: Sequence[bytes]) -> list[str]:
     )
     names: list[str] = []
     for name in SIGNED_HEADERS:
-        if present[name]:
-            names.extend([name] * (present[name] + 1))
+        names.extend([name] * (present[name] + 1))
     return names
 
 
@@ -161,14 +163,40 @@ def _canonical_fields(fields: Sequence[bytes], names: Sequence[str]) -> bytes:
 def _signature_field(
     key: SigningKey, domain: str, names: Sequence[str], body_hash: str, timestamp: int
 ) -> bytes:
-    """Return the DKIM-Signature field up to and including the empty ``b=``."""
-    lines = [
-        f"DKIM-Signature: v=1; a={key.algorithm}; c=relaxed/relaxed; d={domain};",
-        f" s={key.selector}; t={timestamp};",
-        f" h={':'.join(names)};",
-        f" bh={body_hash};",
-        " b=",
+    """Return the DKIM-Signature field up to and including the empty ``b=``.
+
+    The field is folded between tags and after the colons of ``h=``, where
+    RFC 6376 section 3.5 allows FWS, so its lines fit in 78 octets. Only a
+    ``d=`` or ``s=`` value too long for one such line makes a longer line,
+    and a DNS name of at most 253 octets keeps it far below 998.
+    """
+    # "h=from:", "from:", ..., "list-unsubscribe-post;"
+    name_pieces = [f"{name}:" for name in names]
+    name_pieces[-1] = f"{names[-1]};"
+    name_pieces[0] = f"h={name_pieces[0]}"
+    tags = [
+        ["v=1;"],
+        [f"a={key.algorithm};"],
+        ["c=relaxed/relaxed;"],
+        [f"d={domain};"],
+        [f"s={key.selector};"],
+        [f"t={timestamp};"],
+        name_pieces,
+        [f"bh={body_hash};"],
     ]
+
+    lines = ["DKIM-Signature:"]
+    for pieces in tags:
+        # A space separates tags and nothing separates the names of h=. A
+        # fold goes in between where the line would grow past 78 octets.
+        for index, piece in enumerate(pieces):
+            separator = "" if index else " "
+            if len(lines[-1]) + len(separator) + len(piece) > _FOLD_WIDTH:
+                lines.append(" " + piece)
+            else:
+                lines[-1] += separator + piece
+    # b= starts its own line, so the first 72 characters of its value fit.
+    lines.append(" b=")
     return "\r\n".join(lines).encode("ascii")
 
 

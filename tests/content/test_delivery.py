@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -20,7 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sendarix_backends.engine import Engine
+from sendarix_core.clock import ManualClock
 from sendarix_core.model import Message
+from sendarix_core.states import MessageStatus
 from tests.content.conftest import dns_txt_lookup, message_body, verified_domain
 from tests.core.test_mime import display_name, expected_text, line_problems
 from tests.support.dns_server import DnsServer
@@ -89,6 +92,61 @@ async def test_hard_case_arrives_intact(
     [received] = list(parsed.iter_attachments())
     assert received.get_filename() == name
     assert received.get_content() == pdf
+
+
+async def test_escaped_display_name_arrives(
+    engine: Engine, smtp_server: SmtpServer
+) -> None:
+    # 800 characters, quoted and escaped to 1,602.
+    name = '"\\' * 400
+    body = message_body(
+        recipient={"name": name, "email": "ada@example.test"},
+        # 998 characters. A dot is not atext, so the name is quoted.
+        headers={"Reply-To": "a." * 495 + "<r@a.bc>"},
+        **{"from": {"name": name, "email": "no-reply@acme.example"}},
+    )
+
+    message, raw = await send_and_receive(engine, smtp_server, body)
+
+    assert message.status == MessageStatus.DELIVERED
+    assert line_problems(raw) == []
+    assert display_name(raw, "From") == name
+    assert display_name(raw, "To") == name
+    assert display_name(raw, "Reply-To") == "a." * 495
+
+
+async def test_scheduled_message_dated_when_due(
+    engine: Engine, smtp_server: SmtpServer, clock: ManualClock
+) -> None:
+    later = clock.now() + timedelta(days=3)
+    result = await engine.send(message_body(scheduled_time=later.isoformat()))
+    smtp_server.reset()
+    smtp_server.drop_after_message()
+
+    clock.advance(timedelta(days=3, minutes=5))
+    await engine.deliver_due()
+    clock.advance(timedelta(hours=1))
+    await engine.deliver_due()
+    message = await engine.get_message(result.message_id)
+    first, second = smtp_server.wait_for_messages(2)
+
+    assert message.status == MessageStatus.DELIVERED
+    assert parse(first.data)["Date"].datetime == later
+    assert second.data == first.data
+
+
+async def test_immediate_message_dated_when_created(
+    engine: Engine, smtp_server: SmtpServer, clock: ManualClock
+) -> None:
+    created = clock.now()
+    smtp_server.reset()
+    await engine.send(message_body())
+
+    clock.advance(timedelta(minutes=5))
+    await engine.deliver_due()
+    [received] = smtp_server.wait_for_messages(1)
+
+    assert parse(received.data)["Date"].datetime == created
 
 
 async def test_non_ascii_local_part_uses_smtputf8(
@@ -244,6 +302,58 @@ async def test_dkim_fails_after_header_change(
         changed = pattern.sub(rb"\1x", raw, count=1)
         assert changed != raw, name
         assert signatures_verify(changed, dns_server) == [False, False], name
+
+
+ADDED_FIELDS = [
+    b"Sender: eve@evil.example",
+    b"Reply-To: eve@evil.example",
+    b"Cc: eve@evil.example",
+    b"In-Reply-To: <msg_0@acme.example>",
+    b"References: <msg_0@acme.example>",
+    b"List-Unsubscribe: <https://evil.example/u>",
+    b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+]
+
+
+async def test_dkim_fails_after_field_added(
+    engine: Engine, smtp_server: SmtpServer, dns_server: DnsServer
+) -> None:
+    await verified_domain(engine, dns_server, ed25519=True)
+    _, raw = await send_and_receive(engine, smtp_server, message_body())
+
+    assert signatures_verify(raw, dns_server) == [True, True]
+    for field in ADDED_FIELDS:
+        changed = raw.replace(b"\r\nFrom:", b"\r\n" + field + b"\r\nFrom:", 1)
+        assert changed != raw, field
+        assert signatures_verify(changed, dns_server) == [False, False], field
+
+
+async def test_dkim_many_fields_lines_fit(
+    engine: Engine, smtp_server: SmtpServer, dns_server: DnsServer
+) -> None:
+    await verified_domain(engine, dns_server, ed25519=True)
+    data = (
+        b"From: Acme <no-reply@acme.example>\r\n"
+        b"To: ada@example.test\r\n"
+        b"Subject: Many fields\r\n"
+        + b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" * 50
+        + b"\r\nBody.\r\n"
+    )
+    smtp_server.reset()
+    [result] = await engine.send_raw(
+        data, mail_from="no-reply@acme.example", recipients=["ada@example.test"]
+    )
+    await engine.deliver_due()
+    message = await engine.get_message(result.message_id)
+
+    assert message.status == MessageStatus.DELIVERED
+    [received] = smtp_server.wait_for_messages(1)
+    raw = received.data
+    head = raw.split(b"\r\nFrom:", 1)[0]
+
+    assert line_problems(raw) == []
+    assert max(map(len, head.split(b"\r\n"))) <= 78
+    assert signatures_verify(raw, dns_server) == [True, True]
 
 
 async def test_unverified_domain_unsigned(

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sendarix_core.mime import (
@@ -306,6 +306,49 @@ def test_display_name_round_trip(name: str) -> None:
     assert parse(raw)["From"].addresses[0].addr_spec == "no-reply@acme.example"
     assert line_problems(raw) == []
     assert max(map(len, header_lines(raw))) <= 78
+
+
+def test_reply_to_quoted_name_lines_fit() -> None:
+    # A dot is not atext, so the 990-character name is quoted, which makes
+    # "Reply-To: " and the phrase 1,002 octets.
+    value = "a." * 495 + "<r@a.bc>"
+    raw = build(make_message(headers=(("Reply-To", value),)))
+
+    assert len(value) == 998
+    assert line_problems(raw) == []
+    assert display_name(raw, "Reply-To") == "a." * 495
+    assert parse(raw)["Reply-To"].addresses[0].addr_spec == "r@a.bc"
+
+
+# ASCII characters of quoted display names: a dot makes a name quoted, and
+# quotes and backslashes are escaped in it.
+QUOTED_CHARACTERS = ['"', "\\", "a", "."]
+MIXED_NAME = st.text(
+    st.sampled_from([*QUOTED_CHARACTERS, " ", ",", "=", "?", "ü", "名"])
+).map(lambda name: name[:998])
+# Escaped, such a name has no space to fold at and passes 998 octets.
+LONG_QUOTED_NAME = st.text(
+    st.sampled_from(QUOTED_CHARACTERS), min_size=700, max_size=998
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=MIXED_NAME | LONG_QUOTED_NAME)
+@example(name='"\\' * 400)
+@example(name="\\" * 998)
+@example(name="a" * 998)
+@example(name="x" * 900 + ' "' * 49)
+@example(name="Ünïcode" * 142)
+def test_display_name_lines_fit_property(name: str) -> None:
+    sender = Address("no-reply", "acme.example", name)
+    recipient = Address("ada", "example.com", name)
+    raw = build(make_message(sender=sender, recipient=recipient))
+
+    assert line_problems(raw) == []
+    assert display_name(raw, "From") == name
+    assert display_name(raw, "To") == name
+    assert parse(raw)["From"].addresses[0].addr_spec == "no-reply@acme.example"
+    assert parse(raw)["To"].addresses[0].addr_spec == "ada@example.com"
 
 
 def test_display_name_line_break_rejected() -> None:
