@@ -265,6 +265,10 @@ class Engine:
                 # group and the connections to close.
                 await self.__aexit__(*sys.exc_info())
                 raise
+            # Shielded only now: a start cancelled with the caller must end,
+            # or the task group's start() would wait for it forever.
+            for scope in self._background_scopes:
+                scope.shield = True
         return self
 
     @property
@@ -302,7 +306,8 @@ class Engine:
         """
         status = _StartSignal(task_status)
         try:
-            with anyio.CancelScope(shield=True) as scope:
+            # __aenter__ shields the scope once every task has started.
+            with anyio.CancelScope() as scope:
                 self._background_scopes.append(scope)
                 await run(task_status=status)
         except Exception:

@@ -251,6 +251,22 @@ async def test_cancelled_engine_exits_cleanly(tmp_path: Path) -> None:
     assert engine.stopped_tasks == ()
 
 
+# A hang here can't be cut short from inside the event loop: the task
+# group's start() waits for its task in a shielded scope.
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("delay", [0.0, 0.01, 0.03, 0.06, 0.1])
+async def test_engine_cancelled_while_starting_exits(
+    tmp_path: Path, delay: float
+) -> None:
+    engine = build(tmp_path, Backends(ScriptedTransport()), workers=True)
+
+    with anyio.move_on_after(delay) as scope:
+        async with engine:
+            await anyio.sleep_forever()
+
+    assert scope.cancelled_caught
+
+
 async def test_own_exception_survives_cancelled_scope(tmp_path: Path) -> None:
     engine = build(tmp_path, Backends(ScriptedTransport()), workers=True)
 
