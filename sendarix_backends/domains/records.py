@@ -54,14 +54,25 @@ def expected_records(
         for key in keys
     ]
     bounce_name = f"{BOUNCE_LABEL}.{domain}"
+    return_path: DnsRecord | None
     if target.return_path_domain:
-        spf = f"v=spf1 include:{target.return_path_domain} ~all"
-        return_path = DnsRecord(
-            type="CNAME",
-            name=bounce_name,
-            value=target.return_path_domain,
-            purpose="return_path",
-        )
+        return_path_domain = target.return_path_domain.lower()
+        # The return-path domain's own SPF names the sending hosts: an
+        # include of itself recurses until SPF's lookup limit (RFC 7208).
+        if domain == return_path_domain:
+            spf = f"v=spf1 a:{target.sending_host} ~all"
+        else:
+            spf = f"v=spf1 include:{return_path_domain} ~all"
+        # bounces.<domain> may be the return-path domain itself, which the
+        # operator publishes with its MX; a CNAME to itself would hide that.
+        return_path = None
+        if bounce_name != return_path_domain:
+            return_path = DnsRecord(
+                type="CNAME",
+                name=bounce_name,
+                value=return_path_domain,
+                purpose="return_path",
+            )
     else:
         spf = f"v=spf1 a:{target.sending_host} ~all"
         return_path = DnsRecord(
@@ -76,7 +87,8 @@ def expected_records(
             type="TXT", name=f"_dmarc.{domain}", value=DMARC_VALUE, purpose="dmarc"
         )
     )
-    records.append(return_path)
+    if return_path is not None:
+        records.append(return_path)
     return records
 
 

@@ -301,3 +301,39 @@ async def test_verification_required_without_domains(
             await engine.send(message_body())
 
     assert raised.value.errors[0].code == "sender_not_verified"
+
+
+@pytest.mark.parametrize(
+    ("return_path_domain", "spf", "cname"),
+    [
+        # The usual case: bounces.<domain> points at another domain.
+        ("bounces.mail.example", "include:bounces.mail.example", True),
+        # bounces.<domain> is the return-path domain itself.
+        (f"bounces.{SENDER_DOMAIN}", f"include:bounces.{SENDER_DOMAIN}", False),
+        # The domain is the return-path domain, whose SPF names the host.
+        (SENDER_DOMAIN, "a:sendarix.test", True),
+    ],
+)
+async def test_records_around_return_path_domain(
+    settings: Settings,
+    clock: ManualClock,
+    dns_server: DnsServer,
+    return_path_domain: str,
+    spf: str,
+    cname: bool,
+) -> None:
+    configured = attrs.evolve(settings, return_path_domain=return_path_domain)
+    async with Engine.from_settings(configured, clock=clock, workers=False) as engine:
+        domains = engine.content.domains
+        domain = await domains.add({"domain": SENDER_DOMAIN})
+        records = domains.records(domain)
+        publish(dns_server, records)
+        verified = await domains.verify(SENDER_DOMAIN)
+
+    by_purpose = {record.purpose: record for record in records}
+    assert by_purpose["spf"].value == f"v=spf1 {spf} ~all"
+    assert ("return_path" in by_purpose) is cname
+    if cname:
+        assert by_purpose["return_path"].value == return_path_domain
+        assert by_purpose["return_path"].value != by_purpose["return_path"].name
+    assert verified.missing == ()
