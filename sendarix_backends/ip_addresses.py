@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 
-__all__ = ["IpAddress", "carried_ipv4"]
+__all__ = ["METADATA_ADDRESSES", "IpAddress", "carried_ipv4"]
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Instance metadata services of AWS, GCP, Azure (IPv4) and AWS (IPv6).
+METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+)
 
 _CARRYING_LOW_BITS = (
     ipaddress.ip_network("::/96"),

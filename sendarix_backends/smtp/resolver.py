@@ -25,7 +25,7 @@ import dns.rdatatype
 import dns.resolver
 from dns.rdtypes.ANY.MX import MX
 
-from sendarix_backends.ip_addresses import carried_ipv4
+from sendarix_backends.ip_addresses import METADATA_ADDRESSES, carried_ipv4
 from sendarix_backends.smtp.cache import TtlCache
 from sendarix_core.errors import (
     ConfigurationError,
@@ -243,7 +243,8 @@ def is_deliverable_address(text: str) -> bool:
     """Return whether an MX host's address may be connected to.
 
     Unspecified, link-local (which includes cloud metadata services at
-    169.254.169.254) and multicast addresses never run a mail server, so an
+    169.254.169.254), multicast and metadata addresses (AWS's
+    ``fd00:ec2::254``) never run a mail server, so an
     MX record pointing there is a mistake or an attack and is skipped.
     Loopback and private addresses are allowed: staging systems and the
     tests run their SMTP servers there. An IPv6 address that carries an
@@ -254,6 +255,7 @@ def is_deliverable_address(text: str) -> bool:
     carried = carried_ipv4(address)
     return all(
         not (one.is_unspecified or one.is_link_local or one.is_multicast)
+        and one not in METADATA_ADDRESSES
         for one in (address, carried)
         if one is not None
     )

@@ -192,8 +192,9 @@ class _Transaction:
             raise self._lost("DATA", exc) from exc
         if not reader.unsent:
             return None
-        # A reply before the end of the content refuses it; the session is
-        # out of step, and the final dot must not reach the server. The
+        # A reply while content still waits in the transport refuses it;
+        # the session is out of step, and the rest, final dot included, is
+        # not sent. Content the kernel already took goes out regardless. The
         # reply is already queued, so the reset comes first.
         reader.abort()
         self._connection.close()

@@ -24,7 +24,11 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
-from sendarix_backends.ip_addresses import IpAddress, carried_ipv4
+from sendarix_backends.ip_addresses import (
+    METADATA_ADDRESSES,
+    IpAddress,
+    carried_ipv4,
+)
 
 __all__ = [
     "AddressResolver",
@@ -34,10 +38,6 @@ __all__ = [
     "parse_url",
 ]
 
-# Instance metadata services of AWS, GCP, Azure (IPv4) and AWS (IPv6).
-METADATA_ADDRESSES = frozenset(
-    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
-)
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 _BROADCAST = ipaddress.ip_address("255.255.255.255")
 

@@ -281,9 +281,10 @@ async def test_unusable_mx_address_skipped(
         "::ffff:224.0.0.1",
         "64:ff9b::a9fe:a9fe",
         "2002:a9fe:a9fe::1",
+        "fd00:ec2::254",
     ],
 )
-async def test_ipv6_carrying_unusable_ipv4_skipped(
+async def test_unusable_ipv6_mx_address_skipped(
     dns_server: DnsServer, resolver: MxResolver, address: str
 ) -> None:
     dns_server.add_mx("metadata.test", 10, "mx.metadata.test")
