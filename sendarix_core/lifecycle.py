@@ -187,7 +187,7 @@ def bounce(
 
     Without ``bounce_class`` the reply decides it, and a ``5.1.x`` enhanced
     code about the recipient also puts the recipient on the suppression
-    list. ``to_mail`` says the reply refused ``MAIL FROM``, so it is about
+    list. ``to_mail`` marks a reply that refused ``MAIL FROM``, which is about
     the sender.
     """
     suppression = None

@@ -107,8 +107,8 @@ def classify_reply(
 
     The basic code decides between success, retry and bounce (RFC 5321,
     section 4.2.1); the enhanced code only refines why a message bounced and
-    whether the recipient is suppressed. ``to_mail`` says the reply answered
-    ``MAIL FROM``, so an address status is about the sender.
+    whether the recipient is suppressed. ``to_mail`` marks a reply
+    to ``MAIL FROM``, whose address status is about the sender.
     """
     if not 200 <= code <= 599:
         raise ValueError(f"SMTP reply code must be within 200-599, not {code}")

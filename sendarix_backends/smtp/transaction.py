@@ -192,10 +192,10 @@ class _Transaction:
             raise self._lost("DATA", exc) from exc
         if not reader.unsent:
             return None
-        # A reply while content still waits in the transport refuses it;
-        # the session is out of step, and the rest, final dot included, is
-        # not sent. Content the kernel already took goes out regardless. The
-        # reply is already queued, so the reset comes first.
+        # A reply while content still waits in the transport refuses it. The
+        # session is out of step, so the rest, final dot included, is not
+        # sent; what the kernel already took goes out regardless. The reply
+        # is already queued, so the reset comes first.
         reader.abort()
         self._connection.close()
         response = await self._reply("DATA")
