@@ -337,11 +337,12 @@ def take_connection_token(
     return attrs.evolve(record, connection_bucket=bucket), granted == 1
 
 
-# Reply texts that servers use for rate and volume limits.
+# Reply texts that servers use for rate and volume limits, at the start of
+# a word, so that "corporate" or "separate" do not count as "rate".
 # "Try again later" is left out: servers send it with any temporary
 # failure, greylisting and full disks included.
 _RATE_LIMIT_TEXT = re.compile(
-    r"rate|too many|throttl|slow down|exceeded|limit|reputation",
+    r"\b(?:rate|too many|throttl|slow down|exceeded|limit|reputation)",
     re.IGNORECASE,
 )
 _GREYLISTING_TEXT = re.compile(r"grey|gray", re.IGNORECASE)

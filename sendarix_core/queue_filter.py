@@ -99,7 +99,9 @@ def parse_queue_filter(
         statuses=statuses,
         priorities=priorities,
         recipient_domains=tuple(item.lower() for item in lists["recipient_domain"]),
-        sites=tuple(lists["site"]),
+        # Site keys are lower case, as GET /v1/queue lists them and as a
+        # pause stores them.
+        sites=tuple(item.strip().lower() for item in lists["site"]),
         sender_domains=tuple(item.lower() for item in lists["sender_domain"]),
         tags=tuple(lists["tag"]),
         created_before=times["created_before"],

@@ -277,7 +277,7 @@ def _pause_target(body: Mapping[str, Any]) -> tuple[PauseKind, str]:
     name = given[0]
     value = body[name]
     if name == "priority":
-        if value not in {priority.value for priority in Priority}:
+        if not isinstance(value, str) or value not in {p.value for p in Priority}:
             raise ValidationError(
                 [
                     FieldError(

@@ -158,6 +158,10 @@ def test_limits_shared_state() -> None:
         (452, "4.2.2", "mailbox full", False),
         (454, "4.7.0", "4.7.0 TLS not available due to temporary reason", False),
         (None, "4.4.1", "connection refused", False),
+        (451, "4.7.1", "4.7.1 ratelimited", True),
+        (451, "4.3.0", "4.3.0 failure at corporate gateway, try later", False),
+        (451, "4.3.0", "4.3.0 separate queue busy", False),
+        (451, "4.3.0", "4.3.0 unlimited retries", False),
     ],
 )
 def test_throttling_replies(

@@ -250,6 +250,18 @@ async def test_queue_view_counts(
     assert sites[None]["recipient_domains"] == [OTHER]
 
 
+@pytest.mark.parametrize("priority", [["low"], {"a": 1}, 5])
+@pytest.mark.parametrize("path", ["/v1/queue/pause", "/v1/queue/resume"])
+async def test_queue_pause_priority_not_string(
+    client: httpx.AsyncClient, path: str, priority: object
+) -> None:
+    response = await client.post(path, json={"priority": priority})
+
+    assert response.status_code == 422, response.text
+    [error] = response.json()["error"]["errors"]
+    assert (error["field"], error["code"]) == ("priority", "invalid_priority")
+
+
 async def test_queue_api_pause_cycle(client: httpx.AsyncClient, engine: Engine) -> None:
     paused = await client.post("/v1/queue/pause", json={"priority": "low"})
     listed = await client.get("/v1/queue")
