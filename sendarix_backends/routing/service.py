@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sendarix_backends.routing.source_address import check_source_address
@@ -130,31 +131,36 @@ class Routes:
         the stored password.
         """
         _check_fields(body, ("description", "match", "action"))
-        stored = await self._stored(rule_id)
         if rule_id == DEFAULT_ROUTE_ID and "match" in body:
             raise DefaultRouteError(
                 "the default rule matches every message, so its match can't be "
                 "set; create a rule with this match instead"
             )
-        description = stored.description
+        description = None
         if "description" in body:
             description = parse_description(body["description"])
-        match = stored.match
+        match = None
         if "match" in body:
             match = match_to_document(parse_match(body["match"]))
-        action = stored.action
-        if "action" in body:
-            action = self._merge_action(stored, body["action"])
+        now = self._clock.now()
 
-        updated = StoredRule(
-            id=rule_id,
-            description=description,
-            match=match,
-            action=action,
-            created_at=stored.created_at,
-            updated_at=self._clock.now(),
-        )
-        if not await self._store.update_rule(updated):
+        def change(current: StoredRule | None) -> StoredRule:
+            # Runs in the store's transaction, so the action merges into
+            # the rule as stored at that moment.
+            stored = current or _new_default(now)
+            action = stored.action
+            if "action" in body:
+                action = self._merge_action(stored, body["action"])
+            return StoredRule(
+                id=rule_id,
+                description=stored.description if description is None else description,
+                match=stored.match if match is None else match,
+                action=action,
+                created_at=stored.created_at,
+                updated_at=now,
+            )
+
+        if await self._store.update_rule(rule_id, change) is None:
             raise NotFoundError("routing_rule", rule_id)
         self._cached = None
         return await self.get_rule(rule_id)
@@ -195,15 +201,7 @@ class Routes:
             if item.id == rule_id:
                 return item
         if rule_id == DEFAULT_ROUTE_ID:
-            now = self._clock.now()
-            return StoredRule(
-                id=DEFAULT_ROUTE_ID,
-                description="",
-                match={},
-                action={},
-                created_at=now,
-                updated_at=now,
-            )
+            return _new_default(self._clock.now())
         raise NotFoundError("routing_rule", rule_id)
 
     def _merge_action(self, stored: StoredRule, given: object) -> dict[str, Any]:
@@ -346,3 +344,15 @@ def _keep_password(current: object, given: Mapping[str, Any]) -> object:
     if sent.password == MASKED_PASSWORD and same_account:
         return stored.url()
     return url
+
+
+def _new_default(now: datetime) -> StoredRule:
+    """Return the default rule's row before its first change."""
+    return StoredRule(
+        id=DEFAULT_ROUTE_ID,
+        description="",
+        match={},
+        action={},
+        created_at=now,
+        updated_at=now,
+    )

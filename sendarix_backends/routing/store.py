@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -36,10 +36,15 @@ class RouteStore(Protocol):
         """Insert at ``position`` (0 is first); ``None`` appends."""
         ...
 
-    async def update_rule(self, rule: StoredRule) -> bool:
-        """Replace a rule; return False when it does not exist.
+    async def update_rule(
+        self, rule_id: str, change: Callable[[StoredRule | None], StoredRule]
+    ) -> StoredRule | None:
+        """Replace a rule by what ``change`` makes of it; return the new rule.
 
-        The default rule's row is created on its first update.
+        ``change`` gets the stored rule, or None for a default rule that has
+        no row yet, whose row the change then creates. It runs while no
+        other change to the rule can, so concurrent changes of different
+        fields all take effect. Returns None when the rule does not exist.
         """
         ...
 
@@ -66,15 +71,17 @@ class MemoryRouteStore:
         index = len(self._rules) if position is None else position
         self._rules.insert(index, rule)
 
-    async def update_rule(self, rule: StoredRule) -> bool:
-        if rule.id == DEFAULT_ROUTE_ID:
-            self._default = rule
-            return True
+    async def update_rule(
+        self, rule_id: str, change: Callable[[StoredRule | None], StoredRule]
+    ) -> StoredRule | None:
+        if rule_id == DEFAULT_ROUTE_ID:
+            self._default = change(self._default)
+            return self._default
         for index, stored in enumerate(self._rules):
-            if stored.id == rule.id:
-                self._rules[index] = rule
-                return True
-        return False
+            if stored.id == rule_id:
+                self._rules[index] = change(stored)
+                return self._rules[index]
+        return None
 
     async def delete_rule(self, rule_id: str) -> bool:
         kept = [rule for rule in self._rules if rule.id != rule_id]

@@ -9,7 +9,7 @@ were changed through the API; the rest comes from the settings.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sendarix_backends.routing.store import StoredRule
+from sendarix_backends.sql.engine import dialect_insert
 from sendarix_backends.sql.schema import JSON_DOCUMENT, UtcTimestamp, metadata
 from sendarix_core.routing import DEFAULT_ROUTE_ID
 
@@ -54,9 +55,11 @@ class SqlRouteStore:
             "create_route", _insert_rule, rule, position, write=True
         )
 
-    async def update_rule(self, rule: StoredRule) -> bool:
+    async def update_rule(
+        self, rule_id: str, change: Callable[[StoredRule | None], StoredRule]
+    ) -> StoredRule | None:
         return await self._store.run_transaction(
-            "update_route", _update_rule, rule, write=True
+            "update_route", _update_rule, rule_id, change, write=True
         )
 
     async def delete_rule(self, rule_id: str) -> bool:
@@ -92,17 +95,44 @@ def _insert_rule(
     _renumber(connection, ordered)
 
 
-def _update_rule(connection: Connection, rule: StoredRule) -> bool:
+def _update_rule(
+    connection: Connection,
+    rule_id: str,
+    change: Callable[[StoredRule | None], StoredRule],
+) -> StoredRule | None:
+    # The row lock (PostgreSQL) or the write transaction (SQLite) keeps
+    # another change from reading the rule before this one is written.
+    row = (
+        connection.execute(
+            sa.select(routing_rules)
+            .where(routing_rules.c.id == rule_id)
+            .with_for_update()
+        )
+        .mappings()
+        .one_or_none()
+    )
+    if row is None and rule_id != DEFAULT_ROUTE_ID:
+        return None
+    rule = change(None if row is None else _from_row(row))
+    if row is None:
+        # The default rule's row is created by its first change. Two first
+        # changes at once on PostgreSQL both find no row; the later one's
+        # insert then waits for the other and does nothing, and this change
+        # is applied again on top of the row the other created.
+        inserted = connection.execute(
+            dialect_insert(connection, routing_rules)
+            .values(_row(rule, -1))
+            .on_conflict_do_nothing(index_elements=[routing_rules.c.id])
+        )
+        if inserted.rowcount:
+            return rule
+        return _update_rule(connection, rule_id, change)
     values = _row(rule, 0)
     del values["id"], values["position"], values["created_at"]
-    result = connection.execute(
-        sa.update(routing_rules).where(routing_rules.c.id == rule.id).values(**values)
+    connection.execute(
+        sa.update(routing_rules).where(routing_rules.c.id == rule_id).values(**values)
     )
-    if result.rowcount == 0 and rule.id == DEFAULT_ROUTE_ID:
-        # The default rule's row is created by its first change.
-        connection.execute(sa.insert(routing_rules).values(_row(rule, -1)))
-        return True
-    return bool(result.rowcount)
+    return rule
 
 
 def _delete_rule(connection: Connection, rule_id: str) -> bool:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -144,6 +146,45 @@ async def test_update_and_delete(client: httpx.AsyncClient) -> None:
     missing = await client.get(f"/v1/routes/{rule['id']}")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "routing_rule_not_found"
+
+
+async def test_concurrent_changes_all_kept(client: httpx.AsyncClient) -> None:
+    for _ in range(5):
+        rule = await create(client, {"match": {"tags": ["x"]}})
+        path = f"/v1/routes/{rule['id']}"
+        changes = [
+            {"action": {"tls": "required"}},
+            {"action": {"pacing": {"max_connections": 3}}},
+            {"description": "changed"},
+        ]
+
+        async with anyio.create_task_group() as group:
+            for change in changes:
+                group.start_soon(functools.partial(client.patch, path, json=change))
+
+        final = (await client.get(path)).json()
+        assert final["action"]["tls"] == "required"
+        assert final["action"]["pacing"]["max_connections"] == 3
+        assert final["description"] == "changed"
+
+
+async def test_default_rule_concurrent_changes_kept(
+    client: httpx.AsyncClient,
+) -> None:
+    changes = [
+        {"action": {"tls": "required"}},
+        {"action": {"pacing": {"max_connections": 3}}},
+    ]
+
+    async with anyio.create_task_group() as group:
+        for change in changes:
+            group.start_soon(
+                functools.partial(client.patch, "/v1/routes/default", json=change)
+            )
+
+    final = (await client.get("/v1/routes/default")).json()
+    assert final["action"]["tls"] == "required"
+    assert final["action"]["pacing"]["max_connections"] == 3
 
 
 async def test_invalid_rule_lists_fields(client: httpx.AsyncClient) -> None:
