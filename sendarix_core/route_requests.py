@@ -30,6 +30,7 @@ from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.header_checks import TAG_PATTERN
 from sendarix_core.pacing import PacingLimits
 from sendarix_core.routing import (
+    MASKED_PASSWORD,
     RetryOverride,
     RouteAction,
     RouteMatch,
@@ -341,10 +342,30 @@ def _smarthost(value: object, field: str, errors: _Errors) -> SmarthostUrl | Non
         errors.add(field, "invalid_type", f"expected a URL string, not {_kind(value)}")
         return None
     try:
-        return SmarthostUrl.parse(value)
+        url = SmarthostUrl.parse(value)
     except ValueError as exc:
         errors.add(field, "invalid_smarthost", f"invalid smarthost URL: {exc}")
         return None
+    if url.password is not None and url.username is None:
+        errors.add(
+            field,
+            "invalid_smarthost",
+            "invalid smarthost URL: it has a password but no user name; use "
+            "smtp://user:pass@host:port",
+        )
+        return None
+    if url.password == MASKED_PASSWORD:
+        # A change that sends the masked URL back for the same user and host
+        # gets the stored password before this check; here none was stored.
+        errors.add(
+            field,
+            "masked_password",
+            f"the URL {url.masked()} has the password {MASKED_PASSWORD}, the "
+            "mask the API shows, and no stored password of this user and host "
+            "can take its place; send the password itself",
+        )
+        return None
+    return url
 
 
 def _ip_address(value: object, field: str, errors: _Errors) -> str | None:

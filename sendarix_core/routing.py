@@ -31,6 +31,7 @@ from sendarix_core.states import MessageStatus, Priority
 
 __all__ = [
     "DEFAULT_ROUTE_ID",
+    "MASKED_PASSWORD",
     "ConditionCheck",
     "DefaultRouteError",
     "Explanation",
@@ -49,6 +50,9 @@ __all__ = [
     "rule_matches",
     "temporary_failure",
 ]
+
+# What the API shows in place of a smarthost password.
+MASKED_PASSWORD = "***"  # noqa: S105
 
 DEFAULT_ROUTE_ID = "default"
 
@@ -132,7 +136,7 @@ class SmarthostUrl:
 
     def masked(self) -> str:
         """Return the URL with the password replaced by ``***``."""
-        return self._format(None if self.password is None else "***")
+        return self._format(None if self.password is None else MASKED_PASSWORD)
 
     def _format(self, password: str | None) -> str:
         credentials = ""

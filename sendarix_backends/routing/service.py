@@ -32,6 +32,7 @@ from sendarix_core.route_requests import (
 )
 from sendarix_core.routing import (
     DEFAULT_ROUTE_ID,
+    MASKED_PASSWORD,
     DefaultRouteError,
     RouteMatch,
     RouteRule,
@@ -44,7 +45,6 @@ _T = TypeVar("_T")
 
 _RULE_FIELDS = ("description", "match", "action", "position")
 # Placeholder the API shows in place of a smarthost password.
-MASKED_PASSWORD = "***"  # noqa: S105
 
 
 class Routes:

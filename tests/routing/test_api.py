@@ -187,6 +187,53 @@ async def test_default_rule_concurrent_changes_kept(
     assert final["action"]["pacing"]["max_connections"] == 3
 
 
+async def test_masked_password_without_stored_one_rejected(
+    client: httpx.AsyncClient,
+) -> None:
+    rule = await create(client, SMARTHOST_RULE)
+    path = f"/v1/routes/{rule['id']}"
+    moved = await client.patch(path, json={"action": {"transport": "mx"}})
+    assert moved.status_code == 200, moved.text
+
+    back = await client.patch(
+        path,
+        json={
+            "action": {
+                "transport": "smarthost",
+                "smarthost": "smtp://relay:***@127.0.0.1:2526",
+            }
+        },
+    )
+
+    assert back.status_code == 422, back.text
+    [error] = back.json()["error"]["errors"]
+    assert (error["field"], error["code"]) == ("action.smarthost", "masked_password")
+
+
+async def test_masked_password_on_create_rejected(client: httpx.AsyncClient) -> None:
+    body = {**SMARTHOST_RULE, "action": {**SMARTHOST_RULE["action"]}}
+    body["action"]["smarthost"] = "smtp://relay:***@127.0.0.1:2526"  # type: ignore[index]
+
+    response = await client.post("/v1/routes", json=body)
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["code"] == "masked_password"
+
+
+async def test_password_without_user_rejected(client: httpx.AsyncClient) -> None:
+    rule = await create(client, SMARTHOST_RULE)
+
+    response = await client.patch(
+        f"/v1/routes/{rule['id']}",
+        json={"action": {"smarthost": "smtp://:pw@127.0.0.1:2526"}},
+    )
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert (error["field"], error["code"]) == ("action.smarthost", "invalid_smarthost")
+
+
 async def test_invalid_rule_lists_fields(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/v1/routes",
