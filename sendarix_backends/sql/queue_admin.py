@@ -298,11 +298,14 @@ def _summary(connection: Connection, now: datetime, domain_limit: int) -> QueueS
             )
         ).all()
     )
+    # A parked message cancelled or expired since keeps its parked row until
+    # the site resumes; only those still waiting count.
     parked: dict[str, int] = dict(
         connection.execute(
-            sa.select(parked_messages.c.site, sa.func.count()).group_by(
-                parked_messages.c.site
-            )
+            sa.select(parked_messages.c.site, sa.func.count())
+            .join(messages, messages.c.id == parked_messages.c.message_id)
+            .where(waiting)
+            .group_by(parked_messages.c.site)
         ).all()
     )
     oldest = connection.execute(

@@ -104,6 +104,21 @@ async def test_paused_site_parks(engine: Engine, smtp_server: SmtpServer) -> Non
     assert await status_of(engine, parked.message_id) == MessageStatus.DELIVERED
 
 
+async def test_cancelled_parked_message_not_counted(engine: Engine) -> None:
+    queue = engine.control.queue
+    await queue.pause({"site": EXAMPLE_SITE})
+    kept = await engine.send(message_body())
+    cancelled = await engine.send(message_body())
+    await engine.deliver_due()
+
+    await engine.cancel(cancelled.message_id)
+    view = await queue.view()
+
+    [site] = [item for item in view.sites if item.site == EXAMPLE_SITE]
+    assert site.parked == 1
+    assert await status_of(engine, kept.message_id) == MessageStatus.QUEUED
+
+
 async def test_parked_message_expires(
     engine: Engine, smtp_server: SmtpServer, clock: ManualClock
 ) -> None:
