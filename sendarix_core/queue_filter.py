@@ -92,6 +92,18 @@ def parse_queue_filter(
     times = {
         name: _time(value.get(name), f"{field}.{name}", errors) for name in _TIME_FIELDS
     }
+    after, before = times["created_after"], times["created_before"]
+    if after is not None and before is not None and before <= after:
+        # As GET /v1/messages answers the same range, rather than match nothing.
+        errors.append(
+            FieldError(
+                f"{field}.created_before",
+                "invalid_range",
+                f"created_before ({value['created_before']}) must be later than "
+                f"created_after ({value['created_after']}); swap them or widen "
+                "the range",
+            )
+        )
     if errors:
         raise ValidationError(errors)
 
