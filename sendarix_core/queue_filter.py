@@ -94,7 +94,7 @@ def parse_queue_filter(
     }
     after, before = times["created_after"], times["created_before"]
     if after is not None and before is not None and before <= after:
-        # As GET /v1/messages answers the same range, rather than match nothing.
+        # A 422 as from GET /v1/messages, rather than a filter matching nothing.
         errors.append(
             FieldError(
                 f"{field}.created_before",

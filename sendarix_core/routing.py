@@ -51,7 +51,7 @@ __all__ = [
     "temporary_failure",
 ]
 
-# What the API shows in place of a smarthost password.
+# The mask the API shows in place of a smarthost password.
 MASKED_PASSWORD = "***"  # noqa: S105
 
 DEFAULT_ROUTE_ID = "default"

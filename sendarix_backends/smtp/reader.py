@@ -92,7 +92,7 @@ class ReplyReader(asyncio.Protocol):
         waits until the transport's buffer and the kernel's send queue are
         empty, so the reply timeout that follows covers the server's work,
         not the transfer. Returns early when a reply arrives first, which a
-        server sends when it refuses the content before its end; ``unsent``
+        server sends when it refuses the content before its end. ``unsent``
         is then true if part of the content was not sent. Raises
         ``SMTPTimeoutError`` when no byte went out for the session's
         timeout, and ``SMTPServerDisconnected`` when the connection is lost.

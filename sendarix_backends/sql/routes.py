@@ -116,9 +116,9 @@ def _update_rule(
     rule = change(None if row is None else _from_row(row))
     if row is None:
         # The default rule's row is created by its first change. Two first
-        # changes at once on PostgreSQL both find no row; the later one's
-        # insert then waits for the other and does nothing, and this change
-        # is applied again on top of the row the other created.
+        # changes at once on PostgreSQL both find no row. The later insert
+        # then waits for the other and does nothing, so this change is
+        # applied again on top of the row the other created.
         inserted = connection.execute(
             dialect_insert(connection, routing_rules)
             .values(_row(rule, -1))
