@@ -1,9 +1,10 @@
 """Sending domains: adding, verifying, the sender check, DKIM signing and return paths.
 
 ``Domains`` keeps a snapshot of every domain in memory for the hot paths
-(the sender check at acceptance, signing and the return path at delivery) and reloads it
-every ``SNAPSHOT_SECONDS``. A change made through this object takes effect
-in this process at once; other processes see it within that interval.
+(the sender check at acceptance, signing and the return path at delivery)
+and reloads it every ``SNAPSHOT_SECONDS``. A change made through this
+object takes effect in this process at once; other processes see it within
+that interval.
 """
 
 from __future__ import annotations
