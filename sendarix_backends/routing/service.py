@@ -44,7 +44,6 @@ __all__ = ["Routes"]
 _T = TypeVar("_T")
 
 _RULE_FIELDS = ("description", "match", "action", "position")
-# Placeholder the API shows in place of a smarthost password.
 
 
 class Routes:
