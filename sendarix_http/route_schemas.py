@@ -269,10 +269,11 @@ CANCEL_REQUEST = define(
     "QueueCancelRequest",
     _object(
         {
-            "filter": _optional(FILTER),
+            "filter": FILTER,
             "dry_run": {"type": "boolean"},
             "limit": _optional({"type": "integer", "minimum": 1, "maximum": 100_000}),
-        }
+        },
+        required=("filter",),
     ),
 )
 QUEUE_COUNT = define(

@@ -153,13 +153,26 @@ class QueueControl:
     async def cancel(self, body: Mapping[str, Any]) -> CancelOutcome:
         """Cancel scheduled and queued messages matching ``body["filter"]``.
 
-        With ``"dry_run": true`` only counts them. At most ``limit``
-        (default 10,000) are cancelled per call, and ``more`` is true when
-        some remain.
+        The filter is required, and ``{}`` matches every such message. With
+        ``"dry_run": true`` only counts them. At most ``limit`` (default
+        10,000) are cancelled per call, and ``more`` is true when some remain.
         """
         _check_fields(body, ("filter", "dry_run", "limit"))
+        if body.get("filter") is None:
+            # Without this check, a body that lost its filter would cancel
+            # the whole queue. An empty filter asks for that explicitly.
+            raise ValidationError(
+                [
+                    FieldError(
+                        "filter",
+                        "missing_field",
+                        "give a filter of the messages to cancel; "
+                        "{} matches every scheduled and queued message",
+                    )
+                ]
+            )
         queue_filter = parse_queue_filter(
-            body.get("filter"), allowed_statuses=frozenset(CANCELLABLE_STATES)
+            body["filter"], allowed_statuses=frozenset(CANCELLABLE_STATES)
         )
         limit = _limit(body.get("limit"))
         if _dry_run(body):

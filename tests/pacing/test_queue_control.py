@@ -188,7 +188,7 @@ async def test_cancel_limit_reports_more(engine: Engine) -> None:
     for _ in range(3):
         await engine.send(message_body())
 
-    outcome = await engine.control.queue.cancel({"limit": 2})
+    outcome = await engine.control.queue.cancel({"filter": {}, "limit": 2})
 
     assert outcome.count == 2
     assert outcome.more
@@ -215,10 +215,22 @@ async def test_cancel_reports_more_after_lost_races(
         return await save(transitions)
 
     monkeypatch.setattr(engine.store, "save_transitions", cancelled_elsewhere_first)
-    outcome = await engine.control.queue.cancel({"limit": 1})
+    outcome = await engine.control.queue.cancel({"filter": {}, "limit": 1})
 
     assert outcome.count == 0
     assert outcome.more
+
+
+@pytest.mark.parametrize("body", [{}, {"filter": None}, {"dry_run": False}])
+async def test_cancel_needs_filter(engine: Engine, body: dict[str, object]) -> None:
+    sent = await engine.send(message_body())
+
+    with pytest.raises(ValidationError) as caught:
+        await engine.control.queue.cancel(body)
+
+    assert caught.value.errors[0].field == "filter"
+    assert caught.value.errors[0].code == "missing_field"
+    assert await status_of(engine, sent.message_id) == MessageStatus.QUEUED
 
 
 async def test_cancel_rejects_deferred_status(engine: Engine) -> None:
@@ -299,8 +311,8 @@ async def test_queue_api_cancel_dry_run(
 ) -> None:
     await engine.send(message_body())
 
-    dry = await client.post("/v1/queue/cancel", json={"dry_run": True})
-    done = await client.post("/v1/queue/cancel", json={})
+    dry = await client.post("/v1/queue/cancel", json={"filter": {}, "dry_run": True})
+    done = await client.post("/v1/queue/cancel", json={"filter": {}})
 
     assert dry.json() == {"count": 1, "dry_run": True, "more": False}
     assert done.json() == {"count": 1, "dry_run": False, "more": False}
