@@ -80,8 +80,8 @@ class Limits:
     max_text_bytes: int = 5_000_000
     max_html_bytes: int = 5_000_000
     max_attachments: int = 100
-    # The default equals the 50 MB request limit of the HTTP layer, which
-    # base64 makes the tighter one, so only that limit applies unless an
+    # The default is 50 MB (decimal), just under the 50 MiB request limit of
+    # the HTTP layer, which base64 makes the tighter one, so only that limit applies unless an
     # operator lowers this one.
     max_attachment_bytes: int = 50_000_000
     max_filename_length: int = 255

@@ -170,7 +170,7 @@ class AnonymousLimiter:
 
 
 async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
-    """Read the body as a JSON object, refusing more than 50 MB as it streams.
+    """Read the body as a JSON object, refusing more than 50 MiB as it streams.
 
     Returns the object and the body size in bytes.
     """
@@ -305,7 +305,7 @@ def _check_integer_range(raw: bytes) -> None:
 
 
 async def read_body(request: Request) -> bytes:
-    """Read the body as bytes, rejecting more than 50 MB as it streams."""
+    """Read the body as bytes, rejecting more than 50 MiB as it streams."""
     declared = request.headers.get("content-length")
     if (
         declared is not None
@@ -317,7 +317,7 @@ async def read_body(request: Request) -> bytes:
 
 
 async def _receive_body(request: Request) -> bytes:
-    """Receive the whole body, refusing more than 50 MB as it streams."""
+    """Receive the whole body, refusing more than 50 MiB as it streams."""
     chunks = []
     size = 0
     receive = request.receive
@@ -356,7 +356,7 @@ def _too_large() -> HttpError:
     return HttpError(
         413,
         "payload_too_large",
-        "the request is larger than 50 MB; host large files and send links instead",
+        "the request is larger than 50 MiB (52,428,800 bytes); host large files and send links instead",
     )
 
 
