@@ -81,8 +81,8 @@ class Limits:
     max_html_bytes: int = 5_000_000
     max_attachments: int = 100
     # The default is 50 MB (decimal), just under the 50 MiB request limit of
-    # the HTTP layer, which base64 makes the tighter one, so only that limit applies unless an
-    # operator lowers this one.
+    # the HTTP layer. Base64 makes the request limit the tighter one, so only
+    # that limit applies unless an operator lowers this one.
     max_attachment_bytes: int = 50_000_000
     max_filename_length: int = 255
     max_headers: int = 50

@@ -356,7 +356,8 @@ def _too_large() -> HttpError:
     return HttpError(
         413,
         "payload_too_large",
-        "the request is larger than 50 MiB (52,428,800 bytes); host large files and send links instead",
+        "the request is larger than 50 MiB (52,428,800 bytes); host large "
+        "files and send links instead",
     )
 
 
