@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from sendarix_core.checks import describe, json_excerpt
+from sendarix_core.checks import Errors, check_no_nul, describe, json_excerpt
 from sendarix_core.errors import (
     FieldError,
     IdempotencyConflictError,
@@ -179,6 +179,11 @@ async def _prepare_item(
     if not isinstance(item, Mapping):
         message = f"expected a message object, got {describe(item)}"
         raise ValidationError([FieldError(prefix, "invalid_type", message)])
+    # The HTTP layer checks a batch for U+0000 item by item, here, so that
+    # a permissive batch skips only the items that contain it.
+    nul_errors = Errors()
+    if not check_no_nul(prefix, item, nul_errors):
+        raise ValidationError(nul_errors.items)
     try:
         return await engine.prepare_submission(
             item, api_key=api_key, idempotency_key=None, now=now
