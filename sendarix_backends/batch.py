@@ -34,6 +34,7 @@ from sendarix_core.idempotency import (
     BATCH_KEY_PREFIX,
     IdempotencyRecord,
     request_fingerprint,
+    without_null_fields,
 )
 from sendarix_core.keys import ApiKey
 from sendarix_core.ports import BatchSubmission, Submission, SubmitOutcome
@@ -108,7 +109,7 @@ async def send_batch(
         claim = IdempotencyRecord(
             api_key_id=api_key.id if api_key else _LIBRARY_KEY_ID,
             key=BATCH_KEY_PREFIX + idempotency_key,
-            fingerprint=request_fingerprint(body),
+            fingerprint=request_fingerprint(_with_items_without_nulls(body)),
             status_code=202,
             response={},
             created_at=now,
@@ -131,6 +132,18 @@ async def send_batch(
     return BatchResult(response=outcome.response or {})
 
 
+def _with_items_without_nulls(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return ``body`` with null fields of its items left out, as absent ones."""
+    items = body.get("messages")
+    if not isinstance(items, list):
+        return body
+    items_without_nulls = [
+        without_null_fields(item) if isinstance(item, Mapping) else item
+        for item in items
+    ]
+    return {**body, "messages": items_without_nulls}
+
+
 def _check_batch(body: Mapping[str, Any]) -> tuple[list[Any], BatchMode]:
     errors = [
         FieldError(
@@ -141,7 +154,11 @@ def _check_batch(body: Mapping[str, Any]) -> tuple[list[Any], BatchMode]:
         for name in body
         if name not in BATCH_FIELDS
     ]
-    mode = _check_mode(body.get("mode", str(BatchMode.STRICT)), errors)
+    # As in a message, a field set to null counts as absent.
+    mode_value = body.get("mode")
+    if mode_value is None:
+        mode_value = str(BatchMode.STRICT)
+    mode = _check_mode(mode_value, errors)
 
     items = body.get("messages")
     if not isinstance(items, list):
