@@ -219,8 +219,8 @@ def contains_escape(raw: bytes, escapes: tuple[bytes, ...]) -> bool:
     next skips an escaped backslash, so ``\\u0000`` (a backslash and the
     text u0000) is not taken for ``\u0000``. Past ``_MAX_ESCAPES_STEPPED``
     backslashes the rest is searched as plain bytes, which may give a false
-    True, so callers use the result only to skip work. Finding one byte is
-    about 50 times faster than finding a string in a megabyte of base64.
+    True, so callers use the result only to skip work. CPython finds one
+    byte with memchr, far faster than it finds a longer string.
     """
     position = raw.find(b"\\")
     for _ in range(_MAX_ESCAPES_STEPPED):
