@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from sendarix_core.checks import describe, json_excerpt
+from sendarix_core.checks import Errors, check_no_nul, describe, json_excerpt
 from sendarix_core.errors import (
     FieldError,
     IdempotencyConflictError,
@@ -34,6 +34,7 @@ from sendarix_core.idempotency import (
     BATCH_KEY_PREFIX,
     IdempotencyRecord,
     request_fingerprint,
+    without_null_fields,
 )
 from sendarix_core.keys import ApiKey
 from sendarix_core.ports import BatchSubmission, Submission, SubmitOutcome
@@ -108,7 +109,7 @@ async def send_batch(
         claim = IdempotencyRecord(
             api_key_id=api_key.id if api_key else _LIBRARY_KEY_ID,
             key=BATCH_KEY_PREFIX + idempotency_key,
-            fingerprint=request_fingerprint(body),
+            fingerprint=request_fingerprint(_with_items_without_nulls(body)),
             status_code=202,
             response={},
             created_at=now,
@@ -131,6 +132,18 @@ async def send_batch(
     return BatchResult(response=outcome.response or {})
 
 
+def _with_items_without_nulls(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return ``body`` with null fields of its items left out, as absent ones."""
+    items = body.get("messages")
+    if not isinstance(items, list):
+        return body
+    items_without_nulls = [
+        without_null_fields(item) if isinstance(item, Mapping) else item
+        for item in items
+    ]
+    return {**body, "messages": items_without_nulls}
+
+
 def _check_batch(body: Mapping[str, Any]) -> tuple[list[Any], BatchMode]:
     errors = [
         FieldError(
@@ -141,7 +154,11 @@ def _check_batch(body: Mapping[str, Any]) -> tuple[list[Any], BatchMode]:
         for name in body
         if name not in BATCH_FIELDS
     ]
-    mode = _check_mode(body.get("mode", str(BatchMode.STRICT)), errors)
+    # As in a message, a field set to null counts as absent.
+    mode_value = body.get("mode")
+    if mode_value is None:
+        mode_value = str(BatchMode.STRICT)
+    mode = _check_mode(mode_value, errors)
 
     items = body.get("messages")
     if not isinstance(items, list):
@@ -179,6 +196,11 @@ async def _prepare_item(
     if not isinstance(item, Mapping):
         message = f"expected a message object, got {describe(item)}"
         raise ValidationError([FieldError(prefix, "invalid_type", message)])
+    # The HTTP layer checks a batch for U+0000 item by item, here, so that
+    # a permissive batch skips only the items that contain it.
+    nul_errors = Errors()
+    if not check_no_nul(prefix, item, nul_errors):
+        raise ValidationError(nul_errors.items)
     try:
         return await engine.prepare_submission(
             item, api_key=api_key, idempotency_key=None, now=now

@@ -25,6 +25,7 @@ __all__ = [
     "check_length",
     "check_line",
     "check_list",
+    "check_no_nul",
     "check_required_string",
     "check_string",
     "describe",
@@ -80,9 +81,9 @@ class Limits:
     max_text_bytes: int = 5_000_000
     max_html_bytes: int = 5_000_000
     max_attachments: int = 100
-    # The default equals the 50 MB request limit of the HTTP layer, which
-    # base64 makes the tighter one, so only that limit applies unless an
-    # operator lowers this one.
+    # The default is 50 MB (decimal), just under the 50 MiB request limit of
+    # the HTTP layer. Base64 makes the request limit the tighter one, so only
+    # that limit applies unless an operator lowers this one.
     max_attachment_bytes: int = 50_000_000
     max_filename_length: int = 255
     max_headers: int = 50
@@ -190,6 +191,49 @@ def check_line(field: str, value: str, errors: Errors) -> bool:
         )
         return False
     return True
+
+
+def check_no_nul(field: str, value: object, errors: Errors) -> bool:
+    """Return whether no string in a JSON value contains U+0000.
+
+    Object keys count as strings. Records an ``invalid_character`` error for
+    each of the first 20 such strings, with its path below ``field``.
+    PostgreSQL can't store U+0000 in text, and no field of an email may
+    contain it.
+    """
+    found = 0
+    stack: list[tuple[object, str]] = [(value, field)]
+    while stack and found < _MAX_NUL_ERRORS:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if "\0" in item:
+                errors.add(path, ErrorCode.INVALID_CHARACTER, _nul_message(item))
+                found += 1
+            continue
+        if isinstance(item, Mapping):
+            children: Iterable[tuple[object, object]] = item.items()
+        elif isinstance(item, list):
+            children = enumerate(item)
+        else:
+            continue
+        for key, child in reversed(list(children)):
+            child_path = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\0" in key:
+                message = f"the key {_nul_message(key)}"
+                errors.add(child_path, ErrorCode.INVALID_CHARACTER, message)
+                found += 1
+            stack.append((child, child_path))
+    return found == 0
+
+
+_MAX_NUL_ERRORS = 20
+
+
+def _nul_message(text: str) -> str:
+    return (
+        f"{quote_value(text)} contains the NUL character U+0000 at index "
+        f"{text.index(chr(0))}; remove it"
+    )
 
 
 def check_length(field: str, value: str, maximum: int, errors: Errors) -> bool:

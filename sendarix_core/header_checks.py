@@ -20,6 +20,7 @@ from sendarix_core.checks import (
     check_length,
     check_line,
     check_list,
+    check_no_nul,
     check_string,
     describe,
 )
@@ -306,6 +307,10 @@ def _check_metadata_value(
             f"expected a string, got {describe(value)}; send numbers and other "
             "values as strings",
         )
+        return None
+    # Line breaks are allowed, as metadata never becomes a header line, but
+    # NUL is not: PostgreSQL can't store it in text.
+    if not check_no_nul(field, value, errors):
         return None
     if find_control_character(value):
         errors.add(

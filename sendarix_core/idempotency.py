@@ -26,6 +26,7 @@ __all__ = [
     "IdempotencyRecord",
     "decide_idempotency",
     "request_fingerprint",
+    "without_null_fields",
 ]
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -54,9 +55,21 @@ class IdempotencyRecord:
 
 
 def request_fingerprint(body: Mapping[str, Any]) -> str:
-    """Return a digest of a request body that ignores key order and spacing."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    """Return a digest of a request body that ignores key order and spacing.
+
+    A top-level field set to null counts as absent, as validation treats it.
+    """
+    canonical = json.dumps(
+        without_null_fields(body), sort_keys=True, separators=(",", ":"), default=str
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def without_null_fields(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return ``body`` without its top-level fields whose value is null."""
+    if all(value is not None for value in body.values()):
+        return body
+    return {name: value for name, value in body.items() if value is not None}
 
 
 def decide_idempotency(

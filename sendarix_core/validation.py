@@ -26,6 +26,7 @@ from sendarix_core.checks import (
     Limits,
     check_length,
     check_line,
+    check_no_nul,
     check_string,
     describe,
 )
@@ -350,6 +351,9 @@ def _check_template_data(value: object, errors: Errors) -> Mapping[str, Any]:
             ErrorCode.INVALID_TYPE,
             f"expected an object of template variables, got {describe(value)}",
         )
+        return {}
+    # Every value is checked, rendered or not, because the request is stored.
+    if not check_no_nul("template_data", value, errors):
         return {}
     return dict(value)
 

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from sendarix_backends.engine import Engine
 from sendarix_core.addresses import AddressError, parse_address, quote_value
-from sendarix_core.checks import ErrorCode, describe
+from sendarix_core.checks import ErrorCode, Errors, check_no_nul, describe
 from sendarix_core.errors import (
     AuthenticationError,
     FieldError,
@@ -32,7 +32,13 @@ from sendarix_core.ratelimit import (
     window_start,
 )
 from sendarix_http.errors import HttpError
-from sendarix_http.limits import MAX_JSON_DEPTH, check_json_depth, deep_json_path
+from sendarix_http.limits import (
+    MAX_JSON_DEPTH,
+    check_json_depth,
+    contains_escape,
+    deep_json_path,
+    find_repeated_key,
+)
 
 __all__ = [
     "BODY_IDLE_TIMEOUT",
@@ -169,10 +175,15 @@ class AnonymousLimiter:
         return decide_rate_limit(self._counts[slot], self.limit, now)
 
 
-async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
-    """Read the body as a JSON object, refusing more than 50 MB as it streams.
+async def read_json_object(
+    request: Request, *, nul_checked: bool = True
+) -> tuple[dict[str, Any], int]:
+    """Read the body as a JSON object, rejecting more than 50 MiB as it streams.
 
-    Returns the object and the body size in bytes.
+    Returns the object and the body size in bytes. An object that repeats a
+    key is a ``400``. Unless ``nul_checked`` is false, for an endpoint that
+    checks U+0000 itself, a string or key that contains U+0000 anywhere in
+    the body is a ``422 invalid_character``.
     """
     content_type = request.headers.get("content-type", "application/json")
     if content_type.split(";")[0].strip().lower() not in {"application/json", ""}:
@@ -204,13 +215,36 @@ async def read_json_object(request: Request) -> tuple[dict[str, Any], int]:
             "invalid_body",
             f"the body must be a JSON object, not {describe(body)}",
         )
+    repeated = find_repeated_key(raw, body)
+    if repeated is not None:
+        raise _repeated_key_error(*repeated)
     # Each level of nesting opens with "[" or "{", so a body with few of them
     # can't nest too deep and needs no walk.
     if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:
         check_json_depth(body)
     if _may_hold_long_integer(body, raw):
         _check_integer_range(raw)
+    # JSON text can contain U+0000 only as the escape \u0000.
+    if nul_checked and contains_escape(raw, (b"\\u0000",)):
+        errors = Errors()
+        if not check_no_nul("", body, errors):
+            raise ValidationError(errors.items)
     return body, len(raw)
+
+
+def _repeated_key_error(path: str, key: str) -> HttpError:
+    where = f"the object at {path!r}" if path else "the top-level object"
+    field = f"{path}.{key}" if path else key
+    message = (
+        f"{where} contains the key {quote_value(key)} more than once; give "
+        "each key once"
+    )
+    return HttpError(
+        400,
+        "invalid_json",
+        message,
+        errors=(FieldError(field, ErrorCode.DUPLICATE, message),),
+    )
 
 
 # orjson turns an integer outside the 64-bit range into a float, which would
@@ -305,7 +339,7 @@ def _check_integer_range(raw: bytes) -> None:
 
 
 async def read_body(request: Request) -> bytes:
-    """Read the body as bytes, rejecting more than 50 MB as it streams."""
+    """Read the body as bytes, rejecting more than 50 MiB as it streams."""
     declared = request.headers.get("content-length")
     if (
         declared is not None
@@ -317,7 +351,7 @@ async def read_body(request: Request) -> bytes:
 
 
 async def _receive_body(request: Request) -> bytes:
-    """Receive the whole body, refusing more than 50 MB as it streams."""
+    """Receive the whole body, rejecting more than 50 MiB as it streams."""
     chunks = []
     size = 0
     receive = request.receive
@@ -356,7 +390,8 @@ def _too_large() -> HttpError:
     return HttpError(
         413,
         "payload_too_large",
-        "the request is larger than 50 MB; host large files and send links instead",
+        "the request is larger than 50 MiB (52,428,800 bytes); host large "
+        "files and send links instead",
     )
 
 

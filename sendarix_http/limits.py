@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+
 from sendarix_core.errors import FieldError, ValidationError
 
 __all__ = [
@@ -25,7 +27,9 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "check_json_depth",
     "check_request_headers",
+    "contains_escape",
     "deep_json_path",
+    "find_repeated_key",
     "request_line_bytes",
 ]
 
@@ -153,3 +157,96 @@ def _key_text(token: bytes) -> str:
         return str(json.loads(token))
     except ValueError:
         return token[1:-1].decode("utf-8", "replace")
+
+
+def find_repeated_key(raw: bytes, document: Any) -> tuple[str, str] | None:
+    """Return the path of the first object with a repeated key, and the key.
+
+    ``document`` is ``raw`` as a parser that keeps the last value of a
+    repeated key (orjson 3) read it. The result is None when no object in
+    ``raw`` repeats a key.
+    """
+    if not _may_repeat_key(raw, document):
+        return None
+    try:
+        parsed = json.loads(raw, object_pairs_hook=_KeyedObject.of)
+    except (ValueError, RecursionError):
+        return None
+    stack: list[tuple[Any, str]] = [(parsed, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, _KeyedObject):
+            if value.repeated is not None:
+                return path, value.repeated
+            children: Iterable[tuple[Any, Any]] = value.items()
+        elif isinstance(value, list):
+            children = enumerate(value)
+        else:
+            continue
+        for key, child in reversed(list(children)):
+            stack.append((child, f"{path}.{key}" if path else str(key)))
+    return None
+
+
+def _may_repeat_key(raw: bytes, document: Any) -> bool:
+    """Return False when the colons of ``raw`` prove that no key repeats.
+
+    Each key in JSON text is followed by one colon, and any other colon is
+    inside a string. orjson writes the parsed document back with a colon
+    for each key it kept and escapes no colon, so unless ``raw`` escapes
+    one (\\u003a), both texts have as many colons only when no key with
+    its value was dropped. Writing the document back costs less than
+    walking it in Python.
+    """
+    if contains_escape(raw, (b"\\u003a", b"\\u003A")):
+        return True
+    try:
+        written = orjson.dumps(document)
+    except orjson.JSONEncodeError:
+        return True
+    return raw.count(b":") != written.count(b":")
+
+
+# Past this many escapes, one search of the rest costs less than a step
+# of Python per escape.
+_MAX_ESCAPES_STEPPED = 64
+
+
+def contains_escape(raw: bytes, escapes: tuple[bytes, ...]) -> bool:
+    """Return whether the JSON text ``raw`` may contain one of ``escapes``.
+
+    Each escape starts with a backslash. Going from one backslash to the
+    next skips an escaped backslash, so ``\\u0000`` (a backslash and the
+    text u0000) is not taken for ``\u0000``. Past ``_MAX_ESCAPES_STEPPED``
+    backslashes the rest is searched as plain bytes, which may give a false
+    True, so callers use the result only to skip work. CPython finds one
+    byte with memchr, far faster than it finds a longer string.
+    """
+    position = raw.find(b"\\")
+    for _ in range(_MAX_ESCAPES_STEPPED):
+        if position < 0:
+            return False
+        if raw.startswith(escapes, position):
+            return True
+        position = raw.find(b"\\", position + 2)
+    if position < 0:
+        return False
+    return any(escape in raw[position:] for escape in escapes)
+
+
+class _KeyedObject(dict[str, Any]):
+    """A JSON object that records the first key its text repeats."""
+
+    repeated: str | None = None
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, Any]]) -> _KeyedObject:
+        keyed = cls(pairs)
+        if len(keyed) < len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    keyed.repeated = key
+                    break
+                seen.add(key)
+        return keyed

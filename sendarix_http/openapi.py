@@ -38,8 +38,8 @@ ERROR_STATUSES: dict[int, str] = {
     "connection is closed; send the body without pauses",
     409: "`idempotency_key_reused`: the idempotency key was used with another "
     "body; use a new key",
-    413: "`payload_too_large`: the request is over 50 MB; host large files and "
-    "send links",
+    413: "`payload_too_large`: the request is over 50 MiB (52,428,800 bytes); "
+    "host large files and send links",
     415: "`unsupported_media_type`: send `application/json`",
     422: "`validation_failed`: `errors` lists every invalid field, request "
     "header fields (`http_headers`) and JSON nesting included; fix the request",
@@ -90,7 +90,7 @@ HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"const": "true"},
     },
     "Warning": {
-        "description": "set above 25 MB, since many receiving servers refuse "
+        "description": "set above 25 MiB, since many receiving servers refuse "
         "such messages",
         "schema": {"type": "string"},
     },

@@ -153,13 +153,18 @@ def check_query(request: Request, parameters: Iterable[Parameter]) -> None:
     ``?stauts=bounced`` would list every message.
     """
     declared = {p.name: p for p in parameters if p.location == "query"}
-    prefixes = tuple(name[:-4] for name in declared if name.endswith("[KEY]"))
+    # A family such as metadata[KEY] takes each key once, like a parameter.
+    families = {
+        name.removesuffix("[KEY]") + "[": parameter
+        for name, parameter in declared.items()
+        if name.endswith("[KEY]")
+    }
     counts = Counter(name for name, _ in request.query_params.multi_items())
     errors = []
     for name, count in counts.items():
         known = declared.get(name)
-        if known is None and prefixes and name.startswith(prefixes):
-            continue
+        if known is None and families:
+            known = _family_of(name, families)
         if known is None:
             listed = ", ".join(sorted(declared)) or "none"
             message = (
@@ -175,6 +180,13 @@ def check_query(request: Request, parameters: Iterable[Parameter]) -> None:
             errors.append(FieldError(name, "repeated_parameter", message))
     if errors:
         raise ValidationError(errors)
+
+
+def _family_of(name: str, families: Mapping[str, Parameter]) -> Parameter | None:
+    for prefix, parameter in families.items():
+        if name.startswith(prefix):
+            return parameter
+    return None
 
 
 def check_nul_characters(request: Request) -> None:

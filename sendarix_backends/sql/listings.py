@@ -36,12 +36,19 @@ def encode_cursor(value: str) -> str:
 
 
 def decode_cursor(cursor: str) -> str:
-    """Return the sort key in ``cursor``; raise ValidationError if it is invalid."""
+    """Return the sort key in ``cursor``; raise ValidationError if it is invalid.
+
+    No sort key contains U+0000, which PostgreSQL rejects in text, so a
+    cursor that decodes to one was edited.
+    """
     padded = cursor + "=" * (-len(cursor) % 4)
     try:
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+        value = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeError, ValueError):
         raise invalid_cursor_error(cursor) from None
+    if "\0" in value:
+        raise invalid_cursor_error(cursor)
+    return value
 
 
 # Numeric sort keys are BIGINT columns, so a larger number is no position.

@@ -247,7 +247,9 @@ def _check_subject(subject: str | None, name: str) -> None:
     problem = None
     injected = find_header_injection(subject)
     control = find_control_character(subject)
-    if injected is not None:
+    if injected == "\0":
+        problem = "contains the NUL character U+0000"
+    elif injected is not None:
         problem = f"contains the line break U+{ord(injected):04X}"
     elif control is not None:
         problem = f"contains the control character U+{ord(control):04X}"

@@ -32,6 +32,14 @@ def check_subject_text(tree: nodes.Template) -> FieldError | None:
     """
     for node in tree.find_all(nodes.TemplateData):
         line_break = find_header_injection(node.data)
+        if line_break == "\0":
+            return FieldError(
+                "subject",
+                "invalid_character",
+                f"line {node.lineno}: the subject's text "
+                f"{json_excerpt(node.data)} contains the NUL character U+0000, "
+                "which no email header may contain; remove it",
+            )
         if line_break is not None:
             return FieldError(
                 "subject",

@@ -17,6 +17,11 @@ from typing import Any
 
 import attrs
 
+from sendarix_backends.sql.listings import (
+    decode_cursor,
+    encode_cursor,
+    invalid_cursor_error,
+)
 from sendarix_backends.templates.model import (
     RenderedContent,
     Template,
@@ -24,7 +29,7 @@ from sendarix_backends.templates.model import (
 )
 from sendarix_backends.templates.rendering import CompiledTemplate, compile_template
 from sendarix_backends.templates.store import TemplateStore
-from sendarix_core.checks import reject_unknown_fields
+from sendarix_core.checks import Errors, check_no_nul, reject_unknown_fields
 from sendarix_core.clock import Clock
 from sendarix_core.errors import FieldError, NotFoundError, ValidationError
 from sendarix_core.ports import Page
@@ -99,8 +104,19 @@ class Templates:
         return template
 
     async def list_templates(self, *, limit: int, cursor: str | None) -> Page[Template]:
-        items = await self._store.list_templates(limit + 1, cursor)
-        next_cursor = items[limit - 1].name if len(items) > limit else None
+        """List templates by name; ``cursor`` is a ``next_cursor`` returned here.
+
+        Raises ``ValidationError`` for a cursor that is empty or edited.
+        """
+        after = None
+        if cursor is not None:
+            after = decode_cursor(cursor)
+            if not _NAME.fullmatch(after):
+                raise invalid_cursor_error(cursor)
+        items = await self._store.list_templates(limit + 1, after)
+        next_cursor = None
+        if len(items) > limit:
+            next_cursor = encode_cursor(items[limit - 1].name)
         return Page(items=items[:limit], next_cursor=next_cursor)
 
     async def update(self, name: str, body: Mapping[str, Any]) -> Template:
@@ -113,8 +129,11 @@ class Templates:
         current = await self.get(name)
         changes = _check_parts(body, required=False)
         if not changes:
+            # The whole body is at fault, which the empty path names.
             raise _field_error(
-                "html", "missing_field", "set at least one of subject, html and text"
+                "",
+                "missing_field",
+                "the body changes nothing; set at least one of subject, html and text",
             )
         latest = current.latest
         merged = {field: getattr(latest, field) for field in _PART_FIELDS}
@@ -136,9 +155,7 @@ class Templates:
         """Publish ``{"version": n}``, by default the latest version."""
         reject_unknown_fields(body, {"version"})
         template = await self.get(name)
-        number = body.get("version", template.latest.version)
-        if not isinstance(number, int) or isinstance(number, bool):
-            raise _field_error("version", "invalid_type", "expected a version number")
+        number = _check_version(body.get("version", template.latest.version))
         try:
             template.find_version(number)
         except LookupError as exc:
@@ -163,9 +180,7 @@ class Templates:
         """
         reject_unknown_fields(body, {"template_data", "version"})
         template = await self.get(name)
-        number = body.get("version", template.latest.version)
-        if not isinstance(number, int) or isinstance(number, bool):
-            raise _field_error("version", "invalid_type", "expected a version number")
+        number = _check_version(body.get("version", template.latest.version))
         try:
             version = template.find_version(number)
         except LookupError as exc:
@@ -218,6 +233,18 @@ class Templates:
         return compiled
 
 
+def _check_version(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _field_error("version", "invalid_type", "expected a version number")
+    if value < 1:
+        raise _field_error(
+            "version",
+            "invalid_value",
+            f"{value} is not a version number; versions are numbered from 1",
+        )
+    return value
+
+
 def _check_name(value: object) -> str:
     if isinstance(value, str) and _NAME.fullmatch(value):
         return value
@@ -238,8 +265,11 @@ def _check_parts(body: Mapping[str, Any], *, required: bool) -> dict[str, str | 
             continue
         value = body[field]
         limit = MAX_SUBJECT_SOURCE if field == "subject" else MAX_PART_BYTES
+        nul_errors = Errors()
         if value is not None and not isinstance(value, str):
             errors.append(FieldError(field, "invalid_type", "expected a string"))
+        elif not check_no_nul(field, value, nul_errors):
+            errors.extend(nul_errors.items)
         elif value is not None and len(value.encode()) > limit:
             errors.append(
                 FieldError(

@@ -55,7 +55,7 @@ async def create_message(request: Request) -> Response:
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
     if size > WARN_BODY_BYTES:
-        warning = "the message is larger than 25 MB; many receiving servers refuse it"
+        warning = "the message is larger than 25 MiB; many receiving servers refuse it"
         headers["Warning"] = f'299 sendarix "{warning}"'
         content["warnings"] = [warning]
     return JsonResponse(content, status_code=202, headers=headers)

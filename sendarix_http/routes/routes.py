@@ -16,6 +16,7 @@ from starlette.responses import Response
 from sendarix_backends.pacing import SiteState
 from sendarix_backends.routing import RouteExplanation, Routes
 from sendarix_core.addresses import AddressError, parse_address
+from sendarix_core.checks import reject_unknown_fields
 from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.keys import Scope
 from sendarix_core.representation import format_time
@@ -117,10 +118,10 @@ async def delete_route(request: Request) -> Response:
 async def reorder_routes(request: Request) -> Response:
     await authorize_live(request, Scope.ROUTES_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
+    reject_unknown_fields(body, {"order"})
     order = body.get("order")
     valid = isinstance(order, list) and all(isinstance(item, str) for item in order)
-    unknown = [name for name in body if name != "order"]
-    if not valid or unknown:
+    if not valid:
         raise ValidationError(
             [
                 FieldError(

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from sendarix_backends.engine import Engine
+from sendarix_core.errors import ValidationError
 from tests.content.conftest import message_body
 from tests.support.smtp_server import SmtpServer
 
@@ -120,6 +121,70 @@ async def test_publish_unknown_version(client: httpx.AsyncClient) -> None:
     assert response.status_code == 404
 
 
+@pytest.mark.parametrize("version", [0, -1])
+async def test_publish_version_below_one_422(
+    client: httpx.AsyncClient, version: int
+) -> None:
+    await create_otp(client)
+
+    response = await client.post(
+        "/v1/templates/otp-code/publish", json={"version": version}
+    )
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "version"
+    assert error["code"] == "invalid_value"
+
+
+async def test_render_version_below_one_422(client: httpx.AsyncClient) -> None:
+    await create_otp(client)
+
+    response = await client.post("/v1/templates/otp-code/render", json={"version": 0})
+
+    assert response.status_code == 422
+    assert response.json()["error"]["errors"][0]["field"] == "version"
+
+
+async def test_update_without_parts_names_body(client: httpx.AsyncClient) -> None:
+    await create_otp(client)
+
+    response = await client.patch("/v1/templates/otp-code", json={})
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == ""
+    assert error["code"] == "missing_field"
+    assert "subject, html and text" in error["message"]
+
+
+async def test_nul_in_subject_named(engine: Engine) -> None:
+    body = {"name": "nul", "subject": "Code\x00", "text": "x"}
+
+    with pytest.raises(ValidationError) as raised:
+        await engine.content.templates.create(body)
+
+    [error] = raised.value.errors
+    assert error.field == "subject"
+    assert error.code == "invalid_character"
+    assert "NUL character U+0000" in error.message
+    assert "line break" not in error.message
+
+
+async def test_nul_rendered_into_subject_named(engine: Engine) -> None:
+    body = {"name": "otp", "subject": "Code {{ code }}", "text": "x"}
+    await engine.content.templates.create(body)
+
+    with pytest.raises(ValidationError) as raised:
+        await engine.content.templates.preview(
+            "otp", {"template_data": {"code": "1\x002"}}
+        )
+
+    [error] = raised.value.errors
+    assert "NUL character U+0000" in error.message
+    assert "line break" not in error.message
+
+
 async def test_list_pages(client: httpx.AsyncClient) -> None:
     for name in ("a", "b", "c"):
         await client.post("/v1/templates", json={"name": name, "text": "x"})
@@ -132,6 +197,19 @@ async def test_list_pages(client: httpx.AsyncClient) -> None:
     assert [t["name"] for t in second["data"]] == ["c"]
     assert second["next_cursor"] is None
     assert "versions" not in first["data"][0]
+
+
+@pytest.mark.parametrize("cursor", ["", "zzzz-edited", "b"])
+async def test_list_invalid_cursor_422(client: httpx.AsyncClient, cursor: str) -> None:
+    for name in ("a", "b", "c"):
+        await client.post("/v1/templates", json={"name": name, "text": "x"})
+
+    response = await client.get("/v1/templates", params={"cursor": cursor})
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "cursor"
+    assert error["code"] == "invalid_cursor"
 
 
 async def test_delete_then_not_found(client: httpx.AsyncClient) -> None:

@@ -52,6 +52,29 @@ async def test_key_reused_with_other_body(engine: Engine) -> None:
     assert await count_messages(engine) == 1
 
 
+async def test_null_field_replays_as_absent(engine: Engine) -> None:
+    first = await engine.send(message_body(), idempotency_key="9b1d")
+    second = await engine.send(
+        message_body(priority=None, tags=None), idempotency_key="9b1d"
+    )
+
+    assert second.replayed
+    assert second.message_id == first.message_id
+    assert await count_messages(engine) == 1
+
+
+async def test_batch_null_fields_replay_as_absent(engine: Engine) -> None:
+    body = {"messages": [message_body()]}
+    with_nulls = {"mode": None, "messages": [message_body(priority=None)]}
+
+    first = await engine.send_batch(body, api_key=None, idempotency_key="b1")
+    second = await engine.send_batch(with_nulls, api_key=None, idempotency_key="b1")
+
+    assert second.replayed
+    assert second.response == first.response
+    assert await count_messages(engine) == 1
+
+
 async def test_key_usable_after_window(engine: Engine, clock: ManualClock) -> None:
     first = await engine.send(message_body(), idempotency_key="9b1d")
     clock.advance(timedelta(hours=24))

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import anyio
 import httpx
+import orjson
 import pytest
 
 from sendarix_http import http_io
@@ -16,6 +17,8 @@ from sendarix_http.limits import (
     MAX_HEADER_FIELD_BYTES,
     MAX_HEADER_FIELDS,
     MAX_JSON_DEPTH,
+    contains_escape,
+    find_repeated_key,
 )
 from tests.http.conftest import message_body
 
@@ -250,3 +253,29 @@ async def test_slow_body_within_timeout(
     )
 
     assert response.status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'{"a": "x\\u0000"}', True),
+        (b'{"a": "x\\\\u0000"}', False),
+        (b'{"a": "\\"x\\\\\\u0000"}', True),
+        (b'{"a": "plain"}', False),
+        (b'{"a": "' + b"\\n" * 100 + b'\\u0000"}', True),
+    ],
+)
+def test_contains_escape(raw: bytes, expected: bool) -> None:
+    assert contains_escape(raw, (b"\\u0000",)) is expected
+
+
+def test_repeated_key_found_past_escaped_colon() -> None:
+    raw = b'{"t": "a\\u003ab", "m": {"k": "1", "k": "2"}}'
+
+    assert find_repeated_key(raw, orjson.loads(raw)) == ("m", "k")
+
+
+def test_escaped_colon_without_repeats() -> None:
+    raw = b'{"t": "a\\u003ab", "m": {"k": "1:2"}}'
+
+    assert find_repeated_key(raw, orjson.loads(raw)) is None

@@ -133,9 +133,9 @@ async def test_nul_from_template_data_rejected(
 
     error = await only_error(await client.post("/v1/messages", json=body))
 
-    assert error["field"] == "template_data"
+    assert error["field"] == "template_data.code"
     assert error["code"] == "invalid_character"
-    assert "U+0000 at index 15" in error["message"]
+    assert "U+0000 at index 2" in error["message"]
 
 
 @pytest.mark.parametrize(

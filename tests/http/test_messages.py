@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from datetime import timedelta
 
 import anyio
@@ -209,6 +210,84 @@ async def test_bad_json_400(
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == code
+
+
+_OTHER_FIELDS = (
+    b'"from": "no-reply@acme.example", "subject": "Hi", "text": "Time: 14:30"'
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        (
+            b'{"recipient": "u@example.com", "recipient": "v@example.com", '
+            + _OTHER_FIELDS
+            + b"}",
+            "recipient",
+        ),
+        (
+            b'{"recipient": "u@example.com", "headers": {"X-A": "1", "X-A": "2"}, '
+            + _OTHER_FIELDS
+            + b"}",
+            "headers.X-A",
+        ),
+        (
+            b'{"recipient": "u@example.com", "metadata": {"k": "a:b", "k": "c"}, '
+            + _OTHER_FIELDS
+            + b"}",
+            "metadata.k",
+        ),
+        (
+            b'{"recipient": "u@example.com", "template_data": {"a": [{"b": 1, '
+            b'"b": 2}]}, ' + _OTHER_FIELDS + b"}",
+            "template_data.a.0.b",
+        ),
+        (
+            b'{"recipient": "u@example.com", "metadata": {"k": "1", "\\u006b": '
+            b'"2"}, ' + _OTHER_FIELDS + b"}",
+            "metadata.k",
+        ),
+    ],
+)
+async def test_repeated_json_key_400(
+    client: httpx.AsyncClient, content: bytes, field: str
+) -> None:
+    response = await client.post(
+        "/v1/messages", content=content, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json"
+    [detail] = error["errors"]
+    assert detail["field"] == field
+    assert detail["code"] == "duplicate"
+    assert repr(field.rsplit(".", 1)[-1]) in detail["message"]
+    assert not (await client.get("/v1/messages")).json()["data"]
+
+
+async def test_repeated_batch_mode_400(client: httpx.AsyncClient) -> None:
+    item = json.dumps(message_body()).encode()
+    content = b'{"mode": "strict", "messages": [' + item + b'], "mode": "permissive"}'
+
+    response = await client.post(
+        "/v1/messages/batch",
+        content=content,
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 400
+    [detail] = response.json()["error"]["errors"]
+    assert detail["field"] == "mode"
+
+
+async def test_same_key_in_two_objects_accepted(client: httpx.AsyncClient) -> None:
+    body = message_body(metadata={"id": "1", "note": "at 14:30"}, headers={"X-Id": "1"})
+
+    response = await client.post("/v1/messages", json=body)
+
+    assert response.status_code == 202
 
 
 async def test_invalid_utf8_names_byte(client: httpx.AsyncClient) -> None:

@@ -29,6 +29,21 @@ async def test_repeated_parameter_rejected(client: httpx.AsyncClient) -> None:
     assert error["code"] == "repeated_parameter"
 
 
+async def test_repeated_metadata_filter_rejected(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/events?metadata[x]=2&metadata[x]=1")
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "metadata[x]"
+    assert error["code"] == "repeated_parameter"
+
+
+async def test_metadata_filters_of_two_keys(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/events?metadata[x]=1&metadata[y]=2")
+
+    assert response.status_code == 200
+
+
 async def test_event_type_may_repeat(client: httpx.AsyncClient) -> None:
     await client.post("/v1/messages", json=message_body())
 

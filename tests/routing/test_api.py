@@ -98,6 +98,15 @@ async def test_position_and_reorder(client: httpx.AsyncClient) -> None:
     assert [rule["position"] for rule in response.json()["data"]] == [0, 1, 2, 3]
 
 
+async def test_reorder_unknown_field_named(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/routes/reorder", json={"ids": []})
+
+    assert response.status_code == 422
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "ids"
+    assert error["code"] == "unknown_field"
+
+
 async def test_reorder_needs_every_rule(client: httpx.AsyncClient) -> None:
     first = await create(client, {"match": {"tags": ["a"]}})
     await create(client, {"match": {"tags": ["b"]}})
