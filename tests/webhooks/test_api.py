@@ -14,6 +14,7 @@ from sendarix_backends.settings import Settings
 from sendarix_core.clock import ManualClock
 from sendarix_core.keys import Scope
 from sendarix_http.app import create_app
+from tests.support.dns_server import DnsServer
 from tests.webhooks.conftest import api_client, message_body
 from tests.webhooks.receiver import Receiver
 
@@ -114,6 +115,37 @@ async def test_metadata_url_advice(client: httpx.AsyncClient, url: str) -> None:
     message = response.json()["error"]["errors"][0]["message"]
     assert "no setting allows metadata addresses" in message
     assert "SENDARIX_WEBHOOK_ALLOW_PRIVATE" not in message
+
+
+async def test_idn_url_kept_as_given(
+    client: httpx.AsyncClient, dns_server: DnsServer
+) -> None:
+    dns_server.add_a("xn--bcher-kva.test", "127.0.0.1")
+
+    created = await client.post(
+        "/v1/webhooks", json={"url": "http://xn--bcher-kva.test:9/idn"}
+    )
+    idn = await client.post("/v1/webhooks", json={"url": "http://bücher.test:9/idn"})
+
+    assert created.status_code == 201
+    assert idn.status_code == 201
+    assert idn.json()["url"] == "http://bücher.test:9/idn"
+
+
+async def test_invalid_idn_url_rejected(client: httpx.AsyncClient) -> None:
+    created = await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/"})
+    webhook_id = created.json()["id"]
+
+    posted = await client.post("/v1/webhooks", json={"url": "http://\u0300a.test/"})
+    patched = await client.patch(
+        f"/v1/webhooks/{webhook_id}", json={"url": "http://\u0300a.test/"}
+    )
+
+    for response in (posted, patched):
+        assert response.status_code == 422
+        [error] = response.json()["error"]["errors"]
+        assert error["field"] == "url"
+        assert "internationalized domain name" in error["message"]
 
 
 async def test_update_changes_fields(client: httpx.AsyncClient) -> None:
