@@ -377,6 +377,37 @@ REPLAY_REQUEST = define(
     },
 )
 
+REPLAY_RESULT = define(
+    "WebhookReplayResult",
+    {
+        "type": "object",
+        "properties": {
+            "delivery_id": {"type": "string", "description": "the webhook-id header"},
+            "queued": {
+                "enum": [0, 1],
+                "description": "0 when the delivery is being posted and is left "
+                "to finish",
+            },
+        },
+        "required": ["delivery_id", "queued"],
+    },
+)
+
+REPLAY_RANGE_RESULT = define(
+    "WebhookReplayRangeResult",
+    {
+        "type": "object",
+        "properties": {
+            "queued": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "how many deliveries were queued",
+            },
+        },
+        "required": ["queued"],
+    },
+)
+
 _WEBHOOK_ID = Parameter(
     name="webhook_id", location="path", description="the endpoint", required=True
 )
@@ -516,7 +547,7 @@ operations = [
             ),
         ),
         errors=(501,),
-        replies=Reply(status=202, description="queued"),
+        replies=Reply(status=202, description="queued", schema=REPLAY_RESULT),
     ),
     operation(
         "POST",
@@ -530,6 +561,10 @@ operations = [
         parameters=(_WEBHOOK_ID,),
         request_schema=REPLAY_REQUEST,
         errors=(501,),
-        replies=Reply(status=202, description="how many were queued"),
+        replies=Reply(
+            status=202,
+            description="how many were queued",
+            schema=REPLAY_RANGE_RESULT,
+        ),
     ),
 ]
