@@ -121,6 +121,14 @@ webhook_deliveries = sa.Table(
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
+    # The attempts made before the last replay. The retry schedule counts
+    # only the attempts after it, so a replay restarts it at 10 s.
+    sa.Column(
+        "attempts_before_replay",
+        sa.Integer,
+        nullable=False,
+        server_default=sa.text("0"),
+    ),
     sa.Column("created_at", UtcTimestamp, nullable=False),
     sa.Column("retry_until", UtcTimestamp, nullable=False),
     sa.Column("due_at", UtcTimestamp, nullable=True),
@@ -390,6 +398,7 @@ def _delivery_row(
         "payload": payload.decode(),
         "status": _PENDING,
         "attempts": 0,
+        "attempts_before_replay": 0,
         "created_at": now,
         "retry_until": now + retry_window,
         "due_at": now,
@@ -521,6 +530,7 @@ def _claimed_from_row(row: Mapping[Any, Any], now: datetime) -> ClaimedDelivery:
         message_id=row["message_id"],
         payload=row["payload"].encode(),
         attempts=row["attempts"],
+        attempts_before_replay=row["attempts_before_replay"],
         retry_until=row["retry_until"],
     )
 
@@ -800,6 +810,7 @@ def replay_range(
 
 def _requeued(now: datetime, retry_window: timedelta) -> dict[str, Any]:
     return {
+        "attempts_before_replay": webhook_deliveries.c.attempts,
         "status": _PENDING,
         "due_at": now,
         "lease_owner": None,

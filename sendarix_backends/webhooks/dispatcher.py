@@ -218,8 +218,13 @@ class WebhookDispatcher:
         next_attempt_at = None
         outcome = AttemptOutcome.SUCCEEDED
         if not succeeded:
+            # A replay restarts the schedule, while ``attempt`` keeps
+            # numbering the delivery's attempts.
             next_attempt_at = self._policy.next_attempt_at(
-                attempt, now, delivery.retry_until, self._random()
+                attempt - delivery.attempts_before_replay,
+                now,
+                delivery.retry_until,
+                self._random(),
             )
             outcome = (
                 AttemptOutcome.FAILED

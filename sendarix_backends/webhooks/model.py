@@ -115,6 +115,8 @@ class ClaimedDelivery:
     message_id: str | None
     payload: bytes = attrs.field(repr=lambda value: f"<{len(value)} bytes>")
     attempts: int
+    attempts_before_replay: int
+    """The attempts made before the last replay, which the retry schedule skips."""
     retry_until: datetime
 
 

@@ -162,6 +162,31 @@ async def test_replay_posts_failed_delivery_again(
     assert latest.response == '{"received": true}'
 
 
+async def test_replay_restarts_retry_schedule(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    endpoint = await services.webhooks.create(closed_url(), event_types=QUEUED_ONLY)
+    await engine.send(message_body())
+    await services.processor.drain()
+    while await services.dispatcher.run_once() or not await _finished(
+        services, endpoint.id
+    ):
+        clock.advance(timedelta(hours=5))
+    [failed, *_] = (await services.webhooks.attempts(endpoint.id)).items
+
+    await services.webhooks.replay(endpoint.id, failed.delivery_id)
+    assert await services.dispatcher.run_once() == 1
+    [replayed, *_] = (await services.webhooks.attempts(endpoint.id)).items
+    clock.advance(DEFAULT_WEBHOOK_POLICY.first_delay * 1.2)
+    retried_after_first_delay = await services.dispatcher.run_once()
+
+    assert replayed.attempt == failed.attempt + 1
+    assert replayed.outcome is AttemptOutcome.RETRYING
+    assert retried_after_first_delay == 1
+    [retried, *_] = (await services.webhooks.attempts(endpoint.id)).items
+    assert retried.attempt == failed.attempt + 2
+
+
 async def test_replay_posts_pending_delivery_now(
     engine: Engine, services: EventServices, receiver: Receiver
 ) -> None:
