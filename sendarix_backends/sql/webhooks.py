@@ -61,6 +61,7 @@ __all__ = [
     "list_attempts",
     "list_endpoints",
     "record_attempts",
+    "release_deliveries",
     "replay_delivery",
     "replay_range",
     "rotate_secret",
@@ -492,6 +493,27 @@ def claim_deliveries(
         .order_by(deliveries.c.event_sequence)
     ).mappings()
     return [_claimed_from_row(row, now) for row in rows]
+
+
+def release_deliveries(
+    connection: Connection, delivery_ids: Sequence[str], worker_id: str, now: datetime
+) -> int:
+    """Make due now the deliveries of ``delivery_ids`` that ``worker_id`` leases.
+
+    A delivery whose attempt was recorded has no lease and keeps its due
+    time. Returns how many were released.
+    """
+    table = webhook_deliveries
+    result = connection.execute(
+        sa.update(table)
+        .where(
+            table.c.id.in_(delivery_ids),
+            table.c.lease_owner == worker_id,
+            table.c.status == _PENDING,
+        )
+        .values(due_at=now, lease_owner=None)
+    )
+    return int(result.rowcount)
 
 
 def _within_share(
