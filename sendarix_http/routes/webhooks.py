@@ -30,6 +30,7 @@ from sendarix_http.http_io import (
     JsonResponse,
     authorize_live,
     check_time_range,
+    collect_fields,
     parse_query,
     query_int,
     query_time,
@@ -248,13 +249,7 @@ async def _parse_fields(
     type is wrong, the fields that parsed are also checked as ``create``
     and ``update`` would check them, so that error lists them too.
     """
-    values: dict[str, Any] = {}
-    errors: list[FieldError] = []
-    for name, parse in parsers.items():
-        try:
-            values[name] = parse()
-        except ValidationError as exc:
-            errors.extend(exc.errors)
+    values, errors = collect_fields(**parsers)
     if not errors:
         return values
     errors.extend(
