@@ -11,6 +11,7 @@ import inspect
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -383,12 +384,25 @@ class Engine:
         worker would send it again.
         """
         logger.info("worker stopping", extra={"action": "worker_stopping"})
+        stop_started = time.monotonic()
+        dispatcher = None if self.events is None else self.events.dispatcher
         self.worker.stop_claiming()
+        if dispatcher is not None:
+            dispatcher.stop_claiming()
         with anyio.move_on_after(SHUTDOWN_GRACE_SECONDS, shield=True):
             await self.worker.drain()
         self.worker.stop_sending()
         with anyio.move_on_after(self.settings.smtp_timeout, shield=True):
             await self.worker.drain_sent()
+        abandoned_posts: list[str] = []
+        if dispatcher is not None:
+            # One post takes at most the webhook timeout, so waiting that
+            # long from the stop lets every post in flight end.
+            waited = time.monotonic() - stop_started
+            left = max(self.settings.webhook_timeout - waited, 0)
+            with anyio.move_on_after(left, shield=True):
+                await dispatcher.drain()
+            abandoned_posts = dispatcher.in_flight()
         abandoned = self.worker.in_flight()
         for scope in self._background_scopes:
             scope.cancel()
@@ -409,9 +423,21 @@ class Engine:
                     "releasing leases failed; they expire on their own",
                     extra={"action": "release_failed"},
                 )
+            if dispatcher is not None and abandoned_posts:
+                try:
+                    await dispatcher.release(abandoned_posts)
+                except StorageError:
+                    logger.exception(
+                        "releasing webhook leases failed; they expire on their own",
+                        extra={"action": "release_failed"},
+                    )
         logger.info(
             "worker stopped",
-            extra={"action": "worker_stopped", "abandoned": len(abandoned)},
+            extra={
+                "action": "worker_stopped",
+                "abandoned": len(abandoned),
+                "abandoned_webhooks": len(abandoned_posts),
+            },
         )
 
     def new_id(self, prefix: str) -> str:

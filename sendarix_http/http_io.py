@@ -48,6 +48,7 @@ __all__ = [
     "authorize",
     "authorize_live",
     "check_time_range",
+    "collect_fields",
     "idempotency_key_of",
     "is_ascii_digits",
     "parse_query",
@@ -526,6 +527,17 @@ def parse_query(**parsers: Callable[[], Any]) -> dict[str, Any]:
     Raises one ValidationError with the errors of every parser that
     failed, so a request with several invalid parameters learns of them all.
     """
+    values, errors = collect_fields(**parsers)
+    if errors:
+        raise ValidationError(errors)
+    return values
+
+
+def collect_fields(
+    **parsers: Callable[[], Any],
+) -> tuple[dict[str, Any], list[FieldError]]:
+    """Run every parser; return the values of those that passed and the
+    errors of those that raised ValidationError."""
     values: dict[str, Any] = {}
     errors: list[FieldError] = []
     for name, parse in parsers.items():
@@ -533,9 +545,7 @@ def parse_query(**parsers: Callable[[], Any]) -> dict[str, Any]:
             values[name] = parse()
         except ValidationError as exc:
             errors.extend(exc.errors)
-    if errors:
-        raise ValidationError(errors)
-    return values
+    return values, errors
 
 
 def _query_error(name: str, code: str, message: str) -> ValidationError:

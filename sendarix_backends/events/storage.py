@@ -225,6 +225,20 @@ class SqlEventStorage:
             "claim_webhook_deliveries", claim, write=True
         )
 
+    async def release_deliveries(
+        self, delivery_ids: Sequence[str], worker_id: str, now: datetime
+    ) -> int:
+        """Make due now the deliveries ``worker_id`` still leases; return how many."""
+        if not delivery_ids:
+            return 0
+
+        def run(connection: Connection) -> int:
+            return webhooks.release_deliveries(connection, delivery_ids, worker_id, now)
+
+        return await self._store.run_transaction(
+            "release_webhook_deliveries", run, write=True
+        )
+
     async def record_attempts(
         self,
         records: Sequence[AttemptRecord],

@@ -47,7 +47,7 @@ from sendarix_backends.sql.schema import (
     suppressions,
     to_micros,
 )
-from sendarix_backends.webhooks.model import WebhookEndpoint
+from sendarix_backends.webhooks.model import SubscriptionPeriod, WebhookEndpoint
 from sendarix_core.model import Event
 from sendarix_core.ports import Page
 from sendarix_core.representation import event_to_dict, format_time
@@ -328,6 +328,13 @@ def _unsubscribed_since(
 # Processing
 
 
+# An endpoint's id, creation time, event types, enabled and earlier
+# subscriptions: what decides which deliveries its events get.
+EndpointKey = tuple[
+    str, datetime, tuple[str, ...] | None, bool, tuple[SubscriptionPeriod, ...]
+]
+
+
 @attrs.frozen
 class PreparedBatch:
     """Unprocessed events and the rows that processing them writes.
@@ -337,7 +344,7 @@ class PreparedBatch:
     """
 
     sequences: list[int]
-    endpoints: tuple[tuple[str, datetime, tuple[str, ...] | None], ...]
+    endpoints: tuple[EndpointKey, ...]
     deliveries: list[dict[str, Any]]
     counts: analytics.Rollup
 
@@ -385,7 +392,7 @@ def prepare_events(
     message_ids = {message_id for _, _, message_id, *_ in rows if message_id}
     found = analytics.message_facts(connection, message_ids)
     deliveries: list[dict[str, Any]] = []
-    endpoints = webhooks.enabled_endpoints(connection)
+    endpoints = webhooks.fanout_endpoints(connection)
     if endpoints:
         events_read = [_event_mapping(row) for row in rows]
         for event in events_read:
@@ -422,8 +429,8 @@ def apply_events(
     Raises ``BatchChanged`` when the batch is out of date; the transaction
     must then be rolled back, as ``run_transaction`` does.
     """
-    if prepared.endpoints != _endpoint_keys(webhooks.enabled_endpoints(connection)):
-        raise BatchChanged("the enabled webhook endpoints changed")
+    if prepared.endpoints != _endpoint_keys(webhooks.fanout_endpoints(connection)):
+        raise BatchChanged("the webhook endpoints or their subscriptions changed")
     return _write_batch(connection, prepared, now=now)
 
 
@@ -447,12 +454,16 @@ def _write_batch(
     return len(prepared.sequences), len(prepared.deliveries)
 
 
-def _endpoint_keys(
-    endpoints: Sequence[WebhookEndpoint],
-) -> tuple[tuple[str, datetime, tuple[str, ...] | None], ...]:
+def _endpoint_keys(endpoints: Sequence[WebhookEndpoint]) -> tuple[EndpointKey, ...]:
     """Return what decides which deliveries ``delivery_rows`` creates."""
     return tuple(
-        (endpoint.id, endpoint.created_at, endpoint.event_types)
+        (
+            endpoint.id,
+            endpoint.created_at,
+            endpoint.event_types,
+            endpoint.enabled,
+            endpoint.earlier_subscriptions,
+        )
         for endpoint in endpoints
     )
 

@@ -40,6 +40,7 @@ from sendarix_backends.webhooks.model import (
     EndpointShare,
     PreviousSecret,
     SavedAttempts,
+    SubscriptionPeriod,
     WebhookAttempt,
     WebhookEndpoint,
     still_signing,
@@ -56,11 +57,12 @@ __all__ = [
     "delete_endpoint",
     "delete_finished_deliveries",
     "delivery_rows",
-    "enabled_endpoints",
+    "fanout_endpoints",
     "get_endpoint",
     "list_attempts",
     "list_endpoints",
     "record_attempts",
+    "release_deliveries",
     "replay_delivery",
     "replay_range",
     "rotate_secret",
@@ -98,6 +100,13 @@ webhook_endpoints = sa.Table(
     ),
     sa.Column("created_at", UtcTimestamp, nullable=False),
     sa.Column("updated_at", UtcTimestamp, nullable=False),
+    # Event types and enabled before each change (see _earlier_subscriptions).
+    sa.Column(
+        "earlier_subscriptions",
+        JSON_DOCUMENT,
+        nullable=False,
+        server_default=sa.text("'[]'"),
+    ),
     sa.Column("failing_since", UtcTimestamp, nullable=True),
     sa.Column("disabled_at", UtcTimestamp, nullable=True),
     sa.Column("disabled_reason", sa.Text, nullable=True),
@@ -121,6 +130,14 @@ webhook_deliveries = sa.Table(
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
+    # The attempts made before the last replay. The retry schedule counts
+    # only the attempts after it, so a replay restarts it at 10 s.
+    sa.Column(
+        "attempts_before_replay",
+        sa.Integer,
+        nullable=False,
+        server_default=sa.text("0"),
+    ),
     sa.Column("created_at", UtcTimestamp, nullable=False),
     sa.Column("retry_until", UtcTimestamp, nullable=False),
     sa.Column("due_at", UtcTimestamp, nullable=True),
@@ -170,6 +187,11 @@ webhook_attempts = sa.Table(
 
 _PENDING = DeliveryStatus.PENDING.value
 
+# How long before the oldest unprocessed event a subscription change is
+# still kept. Events are created with their time a little before they are
+# committed, so one with a later sequence may have a slightly earlier time.
+_SUBSCRIPTION_MARGIN = timedelta(hours=1)
+
 
 # Endpoints
 
@@ -200,7 +222,20 @@ def list_endpoints(connection: Connection) -> list[WebhookEndpoint]:
 def update_endpoint(
     connection: Connection, endpoint_id: str, changes: EndpointChanges, now: datetime
 ) -> WebhookEndpoint | None:
+    current = get_endpoint(connection, endpoint_id, for_update=True)
+    if current is None:
+        return None
     values: dict[str, Any] = {"updated_at": now}
+    new_types = current.event_types
+    if changes.all_event_types:
+        new_types = None
+    elif changes.event_types is not None:
+        new_types = changes.event_types
+    new_enabled = current.enabled if changes.enabled is None else changes.enabled
+    if new_types != current.event_types or new_enabled != current.enabled:
+        values["earlier_subscriptions"] = _subscriptions_before(
+            connection, current, now
+        )
     if changes.url is not None:
         values["url"] = changes.url
     if changes.description is not None:
@@ -286,6 +321,7 @@ def _endpoint_row(endpoint: WebhookEndpoint) -> dict[str, Any]:
         "enabled": endpoint.enabled,
         "secret": endpoint.secret,
         "previous_secrets": _stored_secrets(endpoint.previous_secrets),
+        "earlier_subscriptions": _stored_subscriptions(endpoint.earlier_subscriptions),
         "created_at": endpoint.created_at,
         "updated_at": endpoint.updated_at,
         "failing_since": endpoint.failing_since,
@@ -306,6 +342,7 @@ def _endpoint_from_row(row: Mapping[Any, Any]) -> WebhookEndpoint:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         previous_secrets=_previous_secrets(row["previous_secrets"]),
+        earlier_subscriptions=_earlier_subscriptions(row["earlier_subscriptions"]),
         failing_since=row["failing_since"],
         disabled_at=row["disabled_at"],
         disabled_reason=row["disabled_reason"],
@@ -329,12 +366,72 @@ def _previous_secrets(
     )
 
 
+def _stored_subscriptions(
+    periods: Sequence[SubscriptionPeriod],
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "until": to_micros(period.until),
+            "events": None if period.event_types is None else list(period.event_types),
+            "enabled": period.enabled,
+        }
+        for period in periods
+    ]
+
+
+def _earlier_subscriptions(
+    stored: Sequence[Mapping[str, Any]],
+) -> tuple[SubscriptionPeriod, ...]:
+    """Return the ``earlier_subscriptions`` column's list: ``{"until",
+    "events", "enabled"}`` objects, oldest first, with ``until`` in
+    microseconds since the epoch."""
+    return tuple(
+        SubscriptionPeriod(
+            from_micros(item["until"]),
+            None if item["events"] is None else tuple(item["events"]),
+            bool(item["enabled"]),
+        )
+        for item in stored
+    )
+
+
+def _subscriptions_before(
+    connection: Connection, endpoint: WebhookEndpoint, now: datetime
+) -> list[dict[str, Any]]:
+    """Return the stored ``earlier_subscriptions`` with the endpoint's
+    current event types and ``enabled`` ending at ``now``.
+
+    Periods that ended before any unprocessed event was created decide no
+    delivery any more and are dropped.
+    """
+    oldest_unprocessed = connection.execute(
+        sa.select(events.c.created_at)
+        .where(events.c.processed_at.is_(None))
+        .order_by(events.c.sequence)
+        .limit(1)
+    ).scalar_one_or_none()
+    horizon = min(oldest_unprocessed or now, now) - _SUBSCRIPTION_MARGIN
+    current = SubscriptionPeriod(now, endpoint.event_types, endpoint.enabled)
+    kept = [
+        period
+        for period in (*endpoint.earlier_subscriptions, current)
+        if period.until > horizon
+    ]
+    return _stored_subscriptions(kept)
+
+
 # Fan-out
 
 
-def enabled_endpoints(connection: Connection) -> list[WebhookEndpoint]:
-    """Return the endpoints that events are handed to."""
-    return [endpoint for endpoint in list_endpoints(connection) if endpoint.enabled]
+def fanout_endpoints(connection: Connection) -> list[WebhookEndpoint]:
+    """Return the endpoints that events may be handed to.
+
+    A disabled endpoint is among them while it has an enabled earlier
+    subscription, which events created before it was disabled get.
+    """
+    return [
+        endpoint for endpoint in list_endpoints(connection) if endpoint.receives_any()
+    ]
 
 
 def delivery_rows(
@@ -347,8 +444,9 @@ def delivery_rows(
 ) -> list[dict[str, Any]]:
     """Return one pending delivery row per event and subscribed endpoint.
 
-    ``endpoints`` are those ``enabled_endpoints`` returned. An endpoint
-    receives the events created from its own creation on.
+    ``endpoints`` are those ``fanout_endpoints`` returned. An endpoint
+    receives the events created from its own creation on, while it was
+    enabled and subscribed to their type.
     ``payload_of`` builds the body of an event's deliveries, only for events
     that have any.
     """
@@ -361,8 +459,7 @@ def delivery_rows(
         subscribed = [
             endpoint
             for endpoint in endpoints
-            if event["created_at"] >= endpoint.created_at
-            and endpoint.wants(event["type"])
+            if endpoint.receives(event["type"], event["created_at"])
         ]
         if not subscribed:
             continue
@@ -390,6 +487,7 @@ def _delivery_row(
         "payload": payload.decode(),
         "status": _PENDING,
         "attempts": 0,
+        "attempts_before_replay": 0,
         "created_at": now,
         "retry_until": now + retry_window,
         "due_at": now,
@@ -485,6 +583,27 @@ def claim_deliveries(
     return [_claimed_from_row(row, now) for row in rows]
 
 
+def release_deliveries(
+    connection: Connection, delivery_ids: Sequence[str], worker_id: str, now: datetime
+) -> int:
+    """Make due now the deliveries of ``delivery_ids`` that ``worker_id`` leases.
+
+    A delivery whose attempt was recorded has no lease and keeps its due
+    time. Returns how many were released.
+    """
+    table = webhook_deliveries
+    result = connection.execute(
+        sa.update(table)
+        .where(
+            table.c.id.in_(delivery_ids),
+            table.c.lease_owner == worker_id,
+            table.c.status == _PENDING,
+        )
+        .values(due_at=now, lease_owner=None)
+    )
+    return int(result.rowcount)
+
+
 def _within_share(
     candidates: Sequence[Any], limit: int, share: EndpointShare | None
 ) -> list[str]:
@@ -521,6 +640,7 @@ def _claimed_from_row(row: Mapping[Any, Any], now: datetime) -> ClaimedDelivery:
         message_id=row["message_id"],
         payload=row["payload"].encode(),
         attempts=row["attempts"],
+        attempts_before_replay=row["attempts_before_replay"],
         retry_until=row["retry_until"],
     )
 
@@ -653,14 +773,22 @@ def _disable_failing(
     disable_after: timedelta,
 ) -> list[str]:
     table = webhook_endpoints
-    rows = connection.execute(
-        sa.select(table.c.id, table.c.failing_since).where(
-            table.c.id.in_(endpoint_ids),
-            table.c.enabled.is_(True),
-            table.c.failing_since <= now - disable_after,
+    rows = (
+        connection.execute(
+            sa.select(table).where(
+                table.c.id.in_(endpoint_ids),
+                table.c.enabled.is_(True),
+                table.c.failing_since <= now - disable_after,
+            )
         )
-    ).all()
-    for endpoint_id, failing_since in rows:
+        .mappings()
+        .all()
+    )
+    disabled_ids = []
+    for row in rows:
+        endpoint = _endpoint_from_row(row)
+        endpoint_id, failing_since = endpoint.id, row["failing_since"]
+        disabled_ids.append(endpoint_id)
         reason = (
             f"every delivery attempt failed from {failing_since.isoformat()} "
             f"to {now.isoformat()}; fix the receiver, then enable the endpoint"
@@ -673,6 +801,7 @@ def _disable_failing(
                 disabled_at=now,
                 disabled_reason=reason,
                 updated_at=now,
+                earlier_subscriptions=_subscriptions_before(connection, endpoint, now),
             )
         )
         # The event reaches the event log and every other subscribed endpoint.
@@ -685,7 +814,7 @@ def _disable_failing(
             data={"webhook_id": endpoint_id, "reason": reason},
         )
         connection.execute(sa.insert(events), [event_row(disabled)])
-    return [endpoint_id for endpoint_id, _ in rows]
+    return disabled_ids
 
 
 # History and replay
@@ -800,6 +929,7 @@ def replay_range(
 
 def _requeued(now: datetime, retry_window: timedelta) -> dict[str, Any]:
     return {
+        "attempts_before_replay": webhook_deliveries.c.attempts,
         "status": _PENDING,
         "due_at": now,
         "lease_owner": None,

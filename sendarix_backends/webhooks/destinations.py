@@ -23,6 +23,7 @@ import dns.exception
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
+import idna
 
 from sendarix_backends.ip_addresses import (
     METADATA_ADDRESSES,
@@ -50,7 +51,12 @@ class DestinationError(ValueError):
 
 @attrs.frozen
 class Destination:
-    """A parsed webhook URL: scheme, host (without brackets), port, path."""
+    """A parsed webhook URL: scheme, host (without brackets), port, path.
+
+    ``host`` is in its ASCII form: an internationalized name is converted to
+    its IDNA A-labels (``bücher.test`` becomes ``xn--bcher-kva.test``), which
+    DNS, ``Host`` and TLS SNI need.
+    """
 
     scheme: str
     host: str
@@ -98,7 +104,23 @@ def parse_url(url: str) -> Destination:
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
-    return Destination(parts.scheme, parts.hostname, port or default_port, target)
+    host = _ascii_host(parts.hostname, url)
+    return Destination(parts.scheme, host, port or default_port, target)
+
+
+def _ascii_host(host: str, url: str) -> str:
+    """Return ``host`` with its non-ASCII labels converted to IDNA A-labels."""
+    if host.isascii():
+        # ASCII names are sent as given, because IDNA would reject names such
+        # as _acme.example.com, which DNS and HTTP accept.
+        return host
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except UnicodeError as exc:  # idna.IDNAError and its subclasses
+        raise DestinationError(
+            f"{url!r} has the host {host!r}, which is not a valid "
+            f"internationalized domain name ({exc}); correct the host name"
+        ) from None
 
 
 def check_address(address: IpAddress, *, allow_private: bool) -> str | None:
@@ -137,6 +159,10 @@ def _check_one(address: IpAddress, *, allow_private: bool) -> str | None:
     if address.is_private or address in _SHARED:
         return "is a private address"
     return None
+
+
+def _is_unicast(address: IpAddress) -> bool:
+    return check_address(address, allow_private=True) is None
 
 
 def _is_metadata(address: IpAddress) -> bool:
@@ -186,6 +212,9 @@ class AddressResolver:
             if _is_metadata(address):
                 # No setting allows these, so the only way out is another host.
                 advice = "use another host; no setting allows metadata addresses"
+            elif self.allow_private or not _is_unicast(address):
+                # The setting is on already, or would not allow this address.
+                advice = "use the address of a host that receives webhooks"
             else:
                 advice = (
                     "use a public address, or set "

@@ -12,7 +12,9 @@ with other attempts that finished at the same time.
 
 A dispatcher that dies mid-post leaves the delivery leased. When the lease
 runs out, another dispatcher posts it again under the same ``webhook-id``,
-so a receiver gets every event at least once.
+so a receiver gets every event at least once. A clean stop calls
+``stop_claiming``, waits for the posts in flight with ``drain``, and after
+cancelling the rest makes them due at once with ``release``.
 """
 
 from __future__ import annotations
@@ -72,6 +74,11 @@ class WebhookDispatcher:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self._in_flight = 0
         self._in_flight_by_endpoint: Counter[str] = Counter()
+        # The leased deliveries whose posts have not ended, by id.
+        self._posting: dict[str, ClaimedDelivery] = {}
+        self._claims_running = 0
+        self._stopping = False
+        self._post_ended = anyio.Event()
         # Endpoints whose latest post got no response, a 429 or a 5xx; each
         # gets one post at a time.
         self._struggling: set[str] = set()
@@ -85,6 +92,31 @@ class WebhookDispatcher:
         """Tell the dispatcher that new deliveries may be due."""
         self._wakeup.set()
 
+    def stop_claiming(self) -> None:
+        """Let the posts in flight finish but lease no more deliveries."""
+        self._stopping = True
+        self._wakeup.set()
+        self._slot_freed.set()
+
+    async def drain(self) -> None:
+        """Return once no claim is running and no post is in flight."""
+        while self._in_flight or self._claims_running:
+            await self._post_ended.wait()
+            self._post_ended = anyio.Event()
+
+    def in_flight(self) -> list[str]:
+        """Return the ids of the deliveries leased for posts that have not ended."""
+        return list(self._posting)
+
+    async def release(self, delivery_ids: Sequence[str]) -> int:
+        """Make deliveries whose posts were cancelled due now; return how many.
+
+        Another dispatcher then posts them at once instead of after the lease.
+        """
+        return await self._storage.release_deliveries(
+            delivery_ids, self.worker_id, self._clock.now()
+        )
+
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
@@ -92,6 +124,9 @@ class WebhookDispatcher:
         async with anyio.create_task_group() as task_group:
             task_status.started()
             while True:
+                if self._stopping:
+                    # The posts in the task group go on until cancelled.
+                    await anyio.sleep_forever()
                 free = self._concurrency - self._in_flight
                 # Claiming for one free slot at a time would cost a write
                 # transaction per post; wait until half the slots are free.
@@ -128,10 +163,16 @@ class WebhookDispatcher:
             limits=dict.fromkeys(self._struggling, 1),
         )
         now = self._clock.now()
-        claimed = await self._storage.claim_deliveries(
-            self.worker_id, now, limit, self._lease, share
-        )
+        self._claims_running += 1
+        try:
+            claimed = await self._storage.claim_deliveries(
+                self.worker_id, now, limit, self._lease, share
+            )
+        finally:
+            self._claims_running -= 1
+            self._post_ended.set()
         for delivery in claimed:
+            self._posting[delivery.id] = delivery
             self._in_flight += 1
             self._in_flight_by_endpoint[delivery.endpoint_id] += 1
             task_group.start_soon(self._dispatch, delivery)
@@ -174,7 +215,9 @@ class WebhookDispatcher:
                 extra={"action": "webhook_attempt_failed", "webhook_id": delivery.id},
             )
         finally:
+            del self._posting[delivery.id]
             self._in_flight -= 1
+            self._post_ended.set()
             self._in_flight_by_endpoint[delivery.endpoint_id] -= 1
             if not self._in_flight_by_endpoint[delivery.endpoint_id]:
                 del self._in_flight_by_endpoint[delivery.endpoint_id]
@@ -218,8 +261,13 @@ class WebhookDispatcher:
         next_attempt_at = None
         outcome = AttemptOutcome.SUCCEEDED
         if not succeeded:
+            # A replay restarts the schedule, while ``attempt`` keeps
+            # numbering the delivery's attempts.
             next_attempt_at = self._policy.next_attempt_at(
-                attempt, now, delivery.retry_until, self._random()
+                attempt - delivery.attempts_before_replay,
+                now,
+                delivery.retry_until,
+                self._random(),
             )
             outcome = (
                 AttemptOutcome.FAILED

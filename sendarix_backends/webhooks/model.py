@@ -17,6 +17,7 @@ __all__ = [
     "EndpointShare",
     "PreviousSecret",
     "SavedAttempts",
+    "SubscriptionPeriod",
     "WebhookAttempt",
     "WebhookEndpoint",
     "still_signing",
@@ -45,6 +46,15 @@ class PreviousSecret:
     expires_at: datetime
 
 
+@attrs.frozen
+class SubscriptionPeriod:
+    """The event types and ``enabled`` of an endpoint until a change at ``until``."""
+
+    until: datetime
+    event_types: tuple[str, ...] | None
+    enabled: bool
+
+
 @attrs.frozen(kw_only=True)
 class WebhookEndpoint:
     """A subscriber URL and the event types it receives.
@@ -53,7 +63,9 @@ class WebhookEndpoint:
     Each secret replaced by a rotation still signs them until its expiry, so
     receivers can switch keys without losing events; ``previous_secrets``
     lists them newest first. ``failing_since`` is the first failed attempt
-    since the last success.
+    since the last success. ``earlier_subscriptions`` are the event types and
+    ``enabled`` before their changes, oldest first, so that an event is
+    delivered by the subscription in effect when it was created.
     """
 
     id: str
@@ -68,6 +80,7 @@ class WebhookEndpoint:
     failing_since: datetime | None = None
     disabled_at: datetime | None = None
     disabled_reason: str | None = None
+    earlier_subscriptions: tuple[SubscriptionPeriod, ...] = ()
 
     @property
     def previous_secret_expires_at(self) -> datetime | None:
@@ -80,6 +93,24 @@ class WebhookEndpoint:
 
     def wants(self, event_type: str) -> bool:
         return self.event_types is None or event_type in self.event_types
+
+    def receives(self, event_type: str, created_at: datetime) -> bool:
+        """Return whether an event created at ``created_at`` gets a delivery.
+
+        The endpoint must have existed, been enabled and subscribed to the
+        type at that time, whatever its state when the event is processed.
+        """
+        if created_at < self.created_at:
+            return False
+        for period in self.earlier_subscriptions:
+            if created_at < period.until:
+                types = period.event_types
+                return period.enabled and (types is None or event_type in types)
+        return self.enabled and self.wants(event_type)
+
+    def receives_any(self) -> bool:
+        """Return whether some event may still get a delivery to the endpoint."""
+        return self.enabled or any(p.enabled for p in self.earlier_subscriptions)
 
 
 def still_signing(previous: Sequence[PreviousSecret], now: datetime) -> list[str]:
@@ -115,6 +146,8 @@ class ClaimedDelivery:
     message_id: str | None
     payload: bytes = attrs.field(repr=lambda value: f"<{len(value)} bytes>")
     attempts: int
+    attempts_before_replay: int
+    """The attempts made before the last replay, which the retry schedule skips."""
     retry_until: datetime
 
 

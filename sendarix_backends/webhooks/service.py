@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
 from sendarix_backends.events.storage import SqlEventStorage
@@ -56,13 +56,16 @@ class WebhookService:
         self,
         url: str,
         *,
-        event_types: Sequence[str] | None = None,
+        event_types: Sequence[object] | None = None,
         description: str = "",
     ) -> WebhookEndpoint:
         """Create an enabled endpoint with a new secret and return it."""
+        errors = await self.field_errors(
+            url=url, event_types=event_types, description=description
+        )
+        if errors:
+            raise ValidationError(errors)
         checked_types = check_event_types(event_types)
-        check_description(description)
-        await self.check_url(url)
         now = self._clock.now()
         endpoint = WebhookEndpoint(
             id=self._new_id("wh"),
@@ -76,6 +79,32 @@ class WebhookService:
         )
         await self._storage.create_endpoint(endpoint)
         return endpoint
+
+    async def field_errors(
+        self,
+        *,
+        url: str | None,
+        event_types: Sequence[object] | None,
+        description: str | None,
+    ) -> list[FieldError]:
+        """Check every given field and return the errors of all invalid ones.
+
+        ``None`` skips a field. The URL is resolved and its addresses
+        checked, as at creation.
+        """
+        errors: list[FieldError] = []
+        if url is not None:
+            errors.extend(await _errors_of(self.check_url(url)))
+        try:
+            check_event_types(event_types)
+        except ValidationError as exc:
+            errors.extend(exc.errors)
+        if description is not None:
+            try:
+                check_description(description)
+            except ValidationError as exc:
+                errors.extend(exc.errors)
+        return errors
 
     async def check_url(self, url: str) -> None:
         """Raise ValidationError unless webhooks may be posted to ``url``."""
@@ -99,12 +128,13 @@ class WebhookService:
         self, endpoint_id: str, changes: EndpointChanges
     ) -> WebhookEndpoint:
         await self.get(endpoint_id)
-        if changes.url is not None:
-            await self.check_url(changes.url)
-        if changes.event_types is not None:
-            check_event_types(changes.event_types)
-        if changes.description is not None:
-            check_description(changes.description)
+        errors = await self.field_errors(
+            url=changes.url,
+            event_types=changes.event_types,
+            description=changes.description,
+        )
+        if errors:
+            raise ValidationError(errors)
         updated = await self._storage.update_endpoint(
             endpoint_id, changes, self._clock.now()
         )
@@ -184,8 +214,22 @@ class WebhookService:
         return count
 
 
-def check_event_types(event_types: Sequence[str] | None) -> tuple[str, ...] | None:
-    """Return the types as stored; raise ValidationError for an unknown one."""
+async def _errors_of(check: Awaitable[None]) -> list[FieldError]:
+    try:
+        await check
+    except ValidationError as exc:
+        return list(exc.errors)
+    return []
+
+
+def check_event_types(
+    event_types: Sequence[object] | None,
+) -> tuple[str, ...] | None:
+    """Return the types as stored.
+
+    Raises ValidationError naming each element (``events.1``) that is not a
+    known event type.
+    """
     if event_types is None:
         return None
     known = {str(event_type) for event_type in EventType}
@@ -203,18 +247,20 @@ def check_event_types(event_types: Sequence[str] | None) -> tuple[str, ...] | No
             f"of {allowed}"
         )
         raise ValidationError([FieldError("events", "empty_list", message)])
-    errors = [
-        FieldError(
-            f"events.{index}",
-            "invalid_event_type",
-            f"{value!r} is not an event type; expected one of {allowed}",
-        )
-        for index, value in enumerate(event_types)
-        if value not in known
-    ]
+    errors = []
+    for index, value in enumerate(event_types):
+        if not isinstance(value, str):
+            message = (
+                f"events.{index} must be an event type string, not "
+                f"{json_excerpt(value)}; expected one of {allowed}"
+            )
+            errors.append(FieldError(f"events.{index}", "invalid_type", message))
+        elif value not in known:
+            message = f"{value!r} is not an event type; expected one of {allowed}"
+            errors.append(FieldError(f"events.{index}", "invalid_event_type", message))
     if errors:
         raise ValidationError(errors)
-    return tuple(dict.fromkeys(event_types))
+    return tuple(dict.fromkeys(str(value) for value in event_types))
 
 
 def check_description(description: str) -> None:

@@ -6,6 +6,7 @@ other response leaves it out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
@@ -18,6 +19,7 @@ from sendarix_backends.webhooks.model import (
     WebhookAttempt,
     WebhookEndpoint,
 )
+from sendarix_backends.webhooks.service import WebhookService, check_event_types
 from sendarix_core.checks import describe, json_excerpt, reject_unknown_fields
 from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.keys import Scope
@@ -28,6 +30,7 @@ from sendarix_http.http_io import (
     JsonResponse,
     authorize_live,
     check_time_range,
+    collect_fields,
     parse_query,
     query_int,
     query_time,
@@ -81,12 +84,18 @@ def attempt_to_dict(attempt: WebhookAttempt) -> dict[str, Any]:
 async def create_webhook(request: Request) -> Response:
     await authorize_live(request, Scope.WEBHOOKS_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
-    reject_unknown_fields(body, ("url", "events", "description"))
-    url = _url(body, required=True) or ""
-    endpoint = await event_services_of(request).webhooks.create(
-        url,
-        event_types=_event_types(body),
-        description=_string(body, "description") or "",
+    webhooks = event_services_of(request).webhooks
+    fields = await _parse_fields(
+        webhooks,
+        known=lambda: reject_unknown_fields(body, ("url", "events", "description")),
+        url=lambda: _url(body, required=True),
+        events=lambda: _event_types(body),
+        description=lambda: _string(body, "description"),
+    )
+    endpoint = await webhooks.create(
+        fields["url"] or "",
+        event_types=fields["events"],
+        description=fields["description"] or "",
     )
     content = endpoint_to_dict(endpoint)
     content["secret"] = endpoint.secret
@@ -107,30 +116,29 @@ async def get_webhook(request: Request) -> Response:
 async def update_webhook(request: Request) -> Response:
     await authorize_live(request, Scope.WEBHOOKS_WRITE, _CHANGE)
     body, _ = await read_json_object(request)
-    reject_unknown_fields(body, ("url", "events", "description", "enabled"))
-    nulls = [
-        FieldError(name, "invalid_type", f"{name} can't be null; leave it out instead")
-        for name in ("url", "enabled")
-        if name in body and body[name] is None
-    ]
-    if nulls:
-        raise ValidationError(nulls)
-    enabled = body.get("enabled")
-    if enabled is not None and not isinstance(enabled, bool):
-        message = f"enabled must be true or false, not {json_excerpt(enabled)}"
-        raise ValidationError([FieldError("enabled", "invalid_type", message)])
-    event_types = _event_types(body)
+    webhooks = event_services_of(request).webhooks
+    fields = await _parse_fields(
+        webhooks,
+        known=lambda: reject_unknown_fields(
+            body, ("url", "events", "description", "enabled")
+        ),
+        url=lambda: _url(body, required=False, nullable=False),
+        events=lambda: _event_types(body),
+        description=lambda: _string(body, "description"),
+        enabled=lambda: _enabled(body),
+    )
+    event_types = fields["events"]
     # A null description clears it, as an empty one does.
     clears_description = "description" in body and body["description"] is None
     changes = EndpointChanges(
-        url=_url(body, required=False),
-        description="" if clears_description else _string(body, "description"),
+        url=fields["url"],
+        description="" if clears_description else fields["description"],
         event_types=None if event_types is None else tuple(event_types),
         all_event_types="events" in body and event_types is None,
-        enabled=enabled,
+        enabled=fields["enabled"],
     )
     endpoint_id = request.path_params["webhook_id"]
-    endpoint = await event_services_of(request).webhooks.update(endpoint_id, changes)
+    endpoint = await webhooks.update(endpoint_id, changes)
     return JsonResponse(endpoint_to_dict(endpoint))
 
 
@@ -232,9 +240,45 @@ def _string(body: dict[str, Any], name: str) -> str | None:
     return value
 
 
-def _url(body: dict[str, Any], *, required: bool) -> str | None:
+async def _parse_fields(
+    webhooks: WebhookService, **parsers: Callable[[], Any]
+) -> dict[str, Any]:
+    """Run every parser and return their values by name.
+
+    Raises one ValidationError listing every invalid field. When a field's
+    type is wrong, the fields that parsed are also checked as ``create``
+    and ``update`` would check them, so that error lists them too.
+    """
+    values, errors = collect_fields(**parsers)
+    if not errors:
+        return values
+    errors.extend(
+        await webhooks.field_errors(
+            url=values.get("url"),
+            event_types=values.get("events"),
+            description=values.get("description"),
+        )
+    )
+    raise ValidationError(errors)
+
+
+def _enabled(body: dict[str, Any]) -> bool | None:
+    if "enabled" in body and body["enabled"] is None:
+        message = "enabled can't be null; leave it out instead"
+        raise ValidationError([FieldError("enabled", "invalid_type", message)])
+    enabled = body.get("enabled")
+    if enabled is not None and not isinstance(enabled, bool):
+        message = f"enabled must be true or false, not {json_excerpt(enabled)}"
+        raise ValidationError([FieldError("enabled", "invalid_type", message)])
+    return enabled
+
+
+def _url(body: dict[str, Any], *, required: bool, nullable: bool = True) -> str | None:
     """Return the ``url`` field, rejecting an absent, null or empty one."""
     value = body.get("url")
+    if not nullable and "url" in body and value is None:
+        message = "url can't be null; leave it out instead"
+        raise ValidationError([FieldError("url", "invalid_type", message)])
     if value is None and not required:
         return None
     if value is None or value == "":
@@ -248,14 +292,19 @@ def _url(body: dict[str, Any], *, required: bool) -> str | None:
     return _string(body, "url")
 
 
-def _event_types(body: dict[str, Any]) -> list[str] | None:
+def _event_types(body: dict[str, Any]) -> list[object] | None:
+    """Return the ``events`` field; ``WebhookService`` checks its elements."""
     value = body.get("events")
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        message = "events must be a list of event types, or null for all types"
-        raise ValidationError([FieldError("events", "invalid_type", message)])
-    return value
+    if isinstance(value, str):
+        # Raises an error that suggests the list the client meant.
+        check_event_types(value)
+    if value is None or isinstance(value, list):
+        return value
+    message = (
+        "events must be a list of event types, or null for all types, "
+        f"not {json_excerpt(value)}"
+    )
+    raise ValidationError([FieldError("events", "invalid_type", message)])
 
 
 _EVENT_TYPES = {"enum": [str(event_type) for event_type in EventType]}
@@ -374,6 +423,37 @@ REPLAY_REQUEST = define(
             },
         },
         "required": ["from", "to"],
+    },
+)
+
+REPLAY_RESULT = define(
+    "WebhookReplayResult",
+    {
+        "type": "object",
+        "properties": {
+            "delivery_id": {"type": "string", "description": "the webhook-id header"},
+            "queued": {
+                "enum": [0, 1],
+                "description": "0 when the delivery is being posted and is left "
+                "to finish",
+            },
+        },
+        "required": ["delivery_id", "queued"],
+    },
+)
+
+REPLAY_RANGE_RESULT = define(
+    "WebhookReplayRangeResult",
+    {
+        "type": "object",
+        "properties": {
+            "queued": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "how many deliveries were queued",
+            },
+        },
+        "required": ["queued"],
     },
 )
 
@@ -516,7 +596,7 @@ operations = [
             ),
         ),
         errors=(501,),
-        replies=Reply(status=202, description="queued"),
+        replies=Reply(status=202, description="queued", schema=REPLAY_RESULT),
     ),
     operation(
         "POST",
@@ -530,6 +610,10 @@ operations = [
         parameters=(_WEBHOOK_ID,),
         request_schema=REPLAY_REQUEST,
         errors=(501,),
-        replies=Reply(status=202, description="how many were queued"),
+        replies=Reply(
+            status=202,
+            description="how many were queued",
+            schema=REPLAY_RANGE_RESULT,
+        ),
     ),
 ]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
+import jsonschema_rs
 import pytest
 
 from sendarix_backends.engine import Engine
@@ -13,7 +15,9 @@ from sendarix_backends.events.services import EventServices
 from sendarix_backends.settings import Settings
 from sendarix_core.clock import ManualClock
 from sendarix_core.keys import Scope
-from sendarix_http.app import create_app
+from sendarix_http.app import OPERATIONS, create_app
+from sendarix_http.openapi import build_document
+from tests.support.dns_server import DnsServer
 from tests.webhooks.conftest import api_client, message_body
 from tests.webhooks.receiver import Receiver
 
@@ -114,6 +118,37 @@ async def test_metadata_url_advice(client: httpx.AsyncClient, url: str) -> None:
     message = response.json()["error"]["errors"][0]["message"]
     assert "no setting allows metadata addresses" in message
     assert "SENDARIX_WEBHOOK_ALLOW_PRIVATE" not in message
+
+
+async def test_idn_url_kept_as_given(
+    client: httpx.AsyncClient, dns_server: DnsServer
+) -> None:
+    dns_server.add_a("xn--bcher-kva.test", "127.0.0.1")
+
+    created = await client.post(
+        "/v1/webhooks", json={"url": "http://xn--bcher-kva.test:9/idn"}
+    )
+    idn = await client.post("/v1/webhooks", json={"url": "http://bücher.test:9/idn"})
+
+    assert created.status_code == 201
+    assert idn.status_code == 201
+    assert idn.json()["url"] == "http://bücher.test:9/idn"
+
+
+async def test_invalid_idn_url_rejected(client: httpx.AsyncClient) -> None:
+    created = await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/"})
+    webhook_id = created.json()["id"]
+
+    posted = await client.post("/v1/webhooks", json={"url": "http://\u0300a.test/"})
+    patched = await client.patch(
+        f"/v1/webhooks/{webhook_id}", json={"url": "http://\u0300a.test/"}
+    )
+
+    for response in (posted, patched):
+        assert response.status_code == 422
+        [error] = response.json()["error"]["errors"]
+        assert error["field"] == "url"
+        assert "internationalized domain name" in error["message"]
 
 
 async def test_update_changes_fields(client: httpx.AsyncClient) -> None:
@@ -227,6 +262,50 @@ async def test_deliveries_list_attempts(
     )
     assert replayed.status_code == 202
     assert await services.dispatcher.run_once() == 1
+
+
+async def test_replay_replies_match_schemas(
+    client: httpx.AsyncClient,
+    engine: Engine,
+    services: EventServices,
+    receiver: Receiver,
+) -> None:
+    receiver.start()
+    created = (await client.post("/v1/webhooks", json={"url": receiver.url})).json()
+    await engine.send(message_body())
+    await services.processor.drain()
+    await services.dispatcher.run_once()
+    [attempt] = (await client.get(f"/v1/webhooks/{created['id']}/deliveries")).json()[
+        "data"
+    ]
+    replay_path = "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay"
+    range_path = "/v1/webhooks/{webhook_id}/replay"
+
+    replayed = await client.post(
+        f"/v1/webhooks/{created['id']}/deliveries/{attempt['delivery_id']}/replay"
+    )
+    ranged = await client.post(
+        f"/v1/webhooks/{created['id']}/replay",
+        json={
+            "from": "2000-01-01T00:00:00Z",
+            "to": "2100-01-01T00:00:00Z",
+            "statuses": ["succeeded"],
+        },
+    )
+
+    assert replayed.status_code == 202
+    assert reply_schema(replay_path, 202).is_valid(replayed.json()), replayed.json()
+    assert ranged.status_code == 202
+    assert reply_schema(range_path, 202).is_valid(ranged.json()), ranged.json()
+
+
+def reply_schema(path: str, status: int) -> Any:
+    """Return a validator for the documented body of a ``POST path`` reply."""
+    document = build_document(OPERATIONS)
+    reply = document["paths"][path]["post"]["responses"][str(status)]
+    schema = reply["content"]["application/json"]["schema"]
+    root = {**schema, "components": document["components"]}
+    return jsonschema_rs.Draft202012Validator(root)
 
 
 async def test_deliveries_reject_huge_cursor(client: httpx.AsyncClient) -> None:

@@ -123,6 +123,7 @@ def test_mapped_public_address_allowed() -> None:
         ("https://example.com/a b", "U\\+0020"),
         ("https://exa\tmple.com/", "U\\+0009"),
         ("http://example.com:0/", "port 0"),
+        ("http://\u0300a.example/", "not a valid internationalized domain name"),
     ],
 )
 def test_url_rejected(url: str, problem: str) -> None:
@@ -200,6 +201,62 @@ async def test_post_connects_to_checked_address(
     assert response.status_code == 200
     [request] = receiver.wait_for(1)
     assert request["headers"]["host"] == f"hooks.example.test:{receiver.port}"
+
+
+async def test_post_to_idn_host_uses_a_labels(
+    dns: DnsServer, receiver: Receiver
+) -> None:
+    receiver.start()
+    dns.add_a("xn--bcher-kva.test", "127.0.0.1")
+    resolver = AddressResolver((("127.0.0.1", dns.port),), allow_private=True)
+    sender = HttpxWebhookSender(resolver, timeout=5)
+    try:
+        response = await sender.post(
+            f"http://bücher.test:{receiver.port}/hooks", {}, b"{}"
+        )
+    finally:
+        await sender.aclose()
+
+    assert response.error is None
+    assert response.status_code == 200
+    [request] = receiver.wait_for(1)
+    assert request["headers"]["host"] == f"xn--bcher-kva.test:{receiver.port}"
+
+
+def test_idn_host_parsed_as_a_labels() -> None:
+    destination = parse_url("https://BÜCHER.example/in")
+
+    assert destination.host == "xn--bcher-kva.example"
+
+
+def test_ascii_host_kept_as_given() -> None:
+    assert parse_url("https://_hooks.example.com/").host == "_hooks.example.com"
+
+
+@pytest.mark.parametrize(
+    "address", ["0.0.0.0", "::", "255.255.255.255", "224.0.0.1", "ff02::1"]
+)
+@pytest.mark.parametrize("allow_private", [False, True])
+async def test_non_unicast_advice_omits_setting(
+    address: str, allow_private: bool
+) -> None:
+    resolver = AddressResolver(None, allow_private=allow_private)
+    host = f"[{address}]" if ":" in address else address
+
+    with pytest.raises(DestinationError) as raised:
+        await resolver.checked_addresses(parse_url(f"http://{host}:8080/"))
+
+    assert "not a unicast address" in str(raised.value)
+    assert "SENDARIX_WEBHOOK_ALLOW_PRIVATE" not in str(raised.value)
+
+
+async def test_private_advice_names_setting() -> None:
+    resolver = AddressResolver(None, allow_private=False)
+
+    with pytest.raises(DestinationError) as raised:
+        await resolver.checked_addresses(parse_url("http://10.0.0.5:8080/"))
+
+    assert "SENDARIX_WEBHOOK_ALLOW_PRIVATE=true" in str(raised.value)
 
 
 async def test_redirect_not_followed(receiver: Receiver) -> None:

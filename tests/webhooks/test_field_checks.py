@@ -102,3 +102,71 @@ async def test_update_schema_allows_null_description(
     assert description["type"] == ["string", "null"]
     assert description["maxLength"] == 500
     assert schema["properties"]["events"]["minItems"] == 1
+
+
+def error_fields(response: httpx.Response) -> dict[str, str]:
+    """Return the code of each invalid field of a 422 response."""
+    assert response.status_code == 422, response.text
+    return {e["field"]: e["code"] for e in response.json()["error"]["errors"]}
+
+
+async def test_create_lists_every_invalid_field(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/webhooks", json={"url": "ftp://x", "events": [], "description": 5}
+    )
+
+    assert error_fields(response) == {
+        "url": "invalid_url",
+        "events": "empty_list",
+        "description": "invalid_type",
+    }
+
+
+async def test_create_names_each_bad_event(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/webhooks",
+        json={"url": URL, "events": ["message.delivered", "nope", 5]},
+    )
+
+    assert error_fields(response) == {
+        "events.1": "invalid_event_type",
+        "events.2": "invalid_type",
+    }
+
+
+async def test_create_unknown_and_invalid_fields(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/webhooks",
+        json={"url": "http://169.254.169.254/", "description": 5, "secret": "x"},
+    )
+
+    assert error_fields(response) == {
+        "secret": "unknown_field",
+        "url": "invalid_url",
+        "description": "invalid_type",
+    }
+
+
+async def test_update_lists_every_invalid_field(client: httpx.AsyncClient) -> None:
+    endpoint_id = await create(client)
+
+    response = await client.patch(
+        f"/v1/webhooks/{endpoint_id}",
+        json={
+            "url": "ftp://x",
+            "events": ["nope"],
+            "description": "x" * 501,
+            "enabled": "yes",
+        },
+    )
+    nulls = await client.patch(
+        f"/v1/webhooks/{endpoint_id}", json={"url": None, "enabled": None}
+    )
+
+    assert error_fields(response) == {
+        "url": "invalid_url",
+        "events.0": "invalid_event_type",
+        "description": "too_long",
+        "enabled": "invalid_type",
+    }
+    assert error_fields(nulls) == {"url": "invalid_type", "enabled": "invalid_type"}

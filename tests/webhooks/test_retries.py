@@ -28,6 +28,16 @@ def closed_url() -> str:
     return f"http://127.0.0.1:{free_port()}/hooks"
 
 
+async def fail_until_finished(
+    services: EventServices, clock: ManualClock, endpoint_id: str
+) -> None:
+    """Post and advance the clock until the endpoint's deliveries have finished."""
+    while await services.dispatcher.run_once() or not await _finished(
+        services, endpoint_id
+    ):
+        clock.advance(timedelta(hours=5))
+
+
 def test_delays_grow_with_jitter() -> None:
     policy = WebhookPolicy()
     until = T0 + timedelta(days=1)
@@ -143,10 +153,7 @@ async def test_replay_posts_failed_delivery_again(
     endpoint = await services.webhooks.create(receiver.url, event_types=QUEUED_ONLY)
     await engine.send(message_body())
     await services.processor.drain()
-    while await services.dispatcher.run_once() or not await _finished(
-        services, endpoint.id
-    ):
-        clock.advance(timedelta(hours=5))
+    await fail_until_finished(services, clock, endpoint.id)
     [failed, *_] = (await services.webhooks.attempts(endpoint.id)).items
     assert failed.delivery_status is DeliveryStatus.FAILED
 
@@ -160,6 +167,28 @@ async def test_replay_posts_failed_delivery_again(
     assert latest.delivery_status is DeliveryStatus.SUCCEEDED
     assert latest.status_code == 200
     assert latest.response == '{"received": true}'
+
+
+async def test_replay_restarts_retry_schedule(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    endpoint = await services.webhooks.create(closed_url(), event_types=QUEUED_ONLY)
+    await engine.send(message_body())
+    await services.processor.drain()
+    await fail_until_finished(services, clock, endpoint.id)
+    [failed, *_] = (await services.webhooks.attempts(endpoint.id)).items
+
+    await services.webhooks.replay(endpoint.id, failed.delivery_id)
+    assert await services.dispatcher.run_once() == 1
+    [replayed, *_] = (await services.webhooks.attempts(endpoint.id)).items
+    clock.advance(DEFAULT_WEBHOOK_POLICY.first_delay * 1.2)
+    retried_after_first_delay = await services.dispatcher.run_once()
+
+    assert replayed.attempt == failed.attempt + 1
+    assert replayed.outcome is AttemptOutcome.RETRYING
+    assert retried_after_first_delay == 1
+    [retried, *_] = (await services.webhooks.attempts(endpoint.id)).items
+    assert retried.attempt == failed.attempt + 2
 
 
 async def test_replay_posts_pending_delivery_now(
@@ -206,10 +235,7 @@ async def test_replay_range_queues_failed_only(
     for _ in range(3):
         await engine.send(message_body())
     await services.processor.drain()
-    while await services.dispatcher.run_once() or not await _finished(
-        services, endpoint.id
-    ):
-        clock.advance(timedelta(hours=5))
+    await fail_until_finished(services, clock, endpoint.id)
 
     receiver.start()
     queued = await services.webhooks.replay_range(

@@ -1,0 +1,130 @@
+"""Which endpoints an event goes to when endpoints change before processing."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from sendarix_backends.engine import Engine
+from sendarix_backends.events.services import EventServices
+from sendarix_backends.webhooks.model import EndpointChanges
+from sendarix_backends.webhooks.schedule import DEFAULT_WEBHOOK_POLICY
+from sendarix_core.clock import ManualClock
+from sendarix_core.states import EventType
+from tests.conftest import DOMAIN
+from tests.support.server_process import free_port
+from tests.webhooks.conftest import message_body
+from tests.webhooks.receiver import Receiver
+
+pytestmark = pytest.mark.anyio
+
+QUEUED_ONLY = [str(EventType.QUEUED)]
+
+
+def posted_message_ids(receiver: Receiver) -> list[str]:
+    return [
+        json.loads(request["body"])["data"]["message_id"]
+        for request in receiver.requests()
+    ]
+
+
+async def test_events_change_applies_to_later_events(
+    engine: Engine, services: EventServices, clock: ManualClock, receiver: Receiver
+) -> None:
+    receiver.start()
+    endpoint = await services.webhooks.create(receiver.url, event_types=QUEUED_ONLY)
+    before = await engine.send(message_body(f"before@{DOMAIN}"))
+    clock.advance(timedelta(seconds=1))
+    await services.webhooks.update(
+        endpoint.id, EndpointChanges(event_types=(str(EventType.DELIVERED),))
+    )
+    clock.advance(timedelta(seconds=1))
+    await engine.send(message_body(f"after@{DOMAIN}"))
+
+    await services.processor.drain()
+    posted = await services.dispatcher.run_once()
+
+    assert posted == 1
+    receiver.wait_for(1)
+    assert posted_message_ids(receiver) == [before.message_id]
+
+
+async def test_disabling_keeps_earlier_events(
+    engine: Engine, services: EventServices, clock: ManualClock, receiver: Receiver
+) -> None:
+    receiver.start()
+    endpoint = await services.webhooks.create(receiver.url, event_types=QUEUED_ONLY)
+    before = await engine.send(message_body(f"before@{DOMAIN}"))
+    clock.advance(timedelta(seconds=1))
+    await services.webhooks.update(endpoint.id, EndpointChanges(enabled=False))
+    clock.advance(timedelta(seconds=1))
+    await engine.send(message_body(f"while-disabled@{DOMAIN}"))
+    await services.processor.drain()
+    posted_while_disabled = await services.dispatcher.run_once()
+
+    clock.advance(timedelta(seconds=1))
+    await services.webhooks.update(endpoint.id, EndpointChanges(enabled=True))
+    clock.advance(timedelta(seconds=1))
+    after = await engine.send(message_body(f"after@{DOMAIN}"))
+    await services.processor.drain()
+    posted_after_enabling = await services.dispatcher.run_once()
+
+    assert posted_while_disabled == 0
+    assert posted_after_enabling == 2
+    receiver.wait_for(2)
+    assert sorted(posted_message_ids(receiver)) == sorted(
+        [before.message_id, after.message_id]
+    )
+
+
+async def test_disabled_endpoint_skipped_when_never_enabled_since(
+    engine: Engine, services: EventServices, clock: ManualClock, receiver: Receiver
+) -> None:
+    endpoint = await services.webhooks.create(receiver.url, event_types=QUEUED_ONLY)
+    clock.advance(timedelta(seconds=1))
+    await services.webhooks.update(endpoint.id, EndpointChanges(enabled=False))
+    clock.advance(timedelta(seconds=1))
+    await engine.send(message_body())
+    await services.processor.drain()
+    await services.webhooks.update(endpoint.id, EndpointChanges(enabled=True))
+
+    assert await services.dispatcher.run_once() == 0
+
+
+async def test_old_subscription_changes_dropped(
+    services: EventServices, clock: ManualClock
+) -> None:
+    endpoint = await services.webhooks.create("http://127.0.0.1:9/")
+    await services.webhooks.update(endpoint.id, EndpointChanges(enabled=False))
+    clock.advance(timedelta(hours=2))
+
+    updated = await services.webhooks.update(endpoint.id, EndpointChanges(enabled=True))
+
+    [period] = updated.earlier_subscriptions
+    assert period.until == clock.now()
+    assert period.enabled is False
+
+
+async def test_disabling_for_failures_keeps_earlier_events(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    endpoint = await services.webhooks.create(
+        f"http://127.0.0.1:{free_port()}/hooks", event_types=QUEUED_ONLY
+    )
+    await engine.send(message_body())
+    await services.processor.drain()
+    await services.dispatcher.run_once()
+    clock.advance(DEFAULT_WEBHOOK_POLICY.disable_after)
+    await engine.send(message_body(f"later@{DOMAIN}"))
+    await services.processor.drain()
+    await services.dispatcher.run_once()
+
+    disabled = await services.webhooks.get(endpoint.id)
+
+    [period] = disabled.earlier_subscriptions
+    assert period.enabled is True
+    assert period.until == disabled.disabled_at
+    assert disabled.receives(str(EventType.QUEUED), period.until - timedelta(seconds=1))
+    assert not disabled.receives(str(EventType.QUEUED), clock.now())
