@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any, AnyStr, cast
 
 from aiosmtpd.smtp import SMTP, Session, TLSSetupException, syntax
 
@@ -57,6 +57,15 @@ class RelaySMTP(SMTP):
         self._implicit_tls = implicit_tls
         self._allow_plaintext_loopback = allow_plaintext_loopback
         self._commands_left = max_commands
+        # True while the client sends the data after DATA.
+        self._receiving_data = False
+        # True from the end of the data until the reply to it is written.
+        self._storing = False
+        # A 421 held back until the reply to the data is sent, so that no
+        # client retries a message that was stored.
+        self._deferred_close: str | None = None
+        self._reply_sent = asyncio.Event()
+        self._reply_sent.set()
         # NOTE: _smtp_methods and _auth_require_tls are private to aiosmtpd
         # (checked against 1.4.6); the relay tests cover both uses.
         self._smtp_methods = {
@@ -91,18 +100,70 @@ class RelaySMTP(SMTP):
             return
         await super().smtp_MAIL(_without_auth_parameter(arg))
 
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        self._receiving_data = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._receiving_data = False
+
+    def data_received(self, data: bytes) -> None:
+        # aiosmtpd 1.4.6 restarts the idle timer only when a command
+        # arrives, so a client sending a long message line by line would
+        # time out in the middle of it.
+        if self._receiving_data and not self._storing:
+            self._reset_timeout()
+        super().data_received(data)
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        if command != "DATA":
+            return await super()._call_handler_hook(command, *args)
+        # The client waits for the reply now, so it is not idle. A 421
+        # during the commit would make it retry a message that may be
+        # stored, and deliver it twice.
+        self._storing = True
+        self._reply_sent.clear()
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        return await super()._call_handler_hook(command, *args)
+
+    async def push(self, status: AnyStr) -> None:
+        if not self._storing:
+            await super().push(status)
+            return
+        # The reply to the data: the idle timer starts again, and a close
+        # requested meanwhile follows it.
+        self._storing = False
+        try:
+            self._reset_timeout()
+            await super().push(status)
+        finally:
+            self._reply_sent.set()
+        if self._deferred_close is not None:
+            self.close_with_reply(self._deferred_close)
+
     def close_with_reply(self, reply: str) -> None:
         """Send ``reply``, a 421, and close the connection.
 
         RFC 5321 sections 3.8 and 4.5.3.2 have a server that ends a session
-        on its own send 421 first, so the client knows to retry.
+        on its own send 421 first, so the client knows to retry. While a
+        message is being stored, the 421 waits for the reply to its data,
+        which shows the client whether the message was stored.
         """
+        if self._storing:
+            self._deferred_close = reply
+            return
         # A stream transport; uvloop's does not subclass asyncio's classes.
         transport = cast(asyncio.Transport | None, self.transport)
         if transport is None or transport.is_closing():
             return
         transport.write(reply.encode("ascii") + b"\r\n")
         transport.close()
+
+    async def wait_reply_sent(self) -> None:
+        """Wait until a message being stored has got its reply."""
+        await self._reply_sent.wait()
 
     def _timeout_cb(self) -> None:
         # aiosmtpd 1.4.6 closes an idle session without a reply.
@@ -169,6 +230,10 @@ class RelaySMTP(SMTP):
             and _is_loopback(self.session.peer)
         ):
             self._auth_require_tls = False
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._reply_sent.set()
+        super().connection_lost(error)
 
     def _counted(self, method: Command) -> Command:
         @functools.wraps(method)
