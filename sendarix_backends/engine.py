@@ -7,6 +7,7 @@ applies the core's decisions. It keeps no state that a restart would lose.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -93,6 +94,12 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 
 # The owner of idempotency keys submitted through the library without an API key.
 LIBRARY_KEY_ID = "library"
+
+# Raw messages up to this size are read on the event loop, and larger ones
+# in a worker thread. An address header at the limits of raw_message takes
+# an estimated 8 ms to parse (3.5 ms measured for 900 characters of 20
+# mailboxes, CPython 3.11), so 8 KiB of them stay near 30 ms.
+_INLINE_RAW_MESSAGE_BYTES = 8192
 
 
 @attrs.frozen(kw_only=True)
@@ -507,7 +514,8 @@ class Engine:
                 "recipients must be a list of addresses, not one string; "
                 f"write [{recipients!r}]"
             )
-        batch = prepare_raw_batch(
+        prepare = functools.partial(
+            prepare_raw_batch,
             bytes(data),
             mail_from=mail_from,
             recipients=recipients,
@@ -516,6 +524,12 @@ class Engine:
             api_key=api_key,
             idempotency_owner=api_key.id if api_key else LIBRARY_KEY_ID,
         )
+        if len(data) <= _INLINE_RAW_MESSAGE_BYTES:
+            batch = prepare()
+        else:
+            # Reading a large header section takes long enough to stall
+            # every other session and request on the event loop.
+            batch = await anyio.to_thread.run_sync(prepare)
         # Every refused sender is reported, not only the first.
         sender_errors: list[FieldError] = []
         for sender in batch.senders:

@@ -24,6 +24,7 @@ from sendarix_core.addresses import (
 from sendarix_core.errors import ValidationError
 from sendarix_core.model import Address
 from sendarix_core.states import Priority
+from tests.relay.conftest import SENDER, message_bytes
 
 MESSAGE = (
     b"From: Ada <ada@acme.example>\r\n"
@@ -493,3 +494,27 @@ def test_line_ending_headers_named() -> None:
 def test_read_headers_without_body() -> None:
     raw = read_raw_message(b"From: a@acme.example\r\nSubject: s\r\n")
     assert raw.subject == "s"
+
+
+@pytest.mark.parametrize("header", ["From", "Sender", "Resent-From"])
+def test_address_header_mailbox_limit(header: str) -> None:
+    mailboxes = ", ".join(f"u{index}@acme.example" for index in range(21))
+    data = message_bytes(headers=f"{header}: {mailboxes}\r\n")
+    if header == "From":
+        data = message_bytes(sender=mailboxes, headers=f"Sender: {SENDER}\r\n")
+
+    with pytest.raises(ValidationError) as caught:
+        read_raw_message(data)
+
+    [error] = [item for item in caught.value.errors if item.code == "too_many"]
+    assert error.field == header
+    assert "names 21 addresses; the relay accepts at most 20" in error.message
+
+
+def test_address_header_limit_allows_twenty() -> None:
+    mailboxes = ", ".join(f"u{index}@acme.example" for index in range(20))
+    data = message_bytes(sender=mailboxes, headers=f"Sender: {SENDER}\r\n")
+
+    raw = read_raw_message(data)
+
+    assert len(raw.senders) == 20

@@ -883,3 +883,25 @@ async def test_credentials_not_logged(
     assert api_key not in caplog.text
     assert plain not in caplog.text
     assert login not in caplog.text
+
+
+async def test_large_from_header_refused(
+    relay: Relay,
+    engine: Engine,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+) -> None:
+    # 20,000 mailboxes, about 400 KB: parsing them would stall the relay
+    # for seconds.
+    mailboxes = ",\r\n ".join(f"u{index}@acme.example" for index in range(20_000))
+    data = message_bytes(sender=mailboxes, headers=f"Sender: {SENDER}\r\n")
+    async with custom_relay(
+        engine, relay_settings, certificate, relay_max_message_bytes=1_000_000
+    ) as settings:
+        code, reply = await submit(settings, certificate, api_key, data)
+
+    assert code == 550
+    assert reply.startswith(b"5.6.0 From: the From header is ")
+    assert b"at most 2000 in an address header" in reply
+    assert (await engine.list_messages(MessageQuery())).items == []
