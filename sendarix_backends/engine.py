@@ -56,6 +56,7 @@ from sendarix_core.keys import (
 )
 from sendarix_core.model import Event, Message
 from sendarix_core.ports import (
+    BatchSubmission,
     MessageQuery,
     MessageQueue,
     MessageStore,
@@ -541,7 +542,9 @@ class Engine:
         if sender_errors:
             raise ValidationError(sender_errors)
         outcomes = await submit_raw_batch(
-            batch, submit_one=self._submissions.submit, submit_all=self._create_batch
+            batch,
+            submit_one=self._submissions.submit,
+            submit_all=self._create_all_or_nothing,
         )
         if any(outcome.conflict for outcome in outcomes):
             raise IdempotencyConflictError(batch.idempotency_key or "", None)
@@ -608,6 +611,17 @@ class Engine:
         self, submissions: Sequence[Submission]
     ) -> list[SubmitOutcome]:
         return await self.store.create_messages(submissions, self.clock.now())
+
+    async def _create_all_or_nothing(
+        self, submissions: Sequence[Submission]
+    ) -> Sequence[SubmitOutcome]:
+        # A conflict on one submission rolls all of them back, so a
+        # transaction refused after DATA stores nothing.
+        batch = BatchSubmission(
+            submissions=submissions, respond=lambda _: {}, all_or_nothing=True
+        )
+        outcome = await self.store.create_batch(batch, self.clock.now())
+        return outcome.outcomes
 
     def _check_sender_domain(self, api_key: ApiKey | None, domain: str) -> None:
         if api_key is None or not api_key.sender_domains:
