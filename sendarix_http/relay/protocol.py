@@ -9,14 +9,16 @@ line breaks, so they can't split the message on a server further along.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import functools
 import ipaddress
 import logging
 import re
+from base64 import b64decode, b64encode
 from collections.abc import Awaitable, Callable
 from typing import Any, AnyStr, cast
 
-from aiosmtpd.smtp import SMTP, Session, TLSSetupException, syntax
+from aiosmtpd.smtp import MISSING, SMTP, Session, TLSSetupException, _Missing, syntax
 
 from sendarix_http.relay.auth import client_address
 
@@ -142,6 +144,56 @@ class RelaySMTP(SMTP):
             self._reply_sent.set()
         if self._deferred_close is not None:
             self.close_with_reply(self._deferred_close)
+
+    async def challenge_auth(
+        self,
+        challenge: str | bytes,
+        encode_to_b64: bool = True,
+        log_client_response: bool = False,
+    ) -> _Missing | bytes:
+        """Send ``334 challenge`` and return the client's decoded response.
+
+        aiosmtpd 1.4.6 reads the response with ``StreamReader.readline``,
+        which raises on a line over the reader's limit and leaves the rest
+        of the line to be read as the next command. This reads past such a
+        line and replies 500 instead. ``log_client_response`` is ignored,
+        because the response contains the credential.
+        """
+        if isinstance(challenge, str):
+            challenge = challenge.encode()
+        await self.push(
+            b"334 " + (b64encode(challenge) if encode_to_b64 else challenge)
+        )
+        line = await self._read_line()
+        if line is None:
+            await self.push(
+                f"500 5.5.6 the AUTH response is longer than {self.line_length_limit} "
+                "octets; send a shorter one"
+            )
+            return MISSING
+        blob = line.strip()
+        if blob == b"*":
+            await self.push("501 5.7.0 AUTH cancelled by the client")
+            return MISSING
+        try:
+            return b64decode(blob, validate=True)
+        except binascii.Error:
+            await self.push("501 5.5.2 the AUTH response is not valid base64")
+            return MISSING
+
+    async def _read_line(self) -> bytes | None:
+        """Read one line, or read past it and return None if it is too long."""
+        try:
+            return await self._reader.readuntil()
+        except asyncio.LimitOverrunError as error:
+            await self._reader.read(error.consumed)
+        while True:
+            try:
+                await self._reader.readuntil()
+            except asyncio.LimitOverrunError as error:
+                await self._reader.read(error.consumed)
+            else:
+                return None
 
     def close_with_reply(self, reply: str) -> None:
         """Send ``reply``, a 421, and close the connection.

@@ -30,6 +30,7 @@ from tests.relay.conftest import (
     message_bytes,
     submit,
 )
+from tests.relay.test_protocol_safety import RawSession
 from tests.support.certificates import TestCertificate
 from tests.support.dns_server import DnsServer
 from tests.support.server_process import free_port
@@ -905,3 +906,27 @@ async def test_large_from_header_refused(
     assert reply.startswith(b"5.6.0 From: the From header is ")
     assert b"at most 2000 in an address header" in reply
     assert (await engine.list_messages(MessageQuery())).items == []
+
+
+@pytest.mark.parametrize("length", [3000, 65_000])
+@pytest.mark.parametrize("mechanism", [b"AUTH LOGIN", b"AUTH PLAIN"])
+async def test_auth_response_too_long(
+    relay: Relay,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    mechanism: bytes,
+    length: int,
+) -> None:
+    def run() -> tuple[bytes, bytes, bytes]:
+        session = RawSession(relay_settings.relay_port, certificate, None)
+        challenge = session.command(mechanism)
+        reply = session.command(b"A" * length)
+        noop = session.command(b"NOOP")
+        session.close()
+        return challenge, reply, noop
+
+    challenge, reply, noop = await in_thread(run)
+
+    assert challenge.startswith(b"334 ")
+    assert reply.startswith(b"500 5.5.6 the AUTH response is longer than 1001 octets")
+    assert noop.startswith(b"250 ")
