@@ -81,6 +81,14 @@ MAX_LINE_BYTES = 998
 # a transactional message names one sender, or a few authors.
 MAX_ADDRESS_HEADER_LENGTH = 2000
 MAX_HEADER_MAILBOXES = 20
+# A msg-id of RFC 5322 section 3.6.4 without comments: dot-atom-text (with
+# UTF-8, RFC 6532) on the left, dot-atom-text or a no-fold-literal on the
+# right.
+_ID_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+"
+_ID_DOT_ATOM = rf"{_ID_ATOM}(?:\.{_ID_ATOM})*"
+_MESSAGE_ID = re.compile(
+    rf"<{_ID_DOT_ATOM}@(?:{_ID_DOT_ATOM}|\[[\x21-\x5a\x5e-\x7e]*\])>"
+)
 _NOT_SIMPLE_FROM = re.compile(r'[,;:()"\\\[\]]|=\?')
 # Runs of the characters that the API rejects in a subject: those of
 # ``find_header_injection`` (line breaks and NUL) and ``find_control_character``
@@ -279,6 +287,7 @@ def read_raw_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> RawMessage
             kept.append(field.raw)
 
     senders = _read_senders(fields, reader.errors)
+    message_id = _read_message_id(fields, reader.errors)
     other_senders = _read_other_senders(fields, reader.errors)
     _check_single_fields(fields, reader.errors)
     if len(senders) > 1 and not any(m.header == "Sender" for m in other_senders):
@@ -297,7 +306,7 @@ def read_raw_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> RawMessage
         subject=_read_subject(fields),
         senders=senders,
         other_senders=other_senders,
-        message_id=_first_value(fields, "message-id"),
+        message_id=message_id,
         has_date=_first_value(fields, "date") is not None,
         idempotency_key=reader.idempotency_key,
         priority=reader.priority or Priority.NORMAL,
@@ -320,6 +329,29 @@ def _space_before_colon_error(field: HeaderField) -> FieldError:
         "which RFC 5322 section 4.5 forbids senders to write and receivers "
         f"read differently; write '{field.name}:' without the whitespace",
     )
+
+
+def _read_message_id(
+    fields: Sequence[HeaderField], errors: list[FieldError]
+) -> str | None:
+    """Return the Message-ID as submitted, adding an error if its syntax is invalid.
+
+    Receivers drop duplicates and thread replies by it, and the API shows
+    it, so an empty or invalid one is rejected rather than delivered.
+    """
+    value = _first_value(fields, "message-id")
+    if value is None or _MESSAGE_ID.fullmatch(value):
+        return value
+    errors.append(
+        FieldError(
+            "Message-ID",
+            ErrorCode.INVALID_VALUE,
+            f"the Message-ID header {quote_value(value)} is not a valid message "
+            "identifier (RFC 5322 section 3.6.4); use '<unique-part@your-domain>', "
+            "or leave the header out and the relay adds one",
+        )
+    )
+    return None
 
 
 def _first_value(fields: Sequence[HeaderField], lowered_name: str) -> str | None:

@@ -217,11 +217,10 @@ def _new_message(
     api_key: ApiKey | None,
 ) -> Message:
     message_id = new_id("msg")
-    message_id_header = raw.message_id or make_message_id_header(
-        message_id, sender.domain
-    )
+    message_id_header = raw.message_id
     added = b""
-    if raw.message_id is None:
+    if message_id_header is None:
+        message_id_header = make_message_id_header(message_id, sender.domain)
         added += f"Message-ID: {message_id_header}\r\n".encode("ascii")
     if not raw.has_date:
         added += f"Date: {email.utils.format_datetime(now)}\r\n".encode("ascii")

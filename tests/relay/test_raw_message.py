@@ -357,6 +357,14 @@ def test_read_other_senders() -> None:
             b"Message-ID: <a@b.example>\r\nMessage-Id: <c@b.example>\r\n" + MESSAGE,
             [("Message-ID", "duplicate")],
         ),
+        (b"Message-ID:\r\n" + MESSAGE, [("Message-ID", "invalid_value")]),
+        (b"Message-ID:  \r\n" + MESSAGE, [("Message-ID", "invalid_value")]),
+        (b"Message-ID: hello world\r\n" + MESSAGE, [("Message-ID", "invalid_value")]),
+        (
+            b"Message-ID: <a b@c.example>\r\n" + MESSAGE,
+            [("Message-ID", "invalid_value")],
+        ),
+        (b"Message-ID: a@c.example\r\n" + MESSAGE, [("Message-ID", "invalid_value")]),
     ],
 )
 def test_read_rejects(data: bytes, expected: list[tuple[str, str]]) -> None:
@@ -518,3 +526,15 @@ def test_address_header_limit_allows_twenty() -> None:
     raw = read_raw_message(data)
 
     assert len(raw.senders) == 20
+
+
+@pytest.mark.parametrize(
+    "message_id",
+    ["<a@b.example>", "<a.b+c@[192.0.2.1]>", "<ü.1@bücher.example>"],
+)
+def test_read_valid_message_id(message_id: str) -> None:
+    data = f"Message-ID:\r\n {message_id}\r\n".encode() + MESSAGE
+
+    raw = read_raw_message(data)
+
+    assert raw.message_id == message_id

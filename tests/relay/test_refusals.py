@@ -759,6 +759,7 @@ async def test_idempotency_conflict_reply(
         ("X-Sendarix-Priority: soon", b"5.6.0 X-Sendarix-Priority: expected"),
         ("Sender: ceo@", b"5.6.0 Sender: "),
         ("Sender: a@acme.example\r\nSender: b@acme.example", b"5.6.0 Sender: "),
+        ("Message-ID:", b"5.6.0 Message-ID: the Message-ID header '' is not a valid"),
     ],
 )
 async def test_invalid_header_reply(
