@@ -29,11 +29,17 @@ import attrs
 from sendarix_core.addresses import (
     AddressError,
     AddressErrorCode,
+    find_header_injection,
     parse_address,
     quote_value,
 )
+from sendarix_core.checks import Errors
 from sendarix_core.errors import FieldError, ValidationError
-from sendarix_core.header_checks import IDEMPOTENCY_KEY_PATTERN, TAG_PATTERN
+from sendarix_core.header_checks import (
+    IDEMPOTENCY_KEY_PATTERN,
+    TAG_PATTERN,
+    check_metadata_value,
+)
 from sendarix_core.model import Address
 from sendarix_core.states import Priority
 from sendarix_core.validation import DEFAULT_LIMITS, ErrorCode, Limits
@@ -621,6 +627,18 @@ class _ControlReader:
 
     def read(self, field: HeaderField) -> None:
         lowered = field.name.lower()
+        try:
+            field.raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            # HeaderField.value would replace the invalid bytes, so the
+            # value stored would differ from the one sent.
+            self._error(
+                field,
+                ErrorCode.INVALID_CHARACTER,
+                f"the {field.name} header is not valid UTF-8 (byte {error.start} of "
+                "the field); send the value as UTF-8",
+            )
+            return
         if lowered == _TAGS:
             self._read_tags(field)
         elif lowered.startswith(_METADATA_PREFIX):
@@ -676,21 +694,25 @@ class _ControlReader:
             )
         elif key in self.metadata:
             self._error(field, ErrorCode.DUPLICATE, f"the metadata key {key!r} repeats")
-        elif len(value) > self.limits.max_metadata_value_length:
-            self._error(
-                field,
-                ErrorCode.TOO_LONG,
-                f"the value is {len(value)} characters long; the maximum is "
-                f"{self.limits.max_metadata_value_length}",
-            )
         elif len(self.metadata) == self.limits.max_metadata_keys:
             self._error(
                 field,
                 ErrorCode.TOO_MANY,
                 f"more than {self.limits.max_metadata_keys} metadata keys were given",
             )
+        elif find_header_injection(value):
+            # check_metadata_value leaves these characters to its callers.
+            self._error(
+                field,
+                ErrorCode.INVALID_CHARACTER,
+                f"{quote_value(value)} contains a control character",
+            )
         else:
-            self.metadata[key] = value
+            checked = check_metadata_value(
+                field.name, value, self.limits, Errors(self.errors)
+            )
+            if checked is not None:
+                self.metadata[key] = checked
 
     def _read_priority(self, field: HeaderField) -> None:
         try:

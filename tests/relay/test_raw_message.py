@@ -357,6 +357,34 @@ def test_read_other_senders() -> None:
             b"Message-ID: <a@b.example>\r\nMessage-Id: <c@b.example>\r\n" + MESSAGE,
             [("Message-ID", "duplicate")],
         ),
+        (
+            b"X-Sendarix-Metadata-K: a\x1b[31mred\x7fz\xc2\x85y\r\n" + MESSAGE,
+            [("X-Sendarix-Metadata-K", "invalid_character")],
+        ),
+        (
+            b"X-Sendarix-Metadata-K: a\xc2\x85b\r\n" + MESSAGE,
+            [("X-Sendarix-Metadata-K", "invalid_character")],
+        ),
+        (
+            b"X-Sendarix-Metadata-K: a\xe2\x80\xa8b\r\n" + MESSAGE,
+            [("X-Sendarix-Metadata-K", "invalid_character")],
+        ),
+        (
+            b"X-Sendarix-Metadata-K: \xff\xfe\r\n" + MESSAGE,
+            [("X-Sendarix-Metadata-K", "invalid_character")],
+        ),
+        (
+            b"X-Sendarix-Tags: a\xff\r\n" + MESSAGE,
+            [("X-Sendarix-Tags", "invalid_character")],
+        ),
+        (
+            b"X-Sendarix-Priority: high\xfe\r\n" + MESSAGE,
+            [("X-Sendarix-Priority", "invalid_character")],
+        ),
+        (
+            b"Idempotency-Key: k\xff\r\n" + MESSAGE,
+            [("Idempotency-Key", "invalid_character")],
+        ),
         (b"Message-ID:\r\n" + MESSAGE, [("Message-ID", "invalid_value")]),
         (b"Message-ID:  \r\n" + MESSAGE, [("Message-ID", "invalid_value")]),
         (b"Message-ID: hello world\r\n" + MESSAGE, [("Message-ID", "invalid_value")]),
