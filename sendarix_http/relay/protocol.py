@@ -90,6 +90,7 @@ class RelaySMTP(SMTP):
             return "454 4.7.0 TLS not available due to temporary reason"
         return await super().handle_exception(error)
 
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
         # aiosmtpd replies "malformed address" to "<>"; give the real reason.
         if arg is not None and _NULL_SENDER.match(arg):
@@ -225,7 +226,15 @@ class RelaySMTP(SMTP):
         )
         self.close_with_reply("421 4.4.2 idle for too long; closing the connection")
 
-    @syntax("STARTTLS", when="tls_context")
+    @property
+    def starttls_available(self) -> bool:
+        """Whether STARTTLS may be sent now: TLS is offered and not yet active."""
+        session_tls = self.session is not None and self.session.ssl is not None
+        return (
+            self.tls_context is not None and not self._implicit_tls and not session_tls
+        )
+
+    @syntax("STARTTLS", when="starttls_available")
     async def smtp_STARTTLS(self, arg: str) -> None:
         # aiosmtpd 1.4.6 replies 220 to a second STARTTLS and 454 to one on
         # the implicit TLS port. RFC 3207 allows STARTTLS only on a session

@@ -731,7 +731,7 @@ async def test_key_revoked_during_session(
 
     assert before[0] == 250
     assert after[0] == 550
-    assert after[1].startswith(b"5.7.8")
+    assert after[1].startswith(b"5.7.8 The API key was revoked. Connect again")
 
 
 async def test_idempotency_conflict_reply(
@@ -931,3 +931,26 @@ async def test_auth_response_too_long(
     assert challenge.startswith(b"334 ")
     assert reply.startswith(b"500 5.5.6 the AUTH response is longer than 1001 octets")
     assert noop.startswith(b"250 ")
+
+
+async def test_help_after_starttls(
+    relay: Relay,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+) -> None:
+    def run() -> tuple[bytes, bytes]:
+        session = RawSession(relay_settings.relay_port, certificate, api_key)
+        commands = session.command(b"HELP")
+        mail = session.command(b"HELP MAIL")
+        session.close()
+        return commands, mail
+
+    commands, mail = await in_thread(run)
+
+    listed = commands.split(b":", 1)[1].split()
+    assert commands.startswith(b"250 ")
+    assert b"MAIL" in listed
+    assert b"DATA" in listed
+    assert b"STARTTLS" not in listed
+    assert mail.startswith(b"250 Syntax: MAIL FROM: <address>")
