@@ -29,17 +29,25 @@ import attrs
 from sendarix_core.addresses import (
     AddressError,
     AddressErrorCode,
+    find_header_injection,
     parse_address,
     quote_value,
 )
+from sendarix_core.checks import Errors
 from sendarix_core.errors import FieldError, ValidationError
-from sendarix_core.header_checks import IDEMPOTENCY_KEY_PATTERN, TAG_PATTERN
+from sendarix_core.header_checks import (
+    IDEMPOTENCY_KEY_PATTERN,
+    TAG_PATTERN,
+    check_metadata_value,
+)
 from sendarix_core.model import Address
 from sendarix_core.states import Priority
 from sendarix_core.validation import DEFAULT_LIMITS, ErrorCode, Limits
 
 __all__ = [
     "DROPPED_HEADERS",
+    "MAX_ADDRESS_HEADER_LENGTH",
+    "MAX_HEADER_MAILBOXES",
     "MAX_LINE_BYTES",
     "HeaderField",
     "HeaderMailbox",
@@ -73,6 +81,20 @@ _FIELD_START = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
 # counted here as bytes, as SMTP counts them.
 # Receiving servers reject longer lines (RFC 5321 section 4.5.3.1.6).
 MAX_LINE_BYTES = 998
+# Limits on the address headers that are parsed (From, Sender, Resent-From,
+# Resent-Sender). The email package's parser takes time that grows faster
+# than the header's length (22 s for 20,000 mailboxes on CPython 3.11), and
+# a transactional message names one sender, or a few authors.
+MAX_ADDRESS_HEADER_LENGTH = 2000
+MAX_HEADER_MAILBOXES = 20
+# A msg-id of RFC 5322 section 3.6.4 without comments: dot-atom-text (with
+# UTF-8, RFC 6532) on the left, dot-atom-text or a no-fold-literal on the
+# right.
+_ID_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+"
+_ID_DOT_ATOM = rf"{_ID_ATOM}(?:\.{_ID_ATOM})*"
+_MESSAGE_ID = re.compile(
+    rf"<{_ID_DOT_ATOM}@(?:{_ID_DOT_ATOM}|\[[\x21-\x5a\x5e-\x7e]*\])>"
+)
 _NOT_SIMPLE_FROM = re.compile(r'[,;:()"\\\[\]]|=\?')
 # Runs of the characters that the API rejects in a subject: those of
 # ``find_header_injection`` (line breaks and NUL) and ``find_control_character``
@@ -271,6 +293,7 @@ def read_raw_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> RawMessage
             kept.append(field.raw)
 
     senders = _read_senders(fields, reader.errors)
+    message_id = _read_message_id(fields, reader.errors)
     other_senders = _read_other_senders(fields, reader.errors)
     _check_single_fields(fields, reader.errors)
     if len(senders) > 1 and not any(m.header == "Sender" for m in other_senders):
@@ -289,7 +312,7 @@ def read_raw_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> RawMessage
         subject=_read_subject(fields),
         senders=senders,
         other_senders=other_senders,
-        message_id=_first_value(fields, "message-id"),
+        message_id=message_id,
         has_date=_first_value(fields, "date") is not None,
         idempotency_key=reader.idempotency_key,
         priority=reader.priority or Priority.NORMAL,
@@ -312,6 +335,29 @@ def _space_before_colon_error(field: HeaderField) -> FieldError:
         "which RFC 5322 section 4.5 forbids senders to write and receivers "
         f"read differently; write '{field.name}:' without the whitespace",
     )
+
+
+def _read_message_id(
+    fields: Sequence[HeaderField], errors: list[FieldError]
+) -> str | None:
+    """Return the Message-ID as submitted, adding an error if its syntax is invalid.
+
+    Receivers drop duplicates and thread replies by it, and the API shows
+    it, so an empty or invalid one is rejected rather than delivered.
+    """
+    value = _first_value(fields, "message-id")
+    if value is None or _MESSAGE_ID.fullmatch(value):
+        return value
+    errors.append(
+        FieldError(
+            "Message-ID",
+            ErrorCode.INVALID_VALUE,
+            f"the Message-ID header {quote_value(value)} is not a valid message "
+            "identifier (RFC 5322 section 3.6.4); use '<unique-part@your-domain>', "
+            "or leave the header out and the relay adds one",
+        )
+    )
+    return None
 
 
 def _first_value(fields: Sequence[HeaderField], lowered_name: str) -> str | None:
@@ -434,6 +480,8 @@ def _read_mailboxes(
     name: str, value: str, errors: list[FieldError]
 ) -> tuple[Address, ...]:
     """Read the mailboxes of the address header ``name``, adding any error."""
+    if not _check_address_header_size(name, value, errors):
+        return ()
     simple = _read_simple_sender(value)
     if simple is not None:
         return (simple,)
@@ -505,6 +553,38 @@ def _read_mailboxes(
     return tuple(addresses)
 
 
+def _check_address_header_size(name: str, value: str, errors: list[FieldError]) -> bool:
+    """Return whether the header is within the limits, else add an error.
+
+    Every mailbox has an "@", so their count is at most the count of "@",
+    which is known before parsing.
+    """
+    if len(value) > MAX_ADDRESS_HEADER_LENGTH:
+        errors.append(
+            FieldError(
+                name,
+                ErrorCode.TOO_LONG,
+                f"the {name} header is {len(value)} characters long; the relay "
+                f"accepts at most {MAX_ADDRESS_HEADER_LENGTH} in an address "
+                "header, so name only the mailboxes that sent the message",
+            )
+        )
+        return False
+    at_signs = value.count("@")
+    if at_signs > MAX_HEADER_MAILBOXES:
+        errors.append(
+            FieldError(
+                name,
+                ErrorCode.TOO_MANY,
+                f"the {name} header names {at_signs} addresses; the relay "
+                f"accepts at most {MAX_HEADER_MAILBOXES}, so name only the "
+                "mailboxes that sent the message",
+            )
+        )
+        return False
+    return True
+
+
 def _drops_text(header: Any) -> bool:
     """Return whether the email package left part of an address header out.
 
@@ -547,6 +627,18 @@ class _ControlReader:
 
     def read(self, field: HeaderField) -> None:
         lowered = field.name.lower()
+        try:
+            field.raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            # HeaderField.value would replace the invalid bytes, so the
+            # value stored would differ from the one sent.
+            self._error(
+                field,
+                ErrorCode.INVALID_CHARACTER,
+                f"the {field.name} header is not valid UTF-8 (byte {error.start} of "
+                "the field); send the value as UTF-8",
+            )
+            return
         if lowered == _TAGS:
             self._read_tags(field)
         elif lowered.startswith(_METADATA_PREFIX):
@@ -602,21 +694,25 @@ class _ControlReader:
             )
         elif key in self.metadata:
             self._error(field, ErrorCode.DUPLICATE, f"the metadata key {key!r} repeats")
-        elif len(value) > self.limits.max_metadata_value_length:
-            self._error(
-                field,
-                ErrorCode.TOO_LONG,
-                f"the value is {len(value)} characters long; the maximum is "
-                f"{self.limits.max_metadata_value_length}",
-            )
         elif len(self.metadata) == self.limits.max_metadata_keys:
             self._error(
                 field,
                 ErrorCode.TOO_MANY,
                 f"more than {self.limits.max_metadata_keys} metadata keys were given",
             )
+        elif find_header_injection(value):
+            # check_metadata_value leaves these characters to its callers.
+            self._error(
+                field,
+                ErrorCode.INVALID_CHARACTER,
+                f"{quote_value(value)} contains a control character",
+            )
         else:
-            self.metadata[key] = value
+            checked = check_metadata_value(
+                field.name, value, self.limits, Errors(self.errors)
+            )
+            if checked is not None:
+                self.metadata[key] = checked
 
     def _read_priority(self, field: HeaderField) -> None:
         try:

@@ -15,9 +15,8 @@ An idempotency key applies to the whole transaction: the same key with the
 same envelope and bytes within 24 hours queues nothing and returns the
 original message ids; with another envelope or other bytes it is a
 conflict. One submission, the anchor, stores the key itself, and the others
-store ``"<key> <recipient>"``. The anchor commits first, so a conflict
-stores nothing, and a retry after a failure between the two commits finds
-the anchor and queues only the recipients that are missing.
+store ``relay_recipient_key(key, recipient)``. All of them commit in one
+transaction, so a conflict on any of them stores nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +31,11 @@ import attrs
 from sendarix_backends.raw_message import HeaderMailbox, RawMessage, read_raw_message
 from sendarix_core.addresses import AddressError, parse_address
 from sendarix_core.errors import FieldError, ValidationError
-from sendarix_core.idempotency import IdempotencyRecord, request_fingerprint
+from sendarix_core.idempotency import (
+    IdempotencyRecord,
+    relay_recipient_key,
+    request_fingerprint,
+)
 from sendarix_core.keys import ApiKey, Environment
 from sendarix_core.lifecycle import create
 from sendarix_core.mime import make_message_id_header
@@ -105,9 +108,11 @@ def prepare_raw_batch(
         record = None
         if raw.idempotency_key is not None:
             key = raw.idempotency_key
+            if index != anchor:
+                key = relay_recipient_key(key, recipient.email)
             record = IdempotencyRecord(
                 api_key_id=idempotency_owner,
-                key=key if index == anchor else f"{key} {recipient.email}",
+                key=key,
                 fingerprint=fingerprint,
                 status_code=250,
                 response=accepted_response(message),
@@ -134,28 +139,14 @@ async def submit_raw_batch(
     """Store a batch; return one outcome per submission, in order.
 
     A single submission goes through ``submit_one``, which shares a group
-    commit with concurrent submissions. Several go through ``submit_all`` in
-    one commit of their own, so a failure stores none of them. With an
-    idempotency key the anchor commits alone first, and a conflict on it
-    returns only its outcome, with nothing stored.
+    commit with concurrent submissions. Several go through ``submit_all``,
+    which must store all of them in one transaction, or none when one of
+    their idempotency keys conflicts.
     """
     submissions = batch.submissions
-    if batch.idempotency_key is None:
-        if len(submissions) == 1:
-            return [await submit_one(submissions[0])]
-        return list(await submit_all(submissions))
-
-    first = await submit_one(submissions[batch.anchor])
-    if first.conflict:
-        return [first]
-    others = [
-        submission
-        for index, submission in enumerate(submissions)
-        if index != batch.anchor
-    ]
-    outcomes = list(await submit_all(others)) if others else []
-    outcomes.insert(batch.anchor, first)
-    return outcomes
+    if len(submissions) == 1:
+        return [await submit_one(submissions[0])]
+    return list(await submit_all(submissions))
 
 
 def _parse_envelope(
@@ -226,11 +217,10 @@ def _new_message(
     api_key: ApiKey | None,
 ) -> Message:
     message_id = new_id("msg")
-    message_id_header = raw.message_id or make_message_id_header(
-        message_id, sender.domain
-    )
+    message_id_header = raw.message_id
     added = b""
-    if raw.message_id is None:
+    if message_id_header is None:
+        message_id_header = make_message_id_header(message_id, sender.domain)
         added += f"Message-ID: {message_id_header}\r\n".encode("ascii")
     if not raw.has_date:
         added += f"Date: {email.utils.format_datetime(now)}\r\n".encode("ascii")

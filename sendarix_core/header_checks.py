@@ -63,6 +63,7 @@ __all__ = [
     "check_headers",
     "check_list_unsubscribe",
     "check_metadata",
+    "check_metadata_value",
     "check_tags",
     "validate_idempotency_key",
 ]
@@ -279,7 +280,7 @@ def check_metadata(value: object, limits: Limits, errors: Errors) -> dict[str, s
         if not name:
             errors.add(field, ErrorCode.INVALID_VALUE, "metadata keys can't be empty")
             continue
-        text = _check_metadata_value(field, item, limits, errors)
+        text = check_metadata_value(field, item, limits, errors)
         valid_key = _check_metadata_key(field, name, limits, errors)
         if text is not None and valid_key:
             metadata[name] = text
@@ -297,7 +298,7 @@ def _check_metadata_key(field: str, key: str, limits: Limits, errors: Errors) ->
     return check_length(field, key, limits.max_metadata_key_length, errors)
 
 
-def _check_metadata_value(
+def check_metadata_value(
     field: str, value: object, limits: Limits, errors: Errors
 ) -> str | None:
     if not isinstance(value, str):

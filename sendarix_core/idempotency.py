@@ -4,8 +4,16 @@ Within 24 hours, a request with a key already used by the same API key returns
 the original response and queues nothing. The same key with a different body
 is a conflict. After the window the key may be used again.
 
-A batch's ``Idempotency-Key`` and the keys of single messages, which batch
-items share, are separate namespaces, so one string may be used as both.
+Each API key's keys are stored in three namespaces. A valid key contains
+no space, so no stored key belongs to two of them:
+
+- a single message's key (also a batch item's, or an SMTP transaction's
+  for one of its recipients): the key itself;
+- a batch's ``Idempotency-Key``: ``"batch <key>"``;
+- an SMTP transaction's key for each of its other recipients:
+  ``"smtp <key> <recipient>"``.
+
+So one string may be used both as a batch key and as a message key.
 """
 
 from __future__ import annotations
@@ -22,9 +30,11 @@ import attrs
 __all__ = [
     "BATCH_KEY_PREFIX",
     "IDEMPOTENCY_WINDOW",
+    "RELAY_RECIPIENT_KEY_PREFIX",
     "IdempotencyDecision",
     "IdempotencyRecord",
     "decide_idempotency",
+    "relay_recipient_key",
     "request_fingerprint",
     "without_null_fields",
 ]
@@ -34,6 +44,10 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # Batch keys are stored as this prefix plus the key, next to message keys.
 # A valid key contains no space, so a stored batch key never equals one.
 BATCH_KEY_PREFIX = "batch "
+
+# Prefix of the keys stored for the recipients of an SMTP transaction other
+# than the one that stores the key itself.
+RELAY_RECIPIENT_KEY_PREFIX = "smtp "
 
 
 class IdempotencyDecision(StrEnum):
@@ -52,6 +66,11 @@ class IdempotencyRecord:
     status_code: int
     response: Mapping[str, Any]
     created_at: datetime
+
+
+def relay_recipient_key(key: str, recipient: str) -> str:
+    """Return the stored key of one recipient of an SMTP transaction."""
+    return f"{RELAY_RECIPIENT_KEY_PREFIX}{key} {recipient}"
 
 
 def request_fingerprint(body: Mapping[str, Any]) -> str:

@@ -93,7 +93,7 @@ class RelayHandler:
                     "client": client_address(server),
                 },
             )
-            return f"550 5.7.8 {error}; connect again with a valid key"
+            return _key_rejected_reply(error)
         credential.api_key = key
         if key.sender_domains and sender.domain not in key.sender_domains:
             allowed = ", ".join(key.sender_domains)
@@ -196,6 +196,16 @@ def _credential(session: Session) -> RelayCredential:
     if not isinstance(credential, RelayCredential):
         raise TypeError(f"the session has no relay credential: {credential!r}")
     return credential
+
+
+def _key_rejected_reply(error: Exception) -> str:
+    # The error's own advice ("create a new key") is for HTTP clients; an
+    # SMTP client needs a new session as well.
+    reason = str(error).split(";", 1)[0]
+    return (
+        f"550 5.7.8 {reason[:1].upper()}{reason[1:]}. Connect again and "
+        "authenticate with a valid API key that has the messages:send scope."
+    )
 
 
 def _needs_smtputf8(path: str, envelope: Envelope) -> bool:

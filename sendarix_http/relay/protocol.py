@@ -9,14 +9,16 @@ line breaks, so they can't split the message on a server further along.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import functools
 import ipaddress
 import logging
 import re
+from base64 import b64decode, b64encode
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any, AnyStr, cast
 
-from aiosmtpd.smtp import SMTP, Session, TLSSetupException, syntax
+from aiosmtpd.smtp import MISSING, SMTP, Session, TLSSetupException, _Missing, syntax
 
 from sendarix_http.relay.auth import client_address
 
@@ -57,6 +59,15 @@ class RelaySMTP(SMTP):
         self._implicit_tls = implicit_tls
         self._allow_plaintext_loopback = allow_plaintext_loopback
         self._commands_left = max_commands
+        # True while the client sends the data after DATA.
+        self._receiving_data = False
+        # True from the end of the data until the reply to it is written.
+        self._storing = False
+        # A 421 held back until the reply to the data is sent, so that no
+        # client retries a message that was stored.
+        self._deferred_close: str | None = None
+        self._reply_sent = asyncio.Event()
+        self._reply_sent.set()
         # NOTE: _smtp_methods and _auth_require_tls are private to aiosmtpd
         # (checked against 1.4.6); the relay tests cover both uses.
         self._smtp_methods = {
@@ -79,6 +90,7 @@ class RelaySMTP(SMTP):
             return "454 4.7.0 TLS not available due to temporary reason"
         return await super().handle_exception(error)
 
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
         # aiosmtpd replies "malformed address" to "<>"; give the real reason.
         if arg is not None and _NULL_SENDER.match(arg):
@@ -91,18 +103,120 @@ class RelaySMTP(SMTP):
             return
         await super().smtp_MAIL(_without_auth_parameter(arg))
 
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        self._receiving_data = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._receiving_data = False
+
+    def data_received(self, data: bytes) -> None:
+        # aiosmtpd 1.4.6 restarts the idle timer only when a command
+        # arrives, so a client sending a long message line by line would
+        # time out in the middle of it.
+        if self._receiving_data and not self._storing:
+            self._reset_timeout()
+        super().data_received(data)
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        if command != "DATA":
+            return await super()._call_handler_hook(command, *args)
+        # The client waits for the reply now, so it is not idle. A 421
+        # during the commit would make it retry a message that may be
+        # stored, and deliver it twice.
+        self._storing = True
+        self._reply_sent.clear()
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        return await super()._call_handler_hook(command, *args)
+
+    async def push(self, status: AnyStr) -> None:
+        if not self._storing:
+            await super().push(status)
+            return
+        # The reply to the data: the idle timer starts again, and a close
+        # requested meanwhile follows it.
+        self._storing = False
+        try:
+            self._reset_timeout()
+            await super().push(status)
+        finally:
+            self._reply_sent.set()
+        if self._deferred_close is not None:
+            self.close_with_reply(self._deferred_close)
+
+    async def challenge_auth(
+        self,
+        challenge: str | bytes,
+        encode_to_b64: bool = True,
+        log_client_response: bool = False,
+    ) -> _Missing | bytes:
+        """Send ``334 challenge`` and return the client's decoded response.
+
+        aiosmtpd 1.4.6 reads the response with ``StreamReader.readline``,
+        which raises on a line over the reader's limit and leaves the rest
+        of the line to be read as the next command. This reads past such a
+        line and replies 500 instead. ``log_client_response`` is ignored,
+        because the response contains the credential.
+        """
+        if isinstance(challenge, str):
+            challenge = challenge.encode()
+        await self.push(
+            b"334 " + (b64encode(challenge) if encode_to_b64 else challenge)
+        )
+        line = await self._read_line()
+        if line is None:
+            await self.push(
+                f"500 5.5.6 the AUTH response is longer than {self.line_length_limit} "
+                "octets; send a shorter one"
+            )
+            return MISSING
+        blob = line.strip()
+        if blob == b"*":
+            await self.push("501 5.7.0 AUTH cancelled by the client")
+            return MISSING
+        try:
+            return b64decode(blob, validate=True)
+        except binascii.Error:
+            await self.push("501 5.5.2 the AUTH response is not valid base64")
+            return MISSING
+
+    async def _read_line(self) -> bytes | None:
+        """Read one line, or read past it and return None if it is too long."""
+        try:
+            return await self._reader.readuntil()
+        except asyncio.LimitOverrunError as error:
+            await self._reader.read(error.consumed)
+        while True:
+            try:
+                await self._reader.readuntil()
+            except asyncio.LimitOverrunError as error:
+                await self._reader.read(error.consumed)
+            else:
+                return None
+
     def close_with_reply(self, reply: str) -> None:
         """Send ``reply``, a 421, and close the connection.
 
         RFC 5321 sections 3.8 and 4.5.3.2 have a server that ends a session
-        on its own send 421 first, so the client knows to retry.
+        on its own send 421 first, so the client knows to retry. While a
+        message is being stored, the 421 waits for the reply to its data,
+        which shows the client whether the message was stored.
         """
+        if self._storing:
+            self._deferred_close = reply
+            return
         # A stream transport; uvloop's does not subclass asyncio's classes.
         transport = cast(asyncio.Transport | None, self.transport)
         if transport is None or transport.is_closing():
             return
         transport.write(reply.encode("ascii") + b"\r\n")
         transport.close()
+
+    async def wait_reply_sent(self) -> None:
+        """Wait until a message being stored has got its reply."""
+        await self._reply_sent.wait()
 
     def _timeout_cb(self) -> None:
         # aiosmtpd 1.4.6 closes an idle session without a reply.
@@ -112,7 +226,15 @@ class RelaySMTP(SMTP):
         )
         self.close_with_reply("421 4.4.2 idle for too long; closing the connection")
 
-    @syntax("STARTTLS", when="tls_context")
+    @property
+    def starttls_available(self) -> bool:
+        """Whether STARTTLS may be sent now: TLS is offered and not yet active."""
+        session_tls = self.session is not None and self.session.ssl is not None
+        return (
+            self.tls_context is not None and not self._implicit_tls and not session_tls
+        )
+
+    @syntax("STARTTLS", when="starttls_available")
     async def smtp_STARTTLS(self, arg: str) -> None:
         # aiosmtpd 1.4.6 replies 220 to a second STARTTLS and 454 to one on
         # the implicit TLS port. RFC 3207 allows STARTTLS only on a session
@@ -169,6 +291,10 @@ class RelaySMTP(SMTP):
             and _is_loopback(self.session.peer)
         ):
             self._auth_require_tls = False
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._reply_sent.set()
+        super().connection_lost(error)
 
     def _counted(self, method: Command) -> Command:
         @functools.wraps(method)

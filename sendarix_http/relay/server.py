@@ -90,6 +90,10 @@ class Relay:
             session.close_with_reply(
                 "421 4.3.2 the server is shutting down; try again later"
             )
+        # A session storing a message closes after its reply, so the engine
+        # must stay open until then.
+        for session in sessions:
+            await session.wait_reply_sent()
         for server in servers:
             await server.wait_closed()
         if servers:

@@ -24,6 +24,7 @@ from sendarix_core.addresses import (
 from sendarix_core.errors import ValidationError
 from sendarix_core.model import Address
 from sendarix_core.states import Priority
+from tests.relay.conftest import SENDER, message_bytes
 
 MESSAGE = (
     b"From: Ada <ada@acme.example>\r\n"
@@ -356,6 +357,42 @@ def test_read_other_senders() -> None:
             b"Message-ID: <a@b.example>\r\nMessage-Id: <c@b.example>\r\n" + MESSAGE,
             [("Message-ID", "duplicate")],
         ),
+        (
+            b"X-Sendarix-Metadata-K: a\x1b[31mred\x7fz\xc2\x85y\r\n" + MESSAGE,
+            [("X-Sendarix-Metadata-K", "invalid_character")],
+        ),
+        (
+            b"X-Sendarix-Metadata-K: a\xc2\x85b\r\n" + MESSAGE,
+            [("X-Sendarix-Metadata-K", "invalid_character")],
+        ),
+        (
+            b"X-Sendarix-Metadata-K: a\xe2\x80\xa8b\r\n" + MESSAGE,
+            [("X-Sendarix-Metadata-K", "invalid_character")],
+        ),
+        (
+            b"X-Sendarix-Metadata-K: \xff\xfe\r\n" + MESSAGE,
+            [("X-Sendarix-Metadata-K", "invalid_character")],
+        ),
+        (
+            b"X-Sendarix-Tags: a\xff\r\n" + MESSAGE,
+            [("X-Sendarix-Tags", "invalid_character")],
+        ),
+        (
+            b"X-Sendarix-Priority: high\xfe\r\n" + MESSAGE,
+            [("X-Sendarix-Priority", "invalid_character")],
+        ),
+        (
+            b"Idempotency-Key: k\xff\r\n" + MESSAGE,
+            [("Idempotency-Key", "invalid_character")],
+        ),
+        (b"Message-ID:\r\n" + MESSAGE, [("Message-ID", "invalid_value")]),
+        (b"Message-ID:  \r\n" + MESSAGE, [("Message-ID", "invalid_value")]),
+        (b"Message-ID: hello world\r\n" + MESSAGE, [("Message-ID", "invalid_value")]),
+        (
+            b"Message-ID: <a b@c.example>\r\n" + MESSAGE,
+            [("Message-ID", "invalid_value")],
+        ),
+        (b"Message-ID: a@c.example\r\n" + MESSAGE, [("Message-ID", "invalid_value")]),
     ],
 )
 def test_read_rejects(data: bytes, expected: list[tuple[str, str]]) -> None:
@@ -493,3 +530,39 @@ def test_line_ending_headers_named() -> None:
 def test_read_headers_without_body() -> None:
     raw = read_raw_message(b"From: a@acme.example\r\nSubject: s\r\n")
     assert raw.subject == "s"
+
+
+@pytest.mark.parametrize("header", ["From", "Sender", "Resent-From"])
+def test_address_header_mailbox_limit(header: str) -> None:
+    mailboxes = ", ".join(f"u{index}@acme.example" for index in range(21))
+    data = message_bytes(headers=f"{header}: {mailboxes}\r\n")
+    if header == "From":
+        data = message_bytes(sender=mailboxes, headers=f"Sender: {SENDER}\r\n")
+
+    with pytest.raises(ValidationError) as caught:
+        read_raw_message(data)
+
+    [error] = [item for item in caught.value.errors if item.code == "too_many"]
+    assert error.field == header
+    assert "names 21 addresses; the relay accepts at most 20" in error.message
+
+
+def test_address_header_limit_allows_twenty() -> None:
+    mailboxes = ", ".join(f"u{index}@acme.example" for index in range(20))
+    data = message_bytes(sender=mailboxes, headers=f"Sender: {SENDER}\r\n")
+
+    raw = read_raw_message(data)
+
+    assert len(raw.senders) == 20
+
+
+@pytest.mark.parametrize(
+    "message_id",
+    ["<a@b.example>", "<a.b+c@[192.0.2.1]>", "<ü.1@bücher.example>"],
+)
+def test_read_valid_message_id(message_id: str) -> None:
+    data = f"Message-ID:\r\n {message_id}\r\n".encode() + MESSAGE
+
+    raw = read_raw_message(data)
+
+    assert raw.message_id == message_id

@@ -30,6 +30,7 @@ from tests.relay.conftest import (
     message_bytes,
     submit,
 )
+from tests.relay.test_protocol_safety import RawSession
 from tests.support.certificates import TestCertificate
 from tests.support.dns_server import DnsServer
 from tests.support.server_process import free_port
@@ -730,7 +731,7 @@ async def test_key_revoked_during_session(
 
     assert before[0] == 250
     assert after[0] == 550
-    assert after[1].startswith(b"5.7.8")
+    assert after[1].startswith(b"5.7.8 The API key was revoked. Connect again")
 
 
 async def test_idempotency_conflict_reply(
@@ -758,6 +759,7 @@ async def test_idempotency_conflict_reply(
         ("X-Sendarix-Priority: soon", b"5.6.0 X-Sendarix-Priority: expected"),
         ("Sender: ceo@", b"5.6.0 Sender: "),
         ("Sender: a@acme.example\r\nSender: b@acme.example", b"5.6.0 Sender: "),
+        ("Message-ID:", b"5.6.0 Message-ID: the Message-ID header '' is not a valid"),
     ],
 )
 async def test_invalid_header_reply(
@@ -883,3 +885,72 @@ async def test_credentials_not_logged(
     assert api_key not in caplog.text
     assert plain not in caplog.text
     assert login not in caplog.text
+
+
+async def test_large_from_header_refused(
+    relay: Relay,
+    engine: Engine,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+) -> None:
+    # 20,000 mailboxes, about 400 KB: parsing them would stall the relay
+    # for seconds.
+    mailboxes = ",\r\n ".join(f"u{index}@acme.example" for index in range(20_000))
+    data = message_bytes(sender=mailboxes, headers=f"Sender: {SENDER}\r\n")
+    async with custom_relay(
+        engine, relay_settings, certificate, relay_max_message_bytes=1_000_000
+    ) as settings:
+        code, reply = await submit(settings, certificate, api_key, data)
+
+    assert code == 550
+    assert reply.startswith(b"5.6.0 From: the From header is ")
+    assert b"at most 2000 in an address header" in reply
+    assert (await engine.list_messages(MessageQuery())).items == []
+
+
+@pytest.mark.parametrize("length", [3000, 65_000])
+@pytest.mark.parametrize("mechanism", [b"AUTH LOGIN", b"AUTH PLAIN"])
+async def test_auth_response_too_long(
+    relay: Relay,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    mechanism: bytes,
+    length: int,
+) -> None:
+    def run() -> tuple[bytes, bytes, bytes]:
+        session = RawSession(relay_settings.relay_port, certificate, None)
+        challenge = session.command(mechanism)
+        reply = session.command(b"A" * length)
+        noop = session.command(b"NOOP")
+        session.close()
+        return challenge, reply, noop
+
+    challenge, reply, noop = await in_thread(run)
+
+    assert challenge.startswith(b"334 ")
+    assert reply.startswith(b"500 5.5.6 the AUTH response is longer than 1001 octets")
+    assert noop.startswith(b"250 ")
+
+
+async def test_help_after_starttls(
+    relay: Relay,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+) -> None:
+    def run() -> tuple[bytes, bytes]:
+        session = RawSession(relay_settings.relay_port, certificate, api_key)
+        commands = session.command(b"HELP")
+        mail = session.command(b"HELP MAIL")
+        session.close()
+        return commands, mail
+
+    commands, mail = await in_thread(run)
+
+    listed = commands.split(b":", 1)[1].split()
+    assert commands.startswith(b"250 ")
+    assert b"MAIL" in listed
+    assert b"DATA" in listed
+    assert b"STARTTLS" not in listed
+    assert mail.startswith(b"250 Syntax: MAIL FROM: <address>")

@@ -331,16 +331,65 @@ async def test_submit_batch_one_commit() -> None:
     assert len(outcomes) == 3
 
 
-async def test_submit_batch_anchor_first() -> None:
+async def test_submit_batch_with_key_one_commit() -> None:
     store = RecordingStore()
     outcomes = await submit_raw_batch(
         raw_batch("Idempotency-Key: k1\r\n"),
         submit_one=store.submit_one,
         submit_all=store.submit_all,
     )
-    # bob@ sorts first, so its submission carries the key itself.
-    assert store.commits == [[RECIPIENT], [OTHER, f"zed@{DOMAIN}"]]
+    assert store.commits == [[OTHER, RECIPIENT, f"zed@{DOMAIN}"]]
     recipients = [
         outcome.message.recipient.email for outcome in outcomes if outcome.message
     ]
     assert recipients == [OTHER, RECIPIENT, f"zed@{DOMAIN}"]
+
+
+def test_raw_batch_record_keys() -> None:
+    batch = raw_batch("Idempotency-Key: k1\r\n")
+
+    keys = [
+        submission.idempotency.key
+        for submission in batch.submissions
+        if submission.idempotency is not None
+    ]
+    # bob@ sorts first, so its submission stores the key itself.
+    assert keys == [f"smtp k1 {OTHER}", "k1", f"smtp k1 zed@{DOMAIN}"]
+
+
+async def test_send_raw_key_batch_no_collision(engine: Engine) -> None:
+    item = {"from": SENDER, "recipient": OTHER, "subject": "s", "text": "t"}
+    body = {"messages": [item]}
+    await engine.send_batch(body, idempotency_key=OTHER)
+    data = message_bytes(headers="Idempotency-Key: batch\r\n")
+
+    results = await engine.send_raw(
+        data, mail_from=SENDER, recipients=[RECIPIENT, OTHER]
+    )
+
+    assert [result.replayed for result in results] == [False, False]
+    assert await stored_count(engine) == 3
+
+
+async def test_send_raw_conflict_stores_nothing(engine: Engine) -> None:
+    headers = "Idempotency-Key: order-7\r\n"
+    earlier = prepare_raw_batch(
+        message_bytes(headers=headers, body="Earlier body\r\n"),
+        mail_from=SENDER,
+        recipients=[RECIPIENT, OTHER],
+        now=engine.clock.now(),
+        new_id=engine.new_id,
+        api_key=None,
+        idempotency_owner="library",
+    )
+    # Only the record of the second recipient exists, so the first one's
+    # key is free and the conflict comes from the second.
+    await engine.store.create_messages([earlier.submissions[1]], engine.clock.now())
+
+    with pytest.raises(IdempotencyConflictError):
+        await engine.send_raw(
+            message_bytes(headers=headers),
+            mail_from=SENDER,
+            recipients=[RECIPIENT, OTHER],
+        )
+    assert await stored_count(engine) == 1
