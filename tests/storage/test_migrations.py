@@ -150,6 +150,38 @@ def test_batch_keys_move_to_own_namespace(unmigrated_url: str) -> None:
     assert keys == {"batch k1", "k2"}
 
 
+def test_relay_recipient_keys_move_to_own_namespace(unmigrated_url: str) -> None:
+    upgrade(unmigrated_url, "0009_webhook_subscriptions")
+    rows = [
+        ("order-7", 250, {"message_id": "msg_1", "status": "queued"}),
+        ("order-7 bob@example.com", 250, {"message_id": "msg_2", "status": "queued"}),
+        ("batch k1", 202, {"data": [{"message_id": "msg_3", "status": "queued"}]}),
+        ("k2", 202, {"message_id": "msg_4", "status": "queued"}),
+    ]
+    engine = make_engine(unmigrated_url, pool_size=1)
+    try:
+        with engine.begin() as connection:
+            for key, status_code, response in rows:
+                connection.execute(
+                    idempotency_keys.insert().values(
+                        api_key_id="key_1",
+                        key=key,
+                        fingerprint="f",
+                        status_code=status_code,
+                        response=response,
+                        created_at=datetime(2026, 12, 6, tzinfo=UTC),
+                    )
+                )
+
+        upgrade(unmigrated_url)
+
+        with engine.connect() as connection:
+            keys = set(connection.execute(sa.select(idempotency_keys.c.key)).scalars())
+    finally:
+        engine.dispose()
+    assert keys == {"order-7", "smtp order-7 bob@example.com", "batch k1", "k2"}
+
+
 def test_previous_secret_moves_to_list(unmigrated_url: str) -> None:
     url = unmigrated_url
     upgrade(url, "0005_analytics_test_mode")
