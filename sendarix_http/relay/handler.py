@@ -94,6 +94,16 @@ class RelayHandler:
                 },
             )
             return _key_rejected_reply(error)
+        except StorageError:
+            logger.exception(
+                "relay key lookup failed on storage",
+                extra={
+                    "action": "relay_key_lookup_failed",
+                    "api_key_id": credential.key_id,
+                    "client": client_address(server),
+                },
+            )
+            return "451 4.3.0 the API key could not be checked; try again later"
         credential.api_key = key
         if key.sender_domains and sender.domain not in key.sender_domains:
             allowed = ", ".join(key.sender_domains)

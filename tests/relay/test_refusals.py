@@ -16,6 +16,7 @@ import pytest
 
 from sendarix_backends.engine import Engine
 from sendarix_backends.settings import Settings
+from sendarix_core.errors import StorageError
 from sendarix_core.keys import Scope
 from sendarix_core.ports import MessageQuery
 from sendarix_http.relay import Relay
@@ -732,6 +733,35 @@ async def test_key_revoked_during_session(
     assert before[0] == 250
     assert after[0] == 550
     assert after[1].startswith(b"5.7.8 The API key was revoked. Connect again")
+
+
+async def test_key_lookup_storage_failure(
+    relay: Relay,
+    engine: Engine,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = await in_thread(partial(connect, relay_settings, certificate, api_key))
+    try:
+
+        async def unavailable(secret: str) -> object:
+            raise StorageError("database is locked")
+
+        # The database fails after AUTH, at the lookup MAIL repeats.
+        monkeypatch.setattr(engine, "authenticate_and_count", unavailable)
+        with caplog.at_level(logging.ERROR):
+            code, reply = await in_thread(partial(client.mail, SENDER))
+    finally:
+        await in_thread(client.close)
+
+    assert code == 451
+    assert reply.startswith(b"4.3.0 the API key could not be checked")
+    actions = [getattr(record, "action", None) for record in caplog.records]
+    assert "relay_key_lookup_failed" in actions
+    assert "relay_session_error" not in actions
 
 
 async def test_idempotency_conflict_reply(
