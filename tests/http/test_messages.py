@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from datetime import timedelta
 
 import anyio
@@ -14,6 +15,7 @@ import pytest
 from sendarix_backends.engine import Engine
 from sendarix_core.clock import ManualClock
 from sendarix_core.keys import Scope
+from sendarix_http import http_io
 from tests.http.conftest import key_with_scopes, message_body
 
 pytestmark = pytest.mark.anyio
@@ -265,6 +267,33 @@ async def test_repeated_json_key_400(
     assert detail["code"] == "duplicate"
     assert repr(field.rsplit(".", 1)[-1]) in detail["message"]
     assert not (await client.get("/v1/messages")).json()["data"]
+
+
+async def test_large_body_parsed_off_loop(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[str] = []
+    check = http_io.find_repeated_key
+
+    def recording_check(raw: bytes, document: object) -> tuple[str, str] | None:
+        threads.append(threading.current_thread().name)
+        return check(raw, document)
+
+    monkeypatch.setattr(http_io, "find_repeated_key", recording_check)
+    filler = "x" * http_io.THREAD_PARSE_BYTES
+    content = (
+        b'{"recipient": "u@example.com", "metadata": {"k": "1", "k": "2"}, '
+        b'"html": "' + filler.encode() + b'", ' + _OTHER_FIELDS + b"}"
+    )
+
+    response = await client.post(
+        "/v1/messages", content=content, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["errors"][0]["field"] == "metadata.k"
+    assert threads
+    assert threads[0] != threading.main_thread().name
 
 
 async def test_repeated_batch_mode_400(client: httpx.AsyncClient) -> None:
