@@ -105,6 +105,25 @@ json_values = st.recursive(
 )
 
 
+# Template data as a valid request carries it: stored text may not contain
+# NUL, which PostgreSQL can't hold.
+_STORED_TEXT_CHARACTERS = st.characters(exclude_characters="\0")
+stored_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(_STORED_TEXT_CHARACTERS),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(_STORED_TEXT_CHARACTERS, max_size=10), children, max_size=4
+        )
+    ),
+    max_leaves=20,
+)
+
+
 # Surrogates can't be encoded as UTF-8, and email text may not contain NUL.
 _BODY_CHARACTERS = st.characters(exclude_categories=("Cs",), exclude_characters="\0")
 
@@ -119,7 +138,11 @@ def send_bodies(draw: st.DrawFn, now: datetime) -> dict[str, Any]:
     if draw(st.booleans()):
         body["template"] = draw(st.text("abcdefghij-", min_size=1, max_size=10))
         body["template_data"] = draw(
-            st.dictionaries(st.text(max_size=10), json_values, max_size=3)
+            st.dictionaries(
+                st.text(_STORED_TEXT_CHARACTERS, max_size=10),
+                stored_json_values,
+                max_size=3,
+            )
         )
     else:
         body["subject"] = draw(header_text.filter(lambda text: text.strip() != ""))
