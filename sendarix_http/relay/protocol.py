@@ -183,11 +183,16 @@ class RelaySMTP(SMTP):
             return MISSING
 
     async def _read_line(self) -> bytes | None:
-        """Read one line, or read past it and return None if it is too long."""
+        """Read one line, or read past it and return None if it is longer
+        than ``line_length_limit`` octets with its line ending."""
         try:
-            return await self._reader.readuntil()
+            line = await self._reader.readuntil()
         except asyncio.LimitOverrunError as error:
             await self._reader.read(error.consumed)
+        else:
+            # readuntil raises only when the separator starts after the
+            # limit, so it returns lines of up to limit + 1 octets.
+            return None if len(line) > self.line_length_limit else line
         while True:
             try:
                 await self._reader.readuntil()

@@ -963,6 +963,29 @@ async def test_auth_response_too_long(
     assert noop.startswith(b"250 ")
 
 
+@pytest.mark.parametrize("mechanism", [b"AUTH LOGIN", b"AUTH PLAIN"])
+async def test_auth_response_line_limit(
+    relay: Relay,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    mechanism: bytes,
+) -> None:
+    def run() -> tuple[bytes, bytes]:
+        session = RawSession(relay_settings.relay_port, certificate, None)
+        session.command(mechanism)
+        # 999 octets and CRLF make 1,001 octets, the maximum.
+        longest = session.command(b"A" * 999)
+        session.command(mechanism)
+        too_long = session.command(b"A" * 1000)
+        session.close()
+        return longest, too_long
+
+    longest, too_long = await in_thread(run)
+
+    assert longest.startswith(b"501 5.5.2 ")
+    assert too_long.startswith(b"500 5.5.6 the AUTH response is longer than 1001")
+
+
 async def test_help_after_starttls(
     relay: Relay,
     relay_settings: Settings,
