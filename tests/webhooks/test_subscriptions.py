@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sendarix_backends.engine import Engine
 from sendarix_backends.events.services import EventServices
 from sendarix_backends.sql import webhooks
-from sendarix_backends.webhooks.model import EndpointChanges
+from sendarix_backends.webhooks.model import EndpointChanges, WebhookEndpoint
 from sendarix_backends.webhooks.schedule import DEFAULT_WEBHOOK_POLICY
 from sendarix_core.clock import ManualClock
 from sendarix_core.states import EventType
@@ -110,9 +110,11 @@ async def test_old_subscription_changes_dropped(
     assert period.enabled is False
 
 
-async def test_disabling_for_failures_keeps_earlier_events(
+async def failing_endpoint(
     engine: Engine, services: EventServices, clock: ManualClock
-) -> None:
+) -> WebhookEndpoint:
+    """Create an endpoint that has failed for ``disable_after``, with one
+    delivery due whose failure disables it."""
     endpoint = await services.webhooks.create(
         f"http://127.0.0.1:{free_port()}/hooks", event_types=QUEUED_ONLY
     )
@@ -122,6 +124,13 @@ async def test_disabling_for_failures_keeps_earlier_events(
     clock.advance(DEFAULT_WEBHOOK_POLICY.disable_after)
     await engine.send(message_body(f"later@{DOMAIN}"))
     await services.processor.drain()
+    return endpoint
+
+
+async def test_disabling_for_failures_keeps_earlier_events(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    endpoint = await failing_endpoint(engine, services, clock)
     await services.dispatcher.run_once()
 
     disabled = await services.webhooks.get(endpoint.id)
@@ -136,15 +145,7 @@ async def test_disabling_for_failures_keeps_earlier_events(
 async def test_disabling_for_failures_keeps_concurrent_update(
     engine: Engine, services: EventServices, clock: ManualClock
 ) -> None:
-    endpoint = await services.webhooks.create(
-        f"http://127.0.0.1:{free_port()}/hooks", event_types=QUEUED_ONLY
-    )
-    await engine.send(message_body())
-    await services.processor.drain()
-    await services.dispatcher.run_once()
-    clock.advance(DEFAULT_WEBHOOK_POLICY.disable_after)
-    await engine.send(message_body(f"later@{DOMAIN}"))
-    await services.processor.drain()
+    endpoint = await failing_endpoint(engine, services, clock)
     disabled_at = clock.now()
     updated_at = disabled_at + timedelta(seconds=1)
     store = services.storage._store
