@@ -21,6 +21,7 @@ from typing import Any, AnyStr, cast
 from aiosmtpd.smtp import MISSING, SMTP, Session, TLSSetupException, _Missing, syntax
 
 from sendarix_http.relay.auth import client_address
+from sendarix_http.relay.handler import ascii_text
 
 __all__ = ["RelaySMTP"]
 
@@ -132,6 +133,8 @@ class RelaySMTP(SMTP):
         return await super()._call_handler_hook(command, *args)
 
     async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str):
+            status = ascii_text(status)
         if not self._storing:
             await super().push(status)
             return
@@ -216,7 +219,7 @@ class RelaySMTP(SMTP):
         transport = cast(asyncio.Transport | None, self.transport)
         if transport is None or transport.is_closing():
             return
-        transport.write(reply.encode("ascii") + b"\r\n")
+        transport.write(ascii_text(reply).encode("ascii") + b"\r\n")
         transport.close()
 
     async def wait_reply_sent(self) -> None:

@@ -790,6 +790,15 @@ async def test_idempotency_conflict_reply(
         ("Sender: ceo@", b"5.6.0 Sender: "),
         ("Sender: a@acme.example\r\nSender: b@acme.example", b"5.6.0 Sender: "),
         ("Message-ID:", b"5.6.0 Message-ID: the Message-ID header '' is not a valid"),
+        (
+            "X-Sendarix-Metadata-K: a\u2028b",
+            b"5.6.0 X-Sendarix-Metadata-K: 'a\\u2028b' contains the line separator",
+        ),
+        # Reply text is ASCII, so the quoted value shows é as an escape.
+        (
+            f"X-Sendarix-Metadata-K: é{'a' * 500}",
+            b"5.6.0 X-Sendarix-Metadata-K: '\\xe9" + b"a" * 58 + b"...' is ",
+        ),
     ],
 )
 async def test_invalid_header_reply(
@@ -804,6 +813,24 @@ async def test_invalid_header_reply(
     code, reply = await submit(relay_settings, certificate, api_key, data)
     assert code == 550
     assert reply.startswith(expected)
+    assert reply.isascii()
+
+
+async def test_message_id_invalid_utf8_refused(
+    relay: Relay,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+    engine: Engine,
+) -> None:
+    headers = "Message-ID: <x_@acme.test>\r\n"
+    data = message_bytes(headers=headers).replace(b"<x_@", b"<x\xff@")
+
+    code, reply = await submit(relay_settings, certificate, api_key, data)
+
+    assert code == 550
+    assert reply.startswith(b"5.6.0 Message-ID: the Message-ID header is not valid")
+    assert (await engine.list_messages(MessageQuery())).items == []
 
 
 @pytest.mark.parametrize(
