@@ -29,11 +29,12 @@ import attrs
 from sendarix_core.addresses import (
     AddressError,
     AddressErrorCode,
+    find_control_character,
     find_header_injection,
     parse_address,
     quote_value,
 )
-from sendarix_core.checks import Errors
+from sendarix_core.checks import Errors, name_character
 from sendarix_core.errors import FieldError, ValidationError
 from sendarix_core.header_checks import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -87,13 +88,17 @@ MAX_LINE_BYTES = 998
 # a transactional message names one sender, or a few authors.
 MAX_ADDRESS_HEADER_LENGTH = 2000
 MAX_HEADER_MAILBOXES = 20
-# A msg-id of RFC 5322 section 3.6.4 without comments: dot-atom-text (with
-# UTF-8, RFC 6532) on the left, dot-atom-text or a no-fold-literal on the
-# right.
-_ID_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+"
+# A msg-id of RFC 5322 section 3.6.4: dot-atom-text (with UTF-8, RFC 6532)
+# or a quoted-string (obs-id-left, which older systems still write) on the
+# left, dot-atom-text or a no-fold-literal on the right. The non-ASCII range
+# leaves out the C1 controls, U+2028 and U+2029, which the API rejects in
+# header values.
+_ID_NON_ASCII = "\u00a0-\u2027\u202a-\U0010ffff"
+_ID_ATOM = rf"[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~\-{_ID_NON_ASCII}]+"
 _ID_DOT_ATOM = rf"{_ID_ATOM}(?:\.{_ID_ATOM})*"
+_ID_QUOTED = rf'"(?:[ \t\x21\x23-\x5b\x5d-\x7e{_ID_NON_ASCII}]|\\[ \t\x21-\x7e])*"'
 _MESSAGE_ID = re.compile(
-    rf"<{_ID_DOT_ATOM}@(?:{_ID_DOT_ATOM}|\[[\x21-\x5a\x5e-\x7e]*\])>"
+    rf"<(?:{_ID_DOT_ATOM}|{_ID_QUOTED})@(?:{_ID_DOT_ATOM}|\[[\x21-\x5a\x5e-\x7e]*\])>"
 )
 _NOT_SIMPLE_FROM = re.compile(r'[,;:()"\\\[\]]|=\?')
 # Runs of the characters that the API rejects in a subject: those of
@@ -340,24 +345,83 @@ def _space_before_colon_error(field: HeaderField) -> FieldError:
 def _read_message_id(
     fields: Sequence[HeaderField], errors: list[FieldError]
 ) -> str | None:
-    """Return the Message-ID as submitted, adding an error if its syntax is invalid.
+    """Return the msg-id of the Message-ID, adding an error if it is invalid.
 
     Receivers drop duplicates and thread replies by it, and the API shows
-    it, so an empty or invalid one is rejected rather than delivered.
+    it, so an empty or invalid one is rejected rather than delivered. The
+    comments and whitespace around the msg-id stay in the delivered header
+    but are not part of the returned value.
     """
-    value = _first_value(fields, "message-id")
-    if value is None or _MESSAGE_ID.fullmatch(value):
-        return value
+    field = next((f for f in fields if f.name.lower() == "message-id"), None)
+    if field is None:
+        return None
+    try:
+        field.raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        # HeaderField.value would replace the invalid bytes, so the API
+        # would show a value other than the one delivered.
+        errors.append(
+            FieldError(
+                "Message-ID",
+                ErrorCode.INVALID_CHARACTER,
+                f"the Message-ID header is not valid UTF-8 (byte {error.start} of "
+                "the field); send the value as UTF-8, or leave the header out "
+                "and the relay adds one",
+            )
+        )
+        return None
+    value = field.value
+    message_id = _strip_message_id_cfws(value)
+    if message_id is not None:
+        return message_id
+    rejected = find_header_injection(value) or find_control_character(value)
+    if rejected is not None:
+        problem = f"contains {name_character(rejected)}"
+        code = ErrorCode.INVALID_CHARACTER
+    else:
+        problem = "is not a valid message identifier (RFC 5322 section 3.6.4)"
+        code = ErrorCode.INVALID_VALUE
     errors.append(
         FieldError(
             "Message-ID",
-            ErrorCode.INVALID_VALUE,
-            f"the Message-ID header {quote_value(value)} is not a valid message "
-            "identifier (RFC 5322 section 3.6.4); use '<unique-part@your-domain>', "
-            "or leave the header out and the relay adds one",
+            code,
+            f"the Message-ID header {quote_value(value)} {problem}; use "
+            "'<unique-part@your-domain>', or leave the header out and the relay "
+            "adds one",
         )
     )
     return None
+
+
+def _strip_message_id_cfws(value: str) -> str | None:
+    """Return the msg-id of ``[CFWS] msg-id [CFWS]``, or None if ``value``
+    has another form."""
+    start = _skip_cfws(value, 0)
+    if start is None:
+        return None
+    match = _MESSAGE_ID.match(value, start)
+    if match is None or _skip_cfws(value, match.end()) != len(value):
+        return None
+    return match.group()
+
+
+def _skip_cfws(value: str, position: int) -> int | None:
+    """Return the index after the whitespace and comments (RFC 5322 section
+    3.2.2, nested and with quoted-pairs) at ``position``, or None if a
+    comment is not closed."""
+    depth = 0
+    while position < len(value):
+        character = value[position]
+        if depth and character == "\\":
+            position += 1
+        elif character == "(":
+            depth += 1
+        elif depth and character == ")":
+            depth -= 1
+        elif not depth and character not in " \t":
+            break
+        position += 1
+    return None if depth else position
 
 
 def _first_value(fields: Sequence[HeaderField], lowered_name: str) -> str | None:
@@ -576,9 +640,9 @@ def _check_address_header_size(name: str, value: str, errors: list[FieldError]) 
             FieldError(
                 name,
                 ErrorCode.TOO_MANY,
-                f"the {name} header names {at_signs} addresses; the relay "
-                f"accepts at most {MAX_HEADER_MAILBOXES}, so name only the "
-                "mailboxes that sent the message",
+                f"the {name} header contains {at_signs} @ signs; the relay "
+                f"accepts at most {MAX_HEADER_MAILBOXES} in an address header, "
+                "so name only the mailboxes that sent the message",
             )
         )
         return False
@@ -700,12 +764,12 @@ class _ControlReader:
                 ErrorCode.TOO_MANY,
                 f"more than {self.limits.max_metadata_keys} metadata keys were given",
             )
-        elif find_header_injection(value):
+        elif (rejected := find_header_injection(value)) is not None:
             # check_metadata_value leaves these characters to its callers.
             self._error(
                 field,
                 ErrorCode.INVALID_CHARACTER,
-                f"{quote_value(value)} contains a control character",
+                f"{quote_value(value)} contains {name_character(rejected)}",
             )
         else:
             checked = check_metadata_value(

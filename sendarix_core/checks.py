@@ -167,6 +167,21 @@ def check_string(field: str, value: object, errors: Errors) -> str | None:
     return None
 
 
+def name_character(character: str) -> str:
+    """Return the name of a rejected character for an error message, such as
+    "the line separator U+2028"."""
+    code_point = ord(character)
+    if character == "\u2028":
+        kind = "line separator"
+    elif character == "\u2029":
+        kind = "paragraph separator"
+    elif 0xD800 <= code_point <= 0xDFFF:
+        kind = "lone surrogate"
+    else:
+        kind = "control character"
+    return f"the {kind} U+{code_point:04X}"
+
+
 def check_line(field: str, value: str, errors: Errors) -> bool:
     """Return whether a header value is free of line breaks and controls.
 
@@ -187,7 +202,7 @@ def check_line(field: str, value: str, errors: Errors) -> bool:
         errors.add(
             field,
             ErrorCode.INVALID_CHARACTER,
-            f"{quote_value(value)} contains the control character U+{ord(control):04X}",
+            f"{quote_value(value)} contains {name_character(control)}",
         )
         return False
     return True

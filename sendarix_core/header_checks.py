@@ -23,6 +23,7 @@ from sendarix_core.checks import (
     check_no_nul,
     check_string,
     describe,
+    name_character,
 )
 from sendarix_core.errors import ValidationError
 from sendarix_core.mime import STRUCTURED_HEADERS, longest_folded_line
@@ -288,11 +289,12 @@ def check_metadata(value: object, limits: Limits, errors: Errors) -> dict[str, s
 
 
 def _check_metadata_key(field: str, key: str, limits: Limits, errors: Errors) -> bool:
-    if find_header_injection(key) or find_control_character(key):
+    rejected = find_header_injection(key) or find_control_character(key)
+    if rejected is not None:
         errors.add(
             field,
             ErrorCode.INVALID_CHARACTER,
-            f"the metadata key {quote_value(key)} contains a control character",
+            f"the metadata key {quote_value(key)} contains {name_character(rejected)}",
         )
         return False
     return check_length(field, key, limits.max_metadata_key_length, errors)
@@ -313,11 +315,12 @@ def check_metadata_value(
     # NUL is not: PostgreSQL can't store it in text.
     if not check_no_nul(field, value, errors):
         return None
-    if find_control_character(value):
+    rejected = find_control_character(value)
+    if rejected is not None:
         errors.add(
             field,
             ErrorCode.INVALID_CHARACTER,
-            f"{quote_value(value)} contains a control character",
+            f"{quote_value(value)} contains {name_character(rejected)}",
         )
         return None
     if not check_length(field, value, limits.max_metadata_value_length, errors):

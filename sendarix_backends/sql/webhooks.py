@@ -773,13 +773,19 @@ def _disable_failing(
     disable_after: timedelta,
 ) -> list[str]:
     table = webhook_endpoints
+    # The lock keeps a concurrent update_endpoint from committing between
+    # this read and the update below, which would drop its subscription
+    # change from earlier_subscriptions.
     rows = (
         connection.execute(
-            sa.select(table).where(
+            sa.select(table)
+            .where(
                 table.c.id.in_(endpoint_ids),
                 table.c.enabled.is_(True),
                 table.c.failing_since <= now - disable_after,
             )
+            .order_by(table.c.id)
+            .with_for_update()
         )
         .mappings()
         .all()

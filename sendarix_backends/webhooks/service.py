@@ -6,6 +6,8 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
+import attrs
+
 from sendarix_backends.events.storage import SqlEventStorage
 from sendarix_backends.webhooks.destinations import (
     AddressResolver,
@@ -135,8 +137,11 @@ class WebhookService:
         )
         if errors:
             raise ValidationError(errors)
+        checked = attrs.evolve(
+            changes, event_types=check_event_types(changes.event_types)
+        )
         updated = await self._storage.update_endpoint(
-            endpoint_id, changes, self._clock.now()
+            endpoint_id, checked, self._clock.now()
         )
         if updated is None:
             raise NotFoundError("webhook", endpoint_id)

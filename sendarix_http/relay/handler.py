@@ -224,12 +224,26 @@ def _needs_smtputf8(path: str, envelope: Envelope) -> bool:
     return not path.isascii() and not envelope.smtp_utf8
 
 
+def ascii_text(text: str) -> str:
+    """Return ``text`` with "…" as "..." and other non-ASCII characters as
+    Python escapes (``\\xe9``, ``\\u2028``).
+
+    RFC 5321 section 4.2 allows only ASCII in reply text, and the values
+    quoted in error messages may contain any character.
+    """
+    if text.isascii():
+        return text
+    shortened = text.replace("\u2026", "...")
+    return shortened.encode("ascii", "backslashreplace").decode("ascii")
+
+
 def _reply(code: str, enhanced_code: str, lines: Sequence[str]) -> str:
-    """Format a reply of one or more lines, each within the length limit."""
+    """Format a reply of one or more ASCII lines, each within the length limit."""
     formatted = []
     for index, text in enumerate(lines):
         separator = " " if index == len(lines) - 1 else "-"
-        formatted.append(f"{code}{separator}{enhanced_code} {text[:_MAX_REPLY_TEXT]}")
+        shown = ascii_text(text)[:_MAX_REPLY_TEXT]
+        formatted.append(f"{code}{separator}{enhanced_code} {shown}")
     return "\r\n".join(formatted)
 
 

@@ -21,6 +21,7 @@ from typing import Any, AnyStr, cast
 from aiosmtpd.smtp import MISSING, SMTP, Session, TLSSetupException, _Missing, syntax
 
 from sendarix_http.relay.auth import client_address
+from sendarix_http.relay.handler import ascii_text
 
 __all__ = ["RelaySMTP"]
 
@@ -132,6 +133,8 @@ class RelaySMTP(SMTP):
         return await super()._call_handler_hook(command, *args)
 
     async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str):
+            status = ascii_text(status)
         if not self._storing:
             await super().push(status)
             return
@@ -183,11 +186,16 @@ class RelaySMTP(SMTP):
             return MISSING
 
     async def _read_line(self) -> bytes | None:
-        """Read one line, or read past it and return None if it is too long."""
+        """Read one line, or read past it and return None if it is longer
+        than ``line_length_limit`` octets with its line ending."""
         try:
-            return await self._reader.readuntil()
+            line = await self._reader.readuntil()
         except asyncio.LimitOverrunError as error:
             await self._reader.read(error.consumed)
+        else:
+            # readuntil raises only when the separator starts after the
+            # limit, so it returns lines of up to limit + 1 octets.
+            return None if len(line) > self.line_length_limit else line
         while True:
             try:
                 await self._reader.readuntil()
@@ -211,7 +219,7 @@ class RelaySMTP(SMTP):
         transport = cast(asyncio.Transport | None, self.transport)
         if transport is None or transport.is_closing():
             return
-        transport.write(reply.encode("ascii") + b"\r\n")
+        transport.write(ascii_text(reply).encode("ascii") + b"\r\n")
         transport.close()
 
     async def wait_reply_sent(self) -> None:

@@ -316,6 +316,13 @@ def test_invalid_field(changes: dict[str, Any], field: str, code: str) -> None:
             "'2026-04-19T15:00:00' has no timezone",
         ),
         ({"metadata": {"n": 42}}, "expected a string, got 42; send numbers"),
+        (
+            {"metadata": {"k\u2028": "v"}},
+            "contains the line separator U+2028",
+        ),
+        ({"metadata": {"k\x07": "v"}}, "contains the control character U+0007"),
+        ({"metadata": {"k": "\ud800"}}, "contains the lone surrogate U+D800"),
+        ({"headers": {"X-A": "a\x07"}}, "contains the control character U+0007"),
     ],
 )
 def test_error_message(changes: dict[str, Any], expected: str) -> None:

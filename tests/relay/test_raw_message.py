@@ -393,6 +393,31 @@ def test_read_other_senders() -> None:
             [("Message-ID", "invalid_value")],
         ),
         (b"Message-ID: a@c.example\r\n" + MESSAGE, [("Message-ID", "invalid_value")]),
+        (b"Message-ID: <>\r\n" + MESSAGE, [("Message-ID", "invalid_value")]),
+        (
+            b"Message-ID: (unclosed <a@c.example>\r\n" + MESSAGE,
+            [("Message-ID", "invalid_value")],
+        ),
+        (
+            b"Message-ID: <a@c.example> trailing\r\n" + MESSAGE,
+            [("Message-ID", "invalid_value")],
+        ),
+        (
+            b"Message-ID: <x\xff@acme.test>\r\n" + MESSAGE,
+            [("Message-ID", "invalid_character")],
+        ),
+        (
+            "Message-ID: <x\u0085@acme.test>\r\n".encode() + MESSAGE,
+            [("Message-ID", "invalid_character")],
+        ),
+        (
+            "Message-ID: <x\u2028@acme.test>\r\n".encode() + MESSAGE,
+            [("Message-ID", "invalid_character")],
+        ),
+        (
+            'Message-ID: <"x\u2029"@acme.test>\r\n'.encode() + MESSAGE,
+            [("Message-ID", "invalid_character")],
+        ),
     ],
 )
 def test_read_rejects(data: bytes, expected: list[tuple[str, str]]) -> None:
@@ -544,7 +569,7 @@ def test_address_header_mailbox_limit(header: str) -> None:
 
     [error] = [item for item in caught.value.errors if item.code == "too_many"]
     assert error.field == header
-    assert "names 21 addresses; the relay accepts at most 20" in error.message
+    assert "contains 21 @ signs; the relay accepts at most 20 in an" in error.message
 
 
 def test_address_header_limit_allows_twenty() -> None:
@@ -566,3 +591,48 @@ def test_read_valid_message_id(message_id: str) -> None:
     raw = read_raw_message(data)
 
     assert raw.message_id == message_id
+
+
+@pytest.mark.parametrize(
+    ("value", "message_id"),
+    [
+        ("<x.y@acme.test> (c)", "<x.y@acme.test>"),
+        ("(sent by (old) MTA) <x.y@acme.test>", "<x.y@acme.test>"),
+        ("(a \\) b) <x.y@acme.test>\t( c )", "<x.y@acme.test>"),
+        ('<"a b"@host.example>', '<"a b"@host.example>'),
+        ('<"a\\"b"@host.example> (quoted)', '<"a\\"b"@host.example>'),
+    ],
+)
+def test_message_id_with_comments(value: str, message_id: str) -> None:
+    header = f"Message-ID: {value}\r\n".encode()
+
+    raw = read_raw_message(header + MESSAGE)
+
+    assert raw.message_id == message_id
+    assert header in raw.data
+
+
+def test_message_id_invalid_utf8_named() -> None:
+    with pytest.raises(ValidationError) as caught:
+        read_raw_message(b"Message-ID: <x\xff@acme.test>\r\n" + MESSAGE)
+
+    [error] = caught.value.errors
+    assert "is not valid UTF-8 (byte 14 of the field)" in error.message
+
+
+def test_message_id_separator_named() -> None:
+    with pytest.raises(ValidationError) as caught:
+        read_raw_message("Message-ID: <x\u2028@acme.test>\r\n".encode() + MESSAGE)
+
+    [error] = caught.value.errors
+    assert "contains the line separator U+2028" in error.message
+
+
+def test_metadata_separator_named() -> None:
+    data = "X-Sendarix-Metadata-K: a\u2029b\r\n".encode() + MESSAGE
+
+    with pytest.raises(ValidationError) as caught:
+        read_raw_message(data)
+
+    [error] = caught.value.errors
+    assert "contains the paragraph separator U+2029" in error.message

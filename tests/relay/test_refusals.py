@@ -790,6 +790,15 @@ async def test_idempotency_conflict_reply(
         ("Sender: ceo@", b"5.6.0 Sender: "),
         ("Sender: a@acme.example\r\nSender: b@acme.example", b"5.6.0 Sender: "),
         ("Message-ID:", b"5.6.0 Message-ID: the Message-ID header '' is not a valid"),
+        (
+            "X-Sendarix-Metadata-K: a\u2028b",
+            b"5.6.0 X-Sendarix-Metadata-K: 'a\\u2028b' contains the line separator",
+        ),
+        # Reply text is ASCII, so the quoted value shows é as an escape.
+        (
+            f"X-Sendarix-Metadata-K: é{'a' * 500}",
+            b"5.6.0 X-Sendarix-Metadata-K: '\\xe9" + b"a" * 58 + b"...' is ",
+        ),
     ],
 )
 async def test_invalid_header_reply(
@@ -804,6 +813,24 @@ async def test_invalid_header_reply(
     code, reply = await submit(relay_settings, certificate, api_key, data)
     assert code == 550
     assert reply.startswith(expected)
+    assert reply.isascii()
+
+
+async def test_message_id_invalid_utf8_refused(
+    relay: Relay,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    api_key: str,
+    engine: Engine,
+) -> None:
+    headers = "Message-ID: <x_@acme.test>\r\n"
+    data = message_bytes(headers=headers).replace(b"<x_@", b"<x\xff@")
+
+    code, reply = await submit(relay_settings, certificate, api_key, data)
+
+    assert code == 550
+    assert reply.startswith(b"5.6.0 Message-ID: the Message-ID header is not valid")
+    assert (await engine.list_messages(MessageQuery())).items == []
 
 
 @pytest.mark.parametrize(
@@ -961,6 +988,29 @@ async def test_auth_response_too_long(
     assert challenge.startswith(b"334 ")
     assert reply.startswith(b"500 5.5.6 the AUTH response is longer than 1001 octets")
     assert noop.startswith(b"250 ")
+
+
+@pytest.mark.parametrize("mechanism", [b"AUTH LOGIN", b"AUTH PLAIN"])
+async def test_auth_response_line_limit(
+    relay: Relay,
+    relay_settings: Settings,
+    certificate: TestCertificate,
+    mechanism: bytes,
+) -> None:
+    def run() -> tuple[bytes, bytes]:
+        session = RawSession(relay_settings.relay_port, certificate, None)
+        session.command(mechanism)
+        # 999 octets and CRLF make 1,001 octets, the maximum.
+        longest = session.command(b"A" * 999)
+        session.command(mechanism)
+        too_long = session.command(b"A" * 1000)
+        session.close()
+        return longest, too_long
+
+    longest, too_long = await in_thread(run)
+
+    assert longest.startswith(b"501 5.5.2 ")
+    assert too_long.startswith(b"500 5.5.6 the AUTH response is longer than 1001")
 
 
 async def test_help_after_starttls(

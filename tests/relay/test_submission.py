@@ -84,6 +84,17 @@ async def test_send_raw_display_fields(engine: Engine) -> None:
     assert message.message_id_header == "<m1@acme.example>"
 
 
+async def test_send_raw_message_id_comment(engine: Engine) -> None:
+    header = b"Message-ID: <x.y@acme.test> (c)\r\n"
+    data = message_bytes(headers=header.decode())
+
+    [result] = await engine.send_raw(data, mail_from=SENDER, recipients=[RECIPIENT])
+
+    message = await engine.get_message(result.message_id)
+    assert message.message_id_header == "<x.y@acme.test>"
+    assert header in (message.content.raw or b"")
+
+
 async def test_send_raw_sender_is_envelope(engine: Engine) -> None:
     data = message_bytes(sender="Acme <no-reply@acme.example>")
     [result] = await engine.send_raw(

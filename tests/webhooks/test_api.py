@@ -172,6 +172,22 @@ async def test_update_changes_fields(client: httpx.AsyncClient) -> None:
     assert body["url"] == "http://127.0.0.1:9/"
 
 
+async def test_duplicate_events_stored_once(client: httpx.AsyncClient) -> None:
+    twice = ["message.queued", "message.queued"]
+    created = await client.post(
+        "/v1/webhooks", json={"url": "http://127.0.0.1:9/", "events": twice}
+    )
+    endpoint_id = created.json()["id"]
+
+    updated = await client.patch(f"/v1/webhooks/{endpoint_id}", json={"events": twice})
+    read = await client.get(f"/v1/webhooks/{endpoint_id}")
+
+    assert created.json()["events"] == ["message.queued"]
+    assert updated.status_code == 200
+    assert updated.json()["events"] == ["message.queued"]
+    assert read.json()["events"] == ["message.queued"]
+
+
 async def test_update_null_url_or_enabled_422(client: httpx.AsyncClient) -> None:
     created = await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/"})
 

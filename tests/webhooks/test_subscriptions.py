@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from sendarix_backends.engine import Engine
 from sendarix_backends.events.services import EventServices
-from sendarix_backends.webhooks.model import EndpointChanges
+from sendarix_backends.sql import webhooks
+from sendarix_backends.webhooks.model import EndpointChanges, WebhookEndpoint
 from sendarix_backends.webhooks.schedule import DEFAULT_WEBHOOK_POLICY
 from sendarix_core.clock import ManualClock
 from sendarix_core.states import EventType
@@ -107,9 +110,11 @@ async def test_old_subscription_changes_dropped(
     assert period.enabled is False
 
 
-async def test_disabling_for_failures_keeps_earlier_events(
+async def failing_endpoint(
     engine: Engine, services: EventServices, clock: ManualClock
-) -> None:
+) -> WebhookEndpoint:
+    """Create an endpoint that has failed for ``disable_after``, with one
+    delivery due whose failure disables it."""
     endpoint = await services.webhooks.create(
         f"http://127.0.0.1:{free_port()}/hooks", event_types=QUEUED_ONLY
     )
@@ -119,6 +124,13 @@ async def test_disabling_for_failures_keeps_earlier_events(
     clock.advance(DEFAULT_WEBHOOK_POLICY.disable_after)
     await engine.send(message_body(f"later@{DOMAIN}"))
     await services.processor.drain()
+    return endpoint
+
+
+async def test_disabling_for_failures_keeps_earlier_events(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    endpoint = await failing_endpoint(engine, services, clock)
     await services.dispatcher.run_once()
 
     disabled = await services.webhooks.get(endpoint.id)
@@ -128,3 +140,50 @@ async def test_disabling_for_failures_keeps_earlier_events(
     assert period.until == disabled.disabled_at
     assert disabled.receives(str(EventType.QUEUED), period.until - timedelta(seconds=1))
     assert not disabled.receives(str(EventType.QUEUED), clock.now())
+
+
+async def test_disabling_for_failures_keeps_concurrent_update(
+    engine: Engine, services: EventServices, clock: ManualClock
+) -> None:
+    endpoint = await failing_endpoint(engine, services, clock)
+    disabled_at = clock.now()
+    updated_at = disabled_at + timedelta(seconds=1)
+    store = services.storage._store
+    changes = EndpointChanges(event_types=(str(EventType.DELIVERED),))
+    updates: list[threading.Thread] = []
+
+    def update() -> None:
+        store._transaction(
+            "update_webhook",
+            True,
+            webhooks.update_endpoint,
+            endpoint.id,
+            changes,
+            updated_at,
+        )
+
+    def update_after_read(
+        _connection: object, _cursor: object, statement: str, *_rest: object
+    ) -> None:
+        # Commits an update between the read of the failing endpoints and
+        # their update, unless the read locked them.
+        if updates or "failing_since <=" not in statement:
+            return
+        updates.append(threading.Thread(target=update))
+        updates[0].start()
+        updates[0].join(timeout=1)
+
+    sa.event.listen(store._engine, "after_cursor_execute", update_after_read)
+    try:
+        await services.dispatcher.run_once()
+    finally:
+        sa.event.remove(store._engine, "after_cursor_execute", update_after_read)
+    [update_thread] = updates
+    update_thread.join(timeout=30)
+
+    stored = await services.webhooks.get(endpoint.id)
+
+    assert stored.enabled is False
+    assert stored.event_types == (str(EventType.DELIVERED),)
+    periods = [(p.until, p.enabled) for p in stored.earlier_subscriptions]
+    assert periods == [(disabled_at, True), (updated_at, False)]
