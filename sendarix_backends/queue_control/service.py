@@ -160,7 +160,7 @@ class QueueControl:
         _check_fields(body, ("filter", "dry_run", "limit"))
         if body.get("filter") is None:
             # Without this check, a body that lost its filter would cancel
-            # the whole queue. An empty filter asks for that explicitly.
+            # the whole queue. An empty filter requests that explicitly.
             raise ValidationError(
                 [
                     FieldError(

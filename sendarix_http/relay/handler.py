@@ -209,8 +209,8 @@ def _credential(session: Session) -> RelayCredential:
 
 
 def _key_rejected_reply(error: Exception) -> str:
-    # The error's own advice ("create a new key") is for HTTP clients; an
-    # SMTP client needs a new session as well.
+    # The error's own advice ("create a new key") is written for HTTP
+    # clients. An SMTP client also needs a new session.
     reason = str(error).split(";", 1)[0]
     return (
         f"550 5.7.8 {reason[:1].upper()}{reason[1:]}. Connect again and "
